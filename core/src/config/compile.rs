@@ -1,0 +1,987 @@
+//! Checks a raw config for meaning and builds the compiled [`Config`]. Every problem is
+//! collected, each with its key path, before anything is returned.
+
+use super::raw::{self, RawConfig};
+use super::{Action, AuthRule, Config, ConfigErrors, Diagnostic, Respond, Route, Upstream};
+use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
+use http::{HeaderName, Method};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::rc::Rc;
+
+/// Collects problems.
+struct Errs<'l> {
+    list: Vec<Diagnostic>,
+    locate: &'l dyn Fn(&str) -> Option<(usize, usize)>,
+}
+
+impl Errs<'_> {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let line_col = (self.locate)(&path);
+        self.list.push(Diagnostic {
+            path,
+            line_col,
+            message: message.into(),
+        });
+    }
+}
+
+/// ` (did you mean "x"?)` when a candidate is close to `name`.
+pub(super) fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    let best = candidates
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min();
+    best.map(|(_, c)| format!(" (did you mean {c:?}?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// A route's own reference, or the default when it names none.
+fn reference<T>(
+    e: &mut Errs<'_>,
+    path: &str,
+    what: &str,
+    own: &Option<String>,
+    default: Option<usize>,
+    names: &BTreeMap<String, T>,
+) -> Option<usize> {
+    match own {
+        Some(name) => lookup(e, path, what, Some(name), names),
+        None => default,
+    }
+}
+
+/// Resolves a reference to a named policy; `"none"` opts out.
+fn lookup<T>(
+    e: &mut Errs<'_>,
+    path: &str,
+    what: &str,
+    name: Option<&str>,
+    names: &BTreeMap<String, T>,
+) -> Option<usize> {
+    let name = name?;
+    if name == "none" {
+        return None;
+    }
+    match names.keys().position(|k| k == name) {
+        Some(i) => Some(i),
+        None => {
+            let hint = did_you_mean(name, names.keys().map(String::as_str));
+            e.push(path, format!("unknown {what} {name:?}{hint}"));
+            None
+        }
+    }
+}
+
+fn header_name(e: &mut Errs<'_>, path: &str, name: &str) -> Option<HeaderName> {
+    match HeaderName::from_bytes(name.as_bytes()) {
+        Ok(h) => Some(h),
+        Err(_) => {
+            e.push(path, format!("{name:?} is not a valid header name"));
+            None
+        }
+    }
+}
+
+/// Why an address must not be an upstream without `allow_private`.
+pub fn private_reason(ip: IpAddr) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            if v4 == std::net::Ipv4Addr::new(169, 254, 169, 254)
+                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
+            {
+                Some("a cloud metadata address")
+            } else if v4.is_loopback() {
+                Some("a loopback address")
+            } else if v4.is_private() || (o[0] == 100 && (64..128).contains(&o[1])) {
+                Some("a private address")
+            } else if v4.is_link_local() {
+                Some("a link-local address")
+            } else if v4.is_unspecified() || v4.is_broadcast() {
+                Some("not a routable address")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            if v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+                Some("a cloud metadata address")
+            } else if v6.is_loopback() {
+                Some("a loopback address")
+            } else if s[0] & 0xfe00 == 0xfc00 {
+                Some("a private address")
+            } else if s[0] & 0xffc0 == 0xfe80 {
+                Some("a link-local address")
+            } else if v6.is_unspecified() {
+                Some("not a routable address")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Checks an outbound URL: http(s), a host, and no private address unless allowed.
+fn outbound_url(e: &mut Errs<'_>, path: &str, url: &str, allow_private: bool) -> Option<String> {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        e.push(path, format!("{url:?} is not a URL"));
+        return None;
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        e.push(path, format!("{url:?} must start with http:// or https://"));
+        return None;
+    }
+    let Some(host) = uri.host() else {
+        e.push(path, format!("{url:?} has no host"));
+        return None;
+    };
+    if uri.query().is_some() {
+        e.push(path, format!("{url:?} must not have a query"));
+        return None;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let reason = match bare.parse::<IpAddr>() {
+        Ok(ip) => private_reason(ip),
+        Err(_) => {
+            let h = bare.to_ascii_lowercase();
+            if h == "localhost" || h.ends_with(".localhost") {
+                Some("a loopback address")
+            } else if h == "metadata.google.internal" || h == "metadata" {
+                Some("a cloud metadata address")
+            } else {
+                None
+            }
+        }
+    };
+    if let (Some(reason), false) = (reason, allow_private) {
+        e.push(
+            path,
+            format!("{host} is {reason}; set allow_private = true to allow it"),
+        );
+        return None;
+    }
+    Some(url.trim_end_matches('/').to_string())
+}
+
+fn methods(e: &mut Errs<'_>, path: &str, list: &[String]) -> Vec<Method> {
+    let mut out = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let upper = m.to_ascii_uppercase();
+        match Method::from_bytes(upper.as_bytes()) {
+            Ok(method) if m.bytes().all(|b| b.is_ascii_alphabetic()) => out.push(method),
+            _ => e.push(
+                format!("{path}[{i}]"),
+                format!("{m:?} is not an HTTP method"),
+            ),
+        }
+    }
+    out
+}
+
+fn compile_transform(e: &mut Errs<'_>, path: &str, t: &raw::Transform) -> transform::Transform {
+    let mut out = transform::Transform::default();
+    let pairs = |e: &mut Errs<'_>, field: &str, map: &BTreeMap<String, String>| {
+        let mut v = Vec::new();
+        for (name, value) in map {
+            let p = format!("{path}.{field}.{name}");
+            let h = header_name(e, &p, name);
+            match transform::ValueTemplate::parse(value) {
+                Ok(t) => {
+                    if let Some(h) = h {
+                        v.push((h, t))
+                    }
+                }
+                Err(m) => e.push(p, m),
+            }
+        }
+        v
+    };
+    out.set_headers = pairs(e, "set_headers", &t.set_headers);
+    out.add_headers = pairs(e, "add_headers", &t.add_headers);
+    for (i, name) in t.remove_headers.iter().enumerate() {
+        if let Some(h) = header_name(e, &format!("{path}.remove_headers[{i}]"), name) {
+            out.remove_headers.push(h);
+        }
+    }
+    for (from, to) in &t.rename_headers {
+        let p = format!("{path}.rename_headers.{from}");
+        if let (Some(a), Some(b)) = (header_name(e, &p, from), header_name(e, &p, to)) {
+            out.rename_headers.push((a, b));
+        }
+    }
+    out.set_query = t
+        .set_query
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    out.remove_query = t.remove_query.clone();
+    if let Some(json) = &t.json {
+        let ptr = |e: &mut Errs<'_>, p: String, s: &str| match transform::pointer_tokens(s) {
+            Ok(_) => true,
+            Err(m) => {
+                e.push(p, m);
+                false
+            }
+        };
+        for (p, v) in &json.set {
+            if ptr(e, format!("{path}.json.set"), p) {
+                out.json_set.push((p.clone(), v.clone()));
+            }
+        }
+        for (i, p) in json.remove.iter().enumerate() {
+            if ptr(e, format!("{path}.json.remove[{i}]"), p) {
+                out.json_remove.push(p.clone());
+            }
+        }
+        for (from, to) in &json.rename {
+            let p = format!("{path}.json.rename");
+            if ptr(e, p.clone(), from) && ptr(e, p, to) {
+                out.json_rename.push((from.clone(), to.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn compile_param(
+    e: &mut Errs<'_>,
+    path: &str,
+    spec: &raw::ParamSpec,
+    in_path: bool,
+) -> Option<validate::Param> {
+    let rule = match spec {
+        raw::ParamSpec::Type(kind) => raw::ParamRule {
+            kind: *kind,
+            required: false,
+            min: None,
+            max: None,
+            one_of: vec![],
+            pattern: None,
+        },
+        raw::ParamSpec::Rule(r) => r.clone(),
+    };
+    if let (Some(min), Some(max)) = (rule.min, rule.max) {
+        if min > max {
+            e.push(path, format!("min {min} is greater than max {max}"));
+        }
+    }
+    let pattern = match &rule.pattern {
+        Some(p) => match regex_lite::Regex::new(p) {
+            Ok(r) => Some(r),
+            Err(err) => {
+                e.push(
+                    format!("{path}.pattern"),
+                    format!("invalid regular expression: {err}"),
+                );
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some(validate::Param {
+        kind: rule.kind,
+        required: rule.required || in_path,
+        min: rule.min,
+        max: rule.max,
+        one_of: rule.one_of,
+        pattern,
+    })
+}
+
+/// Checks `raw` and builds the config; `locate` maps a key path to a line and column.
+pub fn compile(
+    raw: RawConfig,
+    locate: &dyn Fn(&str) -> Option<(usize, usize)>,
+) -> Result<Config, ConfigErrors> {
+    let mut e = Errs {
+        list: Vec::new(),
+        locate,
+    };
+    let g = &raw.gateway;
+
+    // gateway
+    let trusted: Vec<ipnet::IpNet> = g
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            access::parse_cidr(c)
+                .map_err(|m| e.push(format!("gateway.trusted_proxies[{i}]"), m))
+                .ok()
+        })
+        .collect();
+    let request_id_header = header_name(&mut e, "gateway.request_id_header", &g.request_id_header);
+    for (field, v) in [
+        ("max_uri_bytes", g.limits.max_uri_bytes),
+        ("max_header_bytes", g.limits.max_header_bytes),
+        ("max_body_bytes", g.limits.max_body_bytes),
+    ] {
+        if v == 0 {
+            e.push(format!("gateway.limits.{field}"), "must be greater than 0");
+        }
+    }
+
+    // upstreams
+    let mut upstreams = Vec::new();
+    for (name, u) in &raw.upstreams {
+        let path = format!("upstreams.{name}");
+        if u.targets.is_empty() {
+            e.push(format!("{path}.targets"), "needs at least one target");
+        }
+        let mut targets = Vec::new();
+        for (i, t) in u.targets.iter().enumerate() {
+            if let Some(url) = outbound_url(
+                &mut e,
+                &format!("{path}.targets[{i}].url"),
+                &t.url,
+                u.allow_private,
+            ) {
+                targets.push(url);
+            }
+        }
+        if !u.targets.is_empty() && u.targets.iter().all(|t| t.weight == 0) {
+            e.push(
+                format!("{path}.targets"),
+                "at least one target needs a weight above 0",
+            );
+        }
+        if u.timeout_ms == 0 {
+            e.push(format!("{path}.timeout_ms"), "must be greater than 0");
+        }
+        if u.retries > 10 {
+            e.push(format!("{path}.retries"), "must be at most 10");
+        }
+        upstreams.push(Upstream {
+            name: name.clone(),
+            targets,
+            weights: u.targets.iter().map(|t| t.weight).collect(),
+            timeout_ms: u.timeout_ms,
+            retries: u.retries,
+        });
+    }
+
+    // access lists
+    let mut access_lists = Vec::new();
+    for (name, a) in &raw.access {
+        let path = format!("access.{name}");
+        let nets = |e: &mut Errs<'_>, field: &str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    access::parse_cidr(c)
+                        .map_err(|m| e.push(format!("{path}.{field}[{i}]"), m))
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        };
+        let allow = nets(&mut e, "allow_ips", &a.allow_ips);
+        let deny = nets(&mut e, "deny_ips", &a.deny_ips);
+        for (field, list) in [
+            ("allow_countries", &a.allow_countries),
+            ("deny_countries", &a.deny_countries),
+        ] {
+            for (i, c) in list.iter().enumerate() {
+                if !access::is_country_code(c) {
+                    e.push(
+                        format!("{path}.{field}[{i}]"),
+                        format!("{c:?} is not an ISO 3166-1 alpha-2 code (two uppercase letters)"),
+                    );
+                }
+            }
+        }
+        access_lists.push(access::AccessPolicy {
+            name: name.clone(),
+            allow_ips: (!a.allow_ips.is_empty()).then(|| access::IpSet::new(allow)),
+            deny_ips: access::IpSet::new(deny),
+            allow_countries: a.allow_countries.clone(),
+            deny_countries: a.deny_countries.clone(),
+            allow_asns: a.allow_asns.clone(),
+            deny_asns: a.deny_asns.clone(),
+        });
+    }
+
+    // JWT providers
+    let mut jwt = Vec::new();
+    for (name, p) in &raw.auth.jwt {
+        let path = format!("auth.jwt.{name}");
+        if p.keys.is_empty() && p.jwks_url.is_none() {
+            e.push(&path, "needs `keys` or `jwks_url`");
+        }
+        let jwks_url = p
+            .jwks_url
+            .as_ref()
+            .and_then(|u| outbound_url(&mut e, &format!("{path}.jwks_url"), u, p.allow_private));
+        let mut keys = Vec::new();
+        for (i, k) in p.keys.iter().enumerate() {
+            let kp = format!("{path}.keys[{i}]");
+            let secret = match (&k.secret, &k.secret_base64) {
+                (Some(s), None) => Some(Ok(s.as_bytes().to_vec())),
+                (None, Some(b)) => {
+                    Some(decode_base64(b).ok_or_else(|| "secret_base64 is not base64".to_string()))
+                }
+                (Some(_), Some(_)) => {
+                    Some(Err("give `secret` or `secret_base64`, not both".to_string()))
+                }
+                (None, None) => None,
+            };
+            let key = match (secret, &k.jwk) {
+                (Some(_), Some(_)) => Err("give a secret or a `jwk`, not both".to_string()),
+                (Some(Ok(bytes)), None) => auth::Key::hmac(k.kid.clone(), k.alg, &bytes),
+                (Some(Err(m)), None) => Err(m),
+                (None, Some(jwk)) => auth::Key::from_jwk(k.kid.clone(), k.alg, jwk),
+                (None, None) => Err(format!(
+                    "{} needs {}",
+                    k.alg.name(),
+                    if matches!(k.alg, raw::Alg::HS256 | raw::Alg::HS384 | raw::Alg::HS512) {
+                        "`secret` or `secret_base64`"
+                    } else {
+                        "a `jwk`"
+                    }
+                )),
+            };
+            match key {
+                Ok(key) => keys.push(key),
+                Err(m) => e.push(kp, m),
+            }
+        }
+        if p.jwks_min_ttl_s > p.jwks_max_ttl_s {
+            e.push(
+                format!("{path}.jwks_min_ttl_s"),
+                "must not be greater than jwks_max_ttl_s",
+            );
+        }
+        let header = header_name(&mut e, &format!("{path}.header"), &p.header);
+        jwt.push(auth::JwtProvider {
+            name: name.clone(),
+            issuer: p.issuer.clone(),
+            audiences: p.audiences.clone(),
+            jwks_url,
+            keys,
+            leeway_s: u64::from(p.leeway_s),
+            require_exp: p.require_exp,
+            header: header.unwrap_or(http::header::AUTHORIZATION),
+            jwks_min_ttl_s: p.jwks_min_ttl_s,
+            jwks_max_ttl_s: p.jwks_max_ttl_s,
+            jwks_cooldown_s: p.jwks_cooldown_s,
+            fail_open: p.fail == raw::FailMode::Open,
+        });
+    }
+
+    // API keys
+    let mut api_keys = Vec::new();
+    for (name, s) in &raw.auth.api_keys {
+        let path = format!("auth.api_keys.{name}");
+        let header = match (&s.header, &s.query) {
+            (Some(h), _) => header_name(&mut e, &format!("{path}.header"), h),
+            (None, None) => Some(HeaderName::from_static("x-api-key")),
+            (None, Some(_)) => None,
+        };
+        let mut by_hash = HashMap::new();
+        for (i, k) in s.keys.iter().enumerate() {
+            let kp = format!("{path}.keys[{i}].sha256");
+            match hex::decode(&k.sha256)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            {
+                Some(digest) => {
+                    if by_hash
+                        .insert(digest, (k.consumer.clone(), k.scopes.clone()))
+                        .is_some()
+                    {
+                        e.push(kp, "the same key is listed twice");
+                    }
+                }
+                None => e.push(kp, "must be 64 hex digits (the SHA-256 of the key)"),
+            }
+        }
+        api_keys.push(auth::ApiKeySet {
+            name: name.clone(),
+            header,
+            query: s.query.clone(),
+            by_hash,
+        });
+    }
+
+    // rate limits
+    let mut quotas = Vec::new();
+    for (name, q) in &raw.rate_limits {
+        let path = format!("rate_limits.{name}");
+        let key = ratelimit::LimitKey::parse(&q.key)
+            .map_err(|m| e.push(format!("{path}.key"), m))
+            .ok();
+        if q.limit == 0 || q.limit > 1_000_000_000 {
+            e.push(format!("{path}.limit"), "must be between 1 and 1000000000");
+        }
+        if q.period_s == 0 || q.period_s > 31_536_000 {
+            e.push(
+                format!("{path}.period_s"),
+                "must be between 1 and 31536000 (a year)",
+            );
+        }
+        if q.burst == Some(0) {
+            e.push(format!("{path}.burst"), "must be greater than 0");
+        }
+        quotas.push(ratelimit::Quota {
+            name: name.clone(),
+            limit: q.limit,
+            period_ms: q.period_s.saturating_mul(1000),
+            burst: q.burst.unwrap_or(q.limit),
+            key: key.unwrap_or(ratelimit::LimitKey::Ip),
+            fail_open: q.fail == raw::FailMode::Open,
+        });
+    }
+
+    // transforms and CORS
+    let transforms: BTreeMap<String, Rc<transform::Transform>> = raw
+        .transforms
+        .iter()
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                Rc::new(compile_transform(&mut e, &format!("transforms.{name}"), t)),
+            )
+        })
+        .collect();
+    let mut cors = Vec::new();
+    for (name, c) in &raw.cors {
+        let path = format!("cors.{name}");
+        let any = c.allow_origins.iter().any(|o| o == "*");
+        if any && c.allow_credentials {
+            e.push(
+                format!("{path}.allow_credentials"),
+                "cannot be true when allow_origins has \"*\"",
+            );
+        }
+        if c.allow_origins.is_empty() {
+            e.push(
+                format!("{path}.allow_origins"),
+                "needs at least one origin (or \"*\")",
+            );
+        }
+        for (i, o) in c.allow_origins.iter().enumerate() {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
+                || o.ends_with('/')
+            {
+                e.push(
+                    format!("{path}.allow_origins[{i}]"),
+                    format!("{o:?} is not an origin like https://app.example.com"),
+                );
+            }
+        }
+        let m = methods(&mut e, &format!("{path}.allow_methods"), &c.allow_methods);
+        for (field, list) in [
+            ("allow_headers", &c.allow_headers),
+            ("expose_headers", &c.expose_headers),
+        ] {
+            for (i, h) in list.iter().enumerate() {
+                if h != "*" {
+                    header_name(&mut e, &format!("{path}.{field}[{i}]"), h);
+                }
+            }
+        }
+        cors.push(transform::Cors {
+            any_origin: any,
+            origins: c
+                .allow_origins
+                .iter()
+                .filter(|o| *o != "*")
+                .cloned()
+                .collect(),
+            methods: m,
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            max_age_s: c.max_age_s,
+            credentials: c.allow_credentials,
+        });
+    }
+
+    // routes
+    let d = &raw.defaults;
+    let default_access = lookup(
+        &mut e,
+        "defaults.access",
+        "access list",
+        d.access.as_deref(),
+        &raw.access,
+    );
+    let default_limit = lookup(
+        &mut e,
+        "defaults.rate_limit",
+        "rate limit",
+        d.rate_limit.as_deref(),
+        &raw.rate_limits,
+    );
+    let default_cors = lookup(
+        &mut e,
+        "defaults.cors",
+        "CORS policy",
+        d.cors.as_deref(),
+        &raw.cors,
+    );
+    let default_request = lookup(
+        &mut e,
+        "defaults.request",
+        "transform",
+        d.request.as_deref(),
+        &raw.transforms,
+    );
+    let default_response = lookup(
+        &mut e,
+        "defaults.response",
+        "transform",
+        d.response.as_deref(),
+        &raw.transforms,
+    );
+    let transform_list: Vec<Rc<transform::Transform>> = transforms.values().cloned().collect();
+
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        if r.name.is_empty() {
+            e.push(format!("{path}.name"), "must not be empty");
+        } else if !names.insert(r.name.clone()) {
+            e.push(
+                format!("{path}.name"),
+                format!("{:?} is used by another route", r.name),
+            );
+        }
+        if !r.path.starts_with('/') {
+            e.push(
+                format!("{path}.path"),
+                format!("{:?} must start with /", r.path),
+            );
+        } else if let Ok(normalized) =
+            validate::normalize_path(&r.path.replace(['{', '}', '*'], "x"))
+        {
+            if normalized != r.path.replace(['{', '}', '*'], "x") {
+                e.push(format!("{path}.path"), format!("{:?} is not in normal form (no //, . or .. segments, no needless %-encoding)", r.path));
+            }
+        }
+        let route_methods = methods(&mut e, &format!("{path}.methods"), &r.methods);
+        let params = route::pattern_params(&r.path);
+        let action = match (&r.upstream, &r.respond) {
+            (Some(u), None) => lookup(
+                &mut e,
+                &format!("{path}.upstream"),
+                "upstream",
+                Some(u),
+                &raw.upstreams,
+            )
+            .map(Action::Proxy),
+            (None, Some(resp)) => {
+                let rp = format!("{path}.respond");
+                let status = http::StatusCode::from_u16(resp.status)
+                    .ok()
+                    .filter(|s| s.as_u16() >= 200);
+                if status.is_none() {
+                    e.push(
+                        format!("{rp}.status"),
+                        format!("{} is not a final HTTP status", resp.status),
+                    );
+                }
+                let mut headers = http::HeaderMap::new();
+                for (k, v) in &resp.headers {
+                    let hp = format!("{rp}.headers.{k}");
+                    let name = header_name(&mut e, &hp, k);
+                    match http::HeaderValue::from_str(v) {
+                        Ok(v) => {
+                            if let Some(n) = name {
+                                headers.append(n, v);
+                            }
+                        }
+                        Err(_) => e.push(hp, "header values must not contain CR, LF or NUL"),
+                    }
+                }
+                status.map(|status| {
+                    Action::Respond(Respond {
+                        status,
+                        headers,
+                        body: bytes::Bytes::from(resp.body.clone()),
+                    })
+                })
+            }
+            (Some(_), Some(_)) => {
+                e.push(&path, "give `upstream` or `respond`, not both");
+                None
+            }
+            (None, None) => {
+                e.push(&path, "needs `upstream` or `respond`");
+                None
+            }
+        };
+        let rewrite = r
+            .rewrite
+            .as_ref()
+            .and_then(|t| match route::Template::parse(t) {
+                Ok(t) => {
+                    for p in t.params() {
+                        if !params.iter().any(|x| x == p) {
+                            e.push(
+                                format!("{path}.rewrite"),
+                                format!("{{{p}}} is not a parameter of path {:?}", r.path),
+                            );
+                        }
+                    }
+                    Some(t)
+                }
+                Err(m) => {
+                    e.push(format!("{path}.rewrite"), m);
+                    None
+                }
+            });
+        if r.rewrite.is_some() && r.strip_prefix.is_some() {
+            e.push(&path, "give `rewrite` or `strip_prefix`, not both");
+        }
+        let auth = r.auth.as_ref().map(|a| {
+            let ap = format!("{path}.auth");
+            if a.jwt.is_none() && a.api_key.is_none() {
+                e.push(&ap, "needs `jwt` or `api_key`");
+            }
+            AuthRule {
+                jwt: lookup(
+                    &mut e,
+                    &format!("{ap}.jwt"),
+                    "JWT provider",
+                    a.jwt.as_deref(),
+                    &raw.auth.jwt,
+                ),
+                api_key: lookup(
+                    &mut e,
+                    &format!("{ap}.api_key"),
+                    "API-key set",
+                    a.api_key.as_deref(),
+                    &raw.auth.api_keys,
+                ),
+                scopes: a.scopes.clone(),
+                claims: a
+                    .claims
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            }
+        });
+        let access_i = reference(
+            &mut e,
+            &format!("{path}.access"),
+            "access list",
+            &r.access,
+            default_access,
+            &raw.access,
+        );
+        let limit_i = reference(
+            &mut e,
+            &format!("{path}.rate_limit"),
+            "rate limit",
+            &r.rate_limit,
+            default_limit,
+            &raw.rate_limits,
+        );
+        let cors_i = reference(
+            &mut e,
+            &format!("{path}.cors"),
+            "CORS policy",
+            &r.cors,
+            default_cors,
+            &raw.cors,
+        );
+        let transform_ref = |e: &mut Errs<'_>,
+                             field: &str,
+                             own: &Option<raw::TransformRef>,
+                             default: Option<usize>| match own {
+            Some(raw::TransformRef::Named(n)) => lookup(
+                e,
+                &format!("{path}.{field}"),
+                "transform",
+                Some(n),
+                &raw.transforms,
+            )
+            .map(|i| transform_list[i].clone()),
+            Some(raw::TransformRef::Inline(t)) => {
+                Some(Rc::new(compile_transform(e, &format!("{path}.{field}"), t)))
+            }
+            None => default.map(|i| transform_list[i].clone()),
+        };
+        let request = transform_ref(&mut e, "request", &r.request, default_request);
+        let response = transform_ref(&mut e, "response", &r.response, default_response);
+        if let Some(li) = limit_i {
+            let needs_consumer = matches!(
+                quotas[li].key,
+                ratelimit::LimitKey::Consumer | ratelimit::LimitKey::Claim(_)
+            );
+            if needs_consumer && auth.is_none() {
+                e.push(
+                    format!("{path}.rate_limit"),
+                    format!(
+                        "policy {:?} counts by consumer or claim, but the route has no `auth`",
+                        quotas[li].name
+                    ),
+                );
+            }
+        }
+        let cache = r.cache.as_ref().map(|c| {
+            let key_headers = c
+                .key_headers
+                .iter()
+                .enumerate()
+                .filter_map(|(j, h)| {
+                    header_name(&mut e, &format!("{path}.cache.key_headers[{j}]"), h)
+                })
+                .collect();
+            cache::CacheRule {
+                ttl_s: c.ttl_s,
+                key_headers,
+                per_consumer: c.per_consumer,
+            }
+        });
+        if r.cache.is_some() && r.respond.is_some() {
+            e.push(format!("{path}.cache"), "`respond` routes need no cache");
+        }
+        let mut validation = validate::Validation {
+            max_body_bytes: g.limits.max_body_bytes,
+            ..Default::default()
+        };
+        if let Some(v) = &r.validate {
+            let vp = format!("{path}.validate");
+            for (name, spec) in &v.path {
+                if !params.iter().any(|p| p == name) {
+                    e.push(
+                        format!("{vp}.path.{name}"),
+                        format!("{name:?} is not a parameter of path {:?}", r.path),
+                    );
+                }
+                if let Some(p) = compile_param(&mut e, &format!("{vp}.path.{name}"), spec, true) {
+                    validation.path.insert(name.clone(), p);
+                }
+            }
+            for (name, spec) in &v.query {
+                if let Some(p) = compile_param(&mut e, &format!("{vp}.query.{name}"), spec, false) {
+                    validation.query.insert(name.clone(), p);
+                }
+            }
+            for (name, spec) in &v.headers {
+                let hp = format!("{vp}.headers.{name}");
+                if let (Some(h), Some(p)) = (
+                    header_name(&mut e, &hp, name),
+                    compile_param(&mut e, &hp, spec, false),
+                ) {
+                    validation.headers.push((h, p));
+                }
+            }
+            validation.content_types = v
+                .content_types
+                .iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            if let Some(schema) = &v.body_schema {
+                match jsonschema::validator_for(schema) {
+                    Ok(s) => validation.body_schema = Some(std::sync::Arc::new(s)),
+                    Err(err) => e.push(
+                        format!("{vp}.body_schema"),
+                        format!("invalid JSON Schema: {err}"),
+                    ),
+                }
+            }
+            if let Some(max) = v.max_body_bytes {
+                if max == 0 {
+                    e.push(format!("{vp}.max_body_bytes"), "must be greater than 0");
+                }
+                validation.max_body_bytes = max;
+            }
+        }
+        routes.push(Route {
+            name: r.name.clone(),
+            methods: route_methods,
+            path: r.path.clone(),
+            action: action.unwrap_or(Action::Respond(Respond {
+                status: http::StatusCode::NOT_FOUND,
+                headers: Default::default(),
+                body: Default::default(),
+            })),
+            rewrite,
+            strip_prefix: r.strip_prefix.clone(),
+            auth,
+            access: access_i,
+            rate_limit: limit_i,
+            cors: cors_i,
+            cache,
+            validation,
+            request,
+            response,
+        });
+    }
+    let (router, conflicts) = route::Router::build(routes.iter().enumerate().zip(&raw.routes).map(
+        |((index, r), raw_r)| route::RouteKey {
+            index,
+            host: raw_r.host.as_deref(),
+            path: &r.path,
+            methods: &r.methods,
+        },
+    ));
+    for (i, m) in conflicts {
+        e.push(format!("routes[{i}].path"), m);
+    }
+
+    if !e.list.is_empty() {
+        return Err(ConfigErrors {
+            diagnostics: e.list,
+        });
+    }
+    Ok(Config {
+        routes,
+        router,
+        upstreams,
+        access: access_lists,
+        jwt,
+        api_keys,
+        rate_limits: quotas,
+        cors,
+        trusted_proxies: access::IpSet::new(trusted),
+        limits: validate::Limits {
+            max_uri_bytes: g.limits.max_uri_bytes,
+            max_header_bytes: g.limits.max_header_bytes,
+            max_body_bytes: g.limits.max_body_bytes,
+        },
+        request_id_header: request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
+        server_timing: g.server_timing,
+        token_cache_size: g.token_cache_size,
+    })
+}
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let s = s.trim();
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('='))
+        })
+        .ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+//! The config: raw serde types ([`raw`]) → checked, compiled [`Config`].
+//!
+//! Loading never panics and reports *every* problem it finds, each with the key path it concerns
+//! and, for TOML, its line and column. The compiled form holds what the phases need, built once
+//! (route tables, CIDR ranges, keys, regexes, schemas).
+
+mod compile;
+#[cfg(feature = "toml")]
+mod locate;
+pub mod raw;
+
+use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
+use http::Method;
+use std::fmt;
+use std::rc::Rc;
+
+pub use compile::compile;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Where: `routes[2].auth.jwt`.
+    pub path: String,
+    /// 1-based line and column, when the source format keeps them.
+    pub line_col: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((l, c)) = self.line_col {
+            write!(f, "{l}:{c} ")?;
+        }
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ConfigErrors {
+    /// The listing, one problem a line, each prefixed with `file:`.
+    pub fn render(&self, file: &str) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            out.push_str(file);
+            out.push(':');
+            out.push_str(&d.to_string());
+            out.push('\n');
+        }
+        let n = self.diagnostics.len();
+        out.push_str(&format!(
+            "{n} error{}; nothing was loaded\n",
+            if n == 1 { "" } else { "s" }
+        ));
+        out
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render("config"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// What a route does with the request once it is admitted.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Proxy to `upstreams[index]`.
+    Proxy(usize),
+    /// Answer at the gateway.
+    Respond(Respond),
+}
+
+/// A response made at the gateway.
+#[derive(Debug, Clone)]
+pub struct Respond {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+/// A compiled upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    /// Base URLs (scheme, authority, optional base path without trailing `/`).
+    pub targets: Vec<String>,
+    pub weights: Vec<u32>,
+    pub timeout_ms: u32,
+    pub retries: u32,
+}
+
+/// How a route authenticates.
+#[derive(Debug, Clone, Default)]
+pub struct AuthRule {
+    /// Index into [`Config::jwt`].
+    pub jwt: Option<usize>,
+    /// Index into [`Config::api_keys`].
+    pub api_key: Option<usize>,
+    pub scopes: Vec<String>,
+    pub claims: Vec<(String, serde_json::Value)>,
+}
+
+/// A compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub methods: Vec<Method>,
+    pub path: String,
+    pub action: Action,
+    pub rewrite: Option<route::Template>,
+    pub strip_prefix: Option<String>,
+    pub auth: Option<AuthRule>,
+    pub access: Option<usize>,
+    pub rate_limit: Option<usize>,
+    pub cors: Option<usize>,
+    pub cache: Option<cache::CacheRule>,
+    pub validation: validate::Validation,
+    pub request: Option<Rc<transform::Transform>>,
+    pub response: Option<Rc<transform::Transform>>,
+}
+
+/// A loaded, checked config, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub routes: Vec<Route>,
+    pub router: route::Router,
+    pub upstreams: Vec<Upstream>,
+    pub access: Vec<access::AccessPolicy>,
+    pub jwt: Vec<auth::JwtProvider>,
+    pub api_keys: Vec<auth::ApiKeySet>,
+    pub rate_limits: Vec<ratelimit::Quota>,
+    pub cors: Vec<transform::Cors>,
+    pub trusted_proxies: access::IpSet,
+    pub limits: validate::Limits,
+    pub request_id_header: http::HeaderName,
+    pub server_timing: bool,
+    pub token_cache_size: usize,
+}
+
+impl Config {
+    /// Loads a TOML config, reporting every problem with its line and column.
+    #[cfg(feature = "toml")]
+    pub fn from_toml(src: &str) -> Result<Config, ConfigErrors> {
+        let (raw, locator) = locate::parse_toml(src)?;
+        compile(raw, &|path| locator.find(path))
+    }
+
+    /// Loads a JSON config (what the adapters embed: the TOML, checked and converted at build time).
+    pub fn from_json(src: &str) -> Result<Config, ConfigErrors> {
+        let raw = Self::raw_from_json(src)?;
+        compile(raw, &|_| None)
+    }
+
+    /// Parses a JSON config without compiling it.
+    pub fn raw_from_json(src: &str) -> Result<raw::RawConfig, ConfigErrors> {
+        let de = &mut serde_json::Deserializer::from_str(src);
+        serde_path_to_error::deserialize(de).map_err(|e| ConfigErrors {
+            diagnostics: vec![Diagnostic {
+                path: e.path().to_string().trim_start_matches('.').to_string(),
+                line_col: Some((e.inner().line(), e.inner().column())),
+                message: e.inner().to_string(),
+            }],
+        })
+    }
+
+    /// The raw form of a TOML file (for conversion to JSON), after every check passed.
+    #[cfg(feature = "toml")]
+    pub fn raw_from_toml(src: &str) -> Result<raw::RawConfig, ConfigErrors> {
+        let (raw, locator) = locate::parse_toml(src)?;
+        compile(raw.clone(), &|path| locator.find(path))?;
+        Ok(raw)
+    }
+
+    /// A route by name.
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// A one-line summary: `12 routes, 2 upstreams, …`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} routes, {} upstreams, {} access lists, {} JWT providers, {} API-key sets, {} rate limits",
+            self.routes.len(),
+            self.upstreams.len(),
+            self.access.len(),
+            self.jwt.len(),
+            self.api_keys.len(),
+            self.rate_limits.len()
+        )
+    }
+}
+
+/// The JSON Schema of the config file.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(raw::RawConfig);
+    serde_json::to_value(schema).unwrap_or_default()
+}

@@ -1,0 +1,593 @@
+//! The config file as written by hand: plain serde types with `deny_unknown_fields`.
+//!
+//! Nothing here is validated beyond its shape; [`super::compile`] checks meaning and builds the
+//! fast structures. The JSON Schema of the file is generated from these types.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Gateway-wide settings.
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+    /// Policies applied to routes that do not name their own.
+    #[serde(default)]
+    pub defaults: RouteDefaults,
+    /// Backends, by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// Allow and deny lists, by name.
+    #[serde(default)]
+    pub access: BTreeMap<String, AccessList>,
+    /// Authentication providers.
+    #[serde(default)]
+    pub auth: AuthProviders,
+    /// Rate-limit policies, by name.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitPolicy>,
+    /// Header, query and body transforms, by name.
+    #[serde(default)]
+    pub transforms: BTreeMap<String, Transform>,
+    /// CORS policies, by name.
+    #[serde(default)]
+    pub cors: BTreeMap<String, CorsPolicy>,
+    /// Routes, matched by method, host and path.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Gateway-wide settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// Proxies whose `X-Forwarded-For` entries are believed (CIDRs). Empty: the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Header that carries the request id in and out.
+    pub request_id_header: String,
+    /// Send a `Server-Timing` header with per-phase durations.
+    pub server_timing: bool,
+    /// Size limits for requests.
+    pub limits: Limits,
+    /// How many verified JWTs to remember (each until it expires).
+    pub token_cache_size: usize,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            request_id_header: "x-request-id".into(),
+            server_timing: false,
+            limits: Limits::default(),
+            token_cache_size: 10_000,
+        }
+    }
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest request target (path and query) in bytes → 414.
+    pub max_uri_bytes: usize,
+    /// Largest sum of header names and values in bytes → 431.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes → 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Policies applied to every route that does not name its own; a route opts out with `"none"`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDefaults {
+    /// Access list name.
+    pub access: Option<String>,
+    /// Rate-limit policy name.
+    pub rate_limit: Option<String>,
+    /// CORS policy name.
+    pub cors: Option<String>,
+    /// Request transform name.
+    pub request: Option<String>,
+    /// Response transform name.
+    pub response: Option<String>,
+}
+
+/// A backend with one or more weighted targets.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Where requests go; one is picked per attempt by weight.
+    pub targets: Vec<Target>,
+    /// Time allowed for one attempt, in milliseconds → 504 when passed.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u32,
+    /// Extra attempts for idempotent methods after a connect error, 502, 503 or 504.
+    #[serde(default)]
+    pub retries: u32,
+    /// Allow loopback, private, link-local and metadata addresses (local development only).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+fn default_timeout_ms() -> u32 {
+    10_000
+}
+
+/// One target of an upstream.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// `http://` or `https://` origin, optionally with a base path.
+    pub url: String,
+    /// Relative share of requests.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Allow and deny lists. Deny wins; a non-empty allow list admits only what it names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessList {
+    /// IPv4/IPv6 CIDRs (or single addresses) that may pass.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// IPv4/IPv6 CIDRs (or single addresses) that are refused.
+    #[serde(default)]
+    pub deny_ips: Vec<String>,
+    /// ISO 3166-1 alpha-2 country codes that may pass.
+    #[serde(default)]
+    pub allow_countries: Vec<String>,
+    /// ISO 3166-1 alpha-2 country codes that are refused.
+    #[serde(default)]
+    pub deny_countries: Vec<String>,
+    /// Autonomous system numbers that may pass.
+    #[serde(default)]
+    pub allow_asns: Vec<u32>,
+    /// Autonomous system numbers that are refused.
+    #[serde(default)]
+    pub deny_asns: Vec<u32>,
+}
+
+/// Authentication providers, by kind and name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthProviders {
+    /// JWT validators.
+    #[serde(default)]
+    pub jwt: BTreeMap<String, JwtProvider>,
+    /// API-key sets.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, ApiKeySet>,
+}
+
+/// What to do when a store or fetch the policy needs has failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Let the request through.
+    Open,
+    /// Refuse the request (503).
+    Closed,
+}
+
+/// A JWT validator: inline keys, a JWKS URL, or both.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtProvider {
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; the token must name at least one. Empty: `aud` is not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Where to fetch the signing keys.
+    pub jwks_url: Option<String>,
+    /// Keys given in the config.
+    #[serde(default)]
+    pub keys: Vec<InlineKey>,
+    /// Clock skew allowed for `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_s: u32,
+    /// Refuse tokens without `exp`.
+    #[serde(default = "yes")]
+    pub require_exp: bool,
+    /// Header that carries the `Bearer` token.
+    #[serde(default = "default_auth_header")]
+    pub header: String,
+    /// Shortest time a fetched JWKS is kept, whatever its Cache-Control says.
+    #[serde(default = "default_jwks_min_ttl")]
+    pub jwks_min_ttl_s: u32,
+    /// Longest time a fetched JWKS is kept.
+    #[serde(default = "default_jwks_max_ttl")]
+    pub jwks_max_ttl_s: u32,
+    /// Least time between two fetches caused by an unknown `kid`.
+    #[serde(default = "default_jwks_cooldown")]
+    pub jwks_cooldown_s: u32,
+    /// Allow a JWKS URL on a private address (local development only).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// When the JWKS cannot be had at all.
+    #[serde(default = "closed")]
+    pub fail: FailMode,
+}
+
+fn default_leeway() -> u32 {
+    60
+}
+fn yes() -> bool {
+    true
+}
+fn default_auth_header() -> String {
+    "authorization".into()
+}
+fn default_jwks_min_ttl() -> u32 {
+    60
+}
+fn default_jwks_max_ttl() -> u32 {
+    86_400
+}
+fn default_jwks_cooldown() -> u32 {
+    30
+}
+fn closed() -> FailMode {
+    FailMode::Closed
+}
+fn open() -> FailMode {
+    FailMode::Open
+}
+
+/// JWS algorithms the gateway verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Alg {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    ES256,
+    EdDSA,
+}
+
+impl Alg {
+    /// The `alg` header value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::HS256 => "HS256",
+            Alg::HS384 => "HS384",
+            Alg::HS512 => "HS512",
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::ES256 => "ES256",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+
+    /// Parses an `alg` value.
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Some(match name {
+            "HS256" => Alg::HS256,
+            "HS384" => Alg::HS384,
+            "HS512" => Alg::HS512,
+            "RS256" => Alg::RS256,
+            "RS384" => Alg::RS384,
+            "RS512" => Alg::RS512,
+            "PS256" => Alg::PS256,
+            "ES256" => Alg::ES256,
+            "EdDSA" => Alg::EdDSA,
+            _ => return None,
+        })
+    }
+}
+
+/// A key given in the config. HMAC keys take `secret` (or `secret_base64`); others take `jwk`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InlineKey {
+    /// Matches the token's `kid`; a key without one is tried for tokens without `kid`.
+    pub kid: Option<String>,
+    /// The one algorithm this key verifies.
+    pub alg: Alg,
+    /// HMAC secret as text.
+    pub secret: Option<String>,
+    /// HMAC secret as base64 (standard or URL-safe).
+    pub secret_base64: Option<String>,
+    /// Public key as a JSON Web Key (RSA, EC P-256 or OKP Ed25519).
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub jwk: Option<serde_json::Value>,
+}
+
+/// API keys, read from a header or a query parameter and compared by SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySet {
+    /// Header that carries the key (default `x-api-key` when `query` is unset).
+    pub header: Option<String>,
+    /// Query parameter that carries the key.
+    pub query: Option<String>,
+    /// The known keys.
+    pub keys: Vec<ApiKey>,
+}
+
+/// One API key, stored as the hex SHA-256 of the key.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Who the key belongs to; becomes the request's consumer.
+    pub consumer: String,
+    /// Lowercase hex SHA-256 of the key (`printf %s KEY | sha256sum`).
+    pub sha256: String,
+    /// Scopes the key grants.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// A rate limit: `limit` requests per `period_s`, bursts up to `burst` (default `limit`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPolicy {
+    /// What is counted: `ip`, `consumer`, `route`, `claim:NAME` or `header:NAME`.
+    pub key: String,
+    /// Requests allowed per period.
+    pub limit: u64,
+    /// Period in seconds.
+    pub period_s: u64,
+    /// Requests allowed at once after a quiet period (default: `limit`).
+    pub burst: Option<u64>,
+    /// When the counter store fails.
+    #[serde(default = "open")]
+    pub fail: FailMode,
+}
+
+/// Header, query and JSON body changes. Header values may use `{consumer}`, `{route}`,
+/// `{request_id}` and `{client_ip}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    /// Headers to set, replacing any value.
+    #[serde(default)]
+    pub set_headers: BTreeMap<String, String>,
+    /// Headers to append.
+    #[serde(default)]
+    pub add_headers: BTreeMap<String, String>,
+    /// Headers to remove.
+    #[serde(default)]
+    pub remove_headers: Vec<String>,
+    /// Headers to rename: `{ old = "new" }`.
+    #[serde(default)]
+    pub rename_headers: BTreeMap<String, String>,
+    /// Query parameters to set (requests only).
+    #[serde(default)]
+    pub set_query: BTreeMap<String, String>,
+    /// Query parameters to remove (requests only).
+    #[serde(default)]
+    pub remove_query: Vec<String>,
+    /// JSON body edits, by JSON pointer.
+    pub json: Option<JsonEdit>,
+}
+
+/// JSON body edits by JSON pointer (RFC 6901).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonEdit {
+    /// Values to set: `{ "/a/b" = 1 }`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub set: BTreeMap<String, serde_json::Value>,
+    /// Pointers to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Moves: `{ "/old" = "/new" }`.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+}
+
+/// A transform named in `[transforms]`, or written in place.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TransformRef {
+    /// The name of a `[transforms]` entry (or `"none"`).
+    Named(String),
+    /// A transform written in place.
+    Inline(Box<Transform>),
+}
+
+/// A CORS policy; preflights are answered at the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsPolicy {
+    /// Origins allowed (`"*"` for any).
+    pub allow_origins: Vec<String>,
+    /// Methods allowed in preflights (default: the route's methods).
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed in preflights.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser may read.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// How long a preflight may be cached, in seconds.
+    pub max_age_s: Option<u32>,
+    /// Allow cookies and credentials (not with `"*"`).
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+/// One route.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Unique name, used in logs and as a rate-limit key.
+    pub name: String,
+    /// Methods matched; empty matches every method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Host matched (exact, case-insensitive); unset matches any host.
+    pub host: Option<String>,
+    /// Path pattern: `/users/{id}`, `/files/{*rest}`.
+    pub path: String,
+    /// Upstream name (or use `respond`).
+    pub upstream: Option<String>,
+    /// Answer at the gateway without a backend.
+    pub respond: Option<Respond>,
+    /// Upstream path template, with `{param}` from the path pattern.
+    pub rewrite: Option<String>,
+    /// Prefix removed from the path before it goes upstream.
+    pub strip_prefix: Option<String>,
+    /// Who may call the route.
+    pub auth: Option<RouteAuth>,
+    /// Access list name (or `"none"`).
+    pub access: Option<String>,
+    /// Rate-limit policy name (or `"none"`).
+    pub rate_limit: Option<String>,
+    /// CORS policy name (or `"none"`).
+    pub cors: Option<String>,
+    /// Response caching.
+    pub cache: Option<RouteCache>,
+    /// Request checks.
+    pub validate: Option<Validation>,
+    /// Transform applied to the request before it goes upstream.
+    pub request: Option<TransformRef>,
+    /// Transform applied to the response before it goes to the client.
+    pub response: Option<TransformRef>,
+}
+
+/// A response made at the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Respond {
+    /// Status code.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// Body text.
+    #[serde(default)]
+    pub body: String,
+    /// Response headers (e.g. `location` for redirects, `content-type`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+/// Route authentication and authorization.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuth {
+    /// JWT provider name.
+    pub jwt: Option<String>,
+    /// API-key set name.
+    pub api_key: Option<String>,
+    /// Scopes all required (from `scope`/`scp`, or the API key's scopes).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Claims that must hold: a value, or a list of which one must match.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub claims: BTreeMap<String, serde_json::Value>,
+}
+
+/// Response caching for a route.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCache {
+    /// Freshness when the backend gives none, in seconds.
+    pub ttl_s: u32,
+    /// Request headers that are part of the key.
+    #[serde(default)]
+    pub key_headers: Vec<String>,
+    /// Key the cache per consumer, which allows caching authenticated responses.
+    #[serde(default)]
+    pub per_consumer: bool,
+}
+
+/// Request checks for a route.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    /// Path parameters by name.
+    #[serde(default)]
+    pub path: BTreeMap<String, ParamSpec>,
+    /// Query parameters by name.
+    #[serde(default)]
+    pub query: BTreeMap<String, ParamSpec>,
+    /// Headers by name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, ParamSpec>,
+    /// Accepted request content types (media type only) → 415.
+    #[serde(default)]
+    pub content_types: Vec<String>,
+    /// JSON Schema the request body must satisfy.
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub body_schema: Option<serde_json::Value>,
+    /// Largest body for this route (overrides `gateway.limits.max_body_bytes`).
+    pub max_body_bytes: Option<usize>,
+}
+
+/// A parameter rule: a type name, or a table.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ParamSpec {
+    /// Just the type: `"int"`, `"uuid"`…
+    Type(ParamType),
+    /// The full rule.
+    Rule(ParamRule),
+}
+
+/// Parameter types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Int,
+    Number,
+    Bool,
+    Uuid,
+}
+
+/// A full parameter rule.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamRule {
+    /// Value type (default `string`).
+    #[serde(rename = "type", default = "string_type")]
+    pub kind: ParamType,
+    /// The parameter must be present (path parameters always are).
+    #[serde(default)]
+    pub required: bool,
+    /// Least value (numbers) or length (strings).
+    pub min: Option<f64>,
+    /// Greatest value (numbers) or length (strings).
+    pub max: Option<f64>,
+    /// Allowed values.
+    #[serde(rename = "enum", default)]
+    pub one_of: Vec<String>,
+    /// Regular expression the whole value must match.
+    pub pattern: Option<String>,
+}
+
+fn string_type() -> ParamType {
+    ParamType::String
+}

@@ -1,0 +1,696 @@
+//! `Gateway::handle`: the phases in the order of the request's journey, and nothing else.
+//!
+//! ```text
+//! request ─► validate ─► access ─► auth ─► ratelimit ─► route ─► cache ─► backend
+//!                                                                    │
+//! client  ◄─ observe ◄─ transform ◄──────────────────────────────────┘
+//! ```
+//! Route matching runs right after path normalization, because the checks that follow are the
+//! matched route's. State kept between requests (verified tokens, JWKS) lives here, per isolate;
+//! everything shared across isolates goes through the [`Host`].
+
+use crate::config::{Action, Config, Route};
+use crate::host::{FetchError, Host};
+use crate::phase::access::{self, Client};
+use crate::phase::auth::{self, Consumer, Key, TokenCache, TokenError};
+use crate::phase::observe::AccessLog;
+use crate::phase::ratelimit::{self, LimitKey, Quota, Verdict};
+use crate::phase::{cache, route, transform, validate};
+use crate::problem::Reject;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Per-provider JWKS state, kept in isolate memory and mirrored in the host's store.
+#[derive(Default)]
+struct Jwks {
+    keys: Rc<Vec<Key>>,
+    loaded: bool,
+    expires_at: u64,
+    last_fetch: Option<u64>,
+}
+
+/// How long a JWKS fetch may take.
+const JWKS_TIMEOUT_MS: u32 = 5_000;
+
+/// The gateway: a compiled config plus what it remembers between requests.
+pub struct Gateway {
+    config: Config,
+    tokens: RefCell<TokenCache>,
+    jwks: RefCell<Vec<Jwks>>,
+}
+
+/// What the request carries from phase to phase.
+struct Ctx<'a> {
+    request_id: &'a str,
+    traceparent: String,
+    /// The address the connection came from, and whether it is a trusted proxy.
+    peer: (std::net::IpAddr, bool),
+    client: Client,
+    route: Option<&'a Route>,
+    consumer: Option<Consumer>,
+    limit: Option<(&'a Quota, Verdict)>,
+    log: AccessLog,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Gateway {
+        let tokens = RefCell::new(TokenCache::new(config.token_cache_size));
+        let jwks = RefCell::new(config.jwt.iter().map(|_| Jwks::default()).collect());
+        Gateway {
+            config,
+            tokens,
+            jwks,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Handles one request from `client` (as the adapter trusts it).
+    pub async fn handle<H: Host>(
+        &self,
+        req: Request<Bytes>,
+        client: Client,
+        host: &H,
+    ) -> Response<Bytes> {
+        let start = host.monotonic_us();
+        let request_id = req
+            .headers()
+            .get(&self.config.request_id_header)
+            .and_then(transform::valid_request_id)
+            .map(str::to_string)
+            .unwrap_or_else(|| transform::new_request_id(host.random(), host.random()));
+        let (traceparent, trace_id) = transform::traceparent(
+            req.headers().get("traceparent"),
+            [host.random(), host.random(), host.random()],
+        );
+        let peer = (client.ip, self.config.trusted_proxies.contains(client.ip));
+        let client = Client {
+            ip: access::effective_ip(client.ip, req.headers(), &self.config.trusted_proxies),
+            ..client
+        };
+        let log = AccessLog {
+            ts_ms: host.now(),
+            request_id: request_id.clone(),
+            trace_id,
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            host: route::request_host(req.uri(), req.headers()).unwrap_or_default(),
+            client_ip: client.ip.to_string(),
+            ..Default::default()
+        };
+        let mut ctx = Ctx {
+            request_id: &request_id,
+            traceparent,
+            peer,
+            client,
+            route: None,
+            consumer: None,
+            limit: None,
+            log,
+        };
+        let request_headers = req.headers().clone();
+        let mut res = match self.run(req, &mut ctx, host).await {
+            Ok(res) => res,
+            Err(reject) => {
+                ctx.log.error = Some(reject.code());
+                reject.to_response(&request_id)
+            }
+        };
+        // response processing that applies to every answer, refusals included
+        let t = host.monotonic_us();
+        if let Some((quota, verdict)) = &ctx.limit {
+            ratelimit::set_headers(res.headers_mut(), quota, verdict);
+        }
+        if let Some(cors) = ctx.route.and_then(|r| r.cors).map(|i| &self.config.cors[i]) {
+            transform::cors_response(cors, &request_headers, res.headers_mut());
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            res.headers_mut()
+                .insert(self.config.request_id_header.clone(), v);
+        }
+        let end = host.monotonic_us();
+        ctx.log.phase("respond", "done", t, end);
+        ctx.log.status = res.status().as_u16();
+        ctx.log.duration_us = end.saturating_sub(start);
+        if self.config.server_timing {
+            if let Some(v) = ctx.log.server_timing() {
+                res.headers_mut().insert("server-timing", v);
+            }
+        }
+        host.log(&ctx.log.to_json());
+        res
+    }
+
+    async fn run<'a, H: Host>(
+        &'a self,
+        req: Request<Bytes>,
+        ctx: &mut Ctx<'a>,
+        host: &H,
+    ) -> Result<Response<Bytes>, Reject> {
+        let cfg = &self.config;
+
+        // 1. validate: sizes and the path, before anything looks at them
+        let t = host.monotonic_us();
+        let checked = validate::check_sizes(&cfg.limits, req.uri(), req.headers())
+            .and_then(|()| validate::normalize_path(req.uri().path()));
+        let path =
+            checked.inspect_err(|r| ctx.log.phase("validate", r.code(), t, host.monotonic_us()))?;
+        let (mut parts, body) = req.into_parts();
+        let preflight = transform::is_preflight(&parts.method, &parts.headers);
+        let match_method = if preflight {
+            transform::preflight_method(&parts.headers).unwrap_or(Method::OPTIONS)
+        } else {
+            parts.method.clone()
+        };
+        let req_host = route::request_host(&parts.uri, &parts.headers);
+        let found = cfg.router.find(&match_method, req_host.as_deref(), &path);
+        let found = match (found, preflight) {
+            (Err(Reject::MethodNotAllowed { .. }), true) | (Err(Reject::NotFound), true) => {
+                cfg.router.find(&parts.method, req_host.as_deref(), &path)
+            }
+            (f, _) => f,
+        }
+        .inspect_err(|r| ctx.log.phase("validate", r.code(), t, host.monotonic_us()))?;
+        let r = &cfg.routes[found.route];
+        ctx.route = Some(r);
+        ctx.log.route = Some(r.name.clone());
+        if preflight {
+            if let Some(cors) = r.cors.map(|i| &cfg.cors[i]) {
+                ctx.log
+                    .phase("validate", "preflight", t, host.monotonic_us());
+                return Ok(transform::preflight(cors, &parts.headers, &r.methods));
+            }
+        }
+        let query = parts.uri.query().map(str::to_string);
+        validate::check_params(
+            &r.validation,
+            found.params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            query.as_deref(),
+            &parts.headers,
+        )
+        .and_then(|()| validate::check_body(&r.validation, &parts.headers, &body))
+        .inspect_err(|e| ctx.log.phase("validate", e.code(), t, host.monotonic_us()))?;
+        ctx.log.phase("validate", "pass", t, host.monotonic_us());
+
+        // 2. access
+        if let Some(policy) = r.access.map(|i| &cfg.access[i]) {
+            let t = host.monotonic_us();
+            let verdict = access::check(policy, &ctx.client);
+            ctx.log.phase(
+                "access",
+                if verdict.is_ok() { "pass" } else { "deny" },
+                t,
+                host.monotonic_us(),
+            );
+            verdict?;
+        }
+
+        // 3. auth
+        if let Some(rule) = &r.auth {
+            let t = host.monotonic_us();
+            let outcome = self
+                .authenticate(rule, &parts.headers, query.as_deref(), host)
+                .await;
+            let outcome = outcome.and_then(|c| match c {
+                Some(c) => auth::authorize(&rule.scopes, &rule.claims, &c).map(|()| Some(c)),
+                None => Ok(None), // a provider failed open
+            });
+            let decision = match &outcome {
+                Ok(Some(c)) => c.via.clone(),
+                Ok(None) => "fail-open".into(),
+                Err(e) => e.code().into(),
+            };
+            ctx.log.phase("auth", decision, t, host.monotonic_us());
+            ctx.consumer = outcome?;
+            ctx.log.consumer = ctx.consumer.as_ref().map(|c| c.id.clone());
+        }
+
+        // 4. rate limit
+        if let Some(quota) = r.rate_limit.map(|i| &cfg.rate_limits[i]) {
+            let t = host.monotonic_us();
+            let key = self.limit_key(quota, r, ctx, &parts.headers);
+            match host.rate_limit(&key, quota, 1).await {
+                Ok(verdict) => {
+                    ctx.limit = Some((quota, verdict));
+                    ctx.log.rate_limit_remaining = Some(verdict.remaining);
+                    let decision = if verdict.allowed { "allow" } else { "limit" };
+                    ctx.log.phase("ratelimit", decision, t, host.monotonic_us());
+                    if !verdict.allowed {
+                        return Err(Reject::RateLimited {
+                            retry_after_s: verdict.retry_after_s,
+                            policy: quota.name.clone(),
+                        });
+                    }
+                }
+                Err(_) if quota.fail_open => {
+                    ctx.log
+                        .phase("ratelimit", "store-error:open", t, host.monotonic_us())
+                }
+                Err(_) => {
+                    ctx.log
+                        .phase("ratelimit", "store-error:closed", t, host.monotonic_us());
+                    return Err(Reject::Unavailable);
+                }
+            }
+        }
+
+        // 5. route
+        let t = host.monotonic_us();
+        let vars_consumer = ctx
+            .consumer
+            .as_ref()
+            .map(|c| c.id.clone())
+            .unwrap_or_default();
+        let client_ip = ctx.client.ip.to_string();
+        let vars = transform::Vars {
+            consumer: &vars_consumer,
+            route: &r.name,
+            request_id: ctx.request_id,
+            client_ip: &client_ip,
+        };
+        let upstream = match &r.action {
+            Action::Respond(resp) => {
+                ctx.log.phase("route", "respond", t, host.monotonic_us());
+                let mut res = Response::new(if parts.method == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    resp.body.clone()
+                });
+                *res.status_mut() = resp.status;
+                *res.headers_mut() = resp.headers.clone();
+                return Ok(self.process_response(r, res, &vars, ctx, host));
+            }
+            Action::Proxy(i) => &cfg.upstreams[*i],
+        };
+        let mut up_path = route::upstream_path(
+            &path,
+            &found.params,
+            r.rewrite.as_ref(),
+            r.strip_prefix.as_deref(),
+        );
+        let mut up_query = query.clone();
+        let mut body = body;
+        transform::strip_hop_by_hop(&mut parts.headers);
+        if let Some(tr) = &r.request {
+            transform::apply_headers(tr, &mut parts.headers, &vars);
+            up_query = transform::apply_query(tr, up_query.as_deref());
+            if tr.has_json() {
+                body = transform::apply_json(tr, &body);
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+        }
+        if up_path.is_empty() {
+            up_path.push('/');
+        }
+        let original_host = parts.headers.get(header::HOST).cloned();
+        parts.headers.remove(header::HOST);
+        if let Ok(v) = HeaderValue::from_str(ctx.request_id) {
+            parts.headers.insert(cfg.request_id_header.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&ctx.traceparent) {
+            parts.headers.insert("traceparent", v);
+        }
+        // behind trusted proxies the chain is kept and the peer appended; otherwise a client's
+        // own X-Forwarded-For is replaced, so upstreams never see a forged chain
+        let forwarded = match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) if ctx.peer.1 => format!("{prev}, {}", ctx.peer.0),
+            _ => ctx.peer.0.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            parts.headers.insert("x-forwarded-for", v);
+        }
+        if let Some(h) = original_host {
+            parts.headers.insert("x-forwarded-host", h);
+        }
+        ctx.log.upstream = Some(upstream.name.clone());
+        ctx.log
+            .phase("route", upstream.name.as_str(), t, host.monotonic_us());
+
+        // 6. cache, then the backend
+        let t = host.monotonic_us();
+        let mut cache_key = None;
+        let mut cache_request = None;
+        if let Some(rule) = &r.cache {
+            let mut probe = Request::new(Bytes::new());
+            *probe.method_mut() = parts.method.clone();
+            *probe.headers_mut() = parts.headers.clone();
+            if let Some(h) = &req_host {
+                probe.headers_mut().insert(
+                    header::HOST,
+                    HeaderValue::from_str(h).unwrap_or(HeaderValue::from_static("")),
+                );
+            }
+            let full = match &query {
+                Some(q) => format!(
+                    "http://{}{path}?{q}",
+                    req_host.as_deref().unwrap_or("gateway")
+                ),
+                None => format!("http://{}{path}", req_host.as_deref().unwrap_or("gateway")),
+            };
+            *probe.uri_mut() = full.parse().unwrap_or_default();
+            let generation = match host.store_get(cache::GENERATION_KEY).await {
+                Ok(v) => v
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .unwrap_or(0),
+                Err(_) => u64::MAX, // store down: bypass (cache fails open)
+            };
+            let key = if generation == u64::MAX {
+                Err("store-error")
+            } else {
+                cache::key(
+                    rule,
+                    generation,
+                    &r.name,
+                    &probe,
+                    ctx.consumer.as_ref().map(|c| c.id.as_str()),
+                )
+            };
+            match key {
+                Ok(key) => {
+                    if let Ok(Some(stored)) = host.store_get(&key).await {
+                        if let Some(hit) = cache::serve(&stored, &probe, host.now()) {
+                            ctx.log.cache = Some("hit");
+                            ctx.log.phase("cache", "hit", t, host.monotonic_us());
+                            return Ok(self.process_response(r, hit, &vars, ctx, host));
+                        }
+                    }
+                    ctx.log.cache = Some("miss");
+                    ctx.log.phase("cache", "miss", t, host.monotonic_us());
+                    cache_key = Some(key);
+                    cache_request = Some(probe);
+                }
+                Err(why) => {
+                    ctx.log.cache = Some("bypass");
+                    ctx.log
+                        .phase("cache", format!("bypass:{why}"), t, host.monotonic_us());
+                }
+            }
+        }
+
+        let t = host.monotonic_us();
+        let attempts = 1 + if route::is_idempotent(&parts.method) {
+            upstream.retries
+        } else {
+            0
+        };
+        let mut outcome = Err(Reject::BadGateway);
+        for attempt in 1..=attempts {
+            let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
+            let uri = transform::upstream_uri(target, &up_path, up_query.as_deref())
+                .map_err(|_| Reject::BadGateway)?;
+            let mut out = Request::new(body.clone());
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.headers_mut() = parts.headers.clone();
+            ctx.log.upstream_attempts = attempt;
+            match host.fetch(out, upstream.timeout_ms).await {
+                Ok(res) if attempt < attempts && route::is_retryable_status(res.status()) => {
+                    continue
+                }
+                Ok(res) => {
+                    outcome = Ok(res);
+                    break;
+                }
+                Err(FetchError::Connect(_)) if attempt < attempts => continue,
+                Err(FetchError::Timeout) => {
+                    outcome = Err(Reject::GatewayTimeout);
+                    break;
+                }
+                Err(_) => {
+                    outcome = Err(Reject::BadGateway);
+                    break;
+                }
+            }
+        }
+        let upstream_us = host.monotonic_us().saturating_sub(t);
+        ctx.log.upstream_us = Some(upstream_us);
+        let res = outcome?;
+        ctx.log.upstream_status = Some(res.status().as_u16());
+        let mut res = res;
+        transform::strip_hop_by_hop(res.headers_mut());
+        if let (Some(rule), Some(key), Some(probe)) = (&r.cache, cache_key, cache_request) {
+            if let Some((bytes, ttl)) = cache::store(rule, &probe, &res, host.now()) {
+                let _ = host.store_put(&key, bytes, ttl).await; // a failed write only costs a later miss
+            }
+        }
+        Ok(self.process_response(r, res, &vars, ctx, host))
+    }
+
+    /// 7. transform: the route's response transform.
+    fn process_response<H: Host>(
+        &self,
+        r: &Route,
+        mut res: Response<Bytes>,
+        vars: &transform::Vars<'_>,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Response<Bytes> {
+        let t = host.monotonic_us();
+        if let Some(tr) = &r.response {
+            transform::apply_headers(tr, res.headers_mut(), vars);
+            if tr.has_json() {
+                let body = transform::apply_json(tr, res.body());
+                res.headers_mut().remove(header::CONTENT_LENGTH);
+                *res.body_mut() = body;
+            }
+            ctx.log
+                .phase("transform", "applied", t, host.monotonic_us());
+        }
+        res
+    }
+
+    /// The counter a request is charged to.
+    fn limit_key(
+        &self,
+        quota: &Quota,
+        r: &Route,
+        ctx: &Ctx<'_>,
+        headers: &http::HeaderMap,
+    ) -> String {
+        let who = match &quota.key {
+            LimitKey::Ip => ctx.client.ip.to_string(),
+            LimitKey::Route => r.name.clone(),
+            LimitKey::Consumer => ctx
+                .consumer
+                .as_ref()
+                .map(|c| c.id.clone())
+                .unwrap_or_default(),
+            LimitKey::Claim(c) => ctx
+                .consumer
+                .as_ref()
+                .and_then(|x| x.claim_text(c))
+                .unwrap_or_default(),
+            LimitKey::Header(h) => headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        };
+        format!("rl:{}:{}", quota.name, who)
+    }
+
+    /// Finds and checks the request's credentials. `Ok(None)`: a provider failed open.
+    async fn authenticate<H: Host>(
+        &self,
+        rule: &crate::config::AuthRule,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+        host: &H,
+    ) -> Result<Option<Consumer>, Reject> {
+        if let Some(pi) = rule.jwt {
+            let provider = &self.config.jwt[pi];
+            if let Some(token) = auth::bearer(headers, &provider.header) {
+                return self.verify_jwt(pi, &token, host).await;
+            }
+        }
+        if let Some(si) = rule.api_key {
+            let set = &self.config.api_keys[si];
+            if let Some(key) = auth::presented_api_key(set, headers, query) {
+                return match auth::check_api_key(set, &key) {
+                    Some((consumer, scopes)) => Ok(Some(Consumer {
+                        id: consumer.clone(),
+                        via: format!("api_key:{}", set.name),
+                        scopes: scopes.clone(),
+                        claims: Rc::default(),
+                    })),
+                    None => Err(Reject::Unauthenticated("unknown API key".into())),
+                };
+            }
+        }
+        Err(Reject::Unauthenticated("no credentials".into()))
+    }
+
+    async fn verify_jwt<H: Host>(
+        &self,
+        pi: usize,
+        token: &str,
+        host: &H,
+    ) -> Result<Option<Consumer>, Reject> {
+        let provider = &self.config.jwt[pi];
+        let now = host.now();
+        let cached = self.tokens.borrow().get(pi, token, now);
+        if let Some(v) = cached {
+            return Ok(Some(Consumer::from_claims(&provider.name, v.claims)));
+        }
+        let mut remote = match &provider.jwks_url {
+            Some(_) => match self.jwks_keys(pi, false, host).await {
+                Some(keys) => keys,
+                None if provider.keys.is_empty() => {
+                    return if provider.fail_open {
+                        Ok(None)
+                    } else {
+                        Err(Reject::Unavailable)
+                    };
+                }
+                None => Rc::default(),
+            },
+            None => Rc::default(),
+        };
+        let mut result = {
+            let all: Vec<&Key> = provider.keys.iter().chain(remote.iter()).collect();
+            auth::verify_token(provider, &all, token, now)
+        };
+        if result == Err(TokenError::UnknownKid) && provider.jwks_url.is_some() {
+            if let Some(fresh) = self.jwks_keys(pi, true, host).await {
+                remote = fresh;
+                let all: Vec<&Key> = provider.keys.iter().chain(remote.iter()).collect();
+                result = auth::verify_token(provider, &all, token, now);
+            }
+        }
+        match result {
+            Ok(verified) => {
+                self.tokens
+                    .borrow_mut()
+                    .put(pi, token, verified.clone(), now);
+                Ok(Some(Consumer::from_claims(&provider.name, verified.claims)))
+            }
+            Err(TokenError::UnknownKid) => {
+                Err(Reject::Unauthenticated("unknown signing key".into()))
+            }
+            Err(TokenError::Invalid(why)) => Err(Reject::Unauthenticated(why.into())),
+        }
+    }
+
+    /// The provider's JWKS keys: from memory, the shared store, or a fetch. `force` asks for a
+    /// refetch (an unknown `kid`), which happens at most once per cooldown. A failed fetch keeps
+    /// serving the keys already known, however stale. `None`: no keys could be had at all.
+    async fn jwks_keys<H: Host>(&self, pi: usize, force: bool, host: &H) -> Option<Rc<Vec<Key>>> {
+        let provider = &self.config.jwt[pi];
+        let url = provider.jwks_url.as_ref()?;
+        let now = host.now();
+        let store_key = format!("jwks:{}", provider.name);
+        let (loaded, fresh, cooling) = {
+            let s = &self.jwks.borrow()[pi];
+            let cooldown = u64::from(provider.jwks_cooldown_s) * 1000;
+            (
+                s.loaded,
+                s.loaded && now < s.expires_at,
+                s.last_fetch.is_some_and(|f| now < f + cooldown),
+            )
+        };
+        if !loaded {
+            if let Ok(Some(bytes)) = host.store_get(&store_key).await {
+                if let Some((expires_at, body)) = decode_stored_jwks(&bytes) {
+                    if let Ok(keys) = auth::parse_jwks(body) {
+                        let mut all = self.jwks.borrow_mut();
+                        all[pi] = Jwks {
+                            keys: Rc::new(keys),
+                            loaded: true,
+                            expires_at,
+                            last_fetch: None,
+                        };
+                        if now < expires_at && !force {
+                            return Some(all[pi].keys.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let current = || {
+            let s = &self.jwks.borrow()[pi];
+            s.loaded.then(|| s.keys.clone())
+        };
+        if (fresh && !force) || cooling {
+            return current();
+        }
+        self.jwks.borrow_mut()[pi].last_fetch = Some(now);
+        let mut req = Request::new(Bytes::new());
+        *req.uri_mut() = url.parse().ok()?;
+        req.headers_mut()
+            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let fetched = match host.fetch(req, JWKS_TIMEOUT_MS).await {
+            Ok(res) if res.status().is_success() => auth::parse_jwks(res.body()).ok().map(|keys| {
+                let ttl = auth::jwks_ttl_s(
+                    res.headers(),
+                    provider.jwks_min_ttl_s,
+                    provider.jwks_max_ttl_s,
+                );
+                (keys, ttl, res.into_body())
+            }),
+            _ => None,
+        };
+        match fetched {
+            Some((keys, ttl, body)) => {
+                let expires_at = now + u64::from(ttl) * 1000;
+                let keys = Rc::new(keys);
+                {
+                    let mut all = self.jwks.borrow_mut();
+                    all[pi] = Jwks {
+                        keys: keys.clone(),
+                        loaded: true,
+                        expires_at,
+                        last_fetch: Some(now),
+                    };
+                }
+                let _ = host
+                    .store_put(
+                        &store_key,
+                        encode_stored_jwks(expires_at, &body),
+                        ttl.max(60),
+                    )
+                    .await;
+                Some(keys)
+            }
+            None => current(),
+        }
+    }
+
+    /// Purges every cached response by moving to a new cache generation; returns it.
+    pub async fn purge_cache<H: Host>(&self, host: &H) -> Result<u64, crate::host::HostError> {
+        let current = host
+            .store_get(cache::GENERATION_KEY)
+            .await?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let next = current + 1;
+        host.store_put(
+            cache::GENERATION_KEY,
+            next.to_string().into_bytes(),
+            365 * 86_400,
+        )
+        .await?;
+        Ok(next)
+    }
+}
+
+fn encode_stored_jwks(expires_at: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{expires_at}\n").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn decode_stored_jwks(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let split = bytes.iter().position(|b| *b == b'\n')?;
+    let expires_at = std::str::from_utf8(&bytes[..split]).ok()?.parse().ok()?;
+    Some((expires_at, &bytes[split + 1..]))
+}

@@ -1,0 +1,30 @@
+//! Portcullis core: an API gateway's request pipeline as pure phases over `http` types.
+//!
+//! The core reads no clock, no environment and no randomness, and does no IO: all of that comes
+//! through the [`Host`] port, which the Workers and Spin adapters implement. Start at
+//! [`Gateway::handle`]; each phase of the request's journey is a module under [`phase`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod gateway;
+pub mod host;
+#[cfg(feature = "memory")]
+pub mod memory;
+pub mod phase;
+pub mod problem;
+
+pub use config::{Config, ConfigErrors, Diagnostic};
+pub use gateway::Gateway;
+pub use host::{FetchError, Host, HostError, UnixMillis};
+pub use phase::access::Client;
+pub use problem::Reject;
+
+// RSA signing (never used: the gateway only verifies) links `getrandom`; on
+// wasm32-unknown-unknown there is no OS source, so it reports "unsupported" rather than pretend.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod no_os_random {
+    fn unsupported(_: &mut [u8]) -> Result<(), getrandom::Error> {
+        Err(getrandom::Error::UNSUPPORTED)
+    }
+    getrandom::register_custom_getrandom!(unsupported);
+}

@@ -1,0 +1,329 @@
+//! Allow and deny lists: client IP CIDRs, countries and ASNs → 403; and which client address to
+//! believe when the request came through trusted proxies.
+//!
+//! CIDRs are compiled once into sorted, merged ranges over one 128-bit space (IPv4 as
+//! IPv4-mapped IPv6), so a lookup is a binary search whatever the list's size. Reads no headers
+//! other than `X-Forwarded-For`, and that one only behind configured proxies.
+
+use crate::problem::Reject;
+use http::HeaderMap;
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// A set of addresses: sorted, non-overlapping, non-adjacent inclusive ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpSet {
+    ranges: Vec<(u128, u128)>,
+}
+
+/// Where a client address sits in the 128-bit space (IPv4 and IPv4-mapped IPv6 agree).
+pub fn canonical(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(v4.to_ipv6_mapped()),
+            None => u128::from(v6),
+        },
+    }
+}
+
+/// Parses a CIDR or a single address.
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
+}
+
+impl IpSet {
+    /// Builds the set; overlapping and adjacent ranges are merged.
+    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> IpSet {
+        let mut ranges: Vec<(u128, u128)> = nets
+            .into_iter()
+            .map(|net| {
+                let lo = canonical(net.network());
+                let host_bits = u32::from(net.max_prefix_len() - net.prefix_len());
+                let span = if host_bits >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << host_bits) - 1
+                };
+                (lo, lo.saturating_add(span))
+            })
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        IpSet { ranges: merged }
+    }
+
+    /// Whether `ip` is in the set.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let x = canonical(ip);
+        let i = self.ranges.partition_point(|&(lo, _)| lo <= x);
+        i > 0 && self.ranges[i - 1].1 >= x
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// How many merged ranges remain.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+}
+
+/// A compiled access list.
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    pub name: String,
+    pub allow_ips: Option<IpSet>,
+    pub deny_ips: IpSet,
+    pub allow_countries: Vec<String>,
+    pub deny_countries: Vec<String>,
+    pub allow_asns: Vec<u32>,
+    pub deny_asns: Vec<u32>,
+}
+
+/// Who the client is, as far as the adapter can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The address the connection came from (as the platform reports it).
+    pub ip: IpAddr,
+    /// ISO 3166-1 alpha-2, uppercase, when the platform knows it.
+    pub country: Option<String>,
+    pub asn: Option<u32>,
+}
+
+impl Client {
+    pub fn new(ip: IpAddr) -> Client {
+        Client {
+            ip,
+            country: None,
+            asn: None,
+        }
+    }
+}
+
+/// The client address to judge: the peer, or — when the peer is a trusted proxy — the rightmost
+/// `X-Forwarded-For` hop that is not itself a trusted proxy.
+pub fn effective_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpSet) -> IpAddr {
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut last = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(ip) => last = ip,
+            Ok(ip) => return ip,
+            Err(_) => return last, // a garbled hop: believe nothing to its left
+        }
+    }
+    last
+}
+
+/// Checks the client against the policy.
+pub fn check(policy: &AccessPolicy, client: &Client) -> Result<(), Reject> {
+    if policy.deny_ips.contains(client.ip) {
+        return Err(Reject::Denied("client address is denied".into()));
+    }
+    if let Some(allow) = &policy.allow_ips {
+        if !allow.contains(client.ip) {
+            return Err(Reject::Denied("client address is not allowed".into()));
+        }
+    }
+    let country = client.country.as_deref();
+    if country.is_some_and(|c| policy.deny_countries.iter().any(|d| d == c)) {
+        return Err(Reject::Denied("client country is denied".into()));
+    }
+    if !policy.allow_countries.is_empty()
+        && !country.is_some_and(|c| policy.allow_countries.iter().any(|a| a == c))
+    {
+        return Err(Reject::Denied("client country is not allowed".into()));
+    }
+    if client.asn.is_some_and(|a| policy.deny_asns.contains(&a)) {
+        return Err(Reject::Denied("client network is denied".into()));
+    }
+    if !policy.allow_asns.is_empty() && !client.asn.is_some_and(|a| policy.allow_asns.contains(&a))
+    {
+        return Err(Reject::Denied("client network is not allowed".into()));
+    }
+    Ok(())
+}
+
+/// Whether `s` is an ISO 3166-1 alpha-2 code in the form the lists use (two uppercase letters).
+pub fn is_country_code(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(cidrs: &[&str]) -> IpSet {
+        IpSet::new(cidrs.iter().map(|c| parse_cidr(c).unwrap()))
+    }
+
+    fn deny(cidrs: &[&str]) -> AccessPolicy {
+        AccessPolicy {
+            deny_ips: set(cidrs),
+            ..Default::default()
+        }
+    }
+
+    fn client(ip: &str) -> Client {
+        Client::new(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn deny_list() {
+        let p = deny(&["10.0.0.0/8", "2001:db8::/32"]);
+        for (ip, want) in [
+            ("10.1.2.3", Some(403)),
+            ("::ffff:10.0.0.1", Some(403)),
+            ("192.0.2.1", None),
+            ("2001:db8::1", Some(403)),
+            ("2001:db9::1", None),
+            ("11.0.0.0", None),
+            ("9.255.255.255", None),
+        ] {
+            assert_eq!(
+                check(&p, &client(ip)).err().map(|r| r.status().as_u16()),
+                want,
+                "{ip}"
+            );
+        }
+    }
+
+    #[test]
+    fn allow_list_admits_only_members() {
+        let p = AccessPolicy {
+            allow_ips: Some(set(&["192.0.2.0/24"])),
+            ..Default::default()
+        };
+        for (ip, want) in [
+            ("192.0.2.9", true),
+            ("192.0.3.1", false),
+            ("::ffff:192.0.2.1", true),
+        ] {
+            assert_eq!(check(&p, &client(ip)).is_ok(), want, "{ip}");
+        }
+    }
+
+    #[test]
+    fn ranges_merge() {
+        let s = set(&[
+            "10.0.0.0/24",
+            "10.0.1.0/24",
+            "10.0.0.128/25",
+            "192.0.2.1",
+            "0.0.0.0/0",
+        ]);
+        assert_eq!(s.len(), 1, "everything IPv4 collapses into 0.0.0.0/0");
+        let s = set(&["10.0.0.0/24", "10.0.1.0/24", "10.0.3.0/24"]);
+        assert_eq!(s.len(), 2);
+        assert!(set(&["::/0"]).contains("1.2.3.4".parse().unwrap()));
+    }
+
+    #[test]
+    fn countries_and_asns() {
+        let p = AccessPolicy {
+            deny_countries: vec!["KP".into()],
+            allow_asns: vec![13335],
+            ..Default::default()
+        };
+        let c = |country: Option<&str>, asn: Option<u32>| Client {
+            ip: "192.0.2.1".parse().unwrap(),
+            country: country.map(Into::into),
+            asn,
+        };
+        let rows = [
+            (
+                c(Some("KP"), Some(13335)),
+                Err(Reject::Denied("client country is denied".into())),
+            ),
+            (c(Some("FR"), Some(13335)), Ok(())),
+            (c(None, Some(13335)), Ok(())),
+            (
+                c(Some("FR"), Some(1)),
+                Err(Reject::Denied("client network is not allowed".into())),
+            ),
+            (
+                c(Some("FR"), None),
+                Err(Reject::Denied("client network is not allowed".into())),
+            ),
+        ];
+        for (client, want) in rows {
+            assert_eq!(check(&p, &client), want, "{client:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_trusted_proxies() {
+        let trusted = set(&["10.0.0.0/8"]);
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7".parse().unwrap(),
+        );
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // the rightmost untrusted hop, not the leftmost (which the client can forge)
+        assert_eq!(
+            effective_ip(ip("10.0.0.1"), &h, &trusted),
+            ip("198.51.100.7")
+        );
+        // from an untrusted peer the header is ignored
+        assert_eq!(effective_ip(ip("192.0.2.1"), &h, &trusted), ip("192.0.2.1"));
+        assert_eq!(
+            effective_ip(ip("10.0.0.1"), &h, &IpSet::default()),
+            ip("10.0.0.1")
+        );
+        let mut garbled = HeaderMap::new();
+        garbled.append("x-forwarded-for", "1.2.3.4, nonsense".parse().unwrap());
+        assert_eq!(
+            effective_ip(ip("10.0.0.1"), &garbled, &trusted),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn bad_cidrs_are_named() {
+        assert_eq!(
+            parse_cidr("10.0.0.0/33"),
+            Err("\"10.0.0.0/33\" is not an IP address or CIDR".into())
+        );
+        assert!(parse_cidr("::1").is_ok());
+    }
+
+    #[test]
+    fn large_sets_answer_like_a_linear_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let nets: Vec<IpNet> = (0..5_000)
+            .map(|_| {
+                let ip = std::net::Ipv4Addr::from(rng.gen::<u32>());
+                IpNet::new(IpAddr::V4(ip), rng.gen_range(8..=32))
+                    .unwrap()
+                    .trunc()
+            })
+            .collect();
+        let s = IpSet::new(nets.clone());
+        for _ in 0..5_000 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(rng.gen::<u32>()));
+            assert_eq!(s.contains(ip), nets.iter().any(|n| n.contains(&ip)), "{ip}");
+        }
+    }
+}

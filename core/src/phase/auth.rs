@@ -1,0 +1,512 @@
+//! Authentication and authorization: JWTs (inline keys or JWKS), API keys, required scopes and
+//! claim rules → 401 / 403, and the consumer later phases see.
+//!
+//! The key decides the algorithm, never the token: a key verifies exactly one algorithm, and a
+//! token is only tried against keys of its `alg` (and `kid`). `crit` is refused; `jku`, `x5u`
+//! and `jwk` headers are ignored. Time comes in as an argument; JWKS fetching is the gateway's:
+//! this module only parses key sets and decides TTLs and refetches.
+
+use crate::config::raw::Alg;
+use crate::host::UnixMillis;
+use crate::problem::Reject;
+use http::{HeaderMap, HeaderName};
+use jwt_compact::alg::{
+    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaPublicKey,
+};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{Algorithm, AlgorithmExt, UntrustedToken};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+type Claims = Map<String, Value>;
+
+/// A key able to verify one algorithm.
+#[derive(Clone)]
+pub enum Verifier {
+    Hs256(Hs256Key),
+    Hs384(Hs384Key),
+    Hs512(Hs512Key),
+    Rsa(Rsa, Box<RsaPublicKey>),
+    Es256(<Es256 as Algorithm>::VerifyingKey),
+    EdDsa(<Ed25519 as Algorithm>::VerifyingKey),
+}
+
+/// A verification key with its `kid` and the one algorithm it accepts.
+#[derive(Clone)]
+pub struct Key {
+    pub kid: Option<String>,
+    pub alg: Alg,
+    pub verifier: Verifier,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({:?}, {})", self.kid, self.alg.name())
+    }
+}
+
+/// Smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+impl Key {
+    /// An HMAC key from its secret bytes.
+    pub fn hmac(kid: Option<String>, alg: Alg, secret: &[u8]) -> Result<Key, String> {
+        let min = match alg {
+            Alg::HS256 => 32,
+            Alg::HS384 => 48,
+            Alg::HS512 => 64,
+            other => return Err(format!("{} needs a `jwk`, not a secret", other.name())),
+        };
+        if secret.len() < min {
+            return Err(format!(
+                "{} secrets must be at least {min} bytes, this one has {}",
+                alg.name(),
+                secret.len()
+            ));
+        }
+        let verifier = match alg {
+            Alg::HS256 => Verifier::Hs256(Hs256Key::new(secret)),
+            Alg::HS384 => Verifier::Hs384(Hs384Key::new(secret)),
+            _ => Verifier::Hs512(Hs512Key::new(secret)),
+        };
+        Ok(Key { kid, alg, verifier })
+    }
+
+    /// A public key from a JWK; the key type must fit the algorithm.
+    pub fn from_jwk(kid: Option<String>, alg: Alg, jwk: &Value) -> Result<Key, String> {
+        let parsed: JsonWebKey<'_> =
+            serde_json::from_value(jwk.clone()).map_err(|e| format!("not a usable JWK: {e}"))?;
+        let kty = match &parsed {
+            JsonWebKey::Rsa { .. } => "RSA",
+            JsonWebKey::EllipticCurve { .. } => "EC",
+            JsonWebKey::Symmetric { .. } => "oct",
+            JsonWebKey::KeyPair { .. } => "OKP",
+            _ => "unknown",
+        };
+        let mismatch = || format!("algorithm {} does not fit a key of type {kty}", alg.name());
+        let verifier = match alg {
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 => {
+                let JsonWebKey::Rsa { modulus, .. } = &parsed else {
+                    return Err(mismatch());
+                };
+                let bits = modulus_bits(modulus);
+                if bits < MIN_RSA_BITS {
+                    return Err(format!(
+                        "RSA keys must have at least {MIN_RSA_BITS} bits, this one has {bits}"
+                    ));
+                }
+                let key =
+                    RsaPublicKey::try_from(&parsed).map_err(|e| format!("bad RSA key: {e}"))?;
+                let rsa = match alg {
+                    Alg::RS256 => Rsa::rs256(),
+                    Alg::RS384 => Rsa::rs384(),
+                    Alg::RS512 => Rsa::rs512(),
+                    _ => Rsa::ps256(),
+                };
+                Verifier::Rsa(rsa, Box::new(key))
+            }
+            Alg::ES256 => {
+                if !matches!(parsed, JsonWebKey::EllipticCurve { .. }) {
+                    return Err(mismatch());
+                }
+                Verifier::Es256(
+                    TryFrom::try_from(&parsed).map_err(|e| format!("bad P-256 key: {e}"))?,
+                )
+            }
+            Alg::EdDSA => {
+                if !matches!(parsed, JsonWebKey::KeyPair { .. }) {
+                    return Err(mismatch());
+                }
+                Verifier::EdDsa(
+                    TryFrom::try_from(&parsed).map_err(|e| format!("bad Ed25519 key: {e}"))?,
+                )
+            }
+            Alg::HS256 | Alg::HS384 | Alg::HS512 => {
+                let JsonWebKey::Symmetric { secret } = &parsed else {
+                    return Err(mismatch());
+                };
+                return Key::hmac(kid, alg, secret.as_ref());
+            }
+        };
+        Ok(Key { kid, alg, verifier })
+    }
+
+    /// Checks the signature; `Ok(claims)` when it holds.
+    fn verify(
+        &self,
+        token: &UntrustedToken<'_, Claims>,
+    ) -> Option<jwt_compact::Token<Claims, Claims>> {
+        match &self.verifier {
+            Verifier::Hs256(k) => Hs256.validator::<Claims>(k).validate(token).ok(),
+            Verifier::Hs384(k) => Hs384.validator::<Claims>(k).validate(token).ok(),
+            Verifier::Hs512(k) => Hs512.validator::<Claims>(k).validate(token).ok(),
+            Verifier::Rsa(alg, k) => alg.validator::<Claims>(k).validate(token).ok(),
+            Verifier::Es256(k) => Es256.validator::<Claims>(k).validate(token).ok(),
+            Verifier::EdDsa(k) => Ed25519.validator::<Claims>(k).validate(token).ok(),
+        }
+    }
+}
+
+fn modulus_bits(modulus: &[u8]) -> usize {
+    let trimmed: &[u8] = {
+        let start = modulus
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(modulus.len());
+        &modulus[start..]
+    };
+    match trimmed.first() {
+        Some(first) => (trimmed.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+        None => 0,
+    }
+}
+
+/// A compiled JWT provider.
+#[derive(Debug, Clone)]
+pub struct JwtProvider {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub jwks_url: Option<String>,
+    pub keys: Vec<Key>,
+    pub leeway_s: u64,
+    pub require_exp: bool,
+    pub header: HeaderName,
+    pub jwks_min_ttl_s: u32,
+    pub jwks_max_ttl_s: u32,
+    pub jwks_cooldown_s: u32,
+    pub fail_open: bool,
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// No key has the token's `kid`: the key set may have rotated.
+    UnknownKid,
+    /// The token is not acceptable; the text is safe to show the client.
+    Invalid(&'static str),
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub claims: Rc<Claims>,
+    /// When the token stops being acceptable (exp + leeway), in ms.
+    pub valid_until_ms: u64,
+}
+
+/// Verifies a token against `keys` (inline keys first, then the key set) at `now`.
+pub fn verify_token(
+    p: &JwtProvider,
+    keys: &[&Key],
+    token: &str,
+    now: UnixMillis,
+) -> Result<Verified, TokenError> {
+    let untrusted = UntrustedToken::<Claims>::try_from(token)
+        .map_err(|_| TokenError::Invalid("malformed token"))?;
+    let header = untrusted.header();
+    if header.other_fields.contains_key("crit") {
+        return Err(TokenError::Invalid(
+            "critical header extensions are not supported",
+        ));
+    }
+    let alg = untrusted.algorithm();
+    let kid = header.key_id.as_deref();
+    let of_alg: Vec<&&Key> = keys.iter().filter(|k| k.alg.name() == alg).collect();
+    if of_alg.is_empty() {
+        return Err(TokenError::Invalid("token algorithm is not accepted"));
+    }
+    let candidates: Vec<&&Key> = match kid {
+        Some(kid) => of_alg
+            .into_iter()
+            .filter(|k| k.kid.as_deref() == Some(kid))
+            .collect(),
+        None => of_alg,
+    };
+    if candidates.is_empty() {
+        return Err(TokenError::UnknownKid);
+    }
+    let token = candidates
+        .iter()
+        .find_map(|k| k.verify(&untrusted))
+        .ok_or(TokenError::Invalid("signature is invalid"))?;
+    let claims = token.claims();
+    let now_s = (now / 1000) as i64;
+    let leeway = p.leeway_s as i64;
+    let valid_until_ms = match claims.expiration {
+        Some(exp) => {
+            if exp.timestamp() + leeway <= now_s {
+                return Err(TokenError::Invalid("token expired"));
+            }
+            ((exp.timestamp() + leeway).max(0) as u64) * 1000
+        }
+        None if p.require_exp => return Err(TokenError::Invalid("token has no expiry")),
+        None => now + 300_000,
+    };
+    if claims
+        .not_before
+        .is_some_and(|nbf| nbf.timestamp() - leeway > now_s)
+    {
+        return Err(TokenError::Invalid("token is not valid yet"));
+    }
+    let custom = &claims.custom;
+    if let Some(iss) = &p.issuer {
+        if custom.get("iss").and_then(Value::as_str) != Some(iss) {
+            return Err(TokenError::Invalid("wrong issuer"));
+        }
+    }
+    if !p.audiences.is_empty() {
+        let ok = match custom.get("aud") {
+            Some(Value::String(a)) => p.audiences.contains(a),
+            Some(Value::Array(list)) => list.iter().any(|a| {
+                a.as_str()
+                    .is_some_and(|a| p.audiences.iter().any(|x| x == a))
+            }),
+            _ => false,
+        };
+        if !ok {
+            return Err(TokenError::Invalid("wrong audience"));
+        }
+    }
+    Ok(Verified {
+        claims: Rc::new(custom.clone()),
+        valid_until_ms,
+    })
+}
+
+/// The bearer token from the provider's header.
+pub fn bearer(headers: &HeaderMap, header: &HeaderName) -> Option<String> {
+    let v = headers.get(header)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Verified tokens, so a token seen before is not verified again. Bounded; entries leave when
+/// their token expires.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    capacity: usize,
+    /// token → (provider index, verdict)
+    entries: HashMap<String, (usize, Verified)>,
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            capacity,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// A still-valid entry for this provider.
+    pub fn get(&self, provider: usize, token: &str, now: UnixMillis) -> Option<Verified> {
+        self.entries
+            .get(token)
+            .filter(|(p, v)| *p == provider && v.valid_until_ms > now)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&mut self, provider: usize, token: &str, verified: Verified, now: UnixMillis) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, (_, v)| v.valid_until_ms > now);
+            if self.entries.len() >= self.capacity {
+                // still full of live tokens: drop the half that expires soonest
+                let mut ends: Vec<u64> = self
+                    .entries
+                    .values()
+                    .map(|(_, v)| v.valid_until_ms)
+                    .collect();
+                ends.sort_unstable();
+                let cut = ends[ends.len() / 2];
+                self.entries.retain(|_, (_, v)| v.valid_until_ms > cut);
+            }
+        }
+        self.entries.insert(token.to_string(), (provider, verified));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Parses a JWKS document into keys. Keys that cannot verify (encryption keys, unknown types,
+/// weak RSA) are left out; the algorithm comes from the key's `alg` or, when absent, its type.
+pub fn parse_jwks(body: &[u8]) -> Result<Vec<Key>, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let list = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("JWKS has no \"keys\" array")?;
+    let mut keys = Vec::new();
+    for jwk in list {
+        if jwk
+            .get("use")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u != "sig")
+        {
+            continue;
+        }
+        let alg = match jwk.get("alg").and_then(Value::as_str) {
+            Some(a) => Alg::from_name(a),
+            None => match (
+                jwk.get("kty").and_then(Value::as_str),
+                jwk.get("crv").and_then(Value::as_str),
+            ) {
+                (Some("RSA"), _) => Some(Alg::RS256),
+                (Some("EC"), Some("P-256")) => Some(Alg::ES256),
+                (Some("OKP"), Some("Ed25519")) => Some(Alg::EdDSA),
+                _ => None,
+            },
+        };
+        let Some(alg) = alg else { continue };
+        if matches!(alg, Alg::HS256 | Alg::HS384 | Alg::HS512) {
+            continue; // shared secrets never come from a URL
+        }
+        let kid = jwk.get("kid").and_then(Value::as_str).map(String::from);
+        if let Ok(key) = Key::from_jwk(kid, alg, jwk) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// How long to keep a fetched JWKS: its `Cache-Control: max-age`, clamped to the provider's bounds.
+pub fn jwks_ttl_s(headers: &HeaderMap, min_s: u32, max_s: u32) -> u32 {
+    let max_age = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|d| {
+            d.trim()
+                .strip_prefix("max-age=")?
+                .trim_matches('"')
+                .parse::<u32>()
+                .ok()
+        });
+    max_age.unwrap_or(min_s).clamp(min_s, max_s.max(min_s))
+}
+
+/// A compiled API-key set.
+#[derive(Debug, Clone)]
+pub struct ApiKeySet {
+    pub name: String,
+    pub header: Option<HeaderName>,
+    pub query: Option<String>,
+    pub by_hash: HashMap<[u8; 32], (String, Vec<String>)>,
+}
+
+/// The API key presented in the request, if any.
+pub fn presented_api_key(
+    set: &ApiKeySet,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Option<String> {
+    if let Some(h) = &set.header {
+        if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()) {
+            return Some(v.trim().to_string());
+        }
+    }
+    let name = set.query.as_deref()?;
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Looks a key up by its SHA-256.
+pub fn check_api_key<'a>(set: &'a ApiKeySet, key: &str) -> Option<&'a (String, Vec<String>)> {
+    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    set.by_hash.get(&digest)
+}
+
+/// Who made the request, once authenticated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumer {
+    /// `sub` (JWT) or the key's consumer name.
+    pub id: String,
+    /// The provider that vouched for it: `jwt:NAME` or `api_key:NAME`.
+    pub via: String,
+    pub scopes: Vec<String>,
+    /// JWT claims (empty for API keys).
+    pub claims: Rc<Claims>,
+}
+
+impl Consumer {
+    /// A consumer from verified JWT claims.
+    pub fn from_claims(provider: &str, claims: Rc<Claims>) -> Consumer {
+        let id = ["sub", "client_id", "azp"]
+            .iter()
+            .find_map(|c| claims.get(*c).and_then(Value::as_str))
+            .unwrap_or("")
+            .to_string();
+        let mut scopes: Vec<String> = Vec::new();
+        for name in ["scope", "scp"] {
+            match claims.get(name) {
+                Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(String::from)),
+                Some(Value::Array(list)) => {
+                    scopes.extend(list.iter().filter_map(Value::as_str).map(String::from))
+                }
+                _ => {}
+            }
+        }
+        Consumer {
+            id,
+            via: format!("jwt:{provider}"),
+            scopes,
+            claims,
+        }
+    }
+
+    /// A claim as text, for rate-limit keys and logs.
+    pub fn claim_text(&self, name: &str) -> Option<String> {
+        match self.claims.get(name)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// Checks required scopes and claim rules → 403.
+pub fn authorize(
+    scopes: &[String],
+    claims: &[(String, Value)],
+    consumer: &Consumer,
+) -> Result<(), Reject> {
+    if let Some(missing) = scopes.iter().find(|s| !consumer.scopes.contains(s)) {
+        return Err(Reject::Forbidden(format!("missing scope {missing:?}")));
+    }
+    for (name, rule) in claims {
+        let actual = consumer.claims.get(name);
+        let accepted = |want: &Value| match actual {
+            Some(Value::Array(items)) => items.contains(want),
+            Some(v) => v == want,
+            None => false,
+        };
+        let ok = match rule {
+            Value::Array(options) => options.iter().any(accepted),
+            one => accepted(one),
+        };
+        if !ok {
+            return Err(Reject::Forbidden(format!(
+                "claim {name:?} does not allow this"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+//! Rate limiting: an exact GCRA (generic cell rate algorithm) as a pure function of
+//! (stored state, now, quota, cost) → (verdict, new state), plus the key a request counts against
+//! and the IETF `RateLimit` / `RateLimit-Policy` header fields.
+//!
+//! Arithmetic is in integer "ticks" of 1/limit ms, so the emission interval `period / limit` is
+//! exact and no rounding lets an extra request through. Reads no clock; stores nothing: the host
+//! applies [`admit`] atomically per key.
+
+use crate::host::UnixMillis;
+use http::{HeaderMap, HeaderValue};
+
+/// A compiled rate-limit policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// Policy name (shown in headers and logs).
+    pub name: String,
+    /// Requests per period.
+    pub limit: u64,
+    /// Period in milliseconds.
+    pub period_ms: u64,
+    /// Requests allowed at once.
+    pub burst: u64,
+    /// What requests are counted by.
+    pub key: LimitKey,
+    /// Let requests through when the counter store fails.
+    pub fail_open: bool,
+}
+
+/// What a request is counted by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    Ip,
+    Consumer,
+    Route,
+    Claim(String),
+    Header(http::HeaderName),
+}
+
+impl LimitKey {
+    /// Parses `ip`, `consumer`, `route`, `claim:NAME` or `header:NAME`.
+    pub fn parse(s: &str) -> Result<LimitKey, String> {
+        match s {
+            "ip" => Ok(LimitKey::Ip),
+            "consumer" => Ok(LimitKey::Consumer),
+            "route" => Ok(LimitKey::Route),
+            _ => {
+                if let Some(c) = s.strip_prefix("claim:").filter(|c| !c.is_empty()) {
+                    Ok(LimitKey::Claim(c.to_string()))
+                } else if let Some(h) = s.strip_prefix("header:") {
+                    http::HeaderName::from_bytes(h.as_bytes())
+                        .map(LimitKey::Header)
+                        .map_err(|_| format!("{h:?} is not a valid header name"))
+                } else {
+                    Err(format!(
+                        "unknown key {s:?}; expected ip, consumer, route, claim:NAME or header:NAME"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The limiter state for one key: the theoretical arrival time in ticks of 1/`scale` ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    tat: u128,
+    scale: u64,
+}
+
+impl Gcra {
+    /// The stored form: `"tat:scale"`.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.tat, self.scale)
+    }
+
+    /// Reads the stored form; `None` for anything malformed (treated as no state).
+    pub fn decode(s: &str) -> Option<Gcra> {
+        let (tat, scale) = s.split_once(':')?;
+        let scale: u64 = scale.parse().ok()?;
+        (scale > 0).then_some(Gcra {
+            tat: tat.parse().ok()?,
+            scale,
+        })
+    }
+
+    /// Milliseconds after which the state no longer matters (a store may expire it then).
+    pub fn expires_at_ms(&self) -> u64 {
+        u64::try_from(self.tat.div_ceil(u128::from(self.scale))).unwrap_or(u64::MAX)
+    }
+}
+
+/// The outcome of one request against a quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Requests that could still be made right now.
+    pub remaining: u64,
+    /// Seconds until the quota is fully restored.
+    pub reset_s: u64,
+    /// Seconds to wait before this request would be allowed (0 when allowed).
+    pub retry_after_s: u64,
+}
+
+/// Applies one request of `cost` at `now`. Pure: the caller stores the returned state.
+pub fn admit(quota: &Quota, state: Option<Gcra>, now: UnixMillis, cost: u32) -> (Verdict, Gcra) {
+    let scale = quota.limit.max(1);
+    let now_t = u128::from(now) * u128::from(scale);
+    let interval = u128::from(quota.period_ms); // period/limit ms, in ticks of 1/limit ms
+    let capacity = interval * u128::from(quota.burst.max(1)); // burst × interval
+    let tat = match state {
+        Some(s) if s.scale == scale => s.tat,
+        // the policy changed: carry the state over in the new unit, rounding against the client
+        Some(s) => (s.tat * u128::from(scale)).div_ceil(u128::from(s.scale)),
+        None => 0,
+    }
+    .max(now_t);
+    let new_tat = tat + interval * u128::from(cost.max(1));
+    let to_secs =
+        |ticks: u128| u64::try_from(ticks.div_ceil(u128::from(scale) * 1000)).unwrap_or(u64::MAX);
+    if new_tat - now_t > capacity {
+        let remaining = ((capacity + now_t).saturating_sub(tat) / interval.max(1)) as u64;
+        let verdict = Verdict {
+            allowed: false,
+            remaining,
+            reset_s: to_secs(tat - now_t),
+            retry_after_s: to_secs(new_tat - now_t - capacity).max(1),
+        };
+        (verdict, Gcra { tat, scale })
+    } else {
+        let remaining = ((capacity - (new_tat - now_t)) / interval.max(1)) as u64;
+        let verdict = Verdict {
+            allowed: true,
+            remaining,
+            reset_s: to_secs(new_tat - now_t),
+            retry_after_s: 0,
+        };
+        (
+            verdict,
+            Gcra {
+                tat: new_tat,
+                scale,
+            },
+        )
+    }
+}
+
+/// Sets `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+pub fn set_headers(headers: &mut HeaderMap, quota: &Quota, verdict: &Verdict) {
+    let name = sf_key(&quota.name);
+    let policy = format!("\"{name}\";q={};w={}", quota.limit, quota.period_ms / 1000);
+    let state = format!("\"{name}\";r={};t={}", verdict.remaining, verdict.reset_s);
+    if let (Ok(p), Ok(s)) = (
+        HeaderValue::from_str(&policy),
+        HeaderValue::from_str(&state),
+    ) {
+        headers.insert("ratelimit-policy", p);
+        headers.insert("ratelimit", s);
+    }
+}
+
+/// Keeps a policy name safe inside a structured-field string.
+fn sf_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn quota(limit: u64, period_s: u64, burst: u64) -> Quota {
+        Quota {
+            name: "q".into(),
+            limit,
+            period_ms: period_s * 1000,
+            burst,
+            key: LimitKey::Ip,
+            fail_open: true,
+        }
+    }
+
+    fn run(q: &Quota, times: &[u64]) -> Vec<bool> {
+        let mut state = None;
+        times
+            .iter()
+            .map(|&t| {
+                let (v, s) = admit(q, state, t, 1);
+                state = Some(s);
+                v.allowed
+            })
+            .collect()
+    }
+
+    #[test]
+    fn burst_then_refusal_then_refill() {
+        let q = quota(3, 60, 3);
+        // three at once pass, the fourth waits 20 s (one emission interval)
+        assert_eq!(
+            run(&q, &[0, 0, 0, 0, 19_999, 20_000]),
+            [true, true, true, false, false, true]
+        );
+    }
+
+    #[test]
+    fn verdict_fields() {
+        let q = quota(10, 60, 10);
+        let (v, s) = admit(&q, None, 1_000_000, 1);
+        assert_eq!(
+            v,
+            Verdict {
+                allowed: true,
+                remaining: 9,
+                reset_s: 6,
+                retry_after_s: 0
+            }
+        );
+        let (v, s) = admit(&q, Some(s), 1_000_000, 9);
+        assert_eq!(
+            v,
+            Verdict {
+                allowed: true,
+                remaining: 0,
+                reset_s: 60,
+                retry_after_s: 0
+            }
+        );
+        let (v, _) = admit(&q, Some(s), 1_000_000, 1);
+        assert_eq!(
+            v,
+            Verdict {
+                allowed: false,
+                remaining: 0,
+                reset_s: 60,
+                retry_after_s: 6
+            }
+        );
+    }
+
+    #[test]
+    fn state_round_trips_and_rejects_garbage() {
+        let (_, s) = admit(&quota(7, 1, 7), None, 123_456, 1);
+        assert_eq!(Gcra::decode(&s.encode()), Some(s));
+        for bad in ["", "1", "x:1", "1:0", "1:-1", "1:2:3"] {
+            assert_eq!(Gcra::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_parsing() {
+        assert_eq!(
+            LimitKey::parse("claim:sub"),
+            Ok(LimitKey::Claim("sub".into()))
+        );
+        assert_eq!(LimitKey::parse("ip"), Ok(LimitKey::Ip));
+        assert!(LimitKey::parse("claim:").is_err());
+        assert_eq!(
+            LimitKey::parse("header:bad name"),
+            Err("\"bad name\" is not a valid header name".into())
+        );
+    }
+
+    #[test]
+    fn headers_follow_the_draft() {
+        let mut h = HeaderMap::new();
+        let q = quota(100, 60, 100);
+        set_headers(
+            &mut h,
+            &q,
+            &Verdict {
+                allowed: true,
+                remaining: 42,
+                reset_s: 5,
+                retry_after_s: 0,
+            },
+        );
+        assert_eq!(h["ratelimit-policy"], "\"q\";q=100;w=60");
+        assert_eq!(h["ratelimit"], "\"q\";r=42;t=5");
+    }
+
+    proptest! {
+        /// In any window of length W the limiter admits at most burst + floor(W × limit / period).
+        #[test]
+        fn never_admits_more_than_the_quota(
+            limit in 1u64..50, period_s in 1u64..120, extra_burst in 0u64..5,
+            gaps in proptest::collection::vec(0u64..5_000, 1..300),
+        ) {
+            let q = quota(limit, period_s, limit + extra_burst);
+            let mut t = 1_700_000_000_000u64;
+            let times: Vec<u64> = gaps.iter().map(|g| { t += g; t }).collect();
+            let allowed: Vec<u64> = times.iter().zip(run(&q, &times)).filter(|(_, a)| *a).map(|(t, _)| *t).collect();
+            for (i, start) in allowed.iter().enumerate() {
+                for (j, end) in allowed.iter().enumerate().skip(i) {
+                    let w = u128::from(end - start);
+                    let bound = u128::from(q.burst) + w * u128::from(limit) / u128::from(q.period_ms);
+                    prop_assert!((j - i + 1) as u128 <= bound, "{} admitted in {} ms", j - i + 1, w);
+                }
+            }
+        }
+
+        /// Exactly `burst` simultaneous requests pass, whatever the policy.
+        #[test]
+        fn simultaneous_requests_get_exactly_the_burst(limit in 1u64..500, period_s in 1u64..3600, n in 0usize..600) {
+            let q = quota(limit, period_s, limit);
+            let passed = run(&q, &vec![5_000; n]).into_iter().filter(|a| *a).count();
+            prop_assert_eq!(passed as u64, (n as u64).min(limit));
+        }
+    }
+}

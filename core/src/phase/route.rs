@@ -1,0 +1,451 @@
+//! Routing: which route a request is for (matchit per host, then method → 404 / 405 with
+//! `Allow`), the upstream path (rewrite templates, prefix stripping), which target gets the
+//! attempt (weighted, randomness passed in) and whether a failed attempt may be retried.
+//!
+//! Pure lookups; the gateway performs the fetch.
+
+use crate::problem::Reject;
+use http::{Method, StatusCode};
+use std::collections::HashMap;
+
+/// A path's routes: each with the methods it takes (`None`: every method).
+#[derive(Debug, Clone, Default)]
+struct PathEntry {
+    routes: Vec<(Option<Vec<Method>>, usize)>,
+}
+
+#[derive(Clone, Default)]
+struct Table {
+    paths: matchit::Router<PathEntry>,
+}
+
+/// The compiled route table.
+#[derive(Clone, Default)]
+pub struct Router {
+    hosts: HashMap<String, Table>,
+    any_host: Table,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The route a request matched, with its path parameters (still percent-encoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub route: usize,
+    pub params: Vec<(String, String)>,
+}
+
+/// One route as the router needs it.
+pub struct RouteKey<'a> {
+    pub index: usize,
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    /// Empty: every method.
+    pub methods: &'a [Method],
+}
+
+impl Router {
+    /// Builds the table; returns every conflict, each with the index of the route it concerns.
+    pub fn build<'a>(
+        routes: impl IntoIterator<Item = RouteKey<'a>>,
+    ) -> (Router, Vec<(usize, String)>) {
+        let mut router = Router::default();
+        let mut errors = Vec::new();
+        // matchit cannot update a stored value, so gather entries per (host, path) first
+        let mut grouped: Vec<(Option<String>, String, PathEntry)> = Vec::new();
+        let mut names: HashMap<(Option<String>, String), usize> = HashMap::new();
+        for r in routes {
+            let host = r.host.map(|h| h.to_ascii_lowercase());
+            let methods = (!r.methods.is_empty()).then(|| r.methods.to_vec());
+            let slot = *names
+                .entry((host.clone(), r.path.to_string()))
+                .or_insert_with(|| {
+                    grouped.push((host.clone(), r.path.to_string(), PathEntry::default()));
+                    grouped.len() - 1
+                });
+            let entry = &mut grouped[slot].2;
+            for (other_methods, other) in &entry.routes {
+                let overlap = match (&methods, other_methods) {
+                    (None, _) | (_, None) => true,
+                    (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+                };
+                if overlap {
+                    errors.push((
+                        r.index,
+                        format!("conflicts with routes[{other}]: same host, path and method"),
+                    ));
+                }
+            }
+            entry.routes.push((methods, r.index));
+        }
+        for (host, path, entry) in grouped {
+            let first = entry.routes.first().map_or(0, |r| r.1);
+            let table = match &host {
+                Some(h) => router.hosts.entry(h.clone()).or_default(),
+                None => &mut router.any_host,
+            };
+            if let Err(e) = table.paths.insert(path.clone(), entry) {
+                errors.push((first, format!("path {path:?}: {e}")));
+            }
+        }
+        (router, errors)
+    }
+
+    /// Finds the route for a method, host and (normalized) path.
+    pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Result<Matched, Reject> {
+        let host_table = host.and_then(|h| self.hosts.get(h));
+        let found = host_table
+            .and_then(|t| t.paths.at(path).ok())
+            .or_else(|| self.any_host.paths.at(path).ok())
+            .ok_or(Reject::NotFound)?;
+        let entry = found.value;
+        let route = entry
+            .routes
+            .iter()
+            .find(|(methods, _)| {
+                methods.as_ref().is_none_or(|ms| {
+                    ms.contains(method) || (method == Method::HEAD && ms.contains(&Method::GET))
+                })
+            })
+            .map(|(_, i)| *i);
+        match route {
+            Some(route) => Ok(Matched {
+                route,
+                params: found
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }),
+            None => {
+                let mut allow: Vec<&str> = entry
+                    .routes
+                    .iter()
+                    .flat_map(|(ms, _)| ms.iter().flatten().map(Method::as_str))
+                    .collect();
+                allow.sort_unstable();
+                allow.dedup();
+                Err(Reject::MethodNotAllowed {
+                    allow: allow.join(", "),
+                })
+            }
+        }
+    }
+}
+
+/// The request's host: from the URI's authority or the `Host` header, lowercase, without port.
+pub fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
+    let raw = uri.authority().map(|a| a.host().to_string()).or_else(|| {
+        headers
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    })?;
+    let host = if raw.starts_with('[') {
+        raw.split(']').next().map(|h| format!("{h}]"))?
+    } else {
+        raw.split(':').next()?.to_string()
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// A rewrite template: literal text and `{param}` holes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    Param(String),
+}
+
+impl Template {
+    /// Parses `"/users/{id}"`; `{*rest}` and `{rest}` both name the catch-all `rest`.
+    pub fn parse(s: &str) -> Result<Template, String> {
+        if !s.starts_with('/') {
+            return Err(format!("{s:?} must start with /"));
+        }
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Lit(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("{s:?} has an unclosed {{"))?
+                + open;
+            let name = rest[open + 1..close].trim_start_matches('*');
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("{s:?} has a bad parameter name {name:?}"));
+            }
+            parts.push(Part::Param(name.to_string()));
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("{s:?} has an unopened }}"));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The parameter names the template uses.
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Param(n) => Some(n.as_str()),
+            Part::Lit(_) => None,
+        })
+    }
+
+    /// Fills the template. Parameter values are already percent-encoded path text.
+    pub fn render(&self, params: &[(String, String)]) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.push_str(l),
+                Part::Param(n) => {
+                    if let Some((_, v)) = params.iter().find(|(k, _)| k == n) {
+                        out.push_str(v)
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Names of the parameters a matchit pattern captures.
+pub fn pattern_params(pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push(
+            rest[open + 1..open + close]
+                .trim_start_matches('*')
+                .to_string(),
+        );
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+/// The path to send upstream: rewritten, or with the prefix stripped, or as matched.
+pub fn upstream_path(
+    path: &str,
+    params: &[(String, String)],
+    rewrite: Option<&Template>,
+    strip_prefix: Option<&str>,
+) -> String {
+    if let Some(t) = rewrite {
+        return t.render(params);
+    }
+    if let Some(prefix) = strip_prefix {
+        if let Some(rest) = path.strip_prefix(prefix.trim_end_matches('/')) {
+            if rest.is_empty() {
+                return "/".into();
+            }
+            if rest.starts_with('/') {
+                return rest.to_string();
+            }
+        }
+    }
+    path.to_string()
+}
+
+/// Picks a target by weight from a 64-bit random number.
+pub fn pick(weights: &[u32], random: u64) -> usize {
+    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+    if total == 0 {
+        return 0;
+    }
+    let mut x = random % total;
+    for (i, w) in weights.iter().enumerate() {
+        let w = u64::from(*w);
+        if x < w {
+            return i;
+        }
+        x -= w;
+    }
+    weights.len() - 1
+}
+
+/// Whether a request with this method may be sent again.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Whether an upstream status is worth another attempt.
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(routes: &[(Option<&str>, &str, &[Method])]) -> (Router, Vec<(usize, String)>) {
+        Router::build(
+            routes
+                .iter()
+                .enumerate()
+                .map(|(index, (host, path, methods))| RouteKey {
+                    index,
+                    host: *host,
+                    path,
+                    methods,
+                }),
+        )
+    }
+
+    #[test]
+    fn lookup() {
+        let (r, errors) = router(&[
+            (None, "/v1/users/{id}", &[Method::GET]),
+            (None, "/v1/users/{id}", &[Method::DELETE, Method::PUT]),
+            (Some("admin.example.com"), "/v1/users/{id}", &[Method::GET]),
+            (None, "/files/{*rest}", &[]),
+        ]);
+        assert_eq!(errors, vec![]);
+        let m = |method: Method, host: Option<&str>, path: &str| {
+            r.find(&method, host, path).map(|m| m.route)
+        };
+        let rows = [
+            (Method::GET, None, "/v1/users/7", Ok(0)),
+            (Method::HEAD, None, "/v1/users/7", Ok(0)),
+            (Method::PUT, None, "/v1/users/7", Ok(1)),
+            (Method::GET, Some("admin.example.com"), "/v1/users/7", Ok(2)),
+            (Method::GET, Some("other.example.com"), "/v1/users/7", Ok(0)),
+            (Method::POST, Some("x"), "/files/a/b/c", Ok(3)),
+            (Method::GET, None, "/v1/users", Err(Reject::NotFound)),
+            (
+                Method::POST,
+                None,
+                "/v1/users/7",
+                Err(Reject::MethodNotAllowed {
+                    allow: "DELETE, GET, PUT".into(),
+                }),
+            ),
+        ];
+        for (method, host, path, want) in rows {
+            assert_eq!(
+                m(method.clone(), host, path),
+                want,
+                "{method} {host:?} {path}"
+            );
+        }
+        let found = r.find(&Method::GET, None, "/files/a/b").unwrap();
+        assert_eq!(found.params, vec![("rest".to_string(), "a/b".to_string())]);
+    }
+
+    #[test]
+    fn conflicts_are_reported() {
+        let (_, errors) = router(&[
+            (None, "/a/{id}", &[Method::GET]),
+            (None, "/a/{id}", &[Method::GET, Method::POST]),
+            (None, "/a/{name}", &[Method::GET]),
+            (Some("h"), "/a/{id}", &[Method::GET]),
+        ]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            (
+                1,
+                "conflicts with routes[0]: same host, path and method".into()
+            )
+        );
+        assert_eq!(errors[1].0, 2);
+        assert!(
+            errors[1].1.starts_with("path \"/a/{name}\": "),
+            "{}",
+            errors[1].1
+        );
+    }
+
+    #[test]
+    fn rewrite_and_strip() {
+        let params = vec![
+            ("id".to_string(), "7".to_string()),
+            ("rest".to_string(), "x/y".to_string()),
+        ];
+        let t = Template::parse("/users/{id}/files/{*rest}").unwrap();
+        assert_eq!(t.params().collect::<Vec<_>>(), ["id", "rest"]);
+        assert_eq!(
+            upstream_path("/v1/u/7", &params, Some(&t), None),
+            "/users/7/files/x/y"
+        );
+        assert_eq!(upstream_path("/api/v1/x", &[], None, Some("/api")), "/v1/x");
+        assert_eq!(upstream_path("/api", &[], None, Some("/api/")), "/");
+        assert_eq!(upstream_path("/apix", &[], None, Some("/api")), "/apix");
+        assert_eq!(
+            Template::parse("users/{id}"),
+            Err("\"users/{id}\" must start with /".into())
+        );
+        assert_eq!(
+            Template::parse("/u/{id"),
+            Err("\"/u/{id\" has an unclosed {".into())
+        );
+        assert_eq!(pattern_params("/a/{id}/b/{*rest}"), ["id", "rest"]);
+    }
+
+    #[test]
+    fn weighted_choice() {
+        let weights = [3, 1];
+        let counts = (0..4000u64).fold([0; 2], |mut c, r| {
+            c[pick(&weights, r)] += 1;
+            c
+        });
+        assert_eq!(counts, [3000, 1000]);
+        assert_eq!(pick(&[0, 0], 5), 0);
+    }
+
+    #[test]
+    fn retry_rules() {
+        assert!(is_idempotent(&Method::GET) && is_idempotent(&Method::PUT));
+        assert!(!is_idempotent(&Method::POST) && !is_idempotent(&Method::PATCH));
+        for (s, want) in [
+            (502, true),
+            (503, true),
+            (504, true),
+            (500, false),
+            (429, false),
+        ] {
+            assert_eq!(
+                is_retryable_status(StatusCode::from_u16(s).unwrap()),
+                want,
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let h = http::HeaderMap::new();
+        assert_eq!(
+            request_host(&"http://Api.Example.com:8080/x".parse().unwrap(), &h),
+            Some("api.example.com".into())
+        );
+        let mut h = http::HeaderMap::new();
+        h.insert("host", "[::1]:8787".parse().unwrap());
+        assert_eq!(
+            request_host(&"/x".parse().unwrap(), &h),
+            Some("[::1]".into())
+        );
+    }
+}

@@ -1,0 +1,683 @@
+//! Request and response processing: header, query and JSON body transforms; CORS (preflights are
+//! answered at the gateway); hop-by-hop headers stripped both ways; `X-Request-Id` and W3C
+//! `traceparent` carried through.
+//!
+//! Pure rewrites of `http` parts; header values may name `{consumer}`, `{route}`,
+//! `{request_id}` and `{client_ip}`, filled from [`Vars`].
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
+use serde_json::Value;
+
+/// Values header templates may use.
+#[derive(Debug, Clone, Default)]
+pub struct Vars<'a> {
+    pub consumer: &'a str,
+    pub route: &'a str,
+    pub request_id: &'a str,
+    pub client_ip: &'a str,
+}
+
+/// A header value with `{var}` holes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueTemplate(String);
+
+const VARS: [&str; 4] = ["{consumer}", "{route}", "{request_id}", "{client_ip}"];
+
+impl ValueTemplate {
+    /// Checks the text: no CR/LF/NUL, and only known `{var}`s.
+    pub fn parse(s: &str) -> Result<ValueTemplate, String> {
+        if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err("header values must not contain CR, LF or NUL".into());
+        }
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .map(|c| c + open)
+                .ok_or("unclosed {")?;
+            let var = &rest[open..=close];
+            if !VARS.contains(&var) {
+                return Err(format!(
+                    "unknown variable {var}; known: {}",
+                    VARS.join(", ")
+                ));
+            }
+            rest = &rest[close + 1..];
+        }
+        HeaderValue::from_str(s).map_err(|_| "not a valid header value".to_string())?;
+        Ok(ValueTemplate(s.to_string()))
+    }
+
+    pub fn render(&self, v: &Vars<'_>) -> Option<HeaderValue> {
+        if !self.0.contains('{') {
+            return HeaderValue::from_str(&self.0).ok();
+        }
+        let s = self
+            .0
+            .replace("{consumer}", v.consumer)
+            .replace("{route}", v.route)
+            .replace("{request_id}", v.request_id)
+            .replace("{client_ip}", v.client_ip);
+        HeaderValue::from_str(&s).ok()
+    }
+}
+
+/// A compiled transform.
+#[derive(Debug, Clone, Default)]
+pub struct Transform {
+    pub set_headers: Vec<(HeaderName, ValueTemplate)>,
+    pub add_headers: Vec<(HeaderName, ValueTemplate)>,
+    pub remove_headers: Vec<HeaderName>,
+    pub rename_headers: Vec<(HeaderName, HeaderName)>,
+    pub set_query: Vec<(String, String)>,
+    pub remove_query: Vec<String>,
+    pub json_set: Vec<(String, Value)>,
+    pub json_remove: Vec<String>,
+    pub json_rename: Vec<(String, String)>,
+}
+
+impl Transform {
+    pub fn has_json(&self) -> bool {
+        !(self.json_set.is_empty() && self.json_remove.is_empty() && self.json_rename.is_empty())
+    }
+}
+
+/// Applies the header edits: rename, remove, set, add (in that order).
+pub fn apply_headers(t: &Transform, headers: &mut HeaderMap, vars: &Vars<'_>) {
+    for (from, to) in &t.rename_headers {
+        let values: Vec<HeaderValue> = headers.get_all(from).iter().cloned().collect();
+        if !values.is_empty() {
+            headers.remove(from);
+            for v in values {
+                headers.append(to.clone(), v);
+            }
+        }
+    }
+    for name in &t.remove_headers {
+        headers.remove(name);
+    }
+    for (name, value) in &t.set_headers {
+        if let Some(v) = value.render(vars) {
+            headers.insert(name.clone(), v);
+        }
+    }
+    for (name, value) in &t.add_headers {
+        if let Some(v) = value.render(vars) {
+            headers.append(name.clone(), v);
+        }
+    }
+}
+
+/// Applies the query edits to a path-and-query string.
+pub fn apply_query(t: &Transform, query: Option<&str>) -> Option<String> {
+    if t.set_query.is_empty() && t.remove_query.is_empty() {
+        return query.map(str::to_string);
+    }
+    let mut pairs: Vec<(String, String)> = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    pairs.retain(|(k, _)| !t.remove_query.contains(k) && !t.set_query.iter().any(|(s, _)| s == k));
+    pairs.extend(t.set_query.iter().cloned());
+    if pairs.is_empty() {
+        return None;
+    }
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &pairs {
+        out.append_pair(k, v);
+    }
+    Some(out.finish())
+}
+
+/// Applies JSON edits to a body; a body that is not JSON is returned untouched.
+pub fn apply_json(t: &Transform, body: &Bytes) -> Bytes {
+    if !t.has_json() || body.is_empty() {
+        return body.clone();
+    }
+    let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
+        return body.clone();
+    };
+    for (from, to) in &t.json_rename {
+        if let Some(v) = take(&mut doc, from) {
+            put(&mut doc, to, v);
+        }
+    }
+    for p in &t.json_remove {
+        take(&mut doc, p);
+    }
+    for (p, v) in &t.json_set {
+        put(&mut doc, p, v.clone());
+    }
+    Bytes::from(serde_json::to_vec(&doc).unwrap_or_else(|_| body.to_vec()))
+}
+
+/// Splits a JSON pointer into its unescaped tokens.
+pub fn pointer_tokens(p: &str) -> Result<Vec<String>, String> {
+    if p.is_empty() {
+        return Err("the whole document cannot be edited; use a pointer like /field".into());
+    }
+    if !p.starts_with('/') {
+        return Err(format!(
+            "{p:?} is not a JSON pointer (it must start with /)"
+        ));
+    }
+    Ok(p[1..]
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+fn take(doc: &mut Value, pointer: &str) -> Option<Value> {
+    let tokens = pointer_tokens(pointer).ok()?;
+    let (last, parents) = tokens.split_last()?;
+    let mut cur = doc;
+    for t in parents {
+        cur = match cur {
+            Value::Object(m) => m.get_mut(t)?,
+            Value::Array(a) => a.get_mut(t.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    match cur {
+        Value::Object(m) => m.remove(last),
+        Value::Array(a) => {
+            let i = last.parse::<usize>().ok().filter(|i| *i < a.len())?;
+            Some(a.remove(i))
+        }
+        _ => None,
+    }
+}
+
+/// Sets a value, creating objects on the way.
+fn put(doc: &mut Value, pointer: &str, value: Value) {
+    let Ok(tokens) = pointer_tokens(pointer) else {
+        return;
+    };
+    let Some((last, parents)) = tokens.split_last() else {
+        return;
+    };
+    let mut cur = doc;
+    for t in parents {
+        if cur.is_null() {
+            *cur = Value::Object(Default::default());
+        }
+        cur = match cur {
+            Value::Object(m) => m.entry(t.clone()).or_insert(Value::Null),
+            Value::Array(a) => match t.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    if cur.is_null() {
+        *cur = Value::Object(Default::default());
+    }
+    match cur {
+        Value::Object(m) => {
+            m.insert(last.clone(), value);
+        }
+        Value::Array(a) => {
+            if last == "-" {
+                a.push(value)
+            } else if let Some(slot) = last.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                *slot = value
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes hop-by-hop headers, and those the `Connection` header names (RFC 9110 §7.6.1).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(n);
+    }
+}
+
+/// An incoming request id worth keeping: 1–128 visible ASCII characters.
+pub fn valid_request_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+}
+
+/// A new request id from 128 random bits.
+pub fn new_request_id(hi: u64, lo: u64) -> String {
+    format!("{hi:016x}{lo:016x}")
+}
+
+/// The trace context to send upstream: the incoming `traceparent` with a new parent id (this
+/// gateway's span), or a new trace when the incoming one is absent or malformed.
+pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> (String, String) {
+    let parsed = incoming.and_then(|v| v.to_str().ok()).and_then(|s| {
+        let parts: Vec<&str> = s.trim().split('-').collect();
+        let hex = |p: &str, n: usize| {
+            p.len() == n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        let ok = parts.len() >= 4
+            && hex(parts[0], 2)
+            && parts[0] != "ff"
+            && (parts[0] != "00" || parts.len() == 4)
+            && hex(parts[1], 32)
+            && parts[1].bytes().any(|b| b != b'0')
+            && hex(parts[2], 16)
+            && parts[2].bytes().any(|b| b != b'0')
+            && hex(parts[3], 2);
+        ok.then(|| (parts[1].to_string(), parts[3].to_string()))
+    });
+    let span = format!("{:016x}", random[2] | 1);
+    let (trace, flags) = parsed.unwrap_or_else(|| {
+        (
+            format!("{:016x}{:016x}", random[0], random[1] | 1),
+            "01".into(),
+        )
+    });
+    (format!("00-{trace}-{span}-{flags}"), trace)
+}
+
+/// A compiled CORS policy.
+#[derive(Debug, Clone, Default)]
+pub struct Cors {
+    pub any_origin: bool,
+    pub origins: Vec<String>,
+    pub methods: Vec<Method>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_s: Option<u32>,
+    pub credentials: bool,
+}
+
+impl Cors {
+    fn allowed_origin<'a>(&self, origin: &'a str) -> Option<&'a str> {
+        (self.any_origin || self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)))
+            .then_some(origin)
+    }
+
+    fn origin_value(&self, origin: &str) -> HeaderValue {
+        if self.any_origin && !self.credentials {
+            HeaderValue::from_static("*")
+        } else {
+            HeaderValue::from_str(origin).unwrap_or(HeaderValue::from_static("null"))
+        }
+    }
+}
+
+/// Whether a request is a CORS preflight.
+pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(header::ORIGIN)
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// The method a preflight asks about.
+pub fn preflight_method(headers: &HeaderMap) -> Option<Method> {
+    Method::from_bytes(
+        headers
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)?
+            .as_bytes(),
+    )
+    .ok()
+}
+
+/// Answers a preflight: 204 with the allowances, or 403 when the origin, method or a header is not allowed.
+pub fn preflight(cors: &Cors, headers: &HeaderMap, route_methods: &[Method]) -> Response<Bytes> {
+    let mut res = Response::new(Bytes::new());
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let method = preflight_method(headers);
+    let methods: &[Method] = if cors.methods.is_empty() {
+        route_methods
+    } else {
+        &cors.methods
+    };
+    let method_ok = method
+        .as_ref()
+        .is_some_and(|m| methods.is_empty() || methods.contains(m));
+    let requested: Vec<String> = headers
+        .get_all(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    let headers_ok = requested.iter().all(|h| {
+        cors.allow_headers
+            .iter()
+            .any(|a| a == "*" && !cors.credentials || a.eq_ignore_ascii_case(h))
+    });
+    let h = res.headers_mut();
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static(
+            "origin, access-control-request-method, access-control-request-headers",
+        ),
+    );
+    match cors.allowed_origin(origin) {
+        Some(origin) if method_ok && headers_ok => {
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            let h = res.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                cors.origin_value(origin),
+            );
+            let list: Vec<&str> = if methods.is_empty() {
+                method.iter().map(Method::as_str).collect()
+            } else {
+                methods.iter().map(Method::as_str).collect()
+            };
+            if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+            }
+            if !requested.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&requested.join(", ")) {
+                    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+                }
+            }
+            if let Some(age) = cors.max_age_s {
+                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(age));
+            }
+            if cors.credentials {
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
+        _ => *res.status_mut() = StatusCode::FORBIDDEN,
+    }
+    res
+}
+
+/// Adds CORS headers to an actual (non-preflight) response.
+pub fn cors_response(cors: &Cors, request_headers: &HeaderMap, res: &mut HeaderMap) {
+    let Some(origin) = request_headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    res.append(header::VARY, HeaderValue::from_static("origin"));
+    let Some(origin) = cors.allowed_origin(origin) else {
+        return;
+    };
+    res.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        cors.origin_value(origin),
+    );
+    if cors.credentials {
+        res.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    if !cors.expose_headers.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&cors.expose_headers.join(", ")) {
+            res.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
+        }
+    }
+}
+
+/// Joins a base URL (`https://host[:port][/base]`) and an upstream path and query.
+pub fn upstream_uri(base: &str, path: &str, query: Option<&str>) -> Result<Uri, String> {
+    let base = base.trim_end_matches('/');
+    let s = match query {
+        Some(q) if !q.is_empty() => format!("{base}{path}?{q}"),
+        _ => format!("{base}{path}"),
+    };
+    s.parse::<Uri>().map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
+    }
+
+    fn name(s: &str) -> HeaderName {
+        HeaderName::from_bytes(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn header_edits_in_order() {
+        let t = Transform {
+            rename_headers: vec![(name("x-old"), name("x-new"))],
+            remove_headers: vec![name("server")],
+            set_headers: vec![(
+                name("x-consumer"),
+                ValueTemplate::parse("{consumer}@{route}").unwrap(),
+            )],
+            add_headers: vec![(name("x-multi"), ValueTemplate::parse("two").unwrap())],
+            ..Default::default()
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-old", hv("1"));
+        h.insert("server", hv("nginx"));
+        h.insert("x-consumer", hv("forged"));
+        h.insert("x-multi", hv("one"));
+        apply_headers(
+            &t,
+            &mut h,
+            &Vars {
+                consumer: "alice",
+                route: "r1",
+                ..Default::default()
+            },
+        );
+        assert_eq!(h.get("x-new"), Some(&hv("1")));
+        assert_eq!(h.get("x-old"), None);
+        assert_eq!(h.get("server"), None);
+        assert_eq!(h["x-consumer"], "alice@r1");
+        assert_eq!(
+            h.get_all("x-multi").iter().collect::<Vec<_>>(),
+            [&hv("one"), &hv("two")]
+        );
+    }
+
+    #[test]
+    fn template_checks() {
+        assert_eq!(
+            ValueTemplate::parse("a\r\nb"),
+            Err("header values must not contain CR, LF or NUL".into())
+        );
+        assert_eq!(
+            ValueTemplate::parse("{user}"),
+            Err(
+                "unknown variable {user}; known: {consumer}, {route}, {request_id}, {client_ip}"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn query_edits() {
+        let t = Transform {
+            set_query: vec![("v".into(), "2".into())],
+            remove_query: vec!["debug".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            apply_query(&t, Some("a=1&debug=true&v=1")),
+            Some("a=1&v=2".into())
+        );
+        assert_eq!(apply_query(&t, None), Some("v=2".into()));
+        assert_eq!(
+            apply_query(&Transform::default(), Some("x=%20")),
+            Some("x=%20".into())
+        );
+    }
+
+    #[test]
+    fn json_edits() {
+        let t = Transform {
+            json_rename: vec![("/user/name".into(), "/user/full_name".into())],
+            json_remove: vec!["/secret".into(), "/list/0".into()],
+            json_set: vec![
+                ("/meta/source".into(), serde_json::json!("gw")),
+                ("/a~1b".into(), serde_json::json!(1)),
+            ],
+            ..Default::default()
+        };
+        let body = Bytes::from(r#"{"user":{"name":"A"},"secret":"s","list":[1,2]}"#);
+        let out: Value = serde_json::from_slice(&apply_json(&t, &body)).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"user":{"full_name":"A"},"list":[2],"meta":{"source":"gw"},"a/b":1})
+        );
+        assert_eq!(
+            apply_json(&t, &Bytes::from("not json")),
+            Bytes::from("not json")
+        );
+        assert!(pointer_tokens("a").is_err());
+    }
+
+    #[test]
+    fn hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", hv("close, x-secret"));
+        h.insert("x-secret", hv("1"));
+        h.insert("keep-alive", hv("5"));
+        h.insert("transfer-encoding", hv("chunked"));
+        h.insert("x-kept", hv("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn trace_context() {
+        let inc = hv("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let (tp, trace) = traceparent(Some(&inc), [1, 2, 0xab]);
+        assert_eq!(
+            tp,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000ab-01"
+        );
+        assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+        for bad in [
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            let (tp, _) = traceparent(Some(&hv(bad)), [1, 2, 4]);
+            assert_eq!(
+                tp, "00-00000000000000010000000000000003-0000000000000005-01",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_ids() {
+        assert_eq!(valid_request_id(&hv("abc-123")), Some("abc-123"));
+        assert_eq!(valid_request_id(&hv("has space")), None);
+        assert_eq!(valid_request_id(&hv(&"x".repeat(129))), None);
+        assert_eq!(new_request_id(1, 255), "000000000000000100000000000000ff");
+    }
+
+    fn cors() -> Cors {
+        Cors {
+            origins: vec!["https://app.example".into()],
+            allow_headers: vec!["content-type".into()],
+            max_age_s: Some(600),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn preflights() {
+        let mut h = HeaderMap::new();
+        h.insert("origin", hv("https://app.example"));
+        h.insert("access-control-request-method", hv("PUT"));
+        h.insert("access-control-request-headers", hv("Content-Type"));
+        let res = preflight(&cors(), &h, &[Method::GET, Method::PUT]);
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        assert_eq!(res.headers()["access-control-allow-methods"], "GET, PUT");
+        assert_eq!(
+            res.headers()["access-control-allow-headers"],
+            "content-type"
+        );
+        assert_eq!(res.headers()["access-control-max-age"], "600");
+        let mut wrong_method = h.clone();
+        wrong_method.insert("access-control-request-method", hv("DELETE"));
+        assert_eq!(
+            preflight(&cors(), &wrong_method, &[Method::GET, Method::PUT]).status(),
+            StatusCode::FORBIDDEN
+        );
+        let mut wrong_origin = h.clone();
+        wrong_origin.insert("origin", hv("https://evil.example"));
+        assert_eq!(
+            preflight(&cors(), &wrong_origin, &[Method::PUT]).status(),
+            StatusCode::FORBIDDEN
+        );
+        let mut wrong_header = h;
+        wrong_header.insert("access-control-request-headers", hv("x-admin"));
+        assert_eq!(
+            preflight(&cors(), &wrong_header, &[Method::PUT]).status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn actual_responses() {
+        let mut req = HeaderMap::new();
+        req.insert("origin", hv("https://app.example"));
+        let mut res = HeaderMap::new();
+        cors_response(
+            &Cors {
+                expose_headers: vec!["x-total".into()],
+                ..cors()
+            },
+            &req,
+            &mut res,
+        );
+        assert_eq!(res["access-control-allow-origin"], "https://app.example");
+        assert_eq!(res["access-control-expose-headers"], "x-total");
+        let mut any = HeaderMap::new();
+        cors_response(
+            &Cors {
+                any_origin: true,
+                ..Default::default()
+            },
+            &req,
+            &mut any,
+        );
+        assert_eq!(any["access-control-allow-origin"], "*");
+    }
+
+    #[test]
+    fn upstream_uris() {
+        assert_eq!(
+            upstream_uri("http://127.0.0.1:8080/base/", "/x", Some("a=1"))
+                .unwrap()
+                .to_string(),
+            "http://127.0.0.1:8080/base/x?a=1"
+        );
+    }
+}
