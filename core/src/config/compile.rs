@@ -947,9 +947,7 @@ pub fn compile(
     }
 
     if !e.list.is_empty() {
-        return Err(ConfigErrors {
-            diagnostics: e.list,
-        });
+        return Err(ConfigErrors::in_file_order(e.list));
     }
     Ok(Config {
         routes,

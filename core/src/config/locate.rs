@@ -219,9 +219,7 @@ pub(super) fn parse_toml(src: &str) -> Result<(RawConfig, Locator<'_>), ConfigEr
         }
     }
     if !l.errors.is_empty() {
-        return Err(ConfigErrors {
-            diagnostics: l.errors,
-        });
+        return Err(ConfigErrors::in_file_order(l.errors));
     }
     Ok((raw, Locator { src, root }))
 }

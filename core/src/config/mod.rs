@@ -46,6 +46,12 @@ pub struct ConfigErrors {
 }
 
 impl ConfigErrors {
+    /// The problems sorted by position (those without one last), as a reader meets them.
+    pub fn in_file_order(mut diagnostics: Vec<Diagnostic>) -> ConfigErrors {
+        diagnostics.sort_by_key(|d| d.line_col.unwrap_or((usize::MAX, usize::MAX)));
+        ConfigErrors { diagnostics }
+    }
+
     /// The listing, one problem a line, each prefixed with `file:`.
     pub fn render(&self, file: &str) -> String {
         let mut out = String::new();

@@ -1,1 +1,135 @@
+use crate::config::Config;
 
+fn errors(src: &str) -> String {
+    Config::from_toml(src)
+        .map(|_| ())
+        .unwrap_err()
+        .render("gateway.toml")
+}
+
+#[test]
+fn every_meaning_error_is_reported_with_its_place() {
+    let want = r#"gateway.toml:2:34 gateway.trusted_proxies[1]: "300.1.1.1" is not an IP address or CIDR
+gateway.toml:5:20 upstreams.users.targets[0].url: 10.0.0.5 is a private address; set allow_private = true to allow it
+gateway.toml:5:49 upstreams.users.targets[1].url: 169.254.169.254 is a cloud metadata address; set allow_private = true to allow it
+gateway.toml:6:14 upstreams.users.timeout_ms: must be greater than 0
+gateway.toml:13:30 access.office.allow_ips[1]: "2001:db8::/129" is not an IP address or CIDR
+gateway.toml:14:19 access.office.deny_countries[0]: "fr" is not an ISO 3166-1 alpha-2 code (two uppercase letters)
+gateway.toml:19:3 auth.jwt.main.keys[0]: HS256 secrets must be at least 32 bytes, this one has 9
+gateway.toml:20:3 auth.jwt.main.keys[1]: algorithm ES256 does not fit a key of type RSA
+gateway.toml:25:9 rate_limits.per_user.limit: must be between 1 and 1000000000
+gateway.toml:29:28 transforms.bad.set_headers.x-evil: header values must not contain CR, LF or NUL
+gateway.toml:29:51 transforms.bad.set_headers.bad name: "bad name" is not a valid header name
+gateway.toml:33:21 cors.web.allow_credentials: cannot be true when allow_origins has "*"
+gateway.toml:40:16 routes[0].auth.jwt: unknown JWT provider "mian" (did you mean "main"?)
+gateway.toml:42:11 routes[0].rewrite: {uid} is not a parameter of path "/v1/users/{id}"
+gateway.toml:46:19 routes[1].methods[1]: "FETCH!" is not an HTTP method
+gateway.toml:47:8 routes[1].path: conflicts with routes[0]: same host, path and method
+gateway.toml:48:12 routes[1].upstream: unknown upstream "nobody"
+gateway.toml:54:14 routes[2].rate_limit: policy "per_user" counts by consumer or claim, but the route has no `auth`
+18 errors; nothing was loaded
+"#;
+    assert_eq!(
+        errors(include_str!("../../../tests/fixtures/broken.toml")),
+        want
+    );
+}
+
+#[test]
+fn every_shape_error_is_reported_not_just_the_first() {
+    let src = r#"
+[gatway]
+x = 1
+
+[upstreams.a]
+targets = [{ url = "https://a.example.com", wieght = 2 }]
+
+[[routes]]
+name = "one"
+path = "/a"
+upstream = "a"
+methods = "GET"
+
+[[routes]]
+name = "two"
+path = "/b"
+upstreem = "a"
+"#;
+    let want = r#"gateway.toml:2:2 gatway: unknown section (did you mean "gateway"?); expected one of gateway, defaults, upstreams, access, auth, rate_limits, transforms, cors, routes
+gateway.toml:6:45 upstreams.a.targets[0].wieght: unknown field `wieght`, expected `url` or `weight`
+gateway.toml:12:11 routes[0].methods: invalid type: string "GET", expected a sequence
+gateway.toml:17:1 routes[1].upstreem: unknown field `upstreem`, expected one of `name`, `methods`, `host`, `path`, `upstream`, `respond`, `rewrite`, `strip_prefix`, `auth`, `access`, `rate_limit`, `cors`, `cache`, `validate`, `request`, `response`
+4 errors; nothing was loaded
+"#;
+    assert_eq!(errors(src), want);
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let got = errors("[gateway]\nserver_timing = tru\n");
+    assert!(got.starts_with("gateway.toml:2:17 TOML syntax: "), "{got}");
+    assert!(got.ends_with("1 error; nothing was loaded\n"), "{got}");
+}
+
+#[test]
+fn references_and_opt_outs() {
+    let ok = r#"
+[defaults]
+access = "office"
+
+[access.office]
+deny_ips = ["203.0.113.0/24"]
+
+[[routes]]
+name = "a"
+path = "/a"
+respond = { body = "a" }
+
+[[routes]]
+name = "b"
+path = "/b"
+access = "none"
+respond = { body = "b" }
+"#;
+    let c = Config::from_toml(ok).unwrap();
+    assert_eq!((c.routes[0].access, c.routes[1].access), (Some(0), None));
+    assert_eq!(
+        c.summary(),
+        "2 routes, 0 upstreams, 1 access lists, 0 JWT providers, 0 API-key sets, 0 rate limits"
+    );
+}
+
+#[test]
+fn json_and_toml_load_the_same_config() {
+    let src = include_str!("../../../../examples/gateway.toml");
+    let raw = Config::raw_from_toml(src).unwrap();
+    let json = serde_json::to_string(&raw).unwrap();
+    let from_json = Config::from_json(&json).unwrap();
+    let from_toml = Config::from_toml(src).unwrap();
+    assert_eq!(from_json.summary(), from_toml.summary());
+    let bad = Config::from_json(r#"{"routes": [{"name": 1}]}"#).unwrap_err();
+    assert_eq!(bad.diagnostics[0].path, "routes[0].name");
+}
+
+#[test]
+fn path_checks() {
+    let src = r#"
+[[routes]]
+name = "a"
+path = "/a//b"
+respond = { body = "x" }
+
+[[routes]]
+name = "b"
+path = "/b/{id}"
+respond = { status = 99 }
+validate = { path = { uid = "int" }, query = { n = { type = "int", min = 5, max = 1 } } }
+"#;
+    let want = r#"gateway.toml:4:8 routes[0].path: "/a//b" is not in normal form (no //, . or .. segments, no needless %-encoding)
+gateway.toml:10:22 routes[1].respond.status: 99 is not a final HTTP status
+gateway.toml:11:29 routes[1].validate.path.uid: "uid" is not a parameter of path "/b/{id}"
+gateway.toml:11:52 routes[1].validate.query.n: min 5 is greater than max 1
+4 errors; nothing was loaded
+"#;
+    assert_eq!(errors(src), want);
+}

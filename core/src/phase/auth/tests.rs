@@ -1,1 +1,467 @@
+//! JWT and API-key tests with keys and tokens made here, covering the attacks the module must
+//! refuse: `alg: none`, algorithm confusion, `crit`, `jku`/`x5u`/`jwk` key injection, unknown
+//! `kid`, bad signatures, expiry, `nbf`, issuer and audience.
 
+use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use jwt_compact::alg::{ModulusBits, RsaPrivateKey};
+use jwt_compact::{Claims as JwtClaims, Header};
+use serde_json::json;
+use std::sync::OnceLock;
+
+pub(crate) const NOW: u64 = 1_700_000_000_000;
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn provider() -> JwtProvider {
+    JwtProvider {
+        name: "main".into(),
+        issuer: Some("https://auth.example.com/".into()),
+        audiences: vec!["api".into()],
+        jwks_url: None,
+        keys: vec![],
+        leeway_s: 60,
+        require_exp: true,
+        header: http::header::AUTHORIZATION,
+        jwks_min_ttl_s: 60,
+        jwks_max_ttl_s: 3600,
+        jwks_cooldown_s: 30,
+        fail_open: false,
+    }
+}
+
+fn claims(extra: Value) -> JwtClaims<Map<String, Value>> {
+    let mut m = json!({"iss": "https://auth.example.com/", "aud": "api", "sub": "alice", "exp": NOW / 1000 + 600});
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            m.as_object_mut().unwrap().remove(k);
+        } else {
+            m[k] = v.clone();
+        }
+    }
+    JwtClaims::new(m.as_object().unwrap().clone())
+}
+
+fn hs_key() -> Key {
+    Key::hmac(Some("hs".into()), Alg::HS256, SECRET).unwrap()
+}
+
+fn hs_token(header: &Header<Map<String, Value>>, extra: Value) -> String {
+    Hs256
+        .token(header, &claims(extra), &Hs256Key::new(SECRET))
+        .unwrap()
+}
+
+fn kid(k: &str) -> Header<Map<String, Value>> {
+    Header::new(Map::new()).with_key_id(k)
+}
+
+fn rsa() -> &'static (RsaPrivateKey, Value) {
+    static KEY: OnceLock<(RsaPrivateKey, Value)> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let key = Rsa::generate(&mut rand::thread_rng(), ModulusBits::TwoKibibytes)
+            .unwrap()
+            .0
+            .into_inner();
+        let public = RsaPublicKey::from(&key);
+        let jwk = serde_json::to_value(JsonWebKey::from(&public)).unwrap();
+        (key, jwk)
+    })
+}
+
+fn check(keys: &[Key], token: &str) -> Result<Verified, TokenError> {
+    verify_token(&provider(), &keys.iter().collect::<Vec<_>>(), token, NOW)
+}
+
+#[test]
+fn valid_tokens_for_every_algorithm() {
+    let header = kid("k");
+    // HMAC
+    for (alg, token) in [
+        (
+            Alg::HS256,
+            Hs256
+                .token(&header, &claims(json!({})), &Hs256Key::new(SECRET))
+                .unwrap(),
+        ),
+        (
+            Alg::HS384,
+            Hs384
+                .token(&header, &claims(json!({})), &Hs384Key::new([7u8; 48]))
+                .unwrap(),
+        ),
+        (
+            Alg::HS512,
+            Hs512
+                .token(&header, &claims(json!({})), &Hs512Key::new([7u8; 64]))
+                .unwrap(),
+        ),
+    ] {
+        let secret: &[u8] = match alg {
+            Alg::HS256 => SECRET,
+            Alg::HS384 => &[7u8; 48],
+            _ => &[7u8; 64],
+        };
+        let key = Key::hmac(Some("k".into()), alg, secret).unwrap();
+        assert_eq!(
+            check(&[key], &token).map(|v| v.claims["sub"].clone()),
+            Ok(json!("alice")),
+            "{alg:?}"
+        );
+    }
+    // RSA, PKCS#1 and PSS
+    let (private, jwk) = rsa();
+    for (alg, rsa_alg) in [
+        (Alg::RS256, Rsa::rs256()),
+        (Alg::RS384, Rsa::rs384()),
+        (Alg::RS512, Rsa::rs512()),
+        (Alg::PS256, Rsa::ps256()),
+    ] {
+        let token = rsa_alg.token(&header, &claims(json!({})), private).unwrap();
+        let key = Key::from_jwk(Some("k".into()), alg, jwk).unwrap();
+        assert!(check(&[key], &token).is_ok(), "{alg:?}");
+    }
+    // ES256
+    let signing = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+    let token = Es256.token(&header, &claims(json!({})), &signing).unwrap();
+    let jwk = serde_json::to_value(JsonWebKey::from(signing.verifying_key())).unwrap();
+    assert!(check(
+        &[Key::from_jwk(Some("k".into()), Alg::ES256, &jwk).unwrap()],
+        &token
+    )
+    .is_ok());
+    // EdDSA
+    let (secret, public) = Ed25519::generate(&mut rand::thread_rng());
+    let token = Ed25519.token(&header, &claims(json!({})), &secret).unwrap();
+    let jwk = serde_json::to_value(JsonWebKey::from(&public)).unwrap();
+    assert!(check(
+        &[Key::from_jwk(Some("k".into()), Alg::EdDSA, &jwk).unwrap()],
+        &token
+    )
+    .is_ok());
+}
+
+fn b64(v: &Value) -> String {
+    B64.encode(serde_json::to_vec(v).unwrap())
+}
+
+#[test]
+fn attacks_are_refused() {
+    let hs = hs_key();
+    let (_, rsa_jwk) = rsa();
+    let rs = Key::from_jwk(Some("rs".into()), Alg::RS256, rsa_jwk).unwrap();
+    let payload = b64(
+        &json!({"iss": "https://auth.example.com/", "aud": "api", "sub": "mallory", "exp": NOW / 1000 + 600}),
+    );
+    let good = hs_token(&kid("hs"), json!({}));
+    let sig = good.rsplit('.').next().unwrap();
+
+    // alg: none, with and without a signature
+    let none = format!("{}.{payload}.", b64(&json!({"alg": "none", "kid": "hs"})));
+    // algorithm confusion: HS256 signed with the RSA public key's bytes, against an RS256 key
+    let n = rsa_jwk["n"].as_str().unwrap().as_bytes();
+    let confused = Hs256
+        .token(&kid("rs"), &claims(json!({})), &Hs256Key::new(n))
+        .unwrap();
+    // crit header
+    let mut crit_fields = Map::new();
+    crit_fields.insert("crit".into(), json!(["exp"]));
+    let crit = hs_token(&Header::new(crit_fields).with_key_id("hs"), json!({}));
+    // a signature from another token
+    let spliced = format!("{}.{payload}.{sig}", good.split('.').next().unwrap());
+
+    let rows: Vec<(&str, String, Result<(), TokenError>)> = vec![
+        (
+            "alg none",
+            none,
+            Err(TokenError::Invalid("token algorithm is not accepted")),
+        ),
+        ("alg confusion", confused, Err(TokenError::UnknownKid)),
+        (
+            "crit",
+            crit,
+            Err(TokenError::Invalid(
+                "critical header extensions are not supported",
+            )),
+        ),
+        (
+            "spliced signature",
+            spliced,
+            Err(TokenError::Invalid("signature is invalid")),
+        ),
+        (
+            "garbage",
+            "not.a.token".into(),
+            Err(TokenError::Invalid("malformed token")),
+        ),
+        (
+            "two segments",
+            "abc.def".into(),
+            Err(TokenError::Invalid("malformed token")),
+        ),
+        (
+            "empty",
+            String::new(),
+            Err(TokenError::Invalid("malformed token")),
+        ),
+        (
+            "unknown kid",
+            hs_token(&kid("other"), json!({})),
+            Err(TokenError::UnknownKid),
+        ),
+        (
+            "expired",
+            hs_token(&kid("hs"), json!({"exp": NOW / 1000 - 61})),
+            Err(TokenError::Invalid("token expired")),
+        ),
+        (
+            "expired within leeway",
+            hs_token(&kid("hs"), json!({"exp": NOW / 1000 - 30})),
+            Ok(()),
+        ),
+        (
+            "no exp",
+            hs_token(&kid("hs"), json!({"exp": null})),
+            Err(TokenError::Invalid("token has no expiry")),
+        ),
+        (
+            "not yet valid",
+            hs_token(&kid("hs"), json!({"nbf": NOW / 1000 + 120})),
+            Err(TokenError::Invalid("token is not valid yet")),
+        ),
+        (
+            "nbf within leeway",
+            hs_token(&kid("hs"), json!({"nbf": NOW / 1000 + 30})),
+            Ok(()),
+        ),
+        (
+            "wrong issuer",
+            hs_token(&kid("hs"), json!({"iss": "https://evil/"})),
+            Err(TokenError::Invalid("wrong issuer")),
+        ),
+        (
+            "no issuer",
+            hs_token(&kid("hs"), json!({"iss": null})),
+            Err(TokenError::Invalid("wrong issuer")),
+        ),
+        (
+            "wrong audience",
+            hs_token(&kid("hs"), json!({"aud": "web"})),
+            Err(TokenError::Invalid("wrong audience")),
+        ),
+        (
+            "audience array",
+            hs_token(&kid("hs"), json!({"aud": ["web", "api"]})),
+            Ok(()),
+        ),
+        (
+            "audience array without ours",
+            hs_token(&kid("hs"), json!({"aud": ["web"]})),
+            Err(TokenError::Invalid("wrong audience")),
+        ),
+        (
+            "no kid tries keys of the alg",
+            hs_token(&Header::new(Map::new()), json!({})),
+            Ok(()),
+        ),
+    ];
+    for (name, token, want) in rows {
+        let got = check(&[hs.clone(), rs.clone()], &token).map(|_| ());
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn injected_keys_in_headers_are_ignored() {
+    // the attacker signs with their own key and points jku / jwk / x5u at it
+    let attacker = Hs256Key::new(b"attacker-secret-attacker-secret-!");
+    let mut fields = Map::new();
+    fields.insert(
+        "jwk".into(),
+        json!({"kty": "oct", "k": B64.encode(b"attacker-secret-attacker-secret-!")}),
+    );
+    let header = Header::new(fields)
+        .with_key_id("hs")
+        .with_key_set_url("https://evil.example/jwks.json")
+        .with_certificate_url("https://evil.example/cert");
+    let token = Hs256.token(&header, &claims(json!({})), &attacker).unwrap();
+    assert_eq!(
+        check(&[hs_key()], &token).map(|_| ()),
+        Err(TokenError::Invalid("signature is invalid"))
+    );
+    // and the same headers on an honestly signed token change nothing
+    let honest = hs_token(&header, json!({}));
+    assert!(check(&[hs_key()], &honest).is_ok());
+}
+
+#[test]
+fn key_checks() {
+    let (_, jwk) = rsa();
+    let small = {
+        let k = Rsa::generate(&mut rand::thread_rng(), ModulusBits::TwoKibibytes)
+            .unwrap()
+            .0
+            .into_inner();
+        let mut v = serde_json::to_value(JsonWebKey::from(&RsaPublicKey::from(&k))).unwrap();
+        // cut the modulus to 1024 bits
+        let n = B64.decode(v["n"].as_str().unwrap()).unwrap();
+        v["n"] = json!(B64.encode(&n[..128]));
+        v
+    };
+    let rows = [
+        (Alg::RS256, jwk.clone(), Ok(())),
+        (Alg::ES256, jwk.clone(), Err("algorithm ES256 does not fit a key of type RSA".to_string())),
+        (Alg::EdDSA, jwk.clone(), Err("algorithm EdDSA does not fit a key of type RSA".to_string())),
+        (Alg::RS256, small, Err("RSA keys must have at least 2048 bits, this one has 1024".to_string())),
+        (Alg::RS256, json!({"kty": "nope"}), Err("not a usable JWK: unknown variant `nope`, expected one of `RSA`, `EC`, `oct`, `OKP`".to_string())),
+    ];
+    for (alg, jwk, want) in rows {
+        assert_eq!(Key::from_jwk(None, alg, &jwk).map(|_| ()), want, "{alg:?}");
+    }
+    assert_eq!(
+        Key::hmac(None, Alg::HS256, b"short").map(|_| ()),
+        Err("HS256 secrets must be at least 32 bytes, this one has 5".into())
+    );
+    assert_eq!(
+        Key::hmac(None, Alg::RS256, SECRET).map(|_| ()),
+        Err("RS256 needs a `jwk`, not a secret".into())
+    );
+}
+
+#[test]
+fn jwks_parsing() {
+    let (_, rsa_jwk) = rsa();
+    let mut with_alg = rsa_jwk.clone();
+    with_alg["kid"] = json!("a");
+    with_alg["alg"] = json!("PS256");
+    let mut no_alg = rsa_jwk.clone();
+    no_alg["kid"] = json!("b");
+    let mut enc = rsa_jwk.clone();
+    enc["use"] = json!("enc");
+    let doc = json!({"keys": [with_alg, no_alg, enc, {"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}, {"kty": "weird"}]});
+    let keys = parse_jwks(&serde_json::to_vec(&doc).unwrap()).unwrap();
+    let got: Vec<(Option<String>, Alg)> = keys.iter().map(|k| (k.kid.clone(), k.alg)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("a".into()), Alg::PS256),
+            (Some("b".into()), Alg::RS256)
+        ]
+    );
+    assert_eq!(
+        parse_jwks(b"{}").map(|_| ()),
+        Err("JWKS has no \"keys\" array".into())
+    );
+    assert!(parse_jwks(b"<html>").is_err());
+}
+
+#[test]
+fn jwks_ttl_follows_cache_control_within_bounds() {
+    let h = |v: &str| {
+        let mut m = HeaderMap::new();
+        m.insert("cache-control", v.parse().unwrap());
+        m
+    };
+    assert_eq!(jwks_ttl_s(&h("public, max-age=300"), 60, 3600), 300);
+    assert_eq!(jwks_ttl_s(&h("max-age=5"), 60, 3600), 60);
+    assert_eq!(jwks_ttl_s(&h("max-age=999999"), 60, 3600), 3600);
+    assert_eq!(jwks_ttl_s(&HeaderMap::new(), 60, 3600), 60);
+}
+
+#[test]
+fn token_cache_is_bounded_and_expires() {
+    let v = |until| Verified {
+        claims: Rc::default(),
+        valid_until_ms: until,
+    };
+    let mut c = TokenCache::new(4);
+    for i in 0..4 {
+        c.put(0, &format!("t{i}"), v(NOW + 1000 * (i + 1)), NOW);
+    }
+    assert!(c.get(0, "t0", NOW).is_some());
+    assert!(
+        c.get(1, "t0", NOW).is_none(),
+        "another provider's verdict is not reused"
+    );
+    assert!(
+        c.get(0, "t0", NOW + 1000).is_none(),
+        "expired with its token"
+    );
+    c.put(0, "t9", v(NOW + 9000), NOW);
+    assert!(c.len() <= 4, "bounded: {}", c.len());
+    assert!(c.get(0, "t9", NOW).is_some());
+}
+
+#[test]
+fn api_keys_and_authorization() {
+    let mut by_hash = HashMap::new();
+    by_hash.insert(
+        <[u8; 32]>::from(Sha256::digest(b"k-123")),
+        ("acme".to_string(), vec!["read".to_string()]),
+    );
+    let set = ApiKeySet {
+        name: "partners".into(),
+        header: Some(HeaderName::from_static("x-api-key")),
+        query: Some("api_key".into()),
+        by_hash,
+    };
+    let mut h = HeaderMap::new();
+    assert_eq!(
+        presented_api_key(&set, &h, Some("a=1&api_key=k-123")),
+        Some("k-123".into())
+    );
+    h.insert("x-api-key", "k-123".parse().unwrap());
+    assert_eq!(
+        check_api_key(&set, &presented_api_key(&set, &h, None).unwrap()).map(|c| c.0.as_str()),
+        Some("acme")
+    );
+    assert_eq!(check_api_key(&set, "k-124"), None);
+
+    let claims: Map<String, Value> = json!({"sub": "alice", "scope": "users:read users:write", "tier": "gold", "groups": ["a", "b"]}).as_object().unwrap().clone();
+    let c = Consumer::from_claims("main", Rc::new(claims));
+    assert_eq!((c.id.as_str(), c.scopes.len()), ("alice", 2));
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let rows = [
+        (s(&["users:read"]), vec![], Ok(())),
+        (
+            s(&["users:admin"]),
+            vec![],
+            Err(Reject::Forbidden("missing scope \"users:admin\"".into())),
+        ),
+        (
+            s(&[]),
+            vec![("tier".to_string(), json!(["gold", "silver"]))],
+            Ok(()),
+        ),
+        (
+            s(&[]),
+            vec![("tier".to_string(), json!("silver"))],
+            Err(Reject::Forbidden(
+                "claim \"tier\" does not allow this".into(),
+            )),
+        ),
+        (s(&[]), vec![("groups".to_string(), json!("b"))], Ok(())),
+        (
+            s(&[]),
+            vec![("missing".to_string(), json!("x"))],
+            Err(Reject::Forbidden(
+                "claim \"missing\" does not allow this".into(),
+            )),
+        ),
+    ];
+    for (scopes, claims, want) in rows {
+        assert_eq!(
+            authorize(&scopes, &claims, &c),
+            want,
+            "{scopes:?} {claims:?}"
+        );
+    }
+    let mut bearer_h = HeaderMap::new();
+    bearer_h.insert("authorization", "bearer abc".parse().unwrap());
+    assert_eq!(
+        bearer(&bearer_h, &http::header::AUTHORIZATION),
+        Some("abc".into())
+    );
+    bearer_h.insert("authorization", "Basic abc".parse().unwrap());
+    assert_eq!(bearer(&bearer_h, &http::header::AUTHORIZATION), None);
+}
