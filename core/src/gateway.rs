@@ -28,7 +28,10 @@ struct Jwks {
     keys: Rc<Vec<Key>>,
     loaded: bool,
     expires_at: u64,
-    last_fetch: Option<u64>,
+    /// When the last refetch for an unknown `kid` was made.
+    last_forced: Option<u64>,
+    /// When the last fetch failed (cleared by a success).
+    last_failure: Option<u64>,
 }
 
 /// How long a JWKS fetch may take.
@@ -581,48 +584,44 @@ impl Gateway {
     }
 
     /// The provider's JWKS keys: from memory, the shared store, or a fetch. `force` asks for a
-    /// refetch (an unknown `kid`), which happens at most once per cooldown. A failed fetch keeps
-    /// serving the keys already known, however stale. `None`: no keys could be had at all.
+    /// refetch because of an unknown `kid`; that happens at most once per cooldown. After a
+    /// failed fetch the next try also waits a cooldown, and the keys already known are served
+    /// meanwhile, however stale. `None`: no keys could be had at all.
     async fn jwks_keys<H: Host>(&self, pi: usize, force: bool, host: &H) -> Option<Rc<Vec<Key>>> {
         let provider = &self.config.jwt[pi];
         let url = provider.jwks_url.as_ref()?;
         let now = host.now();
+        let cooldown = u64::from(provider.jwks_cooldown_s) * 1000;
         let store_key = format!("jwks:{}", provider.name);
-        let (loaded, fresh, cooling) = {
-            let s = &self.jwks.borrow()[pi];
-            let cooldown = u64::from(provider.jwks_cooldown_s) * 1000;
-            (
-                s.loaded,
-                s.loaded && now < s.expires_at,
-                s.last_fetch.is_some_and(|f| now < f + cooldown),
-            )
-        };
-        if !loaded {
+        if !self.jwks.borrow()[pi].loaded {
+            // a new isolate: start from the copy another isolate stored
             if let Ok(Some(bytes)) = host.store_get(&store_key).await {
-                if let Some((expires_at, body)) = decode_stored_jwks(&bytes) {
-                    if let Ok(keys) = auth::parse_jwks(body) {
-                        let mut all = self.jwks.borrow_mut();
-                        all[pi] = Jwks {
-                            keys: Rc::new(keys),
-                            loaded: true,
-                            expires_at,
-                            last_fetch: None,
-                        };
-                        if now < expires_at && !force {
-                            return Some(all[pi].keys.clone());
-                        }
-                    }
+                if let Some((expires_at, Ok(keys))) =
+                    decode_stored_jwks(&bytes).map(|(e, body)| (e, auth::parse_jwks(body)))
+                {
+                    let mut all = self.jwks.borrow_mut();
+                    all[pi].keys = Rc::new(keys);
+                    all[pi].loaded = true;
+                    all[pi].expires_at = expires_at;
                 }
             }
         }
-        let current = || {
+        let (current, must_fetch) = {
             let s = &self.jwks.borrow()[pi];
-            s.loaded.then(|| s.keys.clone())
+            let within = |t: Option<u64>| t.is_some_and(|t| now < t + cooldown);
+            let fetch = if force {
+                !within(s.last_forced) && !within(s.last_failure)
+            } else {
+                !(s.loaded && now < s.expires_at) && !within(s.last_failure)
+            };
+            (s.loaded.then(|| s.keys.clone()), fetch)
         };
-        if (fresh && !force) || cooling {
-            return current();
+        if !must_fetch {
+            return current;
         }
-        self.jwks.borrow_mut()[pi].last_fetch = Some(now);
+        if force {
+            self.jwks.borrow_mut()[pi].last_forced = Some(now);
+        }
         let mut req = Request::new(Bytes::new());
         *req.uri_mut() = url.parse().ok()?;
         req.headers_mut()
@@ -638,30 +637,29 @@ impl Gateway {
             }),
             _ => None,
         };
-        match fetched {
-            Some((keys, ttl, body)) => {
-                let expires_at = now + u64::from(ttl) * 1000;
-                let keys = Rc::new(keys);
-                {
-                    let mut all = self.jwks.borrow_mut();
-                    all[pi] = Jwks {
-                        keys: keys.clone(),
-                        loaded: true,
-                        expires_at,
-                        last_fetch: Some(now),
-                    };
-                }
-                let _ = host
-                    .store_put(
-                        &store_key,
-                        encode_stored_jwks(expires_at, &body),
-                        ttl.max(60),
-                    )
-                    .await;
-                Some(keys)
-            }
-            None => current(),
+        let Some((keys, ttl, body)) = fetched else {
+            self.jwks.borrow_mut()[pi].last_failure = Some(now);
+            return current;
+        };
+        let expires_at = now + u64::from(ttl) * 1000;
+        let keys = Rc::new(keys);
+        {
+            let mut all = self.jwks.borrow_mut();
+            let s = &mut all[pi];
+            s.keys = keys.clone();
+            s.loaded = true;
+            s.expires_at = expires_at;
+            s.last_failure = None;
         }
+        // a failed write only means the next isolate fetches for itself
+        let _ = host
+            .store_put(
+                &store_key,
+                encode_stored_jwks(expires_at, &body),
+                ttl.max(60),
+            )
+            .await;
+        Some(keys)
     }
 
     /// Purges every cached response by moving to a new cache generation; returns it.

@@ -1,0 +1,858 @@
+//! Scenario tests: whole requests through `Gateway::handle` on the in-memory host, stepping a fake
+//! clock. Each test names the behaviour it checks.
+
+use portcullis_core::host::FetchError;
+use portcullis_tests::*;
+use serde_json::json;
+
+const CONFIG: &str = r#"
+[gateway]
+trusted_proxies = ["10.0.0.0/8"]
+server_timing = true
+
+[upstreams.app]
+targets = [{ url = "https://backend.test/base" }]
+timeout_ms = 1000
+retries = 2
+
+[access.blocklist]
+deny_ips = ["203.0.113.0/24"]
+deny_countries = ["KP"]
+
+[auth.jwt.hs]
+issuer = "https://issuer.test/"
+audiences = ["api"]
+keys = [{ kid = "hs", alg = "HS256", secret = "scenario-secret-0123456789abcdef-xyz" }]
+
+[auth.jwt.remote]
+issuer = "https://issuer.test/"
+audiences = ["api"]
+jwks_url = "https://issuer.test/.well-known/jwks.json"
+jwks_cooldown_s = 30
+jwks_min_ttl_s = 60
+jwks_max_ttl_s = 600
+
+[auth.api_keys.partners]
+header = "x-api-key"
+# sha256("k-partner")
+keys = [{ consumer = "partner-1", sha256 = "2f0d0c4e6ed2b1c3fd4e1de3efd0e7c5b0c0ad9c1e1f4c9a6b1f3d1e7c0c0a11" }]
+
+[rate_limits.three_per_minute]
+key = "consumer"
+limit = 3
+period_s = 60
+
+[rate_limits.fragile]
+key = "ip"
+limit = 1
+period_s = 60
+fail = "closed"
+
+[transforms.out]
+set_headers = { "x-consumer" = "{consumer}", "x-route" = "{route}" }
+remove_headers = ["cookie"]
+set_query = { "v" = "2" }
+remove_query = ["debug"]
+
+[cors.web]
+allow_origins = ["https://app.test"]
+allow_headers = ["authorization", "content-type"]
+max_age_s = 60
+
+[[routes]]
+name = "health"
+methods = ["GET"]
+path = "/health"
+respond = { body = "ok" }
+
+[[routes]]
+name = "user"
+methods = ["GET", "PUT"]
+path = "/v1/users/{id}"
+upstream = "app"
+rewrite = "/users/{id}"
+access = "blocklist"
+auth = { jwt = "hs", scopes = ["users:read"] }
+rate_limit = "three_per_minute"
+validate = { path = { id = "int" }, query = { verbose = "bool" } }
+request = "out"
+response = { remove_headers = ["server"], set_headers = { "x-served-by" = "portcullis" } }
+cors = "web"
+
+[[routes]]
+name = "remote"
+methods = ["GET"]
+path = "/v1/remote"
+upstream = "app"
+auth = { jwt = "remote" }
+
+[[routes]]
+name = "partner"
+methods = ["GET"]
+path = "/v1/partner"
+upstream = "app"
+auth = { api_key = "partners" }
+
+[[routes]]
+name = "orders"
+methods = ["POST"]
+path = "/v1/orders"
+upstream = "app"
+validate = { content_types = ["application/json"], max_body_bytes = 64, body_schema = { type = "object", required = ["item"], properties = { item = { type = "integer" } } } }
+request = { json = { set = { "/source" = "edge" }, remove = ["/debug"] } }
+
+[[routes]]
+name = "public"
+methods = ["GET"]
+path = "/public/{*rest}"
+upstream = "app"
+strip_prefix = "/public"
+cache = { ttl_s = 30 }
+
+[[routes]]
+name = "fragile"
+methods = ["GET"]
+path = "/fragile"
+rate_limit = "fragile"
+respond = { body = "x" }
+"#;
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+#[test]
+fn health_answers_at_the_gateway_with_request_id_and_log() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    let res = send(
+        &gw,
+        &host,
+        req("GET", "/health", &[("x-request-id", "abc-1")], ""),
+        "192.0.2.1",
+    );
+    assert_eq!(
+        (res.status().as_u16(), res.body().as_ref()),
+        (200, &b"ok"[..])
+    );
+    assert_eq!(res.headers()["x-request-id"], "abc-1");
+    assert!(res.headers()["server-timing"]
+        .to_str()
+        .unwrap()
+        .contains("total;dur="));
+    assert!(host.sent.borrow().is_empty(), "no backend call");
+    let log = &host.log_records()[0];
+    assert_eq!(
+        (
+            log["route"].as_str(),
+            log["status"].as_u64(),
+            log["request_id"].as_str()
+        ),
+        (Some("health"), Some(200), Some("abc-1"))
+    );
+    assert_eq!(log["phases"][0]["phase"], "validate");
+    assert_eq!(
+        log["phases"][1],
+        json!({"phase": "route", "decision": "respond", "us": log["phases"][1]["us"]})
+    );
+}
+
+#[test]
+fn unknown_paths_and_methods_are_problems() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let res = send(&gw, &host, req("GET", "/nope", &[], ""), "192.0.2.1");
+    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body = json_body(&res);
+    assert_eq!(body["type"], "urn:portcullis:problem:not-found");
+    assert_eq!(
+        body["request_id"],
+        res.headers()["x-request-id"].to_str().unwrap()
+    );
+    let res = send(
+        &gw,
+        &host,
+        req("DELETE", "/v1/users/7", &[], ""),
+        "192.0.2.1",
+    );
+    assert_eq!(
+        (
+            res.status().as_u16(),
+            res.headers()["allow"].to_str().unwrap()
+        ),
+        (405, "GET, PUT")
+    );
+}
+
+#[test]
+fn validation_rejections_have_their_statuses() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let t = hs_token("alice", json!({"scope": "users:read"}), NOW_MS);
+    let auth = bearer(&t);
+    let rows: Vec<(http::Request<bytes::Bytes>, u16, &str)> = vec![
+        (
+            req("GET", "/v1/users/abc", &[("authorization", &auth)], ""),
+            400,
+            "invalid-parameter",
+        ),
+        (
+            req(
+                "GET",
+                "/v1/users/7?verbose=maybe",
+                &[("authorization", &auth)],
+                "",
+            ),
+            400,
+            "invalid-parameter",
+        ),
+        (
+            req("GET", "/v1/%2e%2e/%2e%2e/etc", &[], ""),
+            400,
+            "bad-path",
+        ),
+        (req("GET", "/v1/users/7%2F8", &[], ""), 400, "bad-path"),
+        (
+            req("POST", "/v1/orders", &[("content-type", "text/plain")], "x"),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            req(
+                "POST",
+                "/v1/orders",
+                &[("content-type", "application/json")],
+                &" ".repeat(65),
+            ),
+            413,
+            "body-too-large",
+        ),
+        (
+            req(
+                "POST",
+                "/v1/orders",
+                &[("content-type", "application/json")],
+                r#"{"item":"x"}"#,
+            ),
+            400,
+            "invalid-body",
+        ),
+        (
+            req("GET", &format!("/health?{}", "a".repeat(9000)), &[], ""),
+            414,
+            "uri-too-long",
+        ),
+        (
+            req("GET", "/health", &[("x-big", &"b".repeat(40_000))], ""),
+            431,
+            "headers-too-large",
+        ),
+    ];
+    for (r, want, code) in rows {
+        let label = format!(
+            "{} {}",
+            r.method(),
+            r.uri().to_string().chars().take(60).collect::<String>()
+        );
+        let res = send(&gw, &host, r, "192.0.2.1");
+        assert_eq!(
+            (
+                res.status().as_u16(),
+                json_body(&res)["type"].as_str().unwrap_or("")
+            ),
+            (want, format!("urn:portcullis:problem:{code}").as_str()),
+            "{label}"
+        );
+    }
+    assert!(host.sent.borrow().is_empty(), "nothing reached the backend");
+}
+
+#[test]
+fn dot_segments_are_normalized_before_matching_and_forwarding() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let res = send(
+        &gw,
+        &host,
+        req("GET", "/public/a/../b//c/./d%7E", &[], ""),
+        "192.0.2.1",
+    );
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        host.sent.borrow()[0].uri().to_string(),
+        "https://backend.test/base/b/c/d~"
+    );
+}
+
+#[test]
+fn denied_addresses_and_forwarded_clients() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let t = bearer(&hs_token("alice", json!({"scope": "users:read"}), NOW_MS));
+    let rows = [
+        ("203.0.113.9", None, 403),
+        ("192.0.2.1", None, 200),
+        // behind a trusted proxy, the rightmost untrusted hop is the client
+        ("10.1.1.1", Some("198.51.100.1, 203.0.113.9"), 403),
+        // an untrusted peer cannot claim another address
+        ("192.0.2.1", Some("203.0.113.9"), 200),
+    ];
+    for (peer, xff, want) in rows {
+        let mut h = vec![("authorization", t.as_str())];
+        if let Some(x) = xff {
+            h.push(("x-forwarded-for", x));
+        }
+        let res = send(&gw, &host, req("GET", "/v1/users/7", &h, ""), peer);
+        assert_eq!(res.status().as_u16(), want, "{peer} {xff:?}");
+    }
+    let mut c = client("192.0.2.1");
+    c.country = Some("KP".into());
+    let res = pollster::block_on(gw.handle(
+        req("GET", "/v1/users/7", &[("authorization", &t)], ""),
+        c,
+        &host,
+    ));
+    assert_eq!(
+        json_body(&res)["detail"],
+        "access denied: client country is denied"
+    );
+}
+
+#[test]
+fn jwt_auth_and_scopes() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let go = |h: &[(&str, &str)]| send(&gw, &host, req("GET", "/v1/users/7", h, ""), "192.0.2.1");
+    let res = go(&[]);
+    assert_eq!(
+        (
+            res.status().as_u16(),
+            res.headers()["www-authenticate"].to_str().unwrap()
+        ),
+        (401, "Bearer")
+    );
+    let expired = bearer(&hs_token(
+        "alice",
+        json!({"scope": "users:read", "exp": NOW_MS / 1000 - 3600}),
+        NOW_MS,
+    ));
+    let res = go(&[("authorization", &expired)]);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\", error_description=\"token expired\""
+    );
+    let no_scope = bearer(&hs_token("bob", json!({"scope": "other"}), NOW_MS));
+    let res = go(&[("authorization", &no_scope)]);
+    assert_eq!(
+        (
+            res.status().as_u16(),
+            json_body(&res)["detail"].as_str().unwrap()
+        ),
+        (
+            403,
+            "the credentials are valid but do not allow this: missing scope \"users:read\""
+        )
+    );
+    let good = bearer(&hs_token(
+        "carol",
+        json!({"scope": "users:read users:write"}),
+        NOW_MS,
+    ));
+    let res = go(&[("authorization", &good)]);
+    assert_eq!(res.status().as_u16(), 200);
+    let log = host.log_records().pop().unwrap();
+    assert_eq!(
+        (
+            log["consumer"].as_str(),
+            log["phases"][2]["decision"].as_str()
+        ),
+        (Some("carol"), Some("jwt:hs"))
+    );
+}
+
+#[test]
+fn the_upstream_request_is_rewritten_and_carries_context() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    b.push(ok(
+        "{}",
+        &[
+            ("server", "nginx"),
+            ("connection", "close, x-internal"),
+            ("x-internal", "1"),
+        ],
+    ));
+    let t = bearer(&hs_token("alice", json!({"scope": "users:read"}), NOW_MS));
+    let h = [
+        ("authorization", t.as_str()),
+        ("cookie", "session=1"),
+        ("connection", "keep-alive, x-hop"),
+        ("x-hop", "secret"),
+        ("x-consumer", "forged"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    ];
+    let res = send(
+        &gw,
+        &host,
+        req("GET", "/v1/users/42?debug=1&a=b", &h, ""),
+        "192.0.2.1",
+    );
+    assert_eq!(res.status().as_u16(), 200);
+    let sent = host.sent.borrow();
+    let up = &sent[0];
+    assert_eq!(
+        up.uri().to_string(),
+        "https://backend.test/base/users/42?a=b&v=2"
+    );
+    assert_eq!(up.headers()["x-consumer"], "alice");
+    assert_eq!(up.headers()["x-route"], "user");
+    assert_eq!(up.headers()["x-forwarded-for"], "192.0.2.1");
+    assert_eq!(up.headers()["x-request-id"], res.headers()["x-request-id"]);
+    let tp = up.headers()["traceparent"].to_str().unwrap();
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !tp.contains("00f067aa0ba902b7"),
+        "{tp}"
+    );
+    for gone in ["cookie", "connection", "x-hop"] {
+        assert!(!up.headers().contains_key(gone), "{gone} was forwarded");
+    }
+    // response side: transform applied, hop-by-hop stripped, rate-limit fields sent
+    assert!(!res.headers().contains_key("server") && !res.headers().contains_key("x-internal"));
+    assert_eq!(res.headers()["x-served-by"], "portcullis");
+    assert_eq!(
+        res.headers()["ratelimit-policy"],
+        "\"three_per_minute\";q=3;w=60"
+    );
+    assert_eq!(res.headers()["ratelimit"], "\"three_per_minute\";r=2;t=20");
+}
+
+#[test]
+fn json_bodies_are_transformed_on_the_way_up() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let res = send(
+        &gw,
+        &host,
+        req(
+            "POST",
+            "/v1/orders",
+            &[("content-type", "application/json")],
+            r#"{"item":1,"debug":true}"#,
+        ),
+        "192.0.2.1",
+    );
+    assert_eq!(res.status().as_u16(), 200);
+    let body: serde_json::Value = serde_json::from_slice(host.sent.borrow()[0].body()).unwrap();
+    assert_eq!(body, json!({"item": 1, "source": "edge"}));
+}
+
+#[test]
+fn rate_limits_count_exactly_and_recover_with_time() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let t = bearer(&hs_token("dave", json!({"scope": "users:read"}), NOW_MS));
+    let go = || {
+        send(
+            &gw,
+            &host,
+            req("GET", "/v1/users/1", &[("authorization", &t)], ""),
+            "192.0.2.1",
+        )
+    };
+    let statuses: Vec<u16> = (0..5).map(|_| go().status().as_u16()).collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let res = go();
+    assert_eq!(
+        (
+            res.headers()["retry-after"].to_str().unwrap(),
+            res.headers()["ratelimit"].to_str().unwrap()
+        ),
+        ("20", "\"three_per_minute\";r=0;t=60")
+    );
+    assert_eq!(
+        json_body(&res)["type"],
+        "urn:portcullis:problem:rate-limited"
+    );
+    host.advance(20_000);
+    assert_eq!(go().status().as_u16(), 200);
+    assert_eq!(go().status().as_u16(), 429);
+    // another consumer has its own counter
+    let other = bearer(&hs_token("erin", json!({"scope": "users:read"}), NOW_MS));
+    assert_eq!(
+        send(
+            &gw,
+            &host,
+            req("GET", "/v1/users/1", &[("authorization", &other)], ""),
+            "192.0.2.1"
+        )
+        .status()
+        .as_u16(),
+        200
+    );
+}
+
+#[test]
+fn store_failures_follow_each_policys_fail_mode() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    host.fail_store.set(true);
+    // three_per_minute fails open (the default for rate limits)
+    let t = bearer(&hs_token("fay", json!({"scope": "users:read"}), NOW_MS));
+    assert_eq!(
+        send(
+            &gw,
+            &host,
+            req("GET", "/v1/users/1", &[("authorization", &t)], ""),
+            "192.0.2.1"
+        )
+        .status()
+        .as_u16(),
+        200
+    );
+    // fragile says fail = "closed"
+    let res = send(&gw, &host, req("GET", "/fragile", &[], ""), "192.0.2.1");
+    assert_eq!(
+        (res.status().as_u16(), json_body(&res)["type"].as_str()),
+        (503, Some("urn:portcullis:problem:unavailable"))
+    );
+}
+
+#[test]
+fn retries_only_idempotent_requests_on_gateway_errors() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    b.push(status(503));
+    b.push(Err(FetchError::Connect("refused".into())));
+    b.push(ok("third time", &[]));
+    let res = send(&gw, &host, req("GET", "/public/x", &[], ""), "192.0.2.1");
+    assert_eq!(
+        (res.status().as_u16(), res.body().as_ref()),
+        (200, &b"third time"[..])
+    );
+    assert_eq!(host.sent.borrow().len(), 3);
+    assert_eq!(host.log_records()[0]["upstream_attempts"], 3);
+
+    // POST is not retried; a 500 is not retried either
+    b.push(status(503));
+    let res = send(
+        &gw,
+        &host,
+        req(
+            "POST",
+            "/v1/orders",
+            &[("content-type", "application/json")],
+            r#"{"item":1}"#,
+        ),
+        "192.0.2.1",
+    );
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(host.sent.borrow().len(), 4);
+}
+
+#[test]
+fn upstream_failures_become_502_and_504_problems() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    for _ in 0..3 {
+        b.push(Err(FetchError::Connect("reset".into())));
+    }
+    let res = send(&gw, &host, req("GET", "/public/x", &[], ""), "192.0.2.1");
+    assert_eq!(
+        (res.status().as_u16(), json_body(&res)["type"].as_str()),
+        (502, Some("urn:portcullis:problem:bad-gateway"))
+    );
+    assert!(
+        !String::from_utf8_lossy(res.body()).contains("backend.test"),
+        "no internals leak"
+    );
+    b.push(Err(FetchError::Timeout));
+    let res = send(&gw, &host, req("GET", "/public/y", &[], ""), "192.0.2.1");
+    assert_eq!(
+        (res.status().as_u16(), json_body(&res)["detail"].as_str()),
+        (504, Some("the upstream did not answer in time"))
+    );
+}
+
+#[test]
+fn cache_hit_age_304_and_purge() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    b.push(ok(
+        "v1",
+        &[("etag", "\"e1\""), ("cache-control", "max-age=120")],
+    ));
+    let get = |h: &[(&str, &str)]| send(&gw, &host, req("GET", "/public/doc", h, ""), "192.0.2.1");
+    assert_eq!(get(&[]).body().as_ref(), b"v1");
+    host.advance(5_000);
+    let hit = get(&[]);
+    assert_eq!(
+        (hit.body().as_ref(), hit.headers()["age"].to_str().unwrap()),
+        (&b"v1"[..], "5")
+    );
+    assert_eq!(host.sent.borrow().len(), 1, "served from cache");
+    let nm = get(&[("if-none-match", "\"e1\"")]);
+    assert_eq!((nm.status().as_u16(), nm.body().len()), (304, 0));
+    // authenticated requests bypass a shared cache
+    get(&[("authorization", "Bearer x")]);
+    assert_eq!(host.sent.borrow().len(), 2);
+    let caches: Vec<String> = host
+        .log_records()
+        .iter()
+        .map(|l| l["cache"].as_str().unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(caches, ["miss", "hit", "hit", "bypass"]);
+    // purge: a new generation, so the next request misses
+    assert_eq!(pollster::block_on(gw.purge_cache(&host)), Ok(1));
+    b.push(ok("v2", &[("cache-control", "max-age=120")]));
+    assert_eq!(get(&[]).body().as_ref(), b"v2");
+    // freshness runs out
+    host.advance(121_000);
+    assert_eq!(get(&[]).body().as_ref(), b"echo /base/doc");
+}
+
+#[test]
+fn set_cookie_and_private_responses_are_not_shared() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    b.push(ok(
+        "mine",
+        &[("set-cookie", "s=1"), ("cache-control", "max-age=60")],
+    ));
+    b.push(ok("also mine", &[("cache-control", "private, max-age=60")]));
+    let get = || send(&gw, &host, req("GET", "/public/me", &[], ""), "192.0.2.1");
+    assert_eq!(get().body().as_ref(), b"mine");
+    assert_eq!(get().body().as_ref(), b"also mine");
+    assert_eq!(get().body().as_ref(), b"echo /base/me");
+    assert_eq!(host.sent.borrow().len(), 3);
+}
+
+#[test]
+fn cors_preflight_is_answered_at_the_gateway() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let h = [
+        ("origin", "https://app.test"),
+        ("access-control-request-method", "PUT"),
+        ("access-control-request-headers", "authorization"),
+    ];
+    let res = send(
+        &gw,
+        &host,
+        req("OPTIONS", "/v1/users/1", &h, ""),
+        "192.0.2.1",
+    );
+    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.test"
+    );
+    assert_eq!(res.headers()["access-control-allow-methods"], "GET, PUT");
+    assert_eq!(res.headers()["access-control-max-age"], "60");
+    assert!(host.sent.borrow().is_empty());
+    // the actual request gets the origin back, even when refused
+    let res = send(
+        &gw,
+        &host,
+        req("GET", "/v1/users/1", &[("origin", "https://app.test")], ""),
+        "192.0.2.1",
+    );
+    assert_eq!(
+        (
+            res.status().as_u16(),
+            res.headers()["access-control-allow-origin"]
+                .to_str()
+                .unwrap()
+        ),
+        (401, "https://app.test")
+    );
+}
+
+#[test]
+fn api_keys_name_the_consumer() {
+    let gw = gateway(&CONFIG.replace(
+        "2f0d0c4e6ed2b1c3fd4e1de3efd0e7c5b0c0ad9c1e1f4c9a6b1f3d1e7c0c0a11",
+        &sha256_hex("k-partner"),
+    ));
+    let host = Backend::default().host();
+    let res = send(
+        &gw,
+        &host,
+        req("GET", "/v1/partner", &[("x-api-key", "k-partner")], ""),
+        "192.0.2.1",
+    );
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(host.log_records()[0]["consumer"], "partner-1");
+    let res = send(
+        &gw,
+        &host,
+        req("GET", "/v1/partner", &[("x-api-key", "k-wrong")], ""),
+        "192.0.2.1",
+    );
+    assert_eq!(
+        (res.status().as_u16(), json_body(&res)["detail"].as_str()),
+        (401, Some("authentication required: unknown API key"))
+    );
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+#[test]
+fn jwks_fetch_rotation_cooldown_and_outage() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    let k1 = EcKey::new("k1");
+    let k2 = EcKey::new("k2");
+    *b.jwks.borrow_mut() = Some(jwks(&[&k1]));
+    *b.jwks_max_age.borrow_mut() = 300;
+    let call = |t: &str| {
+        send(
+            &gw,
+            &host,
+            req("GET", "/v1/remote", &[("authorization", &bearer(t))], ""),
+            "192.0.2.1",
+        )
+        .status()
+        .as_u16()
+    };
+    let jwks_fetches = || {
+        host.sent
+            .borrow()
+            .iter()
+            .filter(|r| r.uri().path() == "/.well-known/jwks.json")
+            .count()
+    };
+
+    assert_eq!(call(&k1.token("a", json!({}), NOW_MS)), 200);
+    assert_eq!(jwks_fetches(), 1);
+    assert_eq!(call(&k1.token("b", json!({}), NOW_MS)), 200);
+    assert_eq!(jwks_fetches(), 1, "kept for its max-age");
+
+    // rotation: a token with a new kid triggers one refetch
+    *b.jwks.borrow_mut() = Some(jwks(&[&k1, &k2]));
+    assert_eq!(call(&k2.token("c", json!({}), NOW_MS)), 200);
+    assert_eq!(jwks_fetches(), 2);
+
+    // unknown kids refetch at most once per cooldown
+    let k3 = EcKey::new("k3");
+    assert_eq!(call(&k3.token("d", json!({}), NOW_MS)), 401);
+    assert_eq!(call(&k3.token("e", json!({}), NOW_MS)), 401);
+    assert_eq!(
+        jwks_fetches(),
+        2,
+        "within the cooldown of the rotation fetch"
+    );
+
+    // outage after expiry: stale keys keep working
+    *b.jwks.borrow_mut() = None;
+    host.advance(301_000);
+    assert_eq!(call(&k1.token("f", json!({}), NOW_MS + 301_000)), 200);
+    assert_eq!(jwks_fetches(), 3);
+
+    // a new isolate (fresh gateway) starts warm from the shared store, with no fetch
+    let gw2 = gateway(CONFIG);
+    let before = jwks_fetches();
+    host.set_now(NOW_MS + 100_000); // within the stored copy's lifetime
+    let res = send(
+        &gw2,
+        &host,
+        req(
+            "GET",
+            "/v1/remote",
+            &[("authorization", &bearer(&k2.token("g", json!({}), NOW_MS)))],
+            "",
+        ),
+        "192.0.2.1",
+    );
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(jwks_fetches(), before);
+}
+
+#[test]
+fn jwks_unavailable_on_a_cold_start_fails_closed() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    let k1 = EcKey::new("k1");
+    let res = send(
+        &gw,
+        &host,
+        req(
+            "GET",
+            "/v1/remote",
+            &[("authorization", &bearer(&k1.token("a", json!({}), NOW_MS)))],
+            "",
+        ),
+        "192.0.2.1",
+    );
+    assert_eq!(
+        (res.status().as_u16(), json_body(&res)["type"].as_str()),
+        (503, Some("urn:portcullis:problem:unavailable"))
+    );
+    let gw_open = gateway(&CONFIG.replace(
+        "jwks_cooldown_s = 30",
+        "jwks_cooldown_s = 30\nfail = \"open\"",
+    ));
+    let res = send(
+        &gw_open,
+        &host,
+        req(
+            "GET",
+            "/v1/remote",
+            &[("authorization", &bearer(&k1.token("a", json!({}), NOW_MS)))],
+            "",
+        ),
+        "192.0.2.1",
+    );
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        host.log_records().last().unwrap()["phases"][1]["decision"],
+        "fail-open"
+    );
+}
+
+#[test]
+fn a_verified_token_is_served_from_the_token_cache_until_it_expires() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let token = hs_token(
+        "gus",
+        json!({"scope": "users:read", "exp": NOW_MS / 1000 + 30}),
+        NOW_MS,
+    );
+    let go = || {
+        send(
+            &gw,
+            &host,
+            req(
+                "PUT",
+                "/v1/users/1",
+                &[("authorization", &bearer(&token))],
+                "",
+            ),
+            "192.0.2.1",
+        )
+        .status()
+        .as_u16()
+    };
+    assert_eq!(go(), 200);
+    assert_eq!(go(), 200);
+    host.advance(91_000); // past exp + 60 s leeway
+    assert_eq!(go(), 401);
+}
