@@ -612,7 +612,8 @@ impl Gateway {
             let fetch = if force {
                 !within(s.last_forced) && !within(s.last_failure)
             } else {
-                !(s.loaded && now < s.expires_at) && !within(s.last_failure)
+                let fresh = s.loaded && now < s.expires_at;
+                !fresh && !within(s.last_failure)
             };
             (s.loaded.then(|| s.keys.clone()), fetch)
         };

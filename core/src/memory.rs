@@ -25,6 +25,8 @@ pub struct MemoryHost {
     pub logs: RefCell<Vec<String>>,
     /// Make every store and counter call fail (to test fail-open/closed).
     pub fail_store: Cell<bool>,
+    /// Keep `sent` and `logs` (on by default; benchmarks turn it off so memory stays flat).
+    pub record: Cell<bool>,
 }
 
 impl MemoryHost {
@@ -43,6 +45,7 @@ impl MemoryHost {
             sent: RefCell::default(),
             logs: RefCell::default(),
             fail_store: Cell::new(false),
+            record: Cell::new(true),
         }
     }
 
@@ -137,11 +140,15 @@ impl Host for MemoryHost {
         _timeout_ms: u32,
     ) -> Result<Response<Bytes>, FetchError> {
         let res = (self.backend)(&req);
-        self.sent.borrow_mut().push(req);
+        if self.record.get() {
+            self.sent.borrow_mut().push(req);
+        }
         res
     }
 
     fn log(&self, line: &str) {
-        self.logs.borrow_mut().push(line.to_string());
+        if self.record.get() {
+            self.logs.borrow_mut().push(line.to_string());
+        }
     }
 }

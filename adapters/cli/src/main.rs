@@ -1,1 +1,186 @@
-fn main() {}
+//! `portcullis`: check a config, explain what the gateway would do with a request, print the
+//! config's JSON Schema, or convert a config to the JSON the adapters embed.
+//!
+//! This is an adapter like the Workers and Spin ones: it owns the clock and the files, and runs
+//! the core on its in-memory host.
+
+use bytes::Bytes;
+use portcullis_core::memory::MemoryHost;
+use portcullis_core::{Client, Config, Gateway};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "usage:
+  portcullis check FILE
+      Loads FILE and lists every problem; exit 1 if there is any.
+  portcullis explain FILE METHOD PATH [-H 'name: value']... [--body TEXT] [--client-ip IP] [--country CC] [--asn N]
+      Runs one request through every phase on the in-memory host and prints each decision.
+      Upstreams are not contacted: a 200 with an empty body stands in for them.
+  portcullis schema
+      Prints the JSON Schema of the config file.
+  portcullis json FILE
+      Checks FILE and prints it as JSON (what the adapters embed).";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("check") => check(&args[1..]),
+        Some("explain") => explain(&args[1..]),
+        Some("schema") => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&portcullis_core::config::json_schema())
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Some("json") => to_json(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(Failure::Usage("expected a command".into())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("portcullis: {m}\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Config(listing)) => {
+            eprint!("{listing}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Io(m)) => {
+            eprintln!("portcullis: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Config(String),
+    Io(String),
+}
+
+fn read(path: Option<&String>) -> Result<(String, String), Failure> {
+    let path = path.ok_or_else(|| Failure::Usage("expected a config FILE".into()))?;
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Io(format!("cannot read {path}: {e}")))?;
+    Ok((path.clone(), src))
+}
+
+fn load(path: Option<&String>) -> Result<Config, Failure> {
+    let (path, src) = read(path)?;
+    Config::from_toml(&src).map_err(|e| Failure::Config(e.render(&path)))
+}
+
+fn check(args: &[String]) -> Result<(), Failure> {
+    if args.len() != 1 {
+        return Err(Failure::Usage("check takes exactly one FILE".into()));
+    }
+    let config = load(args.first())?;
+    println!("ok: {}", config.summary());
+    Ok(())
+}
+
+fn to_json(args: &[String]) -> Result<(), Failure> {
+    let (path, src) = read(args.first())?;
+    let raw = Config::raw_from_toml(&src).map_err(|e| Failure::Config(e.render(&path)))?;
+    println!(
+        "{}",
+        serde_json::to_string(&raw).map_err(|e| Failure::Io(e.to_string()))?
+    );
+    Ok(())
+}
+
+fn explain(args: &[String]) -> Result<(), Failure> {
+    let config = load(args.first())?;
+    let (method, path) = match (args.get(1), args.get(2)) {
+        (Some(m), Some(p)) => (m.clone(), p.clone()),
+        _ => return Err(Failure::Usage("explain needs FILE METHOD PATH".into())),
+    };
+    let mut builder = http::Request::builder()
+        .method(method.as_str())
+        .uri(path.as_str());
+    let mut body = String::new();
+    let mut client = Client::new([192, 0, 2, 1].into());
+    let mut rest = args[3..].iter();
+    while let Some(flag) = rest.next() {
+        let mut value = || {
+            rest.next()
+                .cloned()
+                .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "-H" | "--header" => {
+                let h = value()?;
+                let (k, v) = h
+                    .split_once(':')
+                    .ok_or_else(|| Failure::Usage(format!("header {h:?} is not 'name: value'")))?;
+                builder = builder.header(k.trim(), v.trim());
+            }
+            "--body" => body = value()?,
+            "--client-ip" => {
+                let v = value()?;
+                client.ip = v
+                    .parse()
+                    .map_err(|_| Failure::Usage(format!("{v:?} is not an IP address")))?;
+            }
+            "--country" => client.country = Some(value()?.to_ascii_uppercase()),
+            "--asn" => {
+                let v = value()?;
+                client.asn = Some(
+                    v.parse()
+                        .map_err(|_| Failure::Usage(format!("{v:?} is not an ASN")))?,
+                );
+            }
+            other => return Err(Failure::Usage(format!("unknown option {other:?}"))),
+        }
+    }
+    let request = builder
+        .body(Bytes::from(body))
+        .map_err(|e| Failure::Usage(format!("bad request: {e}")))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let host = MemoryHost::new(now, |_| {
+        Ok(http::Response::builder()
+            .header("x-portcullis-explain", "upstream not contacted")
+            .body(Bytes::new())
+            .unwrap_or_default())
+    });
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    host.seed(nanos ^ u64::from(std::process::id()));
+    let gateway = Gateway::new(config);
+    println!("request   {method} {path} from {}", client.ip);
+    let response = pollster::block_on(gateway.handle(request, client, &host));
+    let log = host.log_records().pop().unwrap_or_default();
+    if let Some(route) = log["route"].as_str() {
+        println!("matched   {route}");
+    }
+    for p in log["phases"].as_array().into_iter().flatten() {
+        println!(
+            "{:<9} {}",
+            p["phase"].as_str().unwrap_or("?"),
+            p["decision"].as_str().unwrap_or("?")
+        );
+    }
+    for sent in host.sent.borrow().iter() {
+        println!("upstream  {} {} (not sent)", sent.method(), sent.uri());
+        for (k, v) in sent.headers() {
+            println!("            {k}: {}", v.to_str().unwrap_or("<binary>"));
+        }
+    }
+    println!("response  {}", response.status());
+    for (k, v) in response.headers() {
+        println!("            {k}: {}", v.to_str().unwrap_or("<binary>"));
+    }
+    if !response.body().is_empty() {
+        println!("\n{}", String::from_utf8_lossy(response.body()));
+    }
+    Ok(())
+}

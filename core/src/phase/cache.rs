@@ -333,7 +333,8 @@ mod tests {
     fn storability() {
         let r = rule(false);
         let req = get("http://h/x", &[]);
-        let rows: [(&[(&str, &str)], Option<u32>); 7] = [
+        type Row<'a> = (&'a [(&'a str, &'a str)], Option<u32>);
+        let rows: [Row<'_>; 7] = [
             (&[], Some(30)),
             (&[("cache-control", "max-age=5")], Some(5)),
             (&[("cache-control", "s-maxage=9, max-age=5")], Some(9)),

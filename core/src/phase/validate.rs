@@ -298,7 +298,7 @@ pub fn check_body(v: &Validation, headers: &HeaderMap, body: &[u8]) -> Result<()
     let media = media_type(headers);
     if !v.content_types.is_empty() && (!body.is_empty() || media.is_some()) {
         let m = media.clone().unwrap_or_default();
-        if !v.content_types.iter().any(|c| *c == m) {
+        if !v.content_types.contains(&m) {
             return Err(Reject::UnsupportedMediaType(m));
         }
     }

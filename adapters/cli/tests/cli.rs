@@ -1,0 +1,140 @@
+//! The `portcullis` binary, run as a user would.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn check_accepts_the_examples() {
+    let (code, out, _) = run(&["check", "examples/gateway.toml"]);
+    assert_eq!((code, out.as_str()), (0, "ok: 5 routes, 0 upstreams, 0 access lists, 1 JWT providers, 1 API-key sets, 2 rate limits\n"));
+}
+
+#[test]
+fn check_lists_every_error_and_fails() {
+    let (code, out, err) = run(&["check", "core/tests/fixtures/broken.toml"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.starts_with("core/tests/fixtures/broken.toml:2:34 gateway.trusted_proxies[1]: "),
+        "{err}"
+    );
+    assert!(err.ends_with("18 errors; nothing was loaded\n"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["check"],
+        &["explain", "examples/gateway.toml", "GET"],
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("usage:"), "{err}");
+    }
+    let (code, _, err) = run(&["check", "no/such/file.toml"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("portcullis: cannot read no/such/file.toml: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn explain_shows_each_phase_and_the_answer() {
+    let (code, out, _) = run(&["explain", "examples/gateway.toml", "GET", "/v1/me"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "request   GET /v1/me from 192.0.2.1");
+    assert_eq!(lines[1], "matched   me");
+    assert_eq!(lines[2], "validate  pass");
+    assert_eq!(lines[3], "auth      unauthenticated");
+    assert!(out.contains("response  401 Unauthorized\n"), "{out}");
+    assert!(
+        out.contains("\"type\":\"urn:portcullis:problem:unauthenticated\""),
+        "{out}"
+    );
+
+    let (_, out, _) = run(&[
+        "explain",
+        "examples/proxy.toml",
+        "GET",
+        "/public/a/../b",
+        "-H",
+        "accept-language: fr",
+        "--client-ip",
+        "198.18.0.1",
+    ]);
+    assert!(
+        out.contains("upstream  GET http://127.0.0.1:8080/b (not sent)\n"),
+        "{out}"
+    );
+    assert!(out.contains("response  200 OK\n"), "{out}");
+}
+
+#[test]
+fn schema_and_json() {
+    let (code, out, _) = run(&["schema"]);
+    assert_eq!(code, 0);
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(schema["title"], "RawConfig");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../portcullis.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(schema, committed, "portcullis.schema.json is out of date: run `cargo run -p portcullis-cli -- schema > portcullis.schema.json`");
+    let (code, out, _) = run(&["json", "examples/gateway.toml"]);
+    assert_eq!(code, 0);
+    assert!(portcullis_core::Config::from_json(out.trim()).is_ok());
+}
+
+#[test]
+fn the_readme_documents_every_config_key() {
+    let schema = portcullis_core::config::json_schema();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let mut names: Vec<String> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for def in schema["$defs"].as_object().unwrap().values() {
+        if let Some(props) = def["properties"].as_object() {
+            names.extend(props.keys().cloned());
+        }
+    }
+    names.sort();
+    names.dedup();
+    // a key is documented when it appears as a word inside some `code span` of the README
+    let code_words: std::collections::HashSet<&str> = readme
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .flat_map(|span| span.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !code_words.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md does not document: {missing:?}"
+    );
+}
