@@ -5,7 +5,7 @@
 //! summarizes a run.
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use http::{Method, Request, Response};
 use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, ModulusBits, Rsa, RsaPublicKey};
 use jwt_compact::jwk::JsonWebKey;

@@ -40,6 +40,8 @@ const JWKS_TIMEOUT_MS: u32 = 5_000;
 /// The gateway: a compiled config plus what it remembers between requests.
 pub struct Gateway {
     config: Config,
+    /// `RateLimit-Policy` values and quoted names, per rate limit.
+    limit_fields: Vec<(HeaderValue, String)>,
     tokens: RefCell<TokenCache>,
     jwks: RefCell<Vec<Jwks>>,
 }
@@ -52,8 +54,9 @@ struct Ctx<'a> {
     peer: (std::net::IpAddr, bool),
     client: Client,
     route: Option<&'a Route>,
-    consumer: Option<Consumer>,
-    limit: Option<(&'a Quota, Verdict)>,
+    consumer: Option<Rc<Consumer>>,
+    /// The rate limit applied (index into the config's) and its verdict.
+    limit: Option<(usize, Verdict)>,
     log: AccessLog,
 }
 
@@ -61,8 +64,14 @@ impl Gateway {
     pub fn new(config: Config) -> Gateway {
         let tokens = RefCell::new(TokenCache::new(config.token_cache_size));
         let jwks = RefCell::new(config.jwt.iter().map(|_| Jwks::default()).collect());
+        let limit_fields = config
+            .rate_limits
+            .iter()
+            .map(ratelimit::policy_fields)
+            .collect();
         Gateway {
             config,
+            limit_fields,
             tokens,
             jwks,
         }
@@ -102,6 +111,7 @@ impl Gateway {
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             host: route::request_host(req.uri(), req.headers()).unwrap_or_default(),
+            phases: Vec::with_capacity(10),
             client_ip: client.ip.to_string(),
             ..Default::default()
         };
@@ -115,7 +125,7 @@ impl Gateway {
             limit: None,
             log,
         };
-        let request_headers = req.headers().clone();
+        let origin = req.headers().get(header::ORIGIN).cloned();
         let mut res = match self.run(req, &mut ctx, host).await {
             Ok(res) => res,
             Err(reject) => {
@@ -125,11 +135,12 @@ impl Gateway {
         };
         // response processing that applies to every answer, refusals included
         let t = host.monotonic_us();
-        if let Some((quota, verdict)) = &ctx.limit {
-            ratelimit::set_headers(res.headers_mut(), quota, verdict);
+        if let Some((i, verdict)) = &ctx.limit {
+            let (policy, name) = &self.limit_fields[*i];
+            ratelimit::set_headers_with(res.headers_mut(), policy, name, verdict);
         }
         if let Some(cors) = ctx.route.and_then(|r| r.cors).map(|i| &self.config.cors[i]) {
-            transform::cors_response(cors, &request_headers, res.headers_mut());
+            transform::cors_response(cors, origin.as_ref(), res.headers_mut());
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             res.headers_mut()
@@ -169,7 +180,7 @@ impl Gateway {
         } else {
             parts.method.clone()
         };
-        let req_host = route::request_host(&parts.uri, &parts.headers);
+        let req_host = (!ctx.log.host.is_empty()).then(|| ctx.log.host.clone());
         let found = cfg.router.find(&match_method, req_host.as_deref(), &path);
         let found = match (found, preflight) {
             (Err(Reject::MethodNotAllowed { .. }), true) | (Err(Reject::NotFound), true) => {
@@ -222,8 +233,8 @@ impl Gateway {
                 Some(c) => auth::authorize(&rule.scopes, &rule.claims, &c).map(|()| Some(c)),
                 None => Ok(None), // a provider failed open
             });
-            let decision = match &outcome {
-                Ok(Some(c)) => c.via.clone(),
+            let decision: std::borrow::Cow<'static, str> = match &outcome {
+                Ok(Some(c)) => c.via.clone().into(),
                 Ok(None) => "fail-open".into(),
                 Err(e) => e.code().into(),
             };
@@ -233,12 +244,12 @@ impl Gateway {
         }
 
         // 4. rate limit
-        if let Some(quota) = r.rate_limit.map(|i| &cfg.rate_limits[i]) {
+        if let Some((qi, quota)) = r.rate_limit.map(|i| (i, &cfg.rate_limits[i])) {
             let t = host.monotonic_us();
             let key = self.limit_key(quota, r, ctx, &parts.headers);
             match host.rate_limit(&key, quota, 1).await {
                 Ok(verdict) => {
-                    ctx.limit = Some((quota, verdict));
+                    ctx.limit = Some((qi, verdict));
                     ctx.log.rate_limit_remaining = Some(verdict.remaining);
                     let decision = if verdict.allowed { "allow" } else { "limit" };
                     ctx.log.phase("ratelimit", decision, t, host.monotonic_us());
@@ -268,7 +279,7 @@ impl Gateway {
             .as_ref()
             .map(|c| c.id.clone())
             .unwrap_or_default();
-        let client_ip = ctx.client.ip.to_string();
+        let client_ip = ctx.log.client_ip.clone();
         let vars = transform::Vars {
             consumer: &vars_consumer,
             route: &r.name,
@@ -325,6 +336,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
         {
             Some(prev) if ctx.peer.1 => format!("{prev}, {}", ctx.peer.0),
+            _ if ctx.peer.0 == ctx.client.ip => client_ip.clone(),
             _ => ctx.peer.0.to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&forwarded) {
@@ -335,7 +347,7 @@ impl Gateway {
         }
         ctx.log.upstream = Some(upstream.name.clone());
         ctx.log
-            .phase("route", upstream.name.as_str(), t, host.monotonic_us());
+            .phase("route", upstream.name.clone(), t, host.monotonic_us());
 
         // 6. cache, then the backend
         let t = host.monotonic_us();
@@ -410,10 +422,19 @@ impl Gateway {
             let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
             let uri = transform::upstream_uri(target, &up_path, up_query.as_deref())
                 .map_err(|_| Reject::BadGateway)?;
-            let mut out = Request::new(body.clone());
+            let last = attempt == attempts;
+            let mut out = Request::new(if last {
+                std::mem::take(&mut body)
+            } else {
+                body.clone()
+            });
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
-            *out.headers_mut() = parts.headers.clone();
+            *out.headers_mut() = if last {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
             ctx.log.upstream_attempts = attempt;
             match host.fetch(out, upstream.timeout_ms).await {
                 Ok(res) if attempt < attempts && route::is_retryable_status(res.status()) => {
@@ -508,7 +529,7 @@ impl Gateway {
         headers: &http::HeaderMap,
         query: Option<&str>,
         host: &H,
-    ) -> Result<Option<Consumer>, Reject> {
+    ) -> Result<Option<Rc<Consumer>>, Reject> {
         if let Some(pi) = rule.jwt {
             let provider = &self.config.jwt[pi];
             if let Some(token) = auth::bearer(headers, &provider.header) {
@@ -519,12 +540,12 @@ impl Gateway {
             let set = &self.config.api_keys[si];
             if let Some(key) = auth::presented_api_key(set, headers, query) {
                 return match auth::check_api_key(set, &key) {
-                    Some((consumer, scopes)) => Ok(Some(Consumer {
+                    Some((consumer, scopes)) => Ok(Some(Rc::new(Consumer {
                         id: consumer.clone(),
                         via: format!("api_key:{}", set.name),
                         scopes: scopes.clone(),
                         claims: Rc::default(),
-                    })),
+                    }))),
                     None => Err(Reject::Unauthenticated("unknown API key".into())),
                 };
             }
@@ -537,12 +558,12 @@ impl Gateway {
         pi: usize,
         token: &str,
         host: &H,
-    ) -> Result<Option<Consumer>, Reject> {
+    ) -> Result<Option<Rc<Consumer>>, Reject> {
         let provider = &self.config.jwt[pi];
         let now = host.now();
         let cached = self.tokens.borrow().get(pi, token, now);
         if let Some(v) = cached {
-            return Ok(Some(Consumer::from_claims(&provider.name, v.claims)));
+            return Ok(Some(v.consumer));
         }
         let mut remote = match &provider.jwks_url {
             Some(_) => match self.jwks_keys(pi, false, host).await {
@@ -571,10 +592,9 @@ impl Gateway {
         }
         match result {
             Ok(verified) => {
-                self.tokens
-                    .borrow_mut()
-                    .put(pi, token, verified.clone(), now);
-                Ok(Some(Consumer::from_claims(&provider.name, verified.claims)))
+                let consumer = verified.consumer.clone();
+                self.tokens.borrow_mut().put(pi, token, verified, now);
+                Ok(Some(consumer))
             }
             Err(TokenError::UnknownKid) => {
                 Err(Reject::Unauthenticated("unknown signing key".into()))

@@ -110,7 +110,12 @@ impl Host for MemoryHost {
         let mut counters = self.counters.borrow_mut();
         let (verdict, state) =
             ratelimit::admit(quota, counters.get(key).copied(), self.now(), cost);
-        counters.insert(key.to_string(), state);
+        match counters.get_mut(key) {
+            Some(slot) => *slot = state,
+            None => {
+                counters.insert(key.to_string(), state);
+            }
+        }
         Ok(verdict)
     }
 

@@ -189,10 +189,10 @@ pub enum TokenError {
     Invalid(&'static str),
 }
 
-/// A token that passed every check.
+/// A token that passed every check, with the consumer it names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
-    pub claims: Rc<Claims>,
+    pub consumer: Rc<Consumer>,
     /// When the token stops being acceptable (exp + leeway), in ms.
     pub valid_until_ms: u64,
 }
@@ -270,8 +270,9 @@ pub fn verify_token(
             return Err(TokenError::Invalid("wrong audience"));
         }
     }
+    let consumer = Consumer::from_claims(&p.name, Rc::new(custom.clone()));
     Ok(Verified {
-        claims: Rc::new(custom.clone()),
+        consumer: Rc::new(consumer),
         valid_until_ms,
     })
 }
@@ -432,7 +433,7 @@ pub fn check_api_key<'a>(set: &'a ApiKeySet, key: &str) -> Option<&'a (String, V
 }
 
 /// Who made the request, once authenticated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Consumer {
     /// `sub` (JWT) or the key's consumer name.
     pub id: String,

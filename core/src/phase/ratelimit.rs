@@ -144,18 +144,39 @@ pub fn admit(quota: &Quota, state: Option<Gcra>, now: UnixMillis, cost: u32) -> 
     }
 }
 
-/// Sets `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-pub fn set_headers(headers: &mut HeaderMap, quota: &Quota, verdict: &Verdict) {
-    let name = sf_key(&quota.name);
-    let policy = format!("\"{name}\";q={};w={}", quota.limit, quota.period_ms / 1000);
-    let state = format!("\"{name}\";r={};t={}", verdict.remaining, verdict.reset_s);
-    if let (Ok(p), Ok(s)) = (
-        HeaderValue::from_str(&policy),
-        HeaderValue::from_str(&state),
-    ) {
-        headers.insert("ratelimit-policy", p);
+/// The `RateLimit-Policy` value of a quota, and its name as a structured-field string; both are
+/// the same for every request, so the gateway makes them once.
+pub fn policy_fields(quota: &Quota) -> (HeaderValue, String) {
+    let name = format!("\"{}\"", sf_key(&quota.name));
+    let policy = format!("{name};q={};w={}", quota.limit, quota.period_ms / 1000);
+    (
+        HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("")),
+        name,
+    )
+}
+
+/// Sets `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) from
+/// [`policy_fields`] and a verdict.
+pub fn set_headers_with(
+    headers: &mut HeaderMap,
+    policy: &HeaderValue,
+    quoted_name: &str,
+    verdict: &Verdict,
+) {
+    let state = format!(
+        "{quoted_name};r={};t={}",
+        verdict.remaining, verdict.reset_s
+    );
+    if let Ok(s) = HeaderValue::from_str(&state) {
+        headers.insert("ratelimit-policy", policy.clone());
         headers.insert("ratelimit", s);
     }
+}
+
+/// Sets `RateLimit-Policy` and `RateLimit` for a quota and a verdict.
+pub fn set_headers(headers: &mut HeaderMap, quota: &Quota, verdict: &Verdict) {
+    let (policy, name) = policy_fields(quota);
+    set_headers_with(headers, &policy, &name, verdict);
 }
 
 /// Keeps a policy name safe inside a structured-field string.

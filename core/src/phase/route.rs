@@ -148,12 +148,13 @@ pub fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String
             .ok()
             .map(str::to_string)
     })?;
-    let host = if raw.starts_with('[') {
+    let mut host = if raw.starts_with('[') {
         raw.split(']').next().map(|h| format!("{h}]"))?
     } else {
         raw.split(':').next()?.to_string()
     };
-    Some(host.to_ascii_lowercase())
+    host.make_ascii_lowercase();
+    Some(host)
 }
 
 /// A rewrite template: literal text and `{param}` holes.

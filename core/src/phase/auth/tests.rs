@@ -104,7 +104,7 @@ fn valid_tokens_for_every_algorithm() {
         };
         let key = Key::hmac(Some("k".into()), alg, secret).unwrap();
         assert_eq!(
-            check(&[key], &token).map(|v| v.claims["sub"].clone()),
+            check(&[key], &token).map(|v| v.consumer.claims["sub"].clone()),
             Ok(json!("alice")),
             "{alg:?}"
         );
@@ -371,7 +371,7 @@ fn jwks_ttl_follows_cache_control_within_bounds() {
 #[test]
 fn token_cache_is_bounded_and_expires() {
     let v = |until| Verified {
-        claims: Rc::default(),
+        consumer: Rc::default(),
         valid_until_ms: until,
     };
     let mut c = TokenCache::new(4);
