@@ -856,3 +856,30 @@ fn a_verified_token_is_served_from_the_token_cache_until_it_expires() {
     host.advance(91_000); // past exp + 60 s leeway
     assert_eq!(go(), 401);
 }
+
+#[test]
+fn a_head_request_never_fills_the_cache_with_an_empty_body() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    b.push(ok("", &[("cache-control", "max-age=60")]));
+    b.push(ok("full body", &[("cache-control", "max-age=60")]));
+    let head = send(
+        &gw,
+        &host,
+        req("HEAD", "/public/page", &[], ""),
+        "192.0.2.1",
+    );
+    assert_eq!(head.status().as_u16(), 200);
+    let get = send(&gw, &host, req("GET", "/public/page", &[], ""), "192.0.2.1");
+    assert_eq!(get.body().as_ref(), b"full body");
+    // the GET answer was stored; a HEAD is then served from it, without a body
+    let head = send(
+        &gw,
+        &host,
+        req("HEAD", "/public/page", &[], ""),
+        "192.0.2.1",
+    );
+    assert_eq!((head.status().as_u16(), head.body().len()), (200, 0));
+    assert_eq!(host.sent.borrow().len(), 2);
+}

@@ -110,6 +110,10 @@ pub fn store(
     res: &Response<Bytes>,
     now: UnixMillis,
 ) -> Option<(Vec<u8>, u32)> {
+    // HEAD is served from GET entries, but its own (bodiless) answer must never fill one
+    if req.method() != Method::GET {
+        return None;
+    }
     let h = res.headers();
     if !rule.per_consumer && (h.contains_key(header::SET_COOKIE) || cache_control_has(h, "private"))
     {
@@ -350,6 +354,16 @@ mod tests {
                 "{headers:?}"
             );
         }
+        let head = Request::builder()
+            .method("HEAD")
+            .uri("http://h/x")
+            .body(Bytes::new())
+            .unwrap();
+        assert_eq!(
+            store(&r, &head, &ok(&[]), 1_000_000).map(|s| s.1),
+            None,
+            "a HEAD answer has no body to store"
+        );
         let private_per_consumer = store(
             &rule(true),
             &req,
