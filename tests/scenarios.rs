@@ -883,3 +883,35 @@ fn a_head_request_never_fills_the_cache_with_an_empty_body() {
     assert_eq!((head.status().as_u16(), head.body().len()), (200, 0));
     assert_eq!(host.sent.borrow().len(), 2);
 }
+
+#[test]
+fn cache_store_failures_follow_the_routes_fail_mode() {
+    let b = Backend::default();
+    let host = b.host();
+    host.fail_store.set(true);
+    // fail = "open" (the default): the request goes to the backend
+    let gw = gateway(CONFIG);
+    let res = send(&gw, &host, req("GET", "/public/x", &[], ""), "192.0.2.1");
+    assert_eq!(res.status().as_u16(), 200);
+    let log = host.log_records().pop().unwrap();
+    assert_eq!(
+        (log["cache"].as_str(), log["phases"][2]["decision"].as_str()),
+        (Some("bypass"), Some("bypass:store-error"))
+    );
+    // fail = "closed": 503 without calling the backend
+    let closed = gateway(&CONFIG.replace(
+        "cache = { ttl_s = 30 }",
+        "cache = { ttl_s = 30, fail = \"closed\" }",
+    ));
+    let res = send(
+        &closed,
+        &host,
+        req("GET", "/public/x", &[], ""),
+        "192.0.2.1",
+    );
+    assert_eq!(
+        (res.status().as_u16(), json_body(&res)["type"].as_str()),
+        (503, Some("urn:portcullis:problem:unavailable"))
+    );
+    assert_eq!(host.sent.borrow().len(), 1);
+}

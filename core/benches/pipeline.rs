@@ -271,6 +271,7 @@ fn phases(c: &mut Criterion) {
         ttl_s: 30,
         key_headers: vec![],
         per_consumer: false,
+        fail_open: true,
     };
     let req = Request::builder()
         .uri("http://gw.bench/items/42?b=2&a=1")

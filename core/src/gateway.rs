@@ -371,39 +371,39 @@ impl Gateway {
                 None => format!("http://{}{path}", req_host.as_deref().unwrap_or("gateway")),
             };
             *probe.uri_mut() = full.parse().unwrap_or_default();
-            let generation = match host.store_get(cache::GENERATION_KEY).await {
-                Ok(v) => v
-                    .and_then(|b| String::from_utf8(b).ok())
+            // a store failure follows the rule's fail mode: open bypasses the cache, closed is 503
+            let generation = host.store_get(cache::GENERATION_KEY).await.map(|v| {
+                v.and_then(|b| String::from_utf8(b).ok())
                     .and_then(|s| s.trim().parse::<u64>().ok())
-                    .unwrap_or(0),
-                Err(_) => u64::MAX, // store down: bypass (cache fails open)
+                    .unwrap_or(0)
+            });
+            let consumer = ctx.consumer.as_ref().map(|c| c.id.as_str());
+            let key = match generation {
+                Ok(generation) => cache::key(rule, generation, &r.name, &probe, consumer),
+                Err(_) => Err("store-error"),
             };
-            let key = if generation == u64::MAX {
-                Err("store-error")
-            } else {
-                cache::key(
-                    rule,
-                    generation,
-                    &r.name,
-                    &probe,
-                    ctx.consumer.as_ref().map(|c| c.id.as_str()),
-                )
+            let stored = match &key {
+                Ok(key) => host.store_get(key).await.map_err(|_| "store-error"),
+                Err(why) => Err(*why),
             };
-            match key {
-                Ok(key) => {
-                    if let Ok(Some(stored)) = host.store_get(&key).await {
-                        if let Some(hit) = cache::serve(&stored, &probe, host.now()) {
-                            ctx.log.cache = Some("hit");
-                            ctx.log.phase("cache", "hit", t, host.monotonic_us());
-                            return Ok(self.process_response(r, hit, &vars, ctx, host));
-                        }
+            match (key, stored) {
+                (Ok(key), Ok(stored)) => {
+                    if let Some(hit) = stored.and_then(|s| cache::serve(&s, &probe, host.now())) {
+                        ctx.log.cache = Some("hit");
+                        ctx.log.phase("cache", "hit", t, host.monotonic_us());
+                        return Ok(self.process_response(r, hit, &vars, ctx, host));
                     }
                     ctx.log.cache = Some("miss");
                     ctx.log.phase("cache", "miss", t, host.monotonic_us());
                     cache_key = Some(key);
                     cache_request = Some(probe);
                 }
-                Err(why) => {
+                (_, Err("store-error")) if !rule.fail_open => {
+                    ctx.log
+                        .phase("cache", "store-error:closed", t, host.monotonic_us());
+                    return Err(Reject::Unavailable);
+                }
+                (_, Err(why)) | (Err(why), _) => {
                     ctx.log.cache = Some("bypass");
                     ctx.log
                         .phase("cache", format!("bypass:{why}"), t, host.monotonic_us());

@@ -856,6 +856,7 @@ pub fn compile(
                 ttl_s: c.ttl_s,
                 key_headers,
                 per_consumer: c.per_consumer,
+                fail_open: c.fail == raw::FailMode::Open,
             }
         });
         if r.cache.is_some() && r.respond.is_some() {

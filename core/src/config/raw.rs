@@ -521,6 +521,9 @@ pub struct RouteCache {
     /// Key the cache per consumer, which allows caching authenticated responses.
     #[serde(default)]
     pub per_consumer: bool,
+    /// When the cache store fails: `open` goes to the backend, `closed` answers 503.
+    #[serde(default = "open")]
+    pub fail: FailMode,
 }
 
 /// Request checks for a route.

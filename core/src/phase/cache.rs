@@ -21,6 +21,8 @@ pub struct CacheRule {
     pub ttl_s: u32,
     pub key_headers: Vec<HeaderName>,
     pub per_consumer: bool,
+    /// Go to the backend when the store fails (else 503).
+    pub fail_open: bool,
 }
 
 /// The store key holding the current cache generation.
@@ -251,6 +253,7 @@ mod tests {
             ttl_s: 30,
             key_headers: vec![HeaderName::from_static("accept-language")],
             per_consumer,
+            fail_open: true,
         }
     }
 
