@@ -371,23 +371,21 @@ impl Gateway {
                 None => format!("http://{}{path}", req_host.as_deref().unwrap_or("gateway")),
             };
             *probe.uri_mut() = full.parse().unwrap_or_default();
-            // a store failure follows the rule's fail mode: open bypasses the cache, closed is 503
-            let generation = host.store_get(cache::GENERATION_KEY).await.map(|v| {
-                v.and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            });
+            // a store failure follows the rule's fail mode: open bypasses the cache, closed is 503;
+            // the inner result is Err(reason) when the request may not use the cache at all
             let consumer = ctx.consumer.as_ref().map(|c| c.id.as_str());
-            let key = match generation {
-                Ok(generation) => cache::key(rule, generation, &r.name, &probe, consumer),
-                Err(_) => Err("store-error"),
-            };
-            let stored = match &key {
-                Ok(key) => host.store_get(key).await.map_err(|_| "store-error"),
-                Err(why) => Err(*why),
-            };
-            match (key, stored) {
-                (Ok(key), Ok(stored)) => {
+            let lookup = async {
+                let generation = cache_generation(host).await?;
+                Ok::<_, crate::host::HostError>(
+                    match cache::key(rule, generation, &r.name, &probe, consumer) {
+                        Ok(key) => Ok((host.store_get(&key).await?, key)),
+                        Err(why) => Err(why),
+                    },
+                )
+            }
+            .await;
+            match lookup {
+                Ok(Ok((stored, key))) => {
                     if let Some(hit) = stored.and_then(|s| cache::serve(&s, &probe, host.now())) {
                         ctx.log.cache = Some("hit");
                         ctx.log.phase("cache", "hit", t, host.monotonic_us());
@@ -398,15 +396,20 @@ impl Gateway {
                     cache_key = Some(key);
                     cache_request = Some(probe);
                 }
-                (_, Err("store-error")) if !rule.fail_open => {
+                Ok(Err(why)) => {
+                    ctx.log.cache = Some("bypass");
+                    ctx.log
+                        .phase("cache", format!("bypass:{why}"), t, host.monotonic_us());
+                }
+                Err(_) if !rule.fail_open => {
                     ctx.log
                         .phase("cache", "store-error:closed", t, host.monotonic_us());
                     return Err(Reject::Unavailable);
                 }
-                (_, Err(why)) | (Err(why), _) => {
+                Err(_) => {
                     ctx.log.cache = Some("bypass");
                     ctx.log
-                        .phase("cache", format!("bypass:{why}"), t, host.monotonic_us());
+                        .phase("cache", "bypass:store-error", t, host.monotonic_us());
                 }
             }
         }
@@ -685,12 +688,7 @@ impl Gateway {
 
     /// Purges every cached response by moving to a new cache generation; returns it.
     pub async fn purge_cache<H: Host>(&self, host: &H) -> Result<u64, crate::host::HostError> {
-        let current = host
-            .store_get(cache::GENERATION_KEY)
-            .await?
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let current = cache_generation(host).await?;
         let next = current + 1;
         host.store_put(
             cache::GENERATION_KEY,
@@ -700,6 +698,16 @@ impl Gateway {
         .await?;
         Ok(next)
     }
+}
+
+/// The current cache generation (0 when none was stored yet or the value is unreadable).
+async fn cache_generation<H: Host>(host: &H) -> Result<u64, crate::host::HostError> {
+    Ok(host
+        .store_get(cache::GENERATION_KEY)
+        .await?
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0))
 }
 
 fn encode_stored_jwks(expires_at: u64, body: &[u8]) -> Vec<u8> {
