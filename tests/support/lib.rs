@@ -1,4 +1,8 @@
-//! Helpers shared by the scenario suites: requests, a scriptable backend, token minting.
+//! Helpers shared by the scenario suites: requests, a scriptable backend, token minting; and for
+//! the end-to-end suite, real local servers ([`net`]) and runtimes ([`runtime`]).
+
+pub mod net;
+pub mod runtime;
 
 use bytes::Bytes;
 use http::{Request, Response};

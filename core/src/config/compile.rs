@@ -899,12 +899,9 @@ pub fn compile(
                 .map(|c| c.to_ascii_lowercase())
                 .collect();
             if let Some(schema) = &v.body_schema {
-                match jsonschema::validator_for(schema) {
-                    Ok(s) => validation.body_schema = Some(std::sync::Arc::new(s)),
-                    Err(err) => e.push(
-                        format!("{vp}.body_schema"),
-                        format!("invalid JSON Schema: {err}"),
-                    ),
+                match validate::BodySchema::compile(schema) {
+                    Ok(s) => validation.body_schema = Some(s),
+                    Err(err) => e.push(format!("{vp}.body_schema"), err),
                 }
             }
             if let Some(max) = v.max_body_bytes {

@@ -189,6 +189,15 @@ impl Config {
     }
 
     /// A route by name.
+    /// The largest request body any route accepts: adapters stop reading a body past this, so a
+    /// client cannot make the gateway buffer more than the config allows anywhere.
+    pub fn largest_body_bytes(&self) -> usize {
+        self.routes
+            .iter()
+            .map(|r| r.validation.max_body_bytes)
+            .fold(self.limits.max_body_bytes, usize::max)
+    }
+
     pub fn route(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.name == name)
     }

@@ -144,6 +144,90 @@ pub fn admit(quota: &Quota, state: Option<Gcra>, now: UnixMillis, cost: u32) -> 
     }
 }
 
+/// One [`admit`] call sent to a counter that lives elsewhere (a Durable Object, a store with
+/// compare-and-swap): the quota's numbers and the cost, as `"limit:period_ms:burst:cost"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmitRequest {
+    pub limit: u64,
+    pub period_ms: u64,
+    pub burst: u64,
+    pub cost: u32,
+}
+
+impl AdmitRequest {
+    pub fn new(quota: &Quota, cost: u32) -> AdmitRequest {
+        AdmitRequest {
+            limit: quota.limit,
+            period_ms: quota.period_ms,
+            burst: quota.burst,
+            cost,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.limit, self.period_ms, self.burst, self.cost
+        )
+    }
+
+    /// Reads the wire form; `None` when malformed or when a number is zero.
+    pub fn decode(s: &str) -> Option<AdmitRequest> {
+        let mut it = s.split(':');
+        let mut next = || it.next()?.parse::<u64>().ok().filter(|n| *n > 0);
+        let r = AdmitRequest {
+            limit: next()?,
+            period_ms: next()?,
+            burst: next()?,
+            cost: u32::try_from(next()?).ok()?,
+        };
+        it.next().is_none().then_some(r)
+    }
+
+    /// Applies this request to `state` at `now`, as [`admit`] does.
+    pub fn apply(&self, state: Option<Gcra>, now: UnixMillis) -> (Verdict, Gcra) {
+        let quota = Quota {
+            name: String::new(),
+            limit: self.limit,
+            period_ms: self.period_ms,
+            burst: self.burst,
+            key: LimitKey::Route,
+            fail_open: false,
+        };
+        admit(&quota, state, now, self.cost)
+    }
+}
+
+impl Verdict {
+    /// The wire form: `"allowed:remaining:reset_s:retry_after_s"` with allowed as 1 or 0.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            u8::from(self.allowed),
+            self.remaining,
+            self.reset_s,
+            self.retry_after_s
+        )
+    }
+
+    /// Reads the wire form; `None` when malformed.
+    pub fn decode(s: &str) -> Option<Verdict> {
+        let mut it = s.split(':').map(|n| n.parse::<u64>().ok());
+        let allowed = match it.next()?? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let v = Verdict {
+            allowed,
+            remaining: it.next()??,
+            reset_s: it.next()??,
+            retry_after_s: it.next()??,
+        };
+        it.next().is_none().then_some(v)
+    }
+}
+
 /// The `RateLimit-Policy` value of a quota, and its name as a structured-field string; both are
 /// the same for every request, so the gateway makes them once.
 pub fn policy_fields(quota: &Quota) -> (HeaderValue, String) {
@@ -199,6 +283,31 @@ mod tests {
             burst,
             key: LimitKey::Ip,
             fail_open: true,
+        }
+    }
+
+    #[test]
+    fn wire_forms_round_trip_and_reject_garbage() {
+        let q = quota(50, 60, 5);
+        let r = AdmitRequest::new(&q, 2);
+        assert_eq!(r.encode(), "50:60000:5:2");
+        assert_eq!(AdmitRequest::decode(&r.encode()), Some(r));
+        for bad in [
+            "",
+            "50:60000:5",
+            "50:60000:5:2:9",
+            "0:60000:5:2",
+            "a:1:1:1",
+            "1:1:1:99999999999",
+        ] {
+            assert_eq!(AdmitRequest::decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(r.apply(None, 1_000), admit(&q, None, 1_000, 2));
+        let (v, _) = admit(&q, None, 1_000, 1);
+        assert_eq!(v.encode(), "1:4:2:0");
+        assert_eq!(Verdict::decode(&v.encode()), Some(v));
+        for bad in ["", "2:1:1:1", "1:1:1", "1:1:1:1:1", "1:x:1:1"] {
+            assert_eq!(Verdict::decode(bad), None, "{bad:?}");
         }
     }
 

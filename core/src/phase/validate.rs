@@ -214,6 +214,51 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// A compiled JSON Schema for request bodies.
+///
+/// The validator (the `jsonschema` crate) is most of the core's wasm size, so it sits behind the
+/// `json-schema` cargo feature. A build without it rejects any config that sets `body_schema`,
+/// at load time: a schema is never silently skipped.
+#[derive(Debug, Clone)]
+pub struct BodySchema {
+    #[cfg(feature = "json-schema")]
+    validator: std::sync::Arc<jsonschema::Validator>,
+}
+
+impl BodySchema {
+    /// Compiles `schema`, or says why it cannot be used.
+    pub fn compile(schema: &serde_json::Value) -> Result<BodySchema, String> {
+        #[cfg(feature = "json-schema")]
+        {
+            jsonschema::validator_for(schema)
+                .map(|v| BodySchema {
+                    validator: std::sync::Arc::new(v),
+                })
+                .map_err(|e| format!("invalid JSON Schema: {e}"))
+        }
+        #[cfg(not(feature = "json-schema"))]
+        {
+            let _ = schema;
+            Err(
+                "this build has no JSON Schema validator (cargo feature `json-schema` is off)"
+                    .to_string(),
+            )
+        }
+    }
+
+    /// Checks a parsed body; the error names where in the document it failed.
+    fn check(&self, doc: &serde_json::Value) -> Result<(), String> {
+        #[cfg(feature = "json-schema")]
+        if let Err(e) = self.validator.validate(doc) {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_string() } else { at };
+            return Err(format!("at {at}: {e}"));
+        }
+        let _ = doc;
+        Ok(())
+    }
+}
+
 /// A route's compiled checks.
 #[derive(Debug, Clone, Default)]
 pub struct Validation {
@@ -221,7 +266,7 @@ pub struct Validation {
     pub query: BTreeMap<String, Param>,
     pub headers: Vec<(http::HeaderName, Param)>,
     pub content_types: Vec<String>,
-    pub body_schema: Option<std::sync::Arc<jsonschema::Validator>>,
+    pub body_schema: Option<BodySchema>,
     pub max_body_bytes: usize,
 }
 
@@ -348,11 +393,7 @@ pub fn check_body(v: &Validation, headers: &HeaderMap, body: &[u8]) -> Result<()
         }
         let doc: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| Reject::InvalidBody(format!("not JSON ({e})")))?;
-        if let Err(e) = schema.validate(&doc) {
-            let at = e.instance_path().to_string();
-            let at = if at.is_empty() { "/".to_string() } else { at };
-            return Err(Reject::InvalidBody(format!("at {at}: {e}")));
-        }
+        schema.check(&doc).map_err(Reject::InvalidBody)?;
     }
     Ok(())
 }
@@ -574,14 +615,13 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "json-schema")]
     fn bodies() {
         let schema = serde_json::json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}});
         let v = Validation {
             max_body_bytes: 64,
             content_types: vec!["application/json".into()],
-            body_schema: Some(std::sync::Arc::new(
-                jsonschema::validator_for(&schema).unwrap(),
-            )),
+            body_schema: Some(BodySchema::compile(&schema).unwrap()),
             ..Default::default()
         };
         let mut json = HeaderMap::new();

@@ -1,0 +1,68 @@
+//! The fetch handler: platform request → `http::Request<Bytes>` → `Gateway::handle` → response.
+
+use crate::host::WorkersHost;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http_body_util::Full;
+use portcullis_core::{Config, Gateway};
+use std::rc::Rc;
+use worker::{event, Context, Env, HttpRequest};
+
+thread_local! {
+    /// The gateway, built on the first request an isolate serves and kept for its life: the
+    /// config is parsed once, and verified tokens and JWKS stay warm between requests.
+    static GATEWAY: std::cell::OnceCell<Result<Rc<Gateway>, String>> = const { std::cell::OnceCell::new() };
+}
+
+fn gateway() -> Result<Rc<Gateway>, String> {
+    GATEWAY.with(|g| {
+        g.get_or_init(|| {
+            Config::from_json(crate::CONFIG_JSON)
+                .map(|c| Rc::new(Gateway::new(c)))
+                // build.rs checked this config, so only a mismatched build can get here
+                .map_err(|e| e.render("embedded config"))
+        })
+        .clone()
+    })
+}
+
+#[event(fetch)]
+async fn fetch(
+    req: HttpRequest,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<http::Response<Full<Bytes>>> {
+    let gateway = gateway().map_err(worker::Error::RustError)?;
+    let (parts, body) = req.into_parts();
+    let cf = parts.extensions.get::<worker::Cf>();
+    let client = crate::client::from_edge(
+        parts
+            .headers
+            .get("cf-connecting-ip")
+            .and_then(|v| v.to_str().ok()),
+        cf.and_then(|cf| cf.country()),
+        cf.and_then(|cf| cf.asn()),
+    );
+    let body = read_capped(body, gateway.config().largest_body_bytes()).await;
+    let host = WorkersHost::new(env);
+    let res = gateway
+        .handle(http::Request::from_parts(parts, body), client, &host)
+        .await;
+    Ok(res.map(Full::new))
+}
+
+/// Reads the body, but never more than one byte past `cap`: a longer body reaches the core
+/// truncated there, and the core's size check answers 413 (with its log line) as it would for a
+/// declared length. A client cannot make the isolate buffer more than the config allows.
+async fn read_capped(mut body: worker::Body, cap: usize) -> Bytes {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else { break };
+        let room = cap + 1 - buf.len();
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() > cap {
+            break;
+        }
+    }
+    buf.freeze()
+}

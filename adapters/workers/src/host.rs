@@ -1,0 +1,214 @@
+//! The core's [`Host`] port over Workers: KV, Durable Objects, the Cache API and `fetch`.
+
+use bytes::Bytes;
+use futures_util::future::{select, Either};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use portcullis_core::phase::ratelimit::{AdmitRequest, Quota, Verdict};
+use portcullis_core::{FetchError, Host, HostError, UnixMillis};
+use std::time::Duration;
+use wasm_bindgen::JsValue;
+use worker::{console_log, Date, Delay, Env};
+
+/// KV namespace binding: the shared cache, JWKS copies and the cache generation.
+const KV: &str = "PORTCULLIS_KV";
+/// Durable Object namespace binding of [`crate::limiter::RateLimiter`].
+const LIMITER: &str = "RATE_LIMITER";
+/// `"kv"` (default) or `"cache-api"`: where cached responses live.
+const CACHE_VAR: &str = "PORTCULLIS_CACHE";
+/// Workers KV refuses an `expirationTtl` under 60 s.
+const KV_MIN_TTL_S: u32 = 60;
+/// Where the Cache API keeps entries (a name, never fetched).
+const CACHE_API_ORIGIN: &str = "https://portcullis.cache.invalid/";
+
+pub struct WorkersHost {
+    env: Env,
+    /// Cached responses (`cache:` keys) go to the colo-local Cache API instead of KV.
+    cache_api: bool,
+}
+
+impl WorkersHost {
+    pub fn new(env: Env) -> WorkersHost {
+        let cache_api = env
+            .var(CACHE_VAR)
+            .map(|v| v.to_string() == "cache-api")
+            .unwrap_or(false);
+        WorkersHost { env, cache_api }
+    }
+
+    fn kv(&self) -> Result<worker::KvStore, HostError> {
+        self.env
+            .kv(KV)
+            .map_err(|e| HostError(format!("KV binding {KV}: {e}")))
+    }
+
+    fn in_cache_api(&self, key: &str) -> bool {
+        self.cache_api && key.starts_with("cache:")
+    }
+}
+
+fn host_err(what: &str, e: impl std::fmt::Display) -> HostError {
+    HostError(format!("{what}: {e}"))
+}
+
+impl Host for WorkersHost {
+    fn now(&self) -> UnixMillis {
+        Date::now().as_millis()
+    }
+
+    fn monotonic_us(&self) -> u64 {
+        // workerd advances its clocks only across IO, so this measures IO time; that is the
+        // platform's deliberate timer coarsening, not a bug
+        (js_sys::Date::now() * 1000.0) as u64
+    }
+
+    fn random(&self) -> u64 {
+        let mut b = [0u8; 8];
+        // crypto.getRandomValues cannot fail for 8 bytes; zeros are still a valid (if poor) id
+        let _ = getrandom::getrandom(&mut b);
+        u64::from_le_bytes(b)
+    }
+
+    async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
+        let ns = self
+            .env
+            .durable_object(LIMITER)
+            .map_err(|e| host_err("Durable Object binding", e))?;
+        let stub = ns
+            .id_from_name(key)
+            .and_then(|id| id.get_stub())
+            .map_err(|e| host_err("rate limiter", e))?;
+        let url = format!(
+            "https://limiter/{}",
+            AdmitRequest::new(quota, cost).encode()
+        );
+        let mut res = stub
+            .fetch_with_str(&url)
+            .await
+            .map_err(|e| host_err("rate limiter", e))?;
+        let text = res.text().await.map_err(|e| host_err("rate limiter", e))?;
+        if res.status_code() != 200 {
+            return Err(HostError(format!(
+                "rate limiter answered {}: {text}",
+                res.status_code()
+            )));
+        }
+        Verdict::decode(&text).ok_or_else(|| HostError(format!("rate limiter answered {text:?}")))
+    }
+
+    async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        if self.in_cache_api(key) {
+            let url = format!("{CACHE_API_ORIGIN}{key}");
+            let hit = worker::Cache::default()
+                .get(url.as_str(), false)
+                .await
+                .map_err(|e| host_err("Cache API get", e))?;
+            return match hit {
+                Some(mut res) => Ok(Some(
+                    res.bytes()
+                        .await
+                        .map_err(|e| host_err("Cache API read", e))?,
+                )),
+                None => Ok(None),
+            };
+        }
+        self.kv()?
+            .get(key)
+            .bytes()
+            .await
+            .map_err(|e| host_err("KV get", e))
+    }
+
+    async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError> {
+        if self.in_cache_api(key) {
+            let url = format!("{CACHE_API_ORIGIN}{key}");
+            let headers = worker::Headers::new();
+            headers
+                .set("cache-control", &format!("max-age={}", ttl_s.max(1)))
+                .map_err(|e| host_err("Cache API put", e))?;
+            let res = worker::Response::from_bytes(value)
+                .map_err(|e| host_err("Cache API put", e))?
+                .with_headers(headers);
+            return worker::Cache::default()
+                .put(url.as_str(), res)
+                .await
+                .map_err(|e| host_err("Cache API put", e));
+        }
+        // KV keeps an entry at least 60 s; the core stores its own expiry inside cache entries
+        // and JWKS copies, so a longer life here never serves anything stale
+        self.kv()?
+            .put_bytes(key, &value)
+            .map_err(|e| host_err("KV put", e))?
+            .expiration_ttl(u64::from(ttl_s.max(KV_MIN_TTL_S)))
+            .execute()
+            .await
+            .map_err(|e| host_err("KV put", e))
+    }
+
+    async fn fetch(
+        &self,
+        req: Request<Bytes>,
+        timeout_ms: u32,
+    ) -> Result<Response<Bytes>, FetchError> {
+        let controller = web_sys::AbortController::new().map_err(js_err(FetchError::Other))?;
+        let init = web_sys::RequestInit::new();
+        init.set_method(req.method().as_str());
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        init.set_signal(Some(&controller.signal()));
+        let headers = web_sys::Headers::new().map_err(js_err(FetchError::Other))?;
+        for (name, value) in req.headers() {
+            if name == http::header::HOST {
+                continue; // the runtime sets Host from the URL
+            }
+            headers
+                .append(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))
+                .map_err(js_err(FetchError::Other))?;
+        }
+        init.set_headers(&headers);
+        if !req.body().is_empty() {
+            init.set_body(&js_sys::Uint8Array::from(&req.body()[..]));
+        }
+        let request = web_sys::Request::new_with_str_and_init(&req.uri().to_string(), &init)
+            .map_err(js_err(FetchError::Other))?;
+        let exchange = async {
+            let mut res = worker::Fetch::Request(worker::Request::from(request))
+                .send()
+                .await
+                .map_err(|e| FetchError::Connect(e.to_string()))?;
+            let status = StatusCode::from_u16(res.status_code())
+                .map_err(|_| FetchError::Other(format!("invalid status {}", res.status_code())))?;
+            let mut headers = HeaderMap::new();
+            for (name, value) in res.headers().entries() {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    headers.append(n, v);
+                }
+            }
+            let body = res
+                .bytes()
+                .await
+                .map_err(|e| FetchError::Connect(format!("reading the body: {e}")))?;
+            let mut out = Response::new(Bytes::from(body));
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            Ok(out)
+        };
+        let timer = Delay::from(Duration::from_millis(u64::from(timeout_ms)));
+        match select(Box::pin(exchange), Box::pin(timer)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => {
+                controller.abort();
+                Err(FetchError::Timeout)
+            }
+        }
+    }
+
+    fn log(&self, line: &str) {
+        console_log!("{line}");
+    }
+}
+
+fn js_err(kind: fn(String) -> FetchError) -> impl Fn(JsValue) -> FetchError {
+    move |e| kind(format!("{e:?}"))
+}

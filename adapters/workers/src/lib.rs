@@ -1,0 +1,39 @@
+//! Portcullis on Cloudflare Workers.
+//!
+//! The entry point turns the platform's request into `http` types, hands it to
+//! [`portcullis_core::Gateway::handle`] with a [`host::WorkersHost`], and turns the answer back.
+//! Everything the gateway decides is in the core; this crate only binds it to Workers:
+//!
+//! | core port            | Workers                                                        |
+//! |----------------------|----------------------------------------------------------------|
+//! | `rate_limit`         | one Durable Object per limit key ([`limiter::RateLimiter`])    |
+//! | `store_get/put`      | Workers KV (`PORTCULLIS_KV`), or the Cache API for responses   |
+//! | `fetch`              | outbound `fetch`, `redirect: manual`, aborted at the timeout   |
+//! | `log`                | `console.log`, one JSON line per request                       |
+//! | client identity      | `CF-Connecting-IP`, `request.cf.country` / `asn`               |
+//!
+//! The config is embedded at build time by `build.rs` (validated there) and parsed once per
+//! isolate.
+
+pub mod client;
+
+#[cfg(target_arch = "wasm32")]
+mod entry;
+#[cfg(target_arch = "wasm32")]
+mod host;
+#[cfg(target_arch = "wasm32")]
+pub mod limiter;
+
+/// The config this worker was built with, as JSON (see `build.rs`).
+pub const CONFIG_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/config.json"));
+
+#[cfg(test)]
+mod tests {
+    use portcullis_core::Config;
+
+    #[test]
+    fn the_embedded_config_loads() {
+        let config = Config::from_json(super::CONFIG_JSON);
+        assert!(config.is_ok(), "{:?}", config.err());
+    }
+}

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Builds the Workers adapter (adapters/workers/build/worker/shim.mjs + the .wasm) with the config
+# named by PORTCULLIS_CONFIG (default examples/gateway.toml), installing the pieces it needs first.
+# wrangler runs this as its [build] command; pass --dev for a quick unoptimized build.
+# Everything is offline: worker-build is pointed at local wasm-bindgen, wasm-opt and esbuild.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# toolchain pieces (each is skipped when already present)
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+have() { command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -q "$2"; }
+have worker-build 0.8.7 || cargo install worker-build --version 0.8.7 --locked
+# must equal the wasm-bindgen version in Cargo.lock
+have wasm-bindgen 0.2.129 || cargo install wasm-bindgen-cli --version =0.2.129 --locked
+[ -x node_modules/.bin/wasm-opt ] || npm ci --no-audit --no-fund
+
+export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
+export WASM_OPT_BIN="$root/node_modules/.bin/wasm-opt"
+export ESBUILD_BIN="$root/node_modules/@esbuild/linux-x64/bin/esbuild"
+# keep the wasm custom sections: wasm-bindgen reads `target_features` to use reference types,
+# and fails ("externref table required") when `strip = true` removed it. It drops debug info and
+# names itself, and wasm-opt shrinks the rest.
+export CARGO_PROFILE_RELEASE_STRIP=debuginfo
+mode=--release
+[ "${1:-}" = "--dev" ] && mode="--release --no-opt" # release code, no wasm-opt pass: fast and small enough for local runs
+# WORKER_OUT_DIR: where the worker goes, relative to adapters/workers (default build)
+exec worker-build $mode --out-dir "${WORKER_OUT_DIR:-build}" adapters/workers

@@ -1,0 +1,477 @@
+//! The end-to-end cases, runtime-neutral: each sends real requests to a gateway built from
+//! `tests/e2e/gateway.toml` and running in a real runtime, and checks the status, the headers
+//! and what the upstream received. A runtime's test file starts a [`Suite`] and instantiates
+//! every case with [`e2e_cases!`], so all runtimes run the same list.
+//!
+//! What the platforms force to differ is in [`Platform`], and nowhere else.
+
+use portcullis_tests::net::{request, JwksServer, Reply, Upstream};
+use portcullis_tests::runtime::Running;
+use portcullis_tests::{jwks, EcKey};
+use serde_json::json;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+/// The addresses `tests/e2e/gateway.toml` names.
+pub const UPSTREAM_ADDR: &str = "127.0.0.1:18181";
+pub const JWKS_ADDR: &str = "127.0.0.1:18182";
+
+/// The differences between runtimes that the platforms force.
+pub struct Platform {
+    /// The request header the runtime takes the client address from (the edge sets it).
+    pub client_ip_header: &'static str,
+}
+
+/// A gateway in a runtime plus the servers behind it.
+pub struct Suite {
+    pub gw: Running,
+    pub platform: Platform,
+    pub upstream: Upstream,
+    pub jwks: JwksServer,
+    pub key1: EcKey,
+    /// Cases that change the JWKS run one at a time.
+    pub jwks_lock: Mutex<()>,
+    next: AtomicU32,
+}
+
+impl Suite {
+    /// Starts the servers, then the gateway with `start` (which builds and runs it).
+    pub fn new(platform: Platform, start: impl FnOnce() -> Running) -> Suite {
+        let key1 = EcKey::new("k1");
+        let upstream = Upstream::start(UPSTREAM_ADDR);
+        let jwks = JwksServer::start(JWKS_ADDR, jwks(&[&key1]));
+        Suite {
+            gw: start(),
+            platform,
+            upstream,
+            jwks,
+            key1,
+            jwks_lock: Mutex::new(()),
+            next: AtomicU32::new(1),
+        }
+    }
+
+    /// A marker no other request uses (for paths and client addresses).
+    pub fn unique(&self) -> u32 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A client address for this case alone (198.18.0.0/15, benchmarking space).
+    pub fn client_ip(&self) -> String {
+        let n = self.unique();
+        format!("198.18.{}.{}", (n >> 8) & 0xff, n & 0xff)
+    }
+
+    /// Sends a request from `ip` through the gateway.
+    pub fn send_from(
+        &self,
+        ip: &str,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let mut all = vec![(self.platform.client_ip_header, ip)];
+        all.extend_from_slice(headers);
+        request(&self.gw.addr, method, target, &all, body)
+            .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+    }
+
+    /// Sends a request from a fresh client address.
+    pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.send_from(&self.client_ip(), method, target, headers, body)
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Asserts a problem+json refusal with this status and problem code.
+fn assert_problem(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        r.json()["type"],
+        format!("urn:portcullis:problem:{code}"),
+        "{}",
+        r.text()
+    );
+}
+
+pub fn validation_rejections(s: &Suite) {
+    let key = [("x-api-key", "partner-key-1")];
+    for (method, target, headers, body, status, code) in [
+        (
+            "GET",
+            "/api/items/abc",
+            &key[..],
+            &b""[..],
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "GET",
+            "/api/items/1?view=wide",
+            &key[..],
+            b"",
+            400,
+            "invalid-parameter",
+        ),
+        ("GET", "/api/items/1%2F2", &key[..], b"", 400, "bad-path"),
+        (
+            "POST",
+            "/api/orders",
+            &[("content-type", "text/plain")][..],
+            b"hi",
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "POST",
+            "/api/orders",
+            &[("content-type", "application/json")][..],
+            &[b' '; 2000][..],
+            413,
+            "body-too-large",
+        ),
+        (
+            "POST",
+            "/api/orders",
+            &[("content-type", "application/json")][..],
+            br#"{"item":"x"}"#,
+            400,
+            "invalid-body",
+        ),
+        ("GET", "/nowhere", &[][..], b"", 404, "not-found"),
+    ] {
+        let r = s.send(method, target, headers, body);
+        assert_problem(&r, status, code);
+    }
+    let r = s.send("DELETE", "/api/orders", &[], b"");
+    assert_problem(&r, 405, "method-not-allowed");
+    assert_eq!(r.header("allow"), Some("POST"));
+}
+
+pub fn ip_deny_list(s: &Suite) {
+    let key = [("x-api-key", "partner-key-1")];
+    for ip in ["203.0.113.5", "2001:db8:dead::1", "::ffff:203.0.113.77"] {
+        let r = s.send_from(ip, "GET", "/api/items/1", &key, b"");
+        assert_problem(&r, 403, "access-denied");
+    }
+    let marker = s.unique();
+    let r = s.send("GET", &format!("/api/items/{marker}"), &key, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+pub fn api_key_auth_and_request_transforms(s: &Suite) {
+    let r = s.send("GET", "/api/items/5", &[], b"");
+    assert_problem(&r, 401, "unauthenticated");
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer")),
+        "{:?}",
+        r.headers
+    );
+    let r = s.send("GET", "/api/items/5", &[("x-api-key", "wrong")], b"");
+    assert_problem(&r, 401, "unauthenticated");
+
+    let id = 700_000 + s.unique();
+    let r = s.send(
+        "GET",
+        &format!("/api/items/{id}?view=full"),
+        &[("x-api-key", "partner-key-1"), ("cookie", "secret=1")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = s.upstream.requests_for(&format!("/items/{id}"));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].target, format!("/items/{id}?view=full"));
+    assert_eq!(got[0].header("x-consumer"), Some("partner-1"));
+    assert_eq!(got[0].header("x-route"), Some("items"));
+    assert_eq!(got[0].header("cookie"), None);
+    assert!(got[0].header("x-request-id").is_some());
+    assert!(got[0].header("traceparent").is_some());
+    // response transform (defaults.response): stamped, upstream's Server header removed
+    assert_eq!(r.header("x-gateway"), Some("portcullis"));
+    assert_eq!(r.header("server"), None);
+}
+
+pub fn jwt_auth_rotation_and_outage(s: &Suite) {
+    let _serial = s.jwks_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let now = now_ms();
+    let read = json!({"scope": "items:read orders:write"});
+    let ok = s.key1.token("alice", read.clone(), now);
+    let r = s.send(
+        "GET",
+        "/api/items/1",
+        &[("authorization", &bearer(&ok))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // scopes and claims
+    let no_scope = s.key1.token("alice", json!({"scope": "other"}), now);
+    let r = s.send(
+        "GET",
+        "/api/items/1",
+        &[("authorization", &bearer(&no_scope))],
+        b"",
+    );
+    assert_problem(&r, 403, "forbidden");
+    let expired = s.key1.token(
+        "alice",
+        json!({"scope": "items:read", "exp": now / 1000 - 3600}),
+        now,
+    );
+    let r = s.send(
+        "GET",
+        "/api/items/1",
+        &[("authorization", &bearer(&expired))],
+        b"",
+    );
+    assert_problem(&r, 401, "unauthenticated");
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|v| v.contains("invalid_token")));
+
+    // a body that passes validation and auth reaches the upstream
+    let r = s.send(
+        "POST",
+        "/api/orders",
+        &[
+            ("authorization", &bearer(&ok)),
+            ("content-type", "application/json"),
+        ],
+        br#"{"item":3}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // rotation: a token from a new key is accepted once the JWKS serves it
+    let key2 = EcKey::new(&format!("k2-{}", s.unique()));
+    s.jwks.set(jwks(&[&s.key1, &key2]));
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // the config's 1 s refetch cooldown
+    let t2 = key2.token("bob", read.clone(), now);
+    let r = s.send(
+        "GET",
+        "/api/items/1",
+        &[("authorization", &bearer(&t2))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "rotated key: {}", r.text());
+
+    // outage: known keys keep working, an unknown one is refused
+    s.jwks.down();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = s.send(
+        "GET",
+        "/api/items/1",
+        &[("authorization", &bearer(&ok))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "known key during an outage: {}", r.text());
+    let key3 = EcKey::new("k3-unknown");
+    let t3 = key3.token("eve", read, now);
+    let r = s.send(
+        "GET",
+        "/api/items/1",
+        &[("authorization", &bearer(&t3))],
+        b"",
+    );
+    assert_problem(&r, 401, "unauthenticated");
+    s.jwks.set(jwks(&[&s.key1, &key2]));
+}
+
+pub fn exact_rate_limit_under_concurrency(s: &Suite) {
+    let ip = s.client_ip();
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|_| scope.spawn(|| s.send_from(&ip, "GET", "/limited", &[], b"")))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!((ok, limited.len()), (50, 150));
+    for r in &limited {
+        assert!(r
+            .header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().unwrap() >= 1));
+        assert_eq!(r.header("ratelimit-policy"), Some("\"fifty\";q=50;w=3600"));
+        assert!(
+            r.header("ratelimit")
+                .is_some_and(|v| v.starts_with("\"fifty\";r=0;t=")),
+            "{:?}",
+            r.header("ratelimit")
+        );
+    }
+}
+
+pub fn shared_cache(s: &Suite) {
+    let n = s.unique();
+    let path = format!("/cached/etag/{n}");
+    let first = s.send("GET", &path, &[], b"");
+    assert_eq!(first.status, 200, "{}", first.text());
+    let second = s.send("GET", &path, &[], b"");
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, first.body, "a hit serves the stored body");
+    assert!(
+        second.header("age").is_some(),
+        "a hit carries Age: {:?}",
+        second.headers
+    );
+    assert_eq!(
+        s.upstream.requests_for(&path).len(),
+        1,
+        "the second request was a hit"
+    );
+    let not_modified = s.send("GET", &path, &[("if-none-match", "\"v1\"")], b"");
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(
+        s.upstream.requests_for(&path).len(),
+        1,
+        "304 answered at the edge"
+    );
+
+    for (what, path, headers) in [
+        ("Set-Cookie response", format!("/cached/cookie/{n}"), vec![]),
+        ("private response", format!("/cached/private/{n}"), vec![]),
+        (
+            "authenticated request",
+            format!("/cached/auth/{n}"),
+            vec![("authorization", "Bearer x")],
+        ),
+    ] {
+        s.send("GET", &path, &headers, b"");
+        s.send("GET", &path, &headers, b"");
+        assert_eq!(
+            s.upstream.requests_for(&path).len(),
+            2,
+            "{what} must not be served from the cache"
+        );
+    }
+}
+
+pub fn cors(s: &Suite) {
+    let r = s.send(
+        "OPTIONS",
+        "/api/items/1",
+        &[
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "GET"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(r.header("access-control-max-age"), Some("600"));
+    let r = s.send(
+        "GET",
+        "/api/items/2",
+        &[
+            ("origin", "https://evil.example"),
+            ("x-api-key", "partner-key-1"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let r = s.send(
+        "GET",
+        "/api/items/2",
+        &[
+            ("origin", "https://app.example.com"),
+            ("x-api-key", "partner-key-1"),
+        ],
+        b"",
+    );
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+}
+
+pub fn upstream_failures(s: &Suite) {
+    let n = s.unique();
+    let reset = format!("/backend/reset/{n}");
+    assert_problem(&s.send("GET", &reset, &[], b""), 502, "bad-gateway");
+    assert_eq!(
+        s.upstream.requests_for(&reset).len(),
+        2,
+        "a GET is retried once after a connection error"
+    );
+
+    let slow = format!("/backend/slow/2500/{n}");
+    assert_problem(&s.send("GET", &slow, &[], b""), 504, "gateway-timeout");
+
+    let unavailable = format!("/backend/status/503/{n}");
+    let r = s.send("GET", &unavailable, &[], b"");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        s.upstream.requests_for(&unavailable).len(),
+        2,
+        "503 is retried for a GET"
+    );
+    let post = format!("/backend/status/503/post-{n}");
+    let r = s.send("POST", &post, &[], b"");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        s.upstream.requests_for(&post).len(),
+        1,
+        "a POST is never retried"
+    );
+}
+
+pub fn access_log_line(s: &Suite) {
+    let n = s.unique();
+    let path = format!("/backend/logged/{n}");
+    let r = s.send(
+        "GET",
+        &path,
+        &[("x-request-id", &format!("e2e-log-{n}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-request-id"),
+        Some(format!("e2e-log-{n}").as_str())
+    );
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = s.gw.log_lines_with(&format!("e2e-log-{n}"));
+        if !records.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(records.len(), 1, "one access-log line per request");
+    let rec = &records[0];
+    assert_eq!(rec["path"], path);
+    assert_eq!(rec["status"], 200);
+    assert_eq!(rec["route"], "backend");
+    assert_eq!(rec["upstream_attempts"], 1);
+}
+
+/// One `#[test]` per case, against the suite `$suite()` returns.
+#[macro_export]
+macro_rules! e2e_cases {
+    ($suite:path) => {
+        $crate::e2e_cases!(@each $suite;
+            validation_rejections, ip_deny_list, api_key_auth_and_request_transforms,
+            jwt_auth_rotation_and_outage, exact_rate_limit_under_concurrency, shared_cache, cors,
+            upstream_failures, access_log_line);
+    };
+    (@each $suite:path; $($case:ident),*) => {
+        $(#[test] fn $case() { cases::$case($suite()); })*
+    };
+}

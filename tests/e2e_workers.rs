@@ -1,0 +1,59 @@
+//! The end-to-end suite on Cloudflare Workers: the worker is built with worker-build from
+//! `tests/e2e/gateway.toml` and runs on the real workerd (Miniflare), with real local servers
+//! behind it. Needs Node with `npm ci` done and the worker-build toolchain, which
+//! `scripts/build-worker.sh` installs when missing.
+
+#[path = "e2e/cases.rs"]
+mod cases;
+
+use cases::{Platform, Suite};
+use portcullis_core::Config;
+use portcullis_tests::runtime::{build_worker, repo_root, start_workers};
+use std::sync::OnceLock;
+
+fn suite() -> &'static Suite {
+    static SUITE: OnceLock<Suite> = OnceLock::new();
+    SUITE.get_or_init(|| {
+        Suite::new(
+            Platform {
+                client_ip_header: "cf-connecting-ip",
+            },
+            || {
+                let out = build_worker("tests/e2e/gateway.toml", "build-e2e");
+                assert!(
+                    out.status.success(),
+                    "building the worker failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                start_workers("build-e2e")
+            },
+        )
+    })
+}
+
+e2e_cases!(suite);
+
+/// The same listing as `portcullis check`, and no worker: a broken config cannot be deployed.
+#[test]
+fn a_malformed_config_fails_the_build() {
+    let file = "core/tests/fixtures/broken.toml";
+    let src = std::fs::read_to_string(repo_root().join(file)).unwrap();
+    let listing = Config::from_toml(&src).unwrap_err().render(file);
+    let out = build_worker(file, "build-broken");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in listing
+        .lines()
+        .filter(|l| !l.ends_with("nothing was loaded"))
+    {
+        assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
+    }
+    let n = listing.lines().count() - 1;
+    assert!(
+        stderr.contains(&format!("{n} errors; nothing was built")),
+        "{stderr}"
+    );
+    assert!(!repo_root()
+        .join("adapters/workers/build-broken/index_bg.wasm")
+        .exists());
+}

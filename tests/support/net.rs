@@ -1,0 +1,308 @@
+//! Real sockets on 127.0.0.1 for the end-to-end suite: a small HTTP/1.1 client, an upstream that
+//! records what it received and misbehaves on request, and a JWKS server that can rotate keys
+//! and go down. HTTP/1.1 with `Connection: close` only: enough to drive a gateway, small enough
+//! to read.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// An HTTP answer as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// In arrival order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A request as an upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request to `addr` (`host:port`) and reads the whole answer.
+pub fn request(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut r = BufReader::new(s);
+    let (status_line, headers) = read_head(&mut r)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad(&status_line))?;
+    let body = read_body(&mut r, &headers, method == "HEAD" || status == 304)?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("malformed HTTP: {what:?}"),
+    )
+}
+
+fn read_head(r: &mut impl BufRead) -> std::io::Result<(String, Vec<(String, String)>)> {
+    let mut first = String::new();
+    if r.read_line(&mut first)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before a request line",
+        ));
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (n, v) = line.split_once(':').ok_or_else(|| bad(line))?;
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    Ok((first.trim_end().to_string(), headers))
+}
+
+fn read_body(
+    r: &mut impl BufRead,
+    headers: &[(String, String)],
+    none: bool,
+) -> std::io::Result<Vec<u8>> {
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if none {
+        return Ok(body);
+    }
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| bad(&size))?;
+            if n == 0 {
+                let mut end = String::new();
+                r.read_line(&mut end)?;
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(len) = get("content-length") {
+        let n: usize = len.parse().map_err(|_| bad(&len))?;
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(body)
+}
+
+/// The upstream: answers every request with a JSON echo of what it received, and records it.
+/// Path segments script it: `/status/NNN` answers NNN, `/slow/MS` waits first, `/reset` closes
+/// the connection without answering, `/cookie` adds a `Set-Cookie`, `/etag` an `ETag`,
+/// `/private` a `Cache-Control: private`; anything else gets `Cache-Control: max-age=60`.
+pub struct Upstream {
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Upstream {
+    /// Starts on `addr` (fixed: the built gateway config names it).
+    pub fn start(addr: &str) -> Upstream {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let rec = received.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_upstream(conn, &rec);
+                });
+            }
+        });
+        Upstream { received }
+    }
+
+    /// Requests whose target contains `marker`, in arrival order.
+    pub fn requests_for(&self, marker: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.target.contains(marker))
+            .cloned()
+            .collect()
+    }
+}
+
+fn serve_upstream(conn: TcpStream, rec: &Mutex<Vec<Received>>) -> std::io::Result<()> {
+    let mut r = BufReader::new(conn.try_clone()?);
+    let (line, headers) = read_head(&mut r)?;
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let body = if headers
+        .iter()
+        .any(|(n, _)| n == "content-length" || n == "transfer-encoding")
+    {
+        read_body(&mut r, &headers, false)?
+    } else {
+        Vec::new()
+    };
+    let got = Received {
+        method,
+        target: target.clone(),
+        headers,
+        body,
+    };
+    rec.lock().unwrap().push(got.clone());
+    let segs: Vec<&str> = target.split('?').next().unwrap_or("").split('/').collect();
+    let after = |name: &str| {
+        segs.iter()
+            .position(|s| *s == name)
+            .and_then(|i| segs.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    if let Some(ms) = after("slow") {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    let mut conn = conn;
+    if segs.contains(&"reset") {
+        return conn.shutdown(Shutdown::Both);
+    }
+    let status = after("status").unwrap_or(200);
+    let mut extra = String::new();
+    if segs.contains(&"cookie") {
+        extra.push_str("set-cookie: session=abc; Path=/\r\n");
+    }
+    if segs.contains(&"etag") {
+        extra.push_str("etag: \"v1\"\r\n");
+    }
+    extra.push_str(if segs.contains(&"private") {
+        "cache-control: private\r\n"
+    } else {
+        "cache-control: max-age=60\r\n"
+    });
+    let echo = json!({
+        "method": got.method,
+        "target": got.target,
+        "headers": got.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
+        "body": String::from_utf8_lossy(&got.body),
+    })
+    .to_string();
+    let head = format!(
+        "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nserver: upstream/1\r\n{extra}connection: close\r\n\r\n",
+        echo.len()
+    );
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(echo.as_bytes())?;
+    conn.flush()
+}
+
+/// The JWKS server: `GET /jwks.json` answers the current document with `max-age=60`, or 503
+/// while it is down.
+#[derive(Clone)]
+pub struct JwksServer {
+    doc: Arc<Mutex<Option<Value>>>,
+    pub hits: Arc<Mutex<u32>>,
+}
+
+impl JwksServer {
+    pub fn start(addr: &str, doc: Value) -> JwksServer {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        let me = JwksServer {
+            doc: Arc::new(Mutex::new(Some(doc))),
+            hits: Arc::new(Mutex::new(0)),
+        };
+        let server = me.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let server = server.clone();
+                std::thread::spawn(move || {
+                    let _ = server.serve(conn);
+                });
+            }
+        });
+        me
+    }
+
+    /// Serves `doc` from now on (a key rotation).
+    pub fn set(&self, doc: Value) {
+        *self.doc.lock().unwrap() = Some(doc);
+    }
+
+    /// Answers 503 from now on (an outage).
+    pub fn down(&self) {
+        *self.doc.lock().unwrap() = None;
+    }
+
+    fn serve(&self, mut conn: TcpStream) -> std::io::Result<()> {
+        let mut r = BufReader::new(conn.try_clone()?);
+        read_head(&mut r)?;
+        *self.hits.lock().unwrap() += 1;
+        let (status, body) = match &*self.doc.lock().unwrap() {
+            Some(doc) => ("200 OK", doc.to_string()),
+            None => ("503 Service Unavailable", "down".to_string()),
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncache-control: max-age=60\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes())?;
+        conn.write_all(body.as_bytes())
+    }
+}

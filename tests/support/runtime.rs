@@ -1,0 +1,95 @@
+//! Builds the gateway for a real runtime and runs it on 127.0.0.1 for the end-to-end suite.
+//!
+//! Workers: `scripts/build-worker.sh` (worker-build, as users run it) with the suite's config,
+//! then `tests/workers/serve.mjs` runs the build on workerd through Miniflare. A missing tool is
+//! a failure with the tool's own error, never a skip.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds the Workers adapter with `config` (relative to the repository root) into
+/// `adapters/workers/OUT_DIR`. Uses its own cargo target directory, so it never waits on the
+/// `cargo test` that runs it.
+pub fn build_worker(config: &str, out_dir: &str) -> Output {
+    let root = repo_root();
+    Command::new("sh")
+        .arg("scripts/build-worker.sh")
+        .arg("--dev")
+        .current_dir(&root)
+        .env("PORTCULLIS_CONFIG", config)
+        .env("WORKER_OUT_DIR", out_dir)
+        .env("CARGO_TARGET_DIR", root.join("target/e2e"))
+        .output()
+        .expect("run scripts/build-worker.sh")
+}
+
+/// A gateway running in a runtime, and the access-log lines it has written.
+pub struct Running {
+    pub addr: String,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    child: Child,
+}
+
+impl Running {
+    /// Access-log records that mention `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // only the process this suite started; closing its stdin also stops it
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the worker built into `adapters/workers/OUT_DIR` on workerd (Miniflare), on a free port.
+pub fn start_workers(out_dir: &str) -> Running {
+    let root = repo_root();
+    let mut child = Command::new("node")
+        .arg("tests/workers/serve.mjs")
+        .arg(root.join("adapters/workers").join(out_dir))
+        .current_dir(&root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node tests/workers/serve.mjs (is Node installed and `npm ci` run?)");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("ready http://") {
+                    break url.trim_end_matches('/').to_string();
+                }
+            }
+            _ => panic!("the Miniflare runner exited before it was ready"),
+        }
+    };
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Running { addr, logs, child }
+}
