@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the Workers adapter (adapters/workers/build/worker/shim.mjs + the .wasm) with the config
 # named by PORTCULLIS_CONFIG (default examples/gateway.toml), installing the pieces it needs first.
-# wrangler runs this as its [build] command; pass --dev for a quick unoptimized build.
+# wrangler runs this as its [build] command.
 # Everything is offline: worker-build is pointed at local wasm-bindgen, wasm-opt and esbuild.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +22,11 @@ export ESBUILD_BIN="$root/node_modules/@esbuild/linux-x64/bin/esbuild"
 # and fails ("externref table required") when `strip = true` removed it. It drops debug info and
 # names itself, and wasm-opt shrinks the rest.
 export CARGO_PROFILE_RELEASE_STRIP=debuginfo
-mode=--release
-[ "${1:-}" = "--dev" ] && mode="--release --no-opt" # release code, no wasm-opt pass: fast and small enough for local runs
-# WORKER_OUT_DIR: where the worker goes, relative to adapters/workers (default build)
-exec worker-build $mode --out-dir "${WORKER_OUT_DIR:-build}" adapters/workers
+# Release code always. The wasm-opt pass shrinks the wasm ~15% but takes minutes on 2 cores, so it
+# runs only with WORKER_OPT=1 (`npm run deploy`, `npm run pack`, the benchmark); `--dev` or
+# wrangler's own runs skip it.
+mode="--release --no-opt"
+[ "${WORKER_OPT:-0}" = 1 ] && [ "${1:-}" != "--dev" ] && mode=--release
+# WORKER_OUT_DIR: where the worker goes, relative to the crate (default build);
+# WORKER_CRATE: which worker crate (default adapters/workers; the benchmark builds its baseline)
+exec worker-build $mode --out-dir "${WORKER_OUT_DIR:-build}" "${WORKER_CRATE:-adapters/workers}"

@@ -1,4 +1,5 @@
-//! Every config in `examples/` loads, and the default config does what its comments promise.
+//! Every config in `examples/` (and the suites' own: end-to-end, load benchmark) loads, and the
+//! default config does what its comments promise.
 
 use portcullis_core::Config;
 use portcullis_tests::*;
@@ -15,13 +16,16 @@ fn examples() -> Vec<std::path::PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    files.push(root.join("tests/e2e/gateway.toml"));
+    files.push(root.join("benches/workers/gateway.toml"));
     files
 }
 
 #[test]
 fn every_example_config_loads() {
     let files = examples();
-    assert!(files.len() >= 3, "{files:?}");
+    assert!(files.len() >= 5, "{files:?}");
     for f in files {
         let src = std::fs::read_to_string(&f).unwrap();
         if let Err(e) = Config::from_toml(&src) {

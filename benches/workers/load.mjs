@@ -1,0 +1,142 @@
+// The Workers load benchmark: on the local workerd (Miniflare), in one run, measures
+// p50/p99 latency and throughput of (1) the upstream direct, (2) a pass-through Rust worker,
+// (3) Portcullis with benches/workers/gateway.toml (JWT + deny list + rate limit + transforms).
+// Loopback only, bounded: ROUNDS rounds of SECONDS per target and concurrency. Writes
+// target/bench/workers.json and prints a markdown table. Run it with scripts/bench-workers.sh.
+import { Miniflare } from "miniflare";
+import http from "node:http";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import zlib from "node:zlib";
+
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const SECONDS = Number(process.env.SECONDS ?? 5);
+const MAX_REQUESTS = 20000; // per measurement, whichever comes first
+const UPSTREAM_PORT = 18190;
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+
+// the upstream: a small JSON answer, keep-alive
+const body = JSON.stringify({ id: 1, name: "item", tags: ["a", "b"] });
+const upstream = http.createServer((req, res) => {
+  req.resume();
+  req.on("end", () => {
+    res.writeHead(200, { "content-type": "application/json", "content-length": body.length, server: "bench" });
+    res.end(body);
+  });
+});
+await new Promise((ok) => upstream.listen(UPSTREAM_PORT, "127.0.0.1", ok));
+
+const rules = [
+  { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+  { type: "CompiledWasm", include: ["**/*.wasm"] },
+];
+// Each worker gets its own Miniflare (the same workerd binary, the same settings): with both in
+// one Miniflare, requests into the Durable Object hung in this Miniflare version.
+const common = { host: "127.0.0.1", port: 0, compatibilityDate: "2026-04-01", modules: true, modulesRules: rules, handleStructuredLogs() {} }; // the access log is tested elsewhere
+const mfPortcullis = new Miniflare({
+  ...common,
+  scriptPath: path.join(root, "adapters/workers", process.env.PORTCULLIS_BUILD ?? "build-bench", "index.js"),
+  kvNamespaces: ["PORTCULLIS_KV"],
+  durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
+  bindings: { PORTCULLIS_CACHE: "kv" },
+});
+const mfPass = new Miniflare({
+  ...common,
+  scriptPath: path.join(root, "benches/passthrough-worker/build/index.js"),
+  bindings: { UPSTREAM: `http://127.0.0.1:${UPSTREAM_PORT}` },
+});
+const portcullisUrl = new URL(await mfPortcullis.ready);
+const passUrl = new URL(await mfPass.ready);
+
+// an HS256 token for the bench provider
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+const head = b64({ alg: "HS256", typ: "JWT", kid: "bench" });
+const claims = b64({ iss: "https://bench.portcullis.local/", aud: "bench", sub: "bench-user", scope: "items:read", exp: Math.floor(Date.now() / 1000) + 3600 });
+const sig = crypto.createHmac("sha256", "portcullis-bench-secret-0123456789abcdef").update(`${head}.${claims}`).digest("base64url");
+const token = `${head}.${claims}.${sig}`;
+
+const targets = {
+  upstream: { port: UPSTREAM_PORT, headers: {} },
+  passthrough: { port: Number(passUrl.port), headers: {} },
+  portcullis: {
+    port: Number(portcullisUrl.port),
+    headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": "198.51.100.7" },
+  },
+};
+
+function once(agent, t) {
+  return new Promise((ok, fail) => {
+    const start = process.hrtime.bigint();
+    const req = http.request({ host: "127.0.0.1", port: t.port, path: "/items/42", agent, headers: t.headers }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () =>
+        res.statusCode === 200
+          ? ok(Number(process.hrtime.bigint() - start) / 1e6)
+          : fail(new Error(`${t.port} answered ${res.statusCode}: ${Buffer.concat(chunks)}`)),
+      );
+    });
+    req.on("error", fail);
+    req.end();
+  });
+}
+
+async function measure(t, concurrency) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies = [];
+  const deadline = Date.now() + SECONDS * 1000;
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (Date.now() < deadline && latencies.length < MAX_REQUESTS) latencies.push(await once(agent, t));
+    }),
+  );
+  const secs = Number(process.hrtime.bigint() - started) / 1e9;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
+  return { n: latencies.length, p50: pct(50), p99: pct(99), rps: latencies.length / secs };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const results = {};
+try {
+  for (const name of Object.keys(targets)) for (let i = 0; i < 200; i++) await once(undefined, targets[name]); // warm up
+  for (const concurrency of [1, 8]) {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, t] of Object.entries(targets)) {
+        const r = await measure(t, concurrency);
+        ((results[concurrency] ??= {})[name] ??= []).push(r);
+        console.error(`c=${concurrency} round ${round + 1} ${name}: p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms, ${r.rps.toFixed(0)} req/s`);
+      }
+    }
+  }
+} finally {
+  await mfPortcullis.dispose();
+  await mfPass.dispose();
+  upstream.close();
+}
+
+const wasm = (dir) => {
+  const bytes = fs.readFileSync(path.join(root, dir, "index_bg.wasm"));
+  return { raw: bytes.length, gzip: zlib.gzipSync(bytes, { level: 9 }).length };
+};
+const summary = { rounds: ROUNDS, seconds: SECONDS, when: new Date().toISOString(), sizes: {
+  portcullis: wasm(path.join("adapters/workers", process.env.PORTCULLIS_BUILD ?? "build-bench")), passthrough: wasm("benches/passthrough-worker/build"),
+}, results: {} };
+let table = "| concurrency | target | p50 ms | p99 ms | req/s |\n|---|---|---|---|---|\n";
+for (const [c, byName] of Object.entries(results)) {
+  for (const [name, rounds] of Object.entries(byName)) {
+    const m = { p50: median(rounds.map((r) => r.p50)), p99: median(rounds.map((r) => r.p99)), rps: median(rounds.map((r) => r.rps)) };
+    (summary.results[c] ??= {})[name] = { median: m, rounds };
+    table += `| ${c} | ${name} | ${m.p50.toFixed(3)} | ${m.p99.toFixed(3)} | ${m.rps.toFixed(0)} |\n`;
+  }
+  const added = summary.results[c].portcullis.median.p50 - summary.results[c].passthrough.median.p50;
+  table += `| ${c} | portcullis − passthrough (p50) | ${added.toFixed(3)} | | |\n`;
+}
+fs.mkdirSync(path.join(root, "target/bench"), { recursive: true });
+fs.writeFileSync(path.join(root, "target/bench/workers.json"), JSON.stringify(summary, null, 2));
+fs.writeFileSync(path.join(root, "target/bench/workers.md"), table);
+console.log(table);
+console.log(`wasm: portcullis ${summary.sizes.portcullis.raw} B raw / ${summary.sizes.portcullis.gzip} B gzip; passthrough ${summary.sizes.passthrough.raw} / ${summary.sizes.passthrough.gzip}`);
