@@ -189,6 +189,91 @@ impl Config {
     }
 
     /// A route by name.
+    /// For adapters' build scripts: checks a TOML config exactly as `portcullis check` does and
+    /// returns it as JSON, to embed and load with [`Config::from_json`]. `json_schema` says whether
+    /// the adapter is built with the JSON Schema validator. The error is the full listing.
+    #[cfg(feature = "toml")]
+    pub fn embed(src: &str, file: &str, json_schema: bool) -> Result<String, String> {
+        let built = |listing: String| listing.replace("nothing was loaded", "nothing was built");
+        Config::from_toml(src).map_err(|e| built(e.render(file)))?;
+        let raw = Config::raw_from_toml(src).map_err(|e| built(e.render(file)))?;
+        if !json_schema {
+            let uses: Vec<String> = raw
+                .routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.validate.as_ref().is_some_and(|v| v.body_schema.is_some()))
+                .map(|(i, _)| {
+                    format!("{file}: routes[{i}].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n")
+                })
+                .collect();
+            if !uses.is_empty() {
+                let n = uses.len();
+                return Err(format!(
+                    "{}{n} error{}; nothing was built\n",
+                    uses.concat(),
+                    if n == 1 { "" } else { "s" }
+                ));
+            }
+        }
+        serde_json::to_string(&raw).map_err(|e| format!("{file}: cannot convert to JSON: {e}\n"))
+    }
+
+    /// Every origin (`scheme://host:port`) the gateway may call: upstream targets and JWKS URLs.
+    pub fn outbound_origins(&self) -> Vec<String> {
+        let urls = self.upstreams.iter().flat_map(|u| u.targets.iter());
+        let jwks = self.jwt.iter().filter_map(|p| p.jwks_url.as_ref());
+        let mut origins: Vec<String> = urls
+            .chain(jwks)
+            .filter_map(|u| {
+                let uri: http::Uri = u.parse().ok()?;
+                let scheme = uri.scheme_str()?;
+                let default = if scheme == "https" { 443 } else { 80 };
+                let port = uri.port_u16().unwrap_or(default);
+                Some(format!("{scheme}://{}:{port}", uri.host()?))
+            })
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
+    /// The origins this config calls that `allowed` (a Spin `allowed_outbound_hosts` list:
+    /// `scheme://host[:port]`, where scheme, port and a leading `*.` label may be `*`) does not
+    /// allow. Empty when the manifest and the config agree.
+    pub fn outbound_origins_not_in(&self, allowed: &[String]) -> Vec<String> {
+        let allows = |pattern: &str, origin: &str| -> bool {
+            // (scheme, host, port); the port is empty when the pattern names none
+            let split = |s: &str| -> Option<(String, String, String)> {
+                let (scheme, rest) = s.split_once("://")?;
+                let rest = rest.trim_end_matches('/').to_ascii_lowercase();
+                let (host, port) = match rest.rsplit_once(':') {
+                    Some((h, p)) if p == "*" || p.bytes().all(|b| b.is_ascii_digit()) => {
+                        (h.to_string(), p.to_string())
+                    }
+                    _ => (rest, String::new()),
+                };
+                Some((scheme.to_ascii_lowercase(), host, port))
+            };
+            let (Some((ps, ph, pp)), Some((os, oh, op))) = (split(pattern), split(origin)) else {
+                return false;
+            };
+            let default = if os == "https" { "443" } else { "80" };
+            let scheme_ok = ps == "*" || ps == os;
+            let port_ok = pp == "*" || pp == op || (pp.is_empty() && op == default);
+            let host_ok = ph == "*"
+                || ph == oh
+                || ph
+                    .strip_prefix("*.")
+                    .is_some_and(|suffix| oh.ends_with(&format!(".{suffix}")));
+            scheme_ok && host_ok && port_ok
+        };
+        self.outbound_origins()
+            .into_iter()
+            .filter(|o| !allowed.iter().any(|a| allows(a, o)))
+            .collect()
+    }
+
     /// The largest request body any route accepts: adapters stop reading a body past this, so a
     /// client cannot make the gateway buffer more than the config allows anywhere.
     pub fn largest_body_bytes(&self) -> usize {

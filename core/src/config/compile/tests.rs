@@ -133,3 +133,92 @@ gateway.toml:11:52 routes[1].validate.query.n: min 5 is greater than max 1
 "#;
     assert_eq!(errors(src), want);
 }
+
+#[test]
+fn embed_checks_like_check_and_refuses_schemas_without_the_validator() {
+    let schema = r#"
+[[routes]]
+name = "echo"
+methods = ["POST"]
+path = "/echo"
+validate = { body_schema = { type = "object" } }
+respond = { status = 202 }
+"#;
+    let json = crate::Config::embed(schema, "g.toml", true).unwrap();
+    assert!(crate::Config::from_json(&json).is_ok());
+    assert_eq!(
+        crate::Config::embed(schema, "g.toml", false).unwrap_err(),
+        "g.toml: routes[0].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n1 error; nothing was built\n"
+    );
+    let broken =
+        "[[routes]]\nname = \"x\"\nmethods = [\"GET\"]\npath = \"/x\"\nupstream = \"nope\"\n";
+    let listing = crate::Config::embed(broken, "g.toml", true).unwrap_err();
+    assert!(
+        listing.starts_with("g.toml:5:12 routes[0].upstream: unknown upstream \"nope\""),
+        "{listing}"
+    );
+    assert!(
+        listing.ends_with("1 error; nothing was built\n"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn outbound_origins_against_a_spin_manifest() {
+    let config = crate::Config::from_toml(
+        r#"
+[upstreams.a]
+targets = [{ url = "http://127.0.0.1:8080" }, { url = "https://api.example.com/v1" }]
+allow_private = true
+
+[auth.jwt.j]
+jwks_url = "https://login.example.org/jwks.json"
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render("t.toml")));
+    assert_eq!(
+        config.outbound_origins(),
+        [
+            "http://127.0.0.1:8080",
+            "https://api.example.com:443",
+            "https://login.example.org:443"
+        ]
+    );
+    let allowed = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for (manifest, missing) in [
+        (
+            &[
+                "http://127.0.0.1:8080",
+                "https://api.example.com",
+                "https://login.example.org:443",
+            ][..],
+            &[][..],
+        ),
+        (
+            &[
+                "*://127.0.0.1:*",
+                "https://*.example.com",
+                "https://*.example.org",
+            ][..],
+            &[][..],
+        ),
+        (
+            &["http://127.0.0.1:9090", "https://api.example.com"][..],
+            &["http://127.0.0.1:8080", "https://login.example.org:443"][..],
+        ),
+        (
+            &["http://api.example.com"][..],
+            &[
+                "http://127.0.0.1:8080",
+                "https://api.example.com:443",
+                "https://login.example.org:443",
+            ][..],
+        ),
+    ] {
+        assert_eq!(
+            config.outbound_origins_not_in(&allowed(manifest)),
+            missing,
+            "{manifest:?}"
+        );
+    }
+}

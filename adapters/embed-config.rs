@@ -1,0 +1,34 @@
+// The build script of both adapters (included by adapters/{workers,spin}/build.rs): embeds the
+// gateway config and refuses to build from a broken one.
+//
+// `PORTCULLIS_CONFIG` names the TOML file (relative to the repository root, or absolute;
+// default `examples/gateway.toml`). It is checked with the same code as `portcullis check`
+// (`Config::embed`); any error fails the build with the same listing, so a broken config can
+// never be deployed. The adapter receives the config as `$OUT_DIR/config.json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    println!("cargo::rerun-if-env-changed=PORTCULLIS_CONFIG");
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let root = PathBuf::from(var("CARGO_MANIFEST_DIR")).join("../..");
+    let file = std::env::var("PORTCULLIS_CONFIG").unwrap_or_else(|_| "examples/gateway.toml".into());
+    let path = root.join(&file);
+    println!("cargo::rerun-if-changed={}", path.display());
+    let json_schema = std::env::var_os("CARGO_FEATURE_JSON_SCHEMA").is_some();
+    let result = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the gateway config {file}: {e}"))
+        .and_then(|src| portcullis_core::Config::embed(&src, &file, json_schema))
+        .and_then(|json| {
+            let out = PathBuf::from(var("OUT_DIR")).join("config.json");
+            std::fs::write(&out, json).map_err(|e| format!("cannot write {}: {e}", out.display()))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(listing) => {
+            eprintln!("{}", listing.trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Embeds the gateway config in the component (`adapters/embed-config.rs`), and checks that
+//! `spin.toml` lets the component reach every upstream and JWKS host the config names: Spin
+//! refuses outbound calls to hosts missing from `allowed_outbound_hosts`, and that is better
+//! found here than as a 502 in production.
+
+mod embed {
+    include!("../embed-config.rs");
+    pub fn run() -> ExitCode {
+        main()
+    }
+}
+
+use std::process::ExitCode;
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    component: std::collections::BTreeMap<String, Component>,
+}
+
+#[derive(serde::Deserialize)]
+struct Component {
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    if embed::run() != ExitCode::SUCCESS {
+        return ExitCode::FAILURE;
+    }
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join("../..");
+    let manifest = root.join("spin.toml");
+    println!("cargo::rerun-if-changed={}", manifest.display());
+    let out =
+        std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("config.json");
+    let check = || -> Result<Vec<String>, String> {
+        let src = std::fs::read_to_string(&manifest)
+            .map_err(|e| format!("cannot read spin.toml: {e}"))?;
+        let m: Manifest = toml::from_str(&src).map_err(|e| format!("spin.toml: {e}"))?;
+        let allowed = m
+            .component
+            .get("portcullis")
+            .ok_or("spin.toml: no [component.portcullis]")?
+            .allowed_outbound_hosts
+            .clone();
+        let json = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+        let config = portcullis_core::Config::from_json(&json).map_err(|e| e.render("config"))?;
+        Ok(config.outbound_origins_not_in(&allowed))
+    };
+    match check() {
+        Ok(missing) if missing.is_empty() => ExitCode::SUCCESS,
+        Ok(missing) => {
+            for origin in &missing {
+                eprintln!("spin.toml: component.portcullis.allowed_outbound_hosts: add \"{origin}\" (the gateway config calls it)");
+            }
+            eprintln!(
+                "{} error{}; nothing was built",
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The HTTP handler: Spin request → `http::Request<Bytes>` → `Gateway::handle` → response.
+
+use crate::client::{identify, Trusted};
+use crate::host::SpinHost;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use portcullis_core::{Config, Gateway};
+use std::rc::Rc;
+
+thread_local! {
+    /// Built on the first request an instance serves (Spin may reuse an instance).
+    static GATEWAY: std::cell::OnceCell<Result<Rc<Gateway>, String>> = const { std::cell::OnceCell::new() };
+}
+
+fn gateway() -> Result<Rc<Gateway>, String> {
+    GATEWAY.with(|g| {
+        g.get_or_init(|| {
+            Config::from_json(crate::CONFIG_JSON)
+                .map(|c| Rc::new(Gateway::new(c)))
+                // build.rs checked this config, so only a mismatched build can get here
+                .map_err(|e| e.render("embedded config"))
+        })
+        .clone()
+    })
+}
+
+#[spin_sdk::http_service]
+async fn handle(
+    req: spin_sdk::http::Request,
+) -> Result<http::Response<Full<Bytes>>, spin_sdk::http::Error> {
+    let gateway = gateway().map_err(spin_sdk::http::Error::other)?;
+    let (parts, body) = req.into_parts();
+    let trusted = Trusted::from_env(|v| std::env::var(v).ok());
+    let client = identify(&parts.headers, &trusted);
+    let body = read_capped(body, gateway.config().largest_body_bytes()).await;
+    let host = SpinHost::open().await;
+    let res = gateway
+        .handle(http::Request::from_parts(parts, body), client, &host)
+        .await;
+    Ok(res.map(Full::new))
+}
+
+/// Reads the body, but never more than one byte past `cap`: a longer body reaches the core
+/// truncated there, and the core's size check answers 413 with its log line.
+async fn read_capped<B: http_body::Body<Data = Bytes> + Unpin>(mut body: B, cap: usize) -> Bytes {
+    let mut buf = BytesMut::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(chunk) = frame.into_data() {
+            let room = cap + 1 - buf.len();
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if buf.len() > cap {
+                break;
+            }
+        }
+    }
+    buf.freeze()
+}

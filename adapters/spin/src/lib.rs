@@ -1,0 +1,36 @@
+//! Portcullis on Fermyon Spin (a `wasm32-wasip2` component, spin-sdk 7, Spin 4.1 or newer).
+//!
+//! The entry point turns Spin's request into `http` types, hands it to
+//! [`portcullis_core::Gateway::handle`] with a [`host::SpinHost`], and returns the answer.
+//!
+//! | core port          | Spin                                                              |
+//! |--------------------|-------------------------------------------------------------------|
+//! | `rate_limit`       | the key-value store: read, apply the GCRA, write (not atomic)     |
+//! | `store_get/put`    | the key-value store (`default`)                                   |
+//! | `fetch`            | outbound HTTP, abandoned at the timeout                           |
+//! | `log`              | one JSON line on stdout                                           |
+//! | client identity    | `spin-client-addr`, or trusted headers named in the environment   |
+//!
+//! The config is embedded at build time by `build.rs`, which also checks `spin.toml`'s
+//! `allowed_outbound_hosts` against it.
+
+pub mod client;
+
+#[cfg(target_arch = "wasm32")]
+mod entry;
+#[cfg(target_arch = "wasm32")]
+mod host;
+
+/// The config this component was built with, as JSON (see `build.rs`).
+pub const CONFIG_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/config.json"));
+
+#[cfg(test)]
+mod tests {
+    use portcullis_core::Config;
+
+    #[test]
+    fn the_embedded_config_loads() {
+        let config = Config::from_json(super::CONFIG_JSON);
+        assert!(config.is_ok(), "{:?}", config.err());
+    }
+}
