@@ -29,13 +29,15 @@ fn main() -> ExitCode {
     }
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../..");
-    let manifest = root.join("spin.toml");
+    // SPIN_MANIFEST: another manifest to check against (relative to the repository root)
+    println!("cargo::rerun-if-env-changed=SPIN_MANIFEST");
+    let manifest = root.join(std::env::var("SPIN_MANIFEST").unwrap_or_else(|_| "spin.toml".into()));
     println!("cargo::rerun-if-changed={}", manifest.display());
     let out =
         std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("config.json");
     let check = || -> Result<Vec<String>, String> {
         let src = std::fs::read_to_string(&manifest)
-            .map_err(|e| format!("cannot read spin.toml: {e}"))?;
+            .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
         let m: Manifest = toml::from_str(&src).map_err(|e| format!("spin.toml: {e}"))?;
         let allowed = m
             .component

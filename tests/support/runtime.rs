@@ -1,8 +1,10 @@
 //! Builds the gateway for a real runtime and runs it on 127.0.0.1 for the end-to-end suite.
 //!
 //! Workers: `scripts/build-worker.sh` (worker-build, as users run it) with the suite's config,
-//! then `tests/workers/serve.mjs` runs the build on workerd through Miniflare. A missing tool is
-//! a failure with the tool's own error, never a skip.
+//! then `tests/workers/serve.mjs` runs the build on workerd through Miniflare.
+//! Spin: `cargo build --target wasm32-wasip2` with the suite's config and manifest, then the
+//! wasmtime-based `spin-test-host` serves the component in-process, following the manifest.
+//! A missing tool is a failure with the tool's own error, never a skip.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -37,7 +39,8 @@ pub fn build_worker(config: &str, out_dir: &str) -> Output {
 pub struct Running {
     pub addr: String,
     pub logs: Arc<Mutex<Vec<String>>>,
-    child: Child,
+    /// The runtime's process, when it runs in one (Workers); Spin's host runs in-process.
+    child: Option<Child>,
 }
 
 impl Running {
@@ -56,8 +59,10 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         // only the process this suite started; closing its stdin also stops it
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -91,5 +96,42 @@ pub fn start_workers(out_dir: &str) -> Running {
             sink.lock().unwrap().push(line);
         }
     });
-    Running { addr, logs, child }
+    Running {
+        addr,
+        logs,
+        child: Some(child),
+    }
+}
+
+/// Builds the Spin component with `config`, checked against `manifest` (both relative to the
+/// repository root), into `target/e2e-spin`.
+pub fn build_spin(config: &str, manifest: &str) -> Output {
+    let root = repo_root();
+    Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-p",
+            "portcullis-spin",
+            "--target",
+            "wasm32-wasip2",
+            "--release",
+            "--locked",
+        ])
+        .current_dir(&root)
+        .env("PORTCULLIS_CONFIG", config)
+        .env("SPIN_MANIFEST", manifest)
+        .env("CARGO_TARGET_DIR", root.join("target/e2e-spin"))
+        .output()
+        .expect("run cargo build for the Spin component")
+}
+
+/// Serves the component `manifest` names with the wasmtime test host, on a free port.
+pub fn start_spin(manifest: &str) -> Running {
+    let server = spin_test_host::start(&repo_root().join(manifest), "127.0.0.1:0", false)
+        .unwrap_or_else(|e| panic!("spin-test-host: {e}"));
+    Running {
+        addr: server.addr.to_string(),
+        logs: server.logs,
+        child: None,
+    }
 }

@@ -39,6 +39,35 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Whether a Spin `allowed_outbound_hosts` entry (`scheme://host[:port]`, where scheme, port
+/// and a leading `*.` label may be `*`) allows `origin` (`scheme://host:port`).
+pub fn outbound_allowed(pattern: &str, origin: &str) -> bool {
+    // (scheme, host, port); the port is empty when the pattern names none
+    let split = |s: &str| -> Option<(String, String, String)> {
+        let (scheme, rest) = s.split_once("://")?;
+        let rest = rest.trim_end_matches('/').to_ascii_lowercase();
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if p == "*" || p.bytes().all(|b| b.is_ascii_digit()) => {
+                (h.to_string(), p.to_string())
+            }
+            _ => (rest, String::new()),
+        };
+        Some((scheme.to_ascii_lowercase(), host, port))
+    };
+    let (Some((ps, ph, pp)), Some((os, oh, op))) = (split(pattern), split(origin)) else {
+        return false;
+    };
+    let default = if os == "https" { "443" } else { "80" };
+    let scheme_ok = ps == "*" || ps == os;
+    let port_ok = pp == "*" || pp == op || (pp.is_empty() && op == default);
+    let host_ok = ph == "*"
+        || ph == oh
+        || ph
+            .strip_prefix("*.")
+            .is_some_and(|suffix| oh.ends_with(&format!(".{suffix}")));
+    scheme_ok && host_ok && port_ok
+}
+
 /// Every problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors {
@@ -242,35 +271,9 @@ impl Config {
     /// `scheme://host[:port]`, where scheme, port and a leading `*.` label may be `*`) does not
     /// allow. Empty when the manifest and the config agree.
     pub fn outbound_origins_not_in(&self, allowed: &[String]) -> Vec<String> {
-        let allows = |pattern: &str, origin: &str| -> bool {
-            // (scheme, host, port); the port is empty when the pattern names none
-            let split = |s: &str| -> Option<(String, String, String)> {
-                let (scheme, rest) = s.split_once("://")?;
-                let rest = rest.trim_end_matches('/').to_ascii_lowercase();
-                let (host, port) = match rest.rsplit_once(':') {
-                    Some((h, p)) if p == "*" || p.bytes().all(|b| b.is_ascii_digit()) => {
-                        (h.to_string(), p.to_string())
-                    }
-                    _ => (rest, String::new()),
-                };
-                Some((scheme.to_ascii_lowercase(), host, port))
-            };
-            let (Some((ps, ph, pp)), Some((os, oh, op))) = (split(pattern), split(origin)) else {
-                return false;
-            };
-            let default = if os == "https" { "443" } else { "80" };
-            let scheme_ok = ps == "*" || ps == os;
-            let port_ok = pp == "*" || pp == op || (pp.is_empty() && op == default);
-            let host_ok = ph == "*"
-                || ph == oh
-                || ph
-                    .strip_prefix("*.")
-                    .is_some_and(|suffix| oh.ends_with(&format!(".{suffix}")));
-            scheme_ok && host_ok && port_ok
-        };
         self.outbound_origins()
             .into_iter()
-            .filter(|o| !allowed.iter().any(|a| allows(a, o)))
+            .filter(|o| !allowed.iter().any(|a| outbound_allowed(a, o)))
             .collect()
     }
 

@@ -1,0 +1,339 @@
+//! Serves a Spin HTTP component on wasmtime, the way `spin up` would, for the end-to-end suite
+//! and the Spin benchmark (Spin itself is not installable on the build machines). Test support
+//! only: never shipped. [`start`] runs it in-process; the `spin-test-host MANIFEST [ADDR]` binary
+//! runs it on its own.
+//!
+//! What it follows from the manifest (`spin.toml` v2, the component named `portcullis`):
+//! `source`, `environment`, `key_value_stores` (only granted labels open) and
+//! `allowed_outbound_hosts` (other origins get `HttpRequestDenied`, as under Spin).
+//! What it provides: `wasi:http@0.3` (incoming and outgoing), `wasi:cli`/`clocks`/`random`, and
+//! `spin:key-value@3.0.0` over one in-memory map shared by every instance, so state outlives a
+//! request as Spin's SQLite store does. Like Spin, it instantiates the component per request and
+//! sets `spin-client-addr` to the connection's address.
+//!
+//! The component's stdout (the access log) is collected line by line in [`Server::logs`], and
+//! echoed to the process's stdout when asked.
+
+mod kv;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p3::bindings::Service;
+use wasmtime_wasi_http::p3::Request as WasiRequest;
+use wasmtime_wasi_http::{
+    default_send_request, Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx,
+    WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    component: BTreeMap<String, ComponentSpec>,
+}
+
+#[derive(serde::Deserialize)]
+struct ComponentSpec {
+    source: String,
+    #[serde(default)]
+    key_value_stores: Vec<String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+}
+
+/// What every request's instance shares.
+struct App {
+    engine: Engine,
+    linker: Linker<Ctx>,
+    component: Component,
+    spec: ComponentSpec,
+    kv: kv::Shared,
+    logs: Arc<Mutex<Vec<String>>>,
+    echo: bool,
+}
+
+/// One instance's state.
+struct Ctx {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Outbound,
+    kv: kv::State,
+}
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP as Spin allows it: only to `allowed_outbound_hosts`.
+struct Outbound {
+    allowed: Arc<Vec<String>>,
+}
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                    ),
+                    HttpError,
+                >,
+            > + Send,
+    > {
+        _ = fut;
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let origin = format!("{scheme}://{}:{port}", uri.host().unwrap_or(""));
+        let allowed = self
+            .allowed
+            .iter()
+            .any(|p| portcullis_core::config::outbound_allowed(p, &origin));
+        Box::new(async move {
+            if !allowed {
+                eprintln!("spin-test-host: outbound request to {origin} denied (not in allowed_outbound_hosts)");
+                return Err(HttpError::HttpRequestDenied);
+            }
+            let (res, io) = default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// A running host.
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    /// The component's stdout lines, in order.
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Loads `manifest`, compiles its component and serves it on `addr` from a background thread.
+/// Returns once it accepts connections.
+pub fn start(manifest: &Path, addr: &str, echo: bool) -> Result<Server, String> {
+    let src =
+        std::fs::read_to_string(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let mut parsed: Manifest =
+        toml::from_str(&src).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let spec = parsed
+        .component
+        .remove("portcullis")
+        .ok_or("no [component.portcullis] in the manifest")?;
+    let wasm = manifest
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(&spec.source);
+
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model_async(true);
+    let engine = Engine::new(&config).map_err(|e| format!("engine: {e}"))?;
+    let component =
+        Component::from_file(&engine, &wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut linker))
+        .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker))
+        .and_then(|()| kv::add_to_linker(&mut linker))
+        .map_err(|e| format!("linking: {e}"))?;
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let app = Arc::new(App {
+        engine,
+        linker,
+        component,
+        spec,
+        kv: kv::Shared::default(),
+        logs: logs.clone(),
+        echo,
+    });
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio: {e}"))?;
+    std::thread::spawn(move || runtime.block_on(accept(app, listener)));
+    Ok(Server { addr: local, logs })
+}
+
+async fn accept(app: Arc<App>, listener: std::net::TcpListener) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(serve(&app, req, peer).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// One request, one fresh instance (as Spin does).
+async fn serve(
+    app: &App,
+    req: http::Request<hyper::body::Incoming>,
+    peer: std::net::SocketAddr,
+) -> http::Response<Full<Bytes>> {
+    match run(app, req, peer).await {
+        Ok(res) => res,
+        Err(e) => {
+            eprintln!("spin-test-host: {e:#}");
+            let mut res =
+                http::Response::new(Full::new(Bytes::from(format!("component failed: {e}"))));
+            *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            res
+        }
+    }
+}
+
+async fn run(
+    app: &App,
+    req: http::Request<hyper::body::Incoming>,
+    peer: std::net::SocketAddr,
+) -> wasmtime::Result<http::Response<Full<Bytes>>> {
+    let (mut parts, body) = req.into_parts();
+    // what Spin adds to every request; a client cannot set it
+    parts.headers.insert(
+        "spin-client-addr",
+        http::HeaderValue::from_str(&peer.to_string())?,
+    );
+    if parts.uri.authority().is_none() {
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        parts.uri = format!("http://{host}{pq}").parse()?;
+    }
+    let body = body
+        .map_err(|_| wasmtime_wasi_http::p3::bindings::http::types::ErrorCode::HttpProtocolError);
+    let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(1 << 20);
+    let mut wasi = WasiCtx::builder();
+    wasi.stdout(stdout.clone()).inherit_stderr();
+    for (k, v) in &app.spec.environment {
+        wasi.env(k, v);
+    }
+    let mut store = Store::new(
+        &app.engine,
+        Ctx {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: Outbound {
+                allowed: Arc::new(app.spec.allowed_outbound_hosts.clone()),
+            },
+            kv: kv::State::new(app.spec.key_value_stores.clone(), app.kv.clone()),
+        },
+    );
+    let service = Service::instantiate_async(&mut store, &app.component, &app.linker).await?;
+    let result = handle(&mut store, service, parts, body).await;
+    let out = stdout.contents();
+    let mut logs = app
+        .logs
+        .lock()
+        .map_err(|_| wasmtime::format_err!("log sink poisoned"))?;
+    for line in String::from_utf8_lossy(&out).lines() {
+        if app.echo {
+            println!("{line}");
+        }
+        logs.push(line.to_string());
+    }
+    result
+}
+
+async fn handle(
+    store: &mut Store<Ctx>,
+    service: Service,
+    parts: http::request::Parts,
+    body: impl http_body::Body<
+            Data = Bytes,
+            Error = wasmtime_wasi_http::p3::bindings::http::types::ErrorCode,
+        > + Send
+        + 'static,
+) -> wasmtime::Result<http::Response<Full<Bytes>>> {
+    let (req, io) = WasiRequest::from_http(
+        &mut store.data_mut().hooks,
+        http::Request::from_parts(parts, body),
+    );
+    store
+        .run_concurrent(async |store| {
+            let (res, ()) = tokio::try_join!(
+                async {
+                    let res = match service.handle(store, req).await? {
+                        Ok(res) => res,
+                        Err(code) => {
+                            return Err(wasmtime::format_err!(
+                                "the component answered an error: {code:?}"
+                            ))
+                        }
+                    };
+                    let res = store.with(|store| res.into_http(store, async { Ok(()) }))?;
+                    let (parts, body) = res.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map_err(|e| wasmtime::format_err!("response body: {e:?}"))?
+                        .to_bytes();
+                    Ok(http::Response::from_parts(parts, Full::new(body)))
+                },
+                async {
+                    io.await
+                        .map_err(|e| wasmtime::format_err!("request body: {e:?}"))
+                }
+            )?;
+            Ok(res)
+        })
+        .await?
+}
