@@ -18,7 +18,7 @@ fn examples() -> Vec<std::path::PathBuf> {
     files.sort();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     files.push(root.join("tests/e2e/gateway.toml"));
-    files.push(root.join("benches/workers/gateway.toml"));
+    files.push(root.join("benches/gateway.toml"));
     files
 }
 

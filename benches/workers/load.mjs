@@ -1,6 +1,6 @@
 // The Workers load benchmark: on the local workerd (Miniflare), in one run, measures
 // p50/p99 latency and throughput of (1) the upstream direct, (2) a pass-through Rust worker,
-// (3) Portcullis with benches/workers/gateway.toml (JWT + deny list + rate limit + transforms).
+// (3) Portcullis with benches/gateway.toml (JWT + deny list + rate limit + transforms).
 // Loopback only, bounded: ROUNDS rounds of SECONDS per target and concurrency. Writes
 // target/bench/workers.json and prints a markdown table. Run it with scripts/bench-workers.sh.
 import { Miniflare } from "miniflare";

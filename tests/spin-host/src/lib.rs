@@ -58,6 +58,7 @@ struct App {
     spec: ComponentSpec,
     kv: kv::Shared,
     logs: Arc<Mutex<Vec<String>>>,
+    instantiate_us: Arc<Mutex<Vec<u64>>>,
     echo: bool,
 }
 
@@ -141,6 +142,8 @@ pub struct Server {
     pub addr: std::net::SocketAddr,
     /// The component's stdout lines, in order.
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// How long each request's instantiation took, in microseconds.
+    pub instantiate_us: Arc<Mutex<Vec<u64>>>,
 }
 
 /// Loads `manifest`, compiles its component and serves it on `addr` from a background thread.
@@ -172,7 +175,9 @@ pub fn start(manifest: &Path, addr: &str, echo: bool) -> Result<Server, String> 
         .and_then(|()| kv::add_to_linker(&mut linker))
         .map_err(|e| format!("linking: {e}"))?;
     let logs = Arc::new(Mutex::new(Vec::new()));
+    let instantiate_us = Arc::new(Mutex::new(Vec::new()));
     let app = Arc::new(App {
+        instantiate_us: instantiate_us.clone(),
         engine,
         linker,
         component,
@@ -189,7 +194,11 @@ pub fn start(manifest: &Path, addr: &str, echo: bool) -> Result<Server, String> 
         .build()
         .map_err(|e| format!("tokio: {e}"))?;
     std::thread::spawn(move || runtime.block_on(accept(app, listener)));
-    Ok(Server { addr: local, logs })
+    Ok(Server {
+        addr: local,
+        logs,
+        instantiate_us,
+    })
 }
 
 async fn accept(app: Arc<App>, listener: std::net::TcpListener) {
@@ -277,7 +286,11 @@ async fn run(
             kv: kv::State::new(app.spec.key_value_stores.clone(), app.kv.clone()),
         },
     );
+    let started = std::time::Instant::now();
     let service = Service::instantiate_async(&mut store, &app.component, &app.linker).await?;
+    if let Ok(mut times) = app.instantiate_us.lock() {
+        times.push(started.elapsed().as_micros() as u64);
+    }
     let result = handle(&mut store, service, parts, body).await;
     let out = stdout.contents();
     let mut logs = app
