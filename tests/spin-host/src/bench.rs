@@ -112,6 +112,9 @@ impl Client {
     }
 }
 
+/// A name, an address and the headers to send.
+type Target<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
 struct Measured {
     n: usize,
     p50_ms: f64,
@@ -160,7 +163,7 @@ fn main() {
         std::env::var("BENCH_TOKEN").expect("BENCH_TOKEN: an HS256 token for benches/gateway.toml");
     let auth = format!("Bearer {token}");
     let (p_addr, t_addr) = (portcullis.addr.to_string(), passthrough.addr.to_string());
-    let targets: [(&str, &str, Vec<(&str, &str)>); 3] = [
+    let targets: [Target; 3] = [
         ("upstream", UPSTREAM, vec![]),
         ("passthrough", &t_addr, vec![]),
         ("portcullis", &p_addr, vec![("authorization", &auth)]),
