@@ -45,12 +45,25 @@ impl HostStore for State {
 
 impl Host for State {}
 
-fn label(state: &State, store: &Resource<Store>) -> Result<String, Error> {
-    state
-        .open
-        .get(store.rep() as usize)
-        .cloned()
-        .ok_or_else(|| Error::Other("unknown store handle".into()))
+/// Runs `f` on the map behind an open store handle.
+fn with_map<R>(
+    accessor: &Accessor<super::Ctx, Kv>,
+    store: &Resource<Store>,
+    f: impl FnOnce(&mut HashMap<String, Vec<u8>>) -> R,
+) -> Result<R, Error> {
+    accessor.with(|mut access| {
+        let state = access.get();
+        let label = state
+            .open
+            .get(store.rep() as usize)
+            .cloned()
+            .ok_or_else(|| Error::Other("unknown store handle".into()))?;
+        let mut data = state
+            .data
+            .lock()
+            .map_err(|_| Error::Other("poisoned".into()))?;
+        Ok(f(data.entry(label).or_default()))
+    })
 }
 
 impl HostStoreWithStore<super::Ctx> for Kv {
@@ -73,15 +86,7 @@ impl HostStoreWithStore<super::Ctx> for Kv {
         store: Resource<Store>,
         key: String,
     ) -> Result<Option<Vec<u8>>, Error> {
-        accessor.with(|mut access| {
-            let state = access.get();
-            let label = label(state, &store)?;
-            let data = state
-                .data
-                .lock()
-                .map_err(|_| Error::Other("poisoned".into()))?;
-            Ok(data.get(&label).and_then(|m| m.get(&key)).cloned())
-        })
+        with_map(accessor, &store, |map| map.get(&key).cloned())
     }
 
     async fn set(
@@ -90,15 +95,8 @@ impl HostStoreWithStore<super::Ctx> for Kv {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        accessor.with(|mut access| {
-            let state = access.get();
-            let label = label(state, &store)?;
-            let mut data = state
-                .data
-                .lock()
-                .map_err(|_| Error::Other("poisoned".into()))?;
-            data.entry(label).or_default().insert(key, value);
-            Ok(())
+        with_map(accessor, &store, |map| {
+            map.insert(key, value);
         })
     }
 
@@ -107,15 +105,8 @@ impl HostStoreWithStore<super::Ctx> for Kv {
         store: Resource<Store>,
         key: String,
     ) -> Result<(), Error> {
-        accessor.with(|mut access| {
-            let state = access.get();
-            let label = label(state, &store)?;
-            let mut data = state
-                .data
-                .lock()
-                .map_err(|_| Error::Other("poisoned".into()))?;
-            data.entry(label).or_default().remove(&key);
-            Ok(())
+        with_map(accessor, &store, |map| {
+            map.remove(&key);
         })
     }
 
