@@ -4,7 +4,7 @@ use crate::client::{identify, Trusted};
 use crate::host::SpinHost;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
-use portcullis_core::{Config, Gateway};
+use portcullis_core::Gateway;
 use std::rc::Rc;
 
 thread_local! {
@@ -14,13 +14,8 @@ thread_local! {
 
 fn gateway() -> Result<Rc<Gateway>, String> {
     GATEWAY.with(|g| {
-        g.get_or_init(|| {
-            Config::from_json(crate::CONFIG_JSON)
-                .map(|c| Rc::new(Gateway::new(c)))
-                // build.rs checked this config, so only a mismatched build can get here
-                .map_err(|e| e.render("embedded config"))
-        })
-        .clone()
+        g.get_or_init(|| Gateway::from_embedded(crate::CONFIG_JSON).map(Rc::new))
+            .clone()
     })
 }
 

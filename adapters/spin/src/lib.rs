@@ -26,11 +26,9 @@ pub const CONFIG_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/config.jso
 
 #[cfg(test)]
 mod tests {
-    use portcullis_core::Config;
-
     #[test]
     fn the_embedded_config_loads() {
-        let config = Config::from_json(super::CONFIG_JSON);
-        assert!(config.is_ok(), "{:?}", config.err());
+        let gateway = portcullis_core::Gateway::from_embedded(super::CONFIG_JSON);
+        assert!(gateway.is_ok(), "{:?}", gateway.err());
     }
 }

@@ -4,7 +4,7 @@ use crate::host::WorkersHost;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http_body_util::Full;
-use portcullis_core::{Config, Gateway};
+use portcullis_core::Gateway;
 use std::rc::Rc;
 use worker::{event, Context, Env, HttpRequest};
 
@@ -16,13 +16,8 @@ thread_local! {
 
 fn gateway() -> Result<Rc<Gateway>, String> {
     GATEWAY.with(|g| {
-        g.get_or_init(|| {
-            Config::from_json(crate::CONFIG_JSON)
-                .map(|c| Rc::new(Gateway::new(c)))
-                // build.rs checked this config, so only a mismatched build can get here
-                .map_err(|e| e.render("embedded config"))
-        })
-        .clone()
+        g.get_or_init(|| Gateway::from_embedded(crate::CONFIG_JSON).map(Rc::new))
+            .clone()
     })
 }
 
