@@ -15,7 +15,6 @@ fn suite() -> &'static Suite {
         Suite::new(
             Platform {
                 client_ip_header: "x-test-client-ip",
-                exact_counters: false,
             },
             || {
                 let out = build_spin("tests/e2e/gateway.toml", "tests/e2e/spin.toml");

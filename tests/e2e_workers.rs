@@ -17,7 +17,6 @@ fn suite() -> &'static Suite {
         Suite::new(
             Platform {
                 client_ip_header: "cf-connecting-ip",
-                exact_counters: true,
             },
             || {
                 let out = build_worker("tests/e2e/gateway.toml", "build-e2e");

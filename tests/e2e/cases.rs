@@ -20,10 +20,6 @@ pub const JWKS_ADDR: &str = "127.0.0.1:18182";
 pub struct Platform {
     /// The request header the runtime takes the client address from (the edge sets it).
     pub client_ip_header: &'static str,
-    /// Whether the platform's counter store is atomic (Workers: a Durable Object per key).
-    /// Spin's key-value store has no compare-and-swap, so concurrent requests for one key can
-    /// over-admit; the rate-limit case then checks the bound instead of the exact count.
-    pub exact_counters: bool,
 }
 
 /// A gateway in a runtime plus the servers behind it.
@@ -304,14 +300,8 @@ pub fn exact_rate_limit_under_concurrency(s: &Suite) {
     let ok = replies.iter().filter(|r| r.status == 200).count();
     let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
     assert_eq!(ok + limited.len(), 200);
-    if s.platform.exact_counters {
-        assert_eq!((ok, limited.len()), (50, 150));
-    } else {
-        // read-apply-write without compare-and-swap: never fewer than the quota, and never
-        // more than one extra admission per request in flight at once
-        eprintln!("rate limit without atomic counters: {ok} of 200 admitted against a limit of 50");
-        assert!((50..=50 + 199).contains(&ok), "{ok} admitted");
-    }
+    // exact on both runtimes: a Durable Object per key on Workers, compare-and-swap on Spin
+    assert_eq!((ok, limited.len()), (50, 150));
     for r in &limited {
         assert!(r
             .header("retry-after")

@@ -6,13 +6,20 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use portcullis_core::phase::ratelimit::{admit, Gcra, Quota, Verdict};
 use portcullis_core::{FetchError, Host, HostError, UnixMillis};
+use spin_sdk::experimental::wasi::keyvalue::atomics::{self, Cas, CasError};
+use spin_sdk::experimental::wasi::keyvalue::store::{self, Bucket};
 use spin_sdk::key_value::Store;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How many times a rate-limit update retries after losing a compare-and-swap race.
+const CAS_ATTEMPTS: u32 = 64;
 
 pub struct SpinHost {
     /// The `default` store, or why it could not be opened (every store call then fails, and
     /// the rate limit's and cache rule's fail modes decide).
     store: Result<Store, String>,
+    /// The same store as a `wasi:keyvalue` bucket, for compare-and-swap.
+    bucket: Result<Bucket, String>,
     started: Instant,
 }
 
@@ -22,6 +29,7 @@ impl SpinHost {
             store: Store::open_default()
                 .await
                 .map_err(|e| format!("key-value store \"default\": {e:?}")),
+            bucket: store::open(STORE).map_err(|e| kv_error("bucket \"default\"", e).0),
             started: Instant::now(),
         }
     }
@@ -29,6 +37,21 @@ impl SpinHost {
     fn store(&self) -> Result<&Store, HostError> {
         self.store.as_ref().map_err(|e| HostError(e.clone()))
     }
+
+    fn bucket(&self) -> Result<&Bucket, HostError> {
+        self.bucket.as_ref().map_err(|e| HostError(e.clone()))
+    }
+}
+
+/// The store the gateway uses (granted in spin.toml's `key_value_stores`).
+const STORE: &str = "default";
+
+fn kv_error(what: &str, e: store::Error) -> HostError {
+    HostError(match e {
+        store::Error::NoSuchStore => format!("key-value {what}: no such store"),
+        store::Error::AccessDenied => format!("key-value {what}: access denied"),
+        store::Error::Other(e) => format!("key-value {what}: {e}"),
+    })
 }
 
 /// A stored value with its expiry: Spin's store has no TTL, so entries carry their own
@@ -65,29 +88,40 @@ impl Host for SpinHost {
         u64::from_le_bytes(b)
     }
 
-    /// Read, apply, write. Spin's key-value API has no compare-and-swap, so two instances
-    /// handling the same key at the same moment can both read the old state: under
-    /// concurrency a key can admit up to (concurrent requests − 1) more than its quota.
-    /// README.md ("Fermyon Spin") says so.
+    /// Compare-and-swap on `wasi:keyvalue/atomics` (Spin serves it next to `spin:key-value`, over
+    /// the same stores): read the state through a `cas` handle, apply the core's GCRA, and swap
+    /// the new state in only if nobody changed it meanwhile; otherwise read again. So counts are
+    /// exact however many instances handle the same key at once. After [`CAS_ATTEMPTS`] lost
+    /// races the call fails, and the rate limit's `fail_open` decides.
     async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
-        let store = self.store()?;
+        let bucket = self.bucket()?;
         let k = format!("rl:{key}");
-        let now = self.now();
-        let state = store
-            .get(&k)
-            .await
-            .map_err(|e| HostError(format!("key-value get: {e:?}")))?
-            .and_then(|v| unwrap_live(v, now))
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|s| Gcra::decode(&s));
-        let (verdict, next) = admit(quota, state, now, cost);
-        if state != Some(next) {
-            store
-                .set(&k, wrap(next.encode().as_bytes(), next.expires_at_ms()))
-                .await
-                .map_err(|e| HostError(format!("key-value set: {e:?}")))?;
+        for attempt in 0..CAS_ATTEMPTS {
+            let now = self.now();
+            let cas = Cas::new(bucket, &k).map_err(|e| kv_error("compare-and-swap", e))?;
+            let state = cas
+                .current()
+                .map_err(|e| kv_error("compare-and-swap read", e))?
+                .and_then(|v| unwrap_live(v, now))
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| Gcra::decode(&s));
+            let (verdict, next) = admit(quota, state, now, cost);
+            if state == Some(next) {
+                return Ok(verdict); // refused: nothing to write
+            }
+            match atomics::swap(cas, &wrap(next.encode().as_bytes(), next.expires_at_ms())) {
+                Ok(()) => return Ok(verdict),
+                Err(CasError::StoreError(e)) => return Err(kv_error("compare-and-swap write", e)),
+                Err(CasError::CasFailed(_)) => {
+                    // lost a race: back off a little, growing with each loss, then read again
+                    let jitter = self.random() % (u64::from(attempt) + 1);
+                    spin_sdk::time::sleep(Duration::from_micros(100 * jitter)).await;
+                }
+            }
         }
-        Ok(verdict)
+        Err(HostError(format!(
+            "rate limit {key:?}: {CAS_ATTEMPTS} compare-and-swap attempts lost to concurrent updates"
+        )))
     }
 
     async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError> {

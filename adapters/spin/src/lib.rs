@@ -5,7 +5,7 @@
 //!
 //! | core port          | Spin                                                              |
 //! |--------------------|-------------------------------------------------------------------|
-//! | `rate_limit`       | the key-value store: read, apply the GCRA, write (not atomic)     |
+//! | `rate_limit`       | `wasi:keyvalue/atomics` compare-and-swap on the same store: exact |
 //! | `store_get/put`    | the key-value store (`default`)                                   |
 //! | `fetch`            | outbound HTTP, abandoned at the timeout                           |
 //! | `log`              | one JSON line on stdout                                           |

@@ -31,6 +31,18 @@ impl State {
     }
 }
 
+impl State {
+    /// Whether the manifest grants the store `label`.
+    pub fn grants(&self, label: &str) -> bool {
+        self.granted.iter().any(|g| g == label)
+    }
+
+    /// The data of every store.
+    pub fn data(&self) -> &Shared {
+        &self.data
+    }
+}
+
 struct Kv;
 
 impl HasData for Kv {
@@ -73,7 +85,7 @@ impl HostStoreWithStore<super::Ctx> for Kv {
     ) -> Result<Resource<Store>, Error> {
         accessor.with(|mut access| {
             let state = access.get();
-            if !state.granted.contains(&label) {
+            if !state.grants(&label) {
                 return Err(Error::AccessDenied);
             }
             state.open.push(label);

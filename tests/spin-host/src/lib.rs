@@ -7,14 +7,16 @@
 //! `source`, `environment`, `key_value_stores` (only granted labels open) and
 //! `allowed_outbound_hosts` (other origins get `HttpRequestDenied`, as under Spin).
 //! What it provides: `wasi:http@0.3` (incoming and outgoing), `wasi:cli`/`clocks`/`random`, and
-//! `spin:key-value@3.0.0` over one in-memory map shared by every instance, so state outlives a
-//! request as Spin's SQLite store does. Like Spin, it instantiates the component per request and
+//! `spin:key-value@3.0.0` and `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`) over one
+//! in-memory map shared by every instance, so state outlives a request as Spin's SQLite store
+//! does. Like Spin, it instantiates the component per request and
 //! sets `spin-client-addr` to the connection's address.
 //!
 //! The component's stdout (the access log) is collected line by line in [`Server::logs`], and
 //! echoed to the process's stdout when asked.
 
 mod kv;
+mod wasi_kv;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -173,6 +175,7 @@ pub fn start(manifest: &Path, addr: &str, echo: bool) -> Result<Server, String> 
         .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut linker))
         .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker))
         .and_then(|()| kv::add_to_linker(&mut linker))
+        .and_then(|()| wasi_kv::add_to_linker(&mut linker))
         .map_err(|e| format!("linking: {e}"))?;
     let logs = Arc::new(Mutex::new(Vec::new()));
     let instantiate_us = Arc::new(Mutex::new(Vec::new()));
