@@ -80,7 +80,7 @@ impl Gateway {
     /// Builds the gateway from the JSON an adapter embedded at build time (`Config::embed`).
     /// The build checked it already, so an error means a mismatched build; it comes as the listing.
     pub fn from_embedded(json: &str) -> Result<Gateway, String> {
-        Config::from_json(json)
+        Config::from_embedded_json(json)
             .map(Gateway::new)
             .map_err(|e| e.render("embedded config"))
     }

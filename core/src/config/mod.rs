@@ -197,6 +197,20 @@ impl Config {
         compile(raw, &|_| None)
     }
 
+    /// Loads the JSON an adapter embedded ([`Config::embed`] wrote it from a checked file). Unlike
+    /// [`Config::from_json`] it does not track key paths: that code is sizeable in a worker, and
+    /// an error here means the build and the runtime disagree, not a slip in a hand-written file.
+    pub fn from_embedded_json(src: &str) -> Result<Config, ConfigErrors> {
+        let raw = serde_json::from_str(src).map_err(|e| ConfigErrors {
+            diagnostics: vec![Diagnostic {
+                path: String::new(),
+                line_col: Some((e.line(), e.column())),
+                message: e.to_string(),
+            }],
+        })?;
+        compile(raw, &|_| None)
+    }
+
     /// Parses a JSON config without compiling it.
     pub fn raw_from_json(src: &str) -> Result<raw::RawConfig, ConfigErrors> {
         let de = &mut serde_json::Deserializer::from_str(src);

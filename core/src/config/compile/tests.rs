@@ -112,6 +112,24 @@ fn json_and_toml_load_the_same_config() {
 }
 
 #[test]
+fn embedded_json_loads_like_json_and_reports_a_mismatch_with_its_position() {
+    let src = include_str!("../../../../examples/gateway.toml");
+    let json = serde_json::to_string(&Config::raw_from_toml(src).unwrap()).unwrap();
+    let embedded = Config::from_embedded_json(&json).unwrap();
+    assert_eq!(
+        embedded.summary(),
+        Config::from_toml(src).unwrap().summary()
+    );
+    let bad = crate::Gateway::from_embedded(r#"{"routes": [{"name": 1}]}"#)
+        .err()
+        .unwrap();
+    assert_eq!(
+        bad,
+        "embedded config:1:22 invalid type: integer `1`, expected a string at line 1 column 22\n1 error; nothing was loaded\n"
+    );
+}
+
+#[test]
 fn path_checks() {
     let src = r#"
 [[routes]]
