@@ -29,4 +29,26 @@ mode="--release --no-opt"
 [ "${WORKER_OPT:-0}" = 1 ] && [ "${1:-}" != "--dev" ] && mode=--release
 # WORKER_OUT_DIR: where the worker goes, relative to the crate (default build);
 # WORKER_CRATE: which worker crate (default adapters/workers; the benchmark builds its baseline)
-exec worker-build $mode --out-dir "${WORKER_OUT_DIR:-build}" "${WORKER_CRATE:-adapters/workers}"
+crate="${WORKER_CRATE:-adapters/workers}"
+out="${WORKER_OUT_DIR:-build}"
+
+# JSON Schema validation (the jsonschema crate and its two regex engines) is most of the wasm, so
+# it is compiled in only when the embedded config mentions `body_schema`. The match is on the
+# text, so it can only err towards including it; the build script still rejects a config that
+# needs it when it is missing.
+features=
+config="${PORTCULLIS_CONFIG:-examples/gateway.toml}"
+if [ "$crate" = adapters/workers ] && grep -q body_schema "$config"; then
+  features="--features json-schema"
+fi
+
+worker-build $mode --out-dir "$out" "$crate" $features
+
+# worker-build keeps the wasm names section (function names in stack traces; about a tenth of
+# the gzip size). Optimized builds drop it unless WORKER_KEEP_NAMES=1.
+wasm="$crate/$out/index_bg.wasm"
+if [ "$mode" = --release ] && [ "${WORKER_KEEP_NAMES:-0}" != 1 ]; then
+  "$WASM_OPT_BIN" "$wasm" -o "$wasm" --strip-debug --strip-producers \
+    --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
+fi

@@ -63,12 +63,16 @@ fn the_default_config_works_with_no_backend() {
             ),
         ),
         (
-            400,
+            415,
+            go("POST", "/v1/echo", &[("content-type", "text/plain")], "hi"),
+        ),
+        (
+            413,
             go(
                 "POST",
                 "/v1/echo",
                 &[("content-type", "application/json")],
-                r#"{"message":"hi","x":1}"#,
+                &format!(r#"{{"message":"{}"}}"#, "x".repeat(4096)),
             ),
         ),
         (
