@@ -1,6 +1,7 @@
 // The Workers load benchmark: on the local workerd (Miniflare), in one run, measures
 // p50/p99 latency and throughput of (1) the upstream direct, (2) a pass-through Rust worker,
-// (3) Portcullis with benches/gateway.toml (JWT + deny list + rate limit + transforms).
+// (3) Portcullis with benches/gateway.toml (JWT + deny list + rate limit + transforms), and
+// (4) the same stack without the rate limit, which shows what the Durable Object call costs.
 // Loopback only, bounded: ROUNDS rounds of SECONDS per target and concurrency. Writes
 // target/bench/workers.json and prints a markdown table. Run it with scripts/bench-workers.sh.
 import { Miniflare } from "miniflare";
@@ -63,12 +64,17 @@ const targets = {
     port: Number(portcullisUrl.port),
     headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": "198.51.100.7" },
   },
+  "portcullis-no-rate-limit": {
+    port: Number(portcullisUrl.port),
+    path: "/unlimited/42",
+    headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": "198.51.100.7" },
+  },
 };
 
 function once(agent, t) {
   return new Promise((ok, fail) => {
     const start = process.hrtime.bigint();
-    const req = http.request({ host: "127.0.0.1", port: t.port, path: "/items/42", agent, headers: t.headers }, (res) => {
+    const req = http.request({ host: "127.0.0.1", port: t.port, path: t.path ?? "/items/42", agent, headers: t.headers }, (res) => {
       const chunks = [];
       res.on("data", (c) => chunks.push(c));
       res.on("end", () =>
@@ -134,6 +140,8 @@ for (const [c, byName] of Object.entries(results)) {
   }
   const added = summary.results[c].portcullis.median.p50 - summary.results[c].passthrough.median.p50;
   table += `| ${c} | portcullis − passthrough (p50) | ${added.toFixed(3)} | | |\n`;
+  const limiter = summary.results[c].portcullis.median.p50 - summary.results[c]["portcullis-no-rate-limit"].median.p50;
+  table += `| ${c} | portcullis − portcullis-no-rate-limit (p50) | ${limiter.toFixed(3)} | | |\n`;
 }
 fs.mkdirSync(path.join(root, "target/bench"), { recursive: true });
 fs.writeFileSync(path.join(root, "target/bench/workers.json"), JSON.stringify(summary, null, 2));
