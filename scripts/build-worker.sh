@@ -33,12 +33,12 @@ crate="${WORKER_CRATE:-adapters/workers}"
 out="${WORKER_OUT_DIR:-build}"
 
 # JSON Schema validation (the jsonschema crate and its two regex engines) is most of the wasm, so
-# it is compiled in only when the embedded config mentions `body_schema`. The match is on the
-# text, so it can only err towards including it; the build script still rejects a config that
-# needs it when it is missing.
+# it is compiled in only when the embedded config mentions `body_schema` outside a comment line.
+# The match is on the text, so it errs towards including it; if it ever missed, the build
+# script would still reject the config with a clear error rather than build a broken worker.
 features=
 config="${PORTCULLIS_CONFIG:-examples/gateway.toml}"
-if [ "$crate" = adapters/workers ] && grep -q body_schema "$config"; then
+if [ "$crate" = adapters/workers ] && grep -v '^[[:space:]]*#' "$config" | grep -q body_schema; then
   features="--features json-schema"
 fi
 
