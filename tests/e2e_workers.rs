@@ -57,3 +57,33 @@ fn a_malformed_config_fails_the_build() {
         .join("adapters/workers/build-broken/index_bg.wasm")
         .exists());
 }
+
+/// A rate-limit Durable Object deletes its stored state once the state has expired (its
+/// alarm), so keys seen once do not keep storage forever. Runs on its own workerd, against the
+/// suite's build: `tests/workers/limiter-cleanup.mjs` sends one request to `/brief` (5 per
+/// second per client), reads the object's stored state through the namespace binding, and
+/// waits for it to be gone.
+#[test]
+fn the_limiter_deletes_expired_state() {
+    let _built = suite();
+    let out = std::process::Command::new("node")
+        .arg("tests/workers/limiter-cleanup.mjs")
+        .arg("adapters/workers/build-e2e")
+        .current_dir(repo_root())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "request: 200, ratelimit \"brief\";r=4;t=1",
+            "stored after the request: a state",
+            "stored once expired: nothing",
+        ]
+    );
+}

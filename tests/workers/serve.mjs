@@ -4,7 +4,7 @@
 // Prints "ready http://127.0.0.1:PORT/" once it answers, then the worker's console.log lines
 // (the access log) on stdout, one per line. Stops when its stdin closes or on SIGTERM.
 import { Miniflare } from "miniflare";
-import path from "node:path";
+import { workerOptions } from "./options.mjs";
 
 const [buildDir, port = "0"] = process.argv.slice(2);
 if (!buildDir) {
@@ -13,19 +13,7 @@ if (!buildDir) {
 }
 
 const mf = new Miniflare({
-  host: "127.0.0.1",
-  port: Number(port),
-  modules: true,
-  scriptPath: path.resolve(buildDir, "index.js"),
-  modulesRules: [
-    { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-    { type: "CompiledWasm", include: ["**/*.wasm"] },
-  ],
-  compatibilityDate: "2026-04-01",
-  // the bindings wrangler.toml declares
-  kvNamespaces: ["PORTCULLIS_KV"],
-  durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
-  bindings: { PORTCULLIS_CACHE: process.env.PORTCULLIS_CACHE ?? "kv" },
+  ...workerOptions(buildDir, port),
   handleStructuredLogs({ level, message }) {
     (level === "error" || level === "warn" ? process.stderr : process.stdout).write(message + "\n");
   },

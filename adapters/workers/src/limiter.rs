@@ -6,11 +6,13 @@
 //! (input gates), and the state is also kept in memory after the first read, so "read, decide,
 //! write" is atomic per key: counts are exact however many isolates send requests. The write is
 //! not waited for (see [`RateLimiter::store`]).
-//! Its answer is [`Verdict::encode`].
+//! Its answer is [`Verdict::encode`]. An alarm deletes the state once it has expired.
 
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Verdict};
-use std::cell::RefCell;
-use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
+use std::cell::{Cell, RefCell};
+use worker::{
+    durable_object, Date, DurableObject, Env, Request, Response, Result, ScheduledTime, State,
+};
 
 /// Storage key of the state inside the object.
 const STATE: &str = "gcra";
@@ -20,6 +22,8 @@ pub struct RateLimiter {
     state: State,
     /// `None` until the stored state has been read once.
     memo: RefCell<Option<Option<Gcra>>>,
+    /// Whether a clean-up alarm is scheduled (read from storage with the state).
+    alarm_set: Cell<bool>,
 }
 
 impl DurableObject for RateLimiter {
@@ -27,32 +31,82 @@ impl DurableObject for RateLimiter {
         RateLimiter {
             state,
             memo: RefCell::new(None),
+            alarm_set: Cell::new(false),
         }
     }
 
+    /// `/<AdmitRequest>` applies a request; `/` answers the stored state as it is in storage
+    /// (empty when there is none), for tests and operators.
     async fn fetch(&self, req: Request) -> Result<Response> {
         let path = req.path();
-        let Some(admit) = AdmitRequest::decode(path.trim_start_matches('/')) else {
+        let path = path.trim_start_matches('/');
+        if path.is_empty() {
+            let stored: Option<String> = self.state.storage().get(STATE).await?;
+            return Response::ok(stored.unwrap_or_default());
+        }
+        let Some(admit) = AdmitRequest::decode(path) else {
             return Response::error(format!("malformed admit request {path:?}"), 400);
         };
-        let memo = *self.memo.borrow();
-        let current = match memo {
-            Some(state) => state,
-            None => {
-                let stored: Option<String> = self.state.storage().get(STATE).await?;
-                stored.as_deref().and_then(Gcra::decode)
-            }
-        };
+        let current = self.current().await?;
         let (verdict, next): (Verdict, Gcra) = admit.apply(current, Date::now().as_millis());
         *self.memo.borrow_mut() = Some(Some(next));
         if current != Some(next) {
             self.store(next.encode()).await?;
+            if !self.alarm_set.get() {
+                self.state
+                    .storage()
+                    .set_alarm(alarm_time(next.expires_at_ms()))
+                    .await?;
+                self.alarm_set.set(true);
+            }
         }
         Response::ok(verdict.encode())
     }
+
+    /// Clean-up: an expired state means the same as none, so once it has expired the object
+    /// deletes its storage; keys seen once (a client address, say) do not keep storage forever.
+    /// A state still live moves the alarm to its new expiry.
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm_set.set(false);
+        match self.current().await? {
+            Some(state) if state.expires_at_ms() > Date::now().as_millis() => {
+                self.state
+                    .storage()
+                    .set_alarm(alarm_time(state.expires_at_ms()))
+                    .await?;
+                self.alarm_set.set(true);
+            }
+            _ => {
+                self.state.storage().delete_all().await?;
+                *self.memo.borrow_mut() = Some(None);
+            }
+        }
+        Response::ok("")
+    }
+}
+
+/// The alarm for a state expiring at `expires_at_ms`: one second after it, so the state has
+/// surely expired when the alarm runs.
+fn alarm_time(expires_at_ms: u64) -> ScheduledTime {
+    let now = Date::now().as_millis();
+    let offset = expires_at_ms.saturating_add(1000).saturating_sub(now);
+    ScheduledTime::from(i64::try_from(offset).unwrap_or(i64::MAX))
 }
 
 impl RateLimiter {
+    /// The state: from memory, or read once from storage (with whether an alarm is set).
+    async fn current(&self) -> Result<Option<Gcra>> {
+        if let Some(state) = *self.memo.borrow() {
+            return Ok(state);
+        }
+        let storage = self.state.storage();
+        let stored: Option<String> = storage.get(STATE).await?;
+        self.alarm_set.set(storage.get_alarm().await?.is_some());
+        let state = stored.as_deref().and_then(Gcra::decode);
+        *self.memo.borrow_mut() = Some(state);
+        Ok(state)
+    }
+
     /// Writes the state with `allowUnconfirmed`: the answer leaves without waiting for the write
     /// to be confirmed durable (the output gate would hold it for that; it was most of the time a
     /// request spent in the object). Exactness does not depend on it: the object answers from

@@ -1,0 +1,20 @@
+// The Miniflare options that run the built Portcullis worker as wrangler.toml declares it (the
+// same bindings), shared by serve.mjs and the limiter clean-up check.
+import path from "node:path";
+
+export function workerOptions(buildDir, port = 0) {
+  return {
+    host: "127.0.0.1",
+    port: Number(port),
+    modules: true,
+    scriptPath: path.resolve(buildDir, "index.js"),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2026-04-01",
+    kvNamespaces: ["PORTCULLIS_KV"],
+    durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
+    bindings: { PORTCULLIS_CACHE: process.env.PORTCULLIS_CACHE ?? "kv" },
+  };
+}
