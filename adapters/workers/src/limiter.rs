@@ -53,11 +53,7 @@ impl DurableObject for RateLimiter {
         if current != Some(next) {
             self.store(next.encode()).await?;
             if !self.alarm_set.get() {
-                self.state
-                    .storage()
-                    .set_alarm(alarm_time(next.expires_at_ms()))
-                    .await?;
-                self.alarm_set.set(true);
+                self.schedule_cleanup(next.expires_at_ms()).await?;
             }
         }
         Response::ok(verdict.encode())
@@ -70,11 +66,7 @@ impl DurableObject for RateLimiter {
         self.alarm_set.set(false);
         match self.current().await? {
             Some(state) if state.expires_at_ms() > Date::now().as_millis() => {
-                self.state
-                    .storage()
-                    .set_alarm(alarm_time(state.expires_at_ms()))
-                    .await?;
-                self.alarm_set.set(true);
+                self.schedule_cleanup(state.expires_at_ms()).await?;
             }
             _ => {
                 self.state.storage().delete_all().await?;
@@ -85,15 +77,19 @@ impl DurableObject for RateLimiter {
     }
 }
 
-/// The alarm for a state expiring at `expires_at_ms`: one second after it, so the state has
-/// surely expired when the alarm runs.
-fn alarm_time(expires_at_ms: u64) -> ScheduledTime {
-    let now = Date::now().as_millis();
-    let offset = expires_at_ms.saturating_add(1000).saturating_sub(now);
-    ScheduledTime::from(i64::try_from(offset).unwrap_or(i64::MAX))
-}
-
 impl RateLimiter {
+    /// Sets the clean-up alarm for a state expiring at `expires_at_ms`: one second after it, so
+    /// the state has surely expired when the alarm runs.
+    async fn schedule_cleanup(&self, expires_at_ms: u64) -> Result<()> {
+        let offset = expires_at_ms
+            .saturating_add(1000)
+            .saturating_sub(Date::now().as_millis());
+        let at = ScheduledTime::from(i64::try_from(offset).unwrap_or(i64::MAX));
+        self.state.storage().set_alarm(at).await?;
+        self.alarm_set.set(true);
+        Ok(())
+    }
+
     /// The state: from memory, or read once from storage (with whether an alarm is set).
     async fn current(&self) -> Result<Option<Gcra>> {
         if let Some(state) = *self.memo.borrow() {
