@@ -314,8 +314,8 @@ fn phases(c: &mut Criterion) {
     });
 
     let mut log = observe::AccessLog {
-        request_id: "0123456789abcdef0123456789abcdef".into(),
-        route: Some("items".into()),
+        request_id: "0123456789abcdef0123456789abcdef",
+        route: Some("items"),
         status: 200,
         ..Default::default()
     };

@@ -6,6 +6,36 @@ use bytes::Bytes;
 use http::{Request, Response};
 use portcullis_core::memory::MemoryHost;
 use portcullis_core::{Client, Config, Gateway};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// The system allocator, counting allocations so the run can report them per request.
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed on unchanged to the system allocator; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(layout.size(), Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(new_size, Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const CONFIG: &str = r#"
 [upstreams.app]
@@ -104,6 +134,7 @@ fn main() {
         })
         .collect();
     let mut ok = 0;
+    let (allocs, bytes) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
     #[allow(clippy::disallowed_methods)] // a harness, like an adapter: it owns the clock
     let start = std::time::Instant::now();
     for req in requests {
@@ -113,7 +144,9 @@ fn main() {
     let elapsed = start.elapsed();
     assert_eq!(ok, n);
     eprintln!(
-        "{n} requests through handle: {:.3} µs each",
-        elapsed.as_secs_f64() * 1e6 / n as f64
+        "{n} requests through handle: {:.3} µs each, {:.1} allocations ({:.0} bytes) each",
+        elapsed.as_secs_f64() * 1e6 / n as f64,
+        (ALLOCS.load(Relaxed) - allocs) as f64 / n as f64,
+        (BYTES.load(Relaxed) - bytes) as f64 / n as f64,
     );
 }

@@ -18,7 +18,8 @@ use crate::phase::ratelimit::{self, LimitKey, Quota, Verdict};
 use crate::phase::{cache, route, transform, validate};
 use crate::problem::Reject;
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -33,6 +34,9 @@ struct Jwks {
     /// When the last fetch failed (cleared by a success).
     last_failure: Option<u64>,
 }
+
+/// The W3C trace-context header.
+const TRACEPARENT: &str = "traceparent";
 
 /// How long a JWKS fetch may take.
 const JWKS_TIMEOUT_MS: u32 = 5_000;
@@ -49,7 +53,7 @@ pub struct Gateway {
 /// What the request carries from phase to phase.
 struct Ctx<'a> {
     request_id: &'a str,
-    traceparent: String,
+    traceparent: &'a str,
     /// The address the connection came from, and whether it is a trusted proxy.
     peer: (std::net::IpAddr, bool),
     client: Client,
@@ -57,7 +61,16 @@ struct Ctx<'a> {
     consumer: Option<Rc<Consumer>>,
     /// The rate limit applied (index into the config's) and its verdict.
     limit: Option<(usize, Verdict)>,
-    log: AccessLog,
+    log: AccessLog<'a>,
+}
+
+/// The parts of the request that `run` consumes; the method and URI stay with `handle`, which
+/// logs them.
+struct Incoming<'a> {
+    method: &'a Method,
+    uri: &'a http::Uri,
+    headers: http::HeaderMap,
+    body: Bytes,
 }
 
 impl Gateway {
@@ -97,35 +110,44 @@ impl Gateway {
         host: &H,
     ) -> Response<Bytes> {
         let start = host.monotonic_us();
-        let request_id = req
-            .headers()
+        let (parts, body) = req.into_parts();
+        let http::request::Parts {
+            method,
+            uri,
+            headers,
+            ..
+        } = parts;
+        let request_id = headers
             .get(&self.config.request_id_header)
             .and_then(transform::valid_request_id)
             .map(str::to_string)
             .unwrap_or_else(|| transform::new_request_id(host.random(), host.random()));
-        let (traceparent, trace_id) = transform::traceparent(
-            req.headers().get("traceparent"),
+        let traceparent = transform::traceparent(
+            headers.get(TRACEPARENT),
             [host.random(), host.random(), host.random()],
         );
         let peer = (client.ip, self.config.trusted_proxies.contains(client.ip));
         let client = Client {
-            ip: access::effective_ip(client.ip, req.headers(), &self.config.trusted_proxies),
+            ip: access::effective_ip(client.ip, &headers, &self.config.trusted_proxies),
             ..client
         };
+        let client_ip = access::ip_text(client.ip);
+        let req_host = route::request_host(&uri, &headers);
+        let origin = headers.get(header::ORIGIN).cloned();
         let log = AccessLog {
             ts_ms: host.now(),
-            request_id: request_id.clone(),
-            trace_id,
-            method: req.method().to_string(),
-            path: req.uri().path().to_string(),
-            host: route::request_host(req.uri(), req.headers()).unwrap_or_default(),
+            request_id: &request_id,
+            trace_id: transform::trace_id(&traceparent),
+            method: method.as_str(),
+            path: uri.path(),
+            host: req_host.as_deref().unwrap_or_default(),
             phases: Vec::with_capacity(10),
-            client_ip: client.ip.to_string(),
+            client_ip: &client_ip,
             ..Default::default()
         };
         let mut ctx = Ctx {
             request_id: &request_id,
-            traceparent,
+            traceparent: &traceparent,
             peer,
             client,
             route: None,
@@ -133,7 +155,12 @@ impl Gateway {
             limit: None,
             log,
         };
-        let origin = req.headers().get(header::ORIGIN).cloned();
+        let req = Incoming {
+            method: &method,
+            uri: &uri,
+            headers,
+            body,
+        };
         let mut res = match self.run(req, &mut ctx, host).await {
             Ok(res) => res,
             Err(reject) => {
@@ -160,7 +187,8 @@ impl Gateway {
         ctx.log.duration_us = end.saturating_sub(start);
         if self.config.server_timing {
             if let Some(v) = ctx.log.server_timing() {
-                res.headers_mut().insert("server-timing", v);
+                res.headers_mut()
+                    .insert(const { HeaderName::from_static("server-timing") }, v);
             }
         }
         host.log(&ctx.log.to_json());
@@ -169,53 +197,53 @@ impl Gateway {
 
     async fn run<'a, H: Host>(
         &'a self,
-        req: Request<Bytes>,
+        req: Incoming<'a>,
         ctx: &mut Ctx<'a>,
         host: &H,
     ) -> Result<Response<Bytes>, Reject> {
         let cfg = &self.config;
+        let Incoming {
+            method,
+            uri,
+            mut headers,
+            body,
+        } = req;
 
         // 1. validate: sizes and the path, before anything looks at them
         let t = host.monotonic_us();
-        let checked = validate::check_sizes(&cfg.limits, req.uri(), req.headers())
-            .and_then(|()| validate::normalize_path(req.uri().path()));
+        let checked = validate::check_sizes(&cfg.limits, uri, &headers)
+            .and_then(|()| validate::normalize_path(uri.path()));
         let path =
             checked.inspect_err(|r| ctx.log.phase("validate", r.code(), t, host.monotonic_us()))?;
-        let (mut parts, body) = req.into_parts();
-        let preflight = transform::is_preflight(&parts.method, &parts.headers);
+        let preflight = transform::is_preflight(method, &headers);
         let match_method = if preflight {
-            transform::preflight_method(&parts.headers).unwrap_or(Method::OPTIONS)
+            transform::preflight_method(&headers).unwrap_or(Method::OPTIONS)
         } else {
-            parts.method.clone()
+            method.clone()
         };
-        let req_host = (!ctx.log.host.is_empty()).then(|| ctx.log.host.clone());
-        let found = cfg.router.find(&match_method, req_host.as_deref(), &path);
+        let req_host = (!ctx.log.host.is_empty()).then_some(ctx.log.host);
+        let found = cfg.router.find(&match_method, req_host, &path);
         let found = match (found, preflight) {
             (Err(Reject::MethodNotAllowed { .. }), true) | (Err(Reject::NotFound), true) => {
-                cfg.router.find(&parts.method, req_host.as_deref(), &path)
+                cfg.router.find(method, req_host, &path)
             }
             (f, _) => f,
         }
         .inspect_err(|r| ctx.log.phase("validate", r.code(), t, host.monotonic_us()))?;
         let r = &cfg.routes[found.route];
         ctx.route = Some(r);
-        ctx.log.route = Some(r.name.clone());
+        ctx.log.route = Some(&r.name);
         if preflight {
             if let Some(cors) = r.cors.map(|i| &cfg.cors[i]) {
                 ctx.log
                     .phase("validate", "preflight", t, host.monotonic_us());
-                return Ok(transform::preflight(cors, &parts.headers, &r.methods));
+                return Ok(transform::preflight(cors, &headers, &r.methods));
             }
         }
-        let query = parts.uri.query().map(str::to_string);
-        validate::check_params(
-            &r.validation,
-            found.params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            query.as_deref(),
-            &parts.headers,
-        )
-        .and_then(|()| validate::check_body(&r.validation, &parts.headers, &body))
-        .inspect_err(|e| ctx.log.phase("validate", e.code(), t, host.monotonic_us()))?;
+        let query = uri.query();
+        validate::check_params(&r.validation, found.params.iter().copied(), query, &headers)
+            .and_then(|()| validate::check_body(&r.validation, &headers, &body))
+            .inspect_err(|e| ctx.log.phase("validate", e.code(), t, host.monotonic_us()))?;
         ctx.log.phase("validate", "pass", t, host.monotonic_us());
 
         // 2. access
@@ -234,27 +262,27 @@ impl Gateway {
         // 3. auth
         if let Some(rule) = &r.auth {
             let t = host.monotonic_us();
-            let outcome = self
-                .authenticate(rule, &parts.headers, query.as_deref(), host)
-                .await;
+            let outcome = self.authenticate(rule, &headers, query, host).await;
             let outcome = outcome.and_then(|c| match c {
-                Some(c) => auth::authorize(&rule.scopes, &rule.claims, &c).map(|()| Some(c)),
+                Some((c, via)) => {
+                    auth::authorize(&rule.scopes, &rule.claims, &c).map(|()| Some((c, via)))
+                }
                 None => Ok(None), // a provider failed open
             });
-            let decision: std::borrow::Cow<'static, str> = match &outcome {
-                Ok(Some(c)) => c.via.clone().into(),
-                Ok(None) => "fail-open".into(),
-                Err(e) => e.code().into(),
+            let decision = match &outcome {
+                Ok(Some((_, via))) => via,
+                Ok(None) => "fail-open",
+                Err(e) => e.code(),
             };
             ctx.log.phase("auth", decision, t, host.monotonic_us());
-            ctx.consumer = outcome?;
+            ctx.consumer = outcome?.map(|(c, _)| c);
             ctx.log.consumer = ctx.consumer.as_ref().map(|c| c.id.clone());
         }
 
         // 4. rate limit
         if let Some((qi, quota)) = r.rate_limit.map(|i| (i, &cfg.rate_limits[i])) {
             let t = host.monotonic_us();
-            let key = self.limit_key(quota, r, ctx, &parts.headers);
+            let key = self.limit_key(quota, r, ctx, &headers);
             match host.rate_limit(&key, quota, 1).await {
                 Ok(verdict) => {
                     ctx.limit = Some((qi, verdict));
@@ -282,22 +310,18 @@ impl Gateway {
 
         // 5. route
         let t = host.monotonic_us();
-        let vars_consumer = ctx
-            .consumer
-            .as_ref()
-            .map(|c| c.id.clone())
-            .unwrap_or_default();
-        let client_ip = ctx.log.client_ip.clone();
+        let vars_consumer = ctx.consumer.as_ref().map(|c| c.id.clone());
+        let client_ip = ctx.log.client_ip;
         let vars = transform::Vars {
-            consumer: &vars_consumer,
+            consumer: vars_consumer.as_deref().unwrap_or(""),
             route: &r.name,
             request_id: ctx.request_id,
-            client_ip: &client_ip,
+            client_ip,
         };
         let upstream = match &r.action {
             Action::Respond(resp) => {
                 ctx.log.phase("route", "respond", t, host.monotonic_us());
-                let mut res = Response::new(if parts.method == Method::HEAD {
+                let mut res = Response::new(if *method == Method::HEAD {
                     Bytes::new()
                 } else {
                     resp.body.clone()
@@ -314,48 +338,45 @@ impl Gateway {
             r.rewrite.as_ref(),
             r.strip_prefix.as_deref(),
         );
-        let mut up_query = query.clone();
+        let mut up_query = query.map(Cow::Borrowed);
         let mut body = body;
-        transform::strip_hop_by_hop(&mut parts.headers);
+        transform::strip_hop_by_hop(&mut headers);
         if let Some(tr) = &r.request {
-            transform::apply_headers(tr, &mut parts.headers, &vars);
-            up_query = transform::apply_query(tr, up_query.as_deref());
+            transform::apply_headers(tr, &mut headers, &vars);
+            up_query = transform::apply_query(tr, query);
             if tr.has_json() {
                 body = transform::apply_json(tr, &body);
-                parts.headers.remove(header::CONTENT_LENGTH);
+                headers.remove(header::CONTENT_LENGTH);
             }
         }
         if up_path.is_empty() {
             up_path.push('/');
         }
-        let original_host = parts.headers.get(header::HOST).cloned();
-        parts.headers.remove(header::HOST);
+        let original_host = headers.get(header::HOST).cloned();
+        headers.remove(header::HOST);
         if let Ok(v) = HeaderValue::from_str(ctx.request_id) {
-            parts.headers.insert(cfg.request_id_header.clone(), v);
+            headers.insert(cfg.request_id_header.clone(), v);
         }
-        if let Ok(v) = HeaderValue::from_str(&ctx.traceparent) {
-            parts.headers.insert("traceparent", v);
+        if let Ok(v) = HeaderValue::from_str(ctx.traceparent) {
+            headers.insert(const { HeaderName::from_static(TRACEPARENT) }, v);
         }
         // behind trusted proxies the chain is kept and the peer appended; otherwise a client's
         // own X-Forwarded-For is replaced, so upstreams never see a forged chain
-        let forwarded = match parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prev) if ctx.peer.1 => format!("{prev}, {}", ctx.peer.0),
-            _ if ctx.peer.0 == ctx.client.ip => client_ip.clone(),
-            _ => ctx.peer.0.to_string(),
+        let xff = const { HeaderName::from_static("x-forwarded-for") };
+        let forwarded = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+            Some(prev) if ctx.peer.1 => HeaderValue::from_str(&format!("{prev}, {}", ctx.peer.0)),
+            _ if ctx.peer.0 == ctx.client.ip => HeaderValue::from_str(client_ip),
+            _ => HeaderValue::from_str(&ctx.peer.0.to_string()),
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded) {
-            parts.headers.insert("x-forwarded-for", v);
+        if let Ok(v) = forwarded {
+            headers.insert(xff, v);
         }
         if let Some(h) = original_host {
-            parts.headers.insert("x-forwarded-host", h);
+            headers.insert(const { HeaderName::from_static("x-forwarded-host") }, h);
         }
-        ctx.log.upstream = Some(upstream.name.clone());
+        ctx.log.upstream = Some(&upstream.name);
         ctx.log
-            .phase("route", upstream.name.clone(), t, host.monotonic_us());
+            .phase("route", upstream.name.as_str(), t, host.monotonic_us());
 
         // 6. cache, then the backend
         let t = host.monotonic_us();
@@ -363,8 +384,8 @@ impl Gateway {
         let mut cache_request = None;
         if let Some(rule) = &r.cache {
             let mut probe = Request::new(Bytes::new());
-            *probe.method_mut() = parts.method.clone();
-            *probe.headers_mut() = parts.headers.clone();
+            *probe.method_mut() = method.clone();
+            *probe.headers_mut() = headers.clone();
             if let Some(h) = &req_host {
                 probe.headers_mut().insert(
                     header::HOST,
@@ -372,16 +393,13 @@ impl Gateway {
                 );
             }
             let full = match &query {
-                Some(q) => format!(
-                    "http://{}{path}?{q}",
-                    req_host.as_deref().unwrap_or("gateway")
-                ),
-                None => format!("http://{}{path}", req_host.as_deref().unwrap_or("gateway")),
+                Some(q) => format!("http://{}{path}?{q}", req_host.unwrap_or("gateway")),
+                None => format!("http://{}{path}", req_host.unwrap_or("gateway")),
             };
             *probe.uri_mut() = full.parse().unwrap_or_default();
             // a store failure follows the rule's fail mode: open bypasses the cache, closed is 503;
             // the inner result is Err(reason) when the request may not use the cache at all
-            let consumer = ctx.consumer.as_ref().map(|c| c.id.as_str());
+            let consumer = ctx.consumer.as_ref().map(|c| &*c.id);
             let lookup = async {
                 let generation = cache_generation(host).await?;
                 Ok::<_, crate::host::HostError>(
@@ -423,7 +441,7 @@ impl Gateway {
         }
 
         let t = host.monotonic_us();
-        let attempts = 1 + if route::is_idempotent(&parts.method) {
+        let attempts = 1 + if route::is_idempotent(method) {
             upstream.retries
         } else {
             0
@@ -439,12 +457,12 @@ impl Gateway {
             } else {
                 body.clone()
             });
-            *out.method_mut() = parts.method.clone();
+            *out.method_mut() = method.clone();
             *out.uri_mut() = uri;
             *out.headers_mut() = if last {
-                std::mem::take(&mut parts.headers)
+                std::mem::take(&mut headers)
             } else {
-                parts.headers.clone()
+                headers.clone()
             };
             ctx.log.upstream_attempts = attempt;
             match host.fetch(out, upstream.timeout_ms).await {
@@ -503,7 +521,7 @@ impl Gateway {
         res
     }
 
-    /// The counter a request is charged to.
+    /// The counter a request is charged to: `rl:<policy>:<who>`.
     fn limit_key(
         &self,
         quota: &Quota,
@@ -511,52 +529,55 @@ impl Gateway {
         ctx: &Ctx<'_>,
         headers: &http::HeaderMap,
     ) -> String {
-        let who = match &quota.key {
-            LimitKey::Ip => ctx.client.ip.to_string(),
-            LimitKey::Route => r.name.clone(),
-            LimitKey::Consumer => ctx
-                .consumer
-                .as_ref()
-                .map(|c| c.id.clone())
-                .unwrap_or_default(),
-            LimitKey::Claim(c) => ctx
-                .consumer
-                .as_ref()
-                .and_then(|x| x.claim_text(c))
-                .unwrap_or_default(),
-            LimitKey::Header(h) => headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
-        };
-        format!("rl:{}:{}", quota.name, who)
+        let mut key = String::with_capacity(48);
+        key.push_str("rl:");
+        key.push_str(&quota.name);
+        key.push(':');
+        match &quota.key {
+            LimitKey::Ip => key.push_str(ctx.log.client_ip),
+            LimitKey::Route => key.push_str(&r.name),
+            LimitKey::Consumer => {
+                key.push_str(ctx.consumer.as_ref().map_or("", |c| &*c.id));
+            }
+            LimitKey::Claim(c) => {
+                let text = ctx.consumer.as_ref().and_then(|x| x.claim_text(c));
+                key.push_str(text.as_deref().unwrap_or(""));
+            }
+            LimitKey::Header(h) => {
+                key.push_str(headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or(""));
+            }
+        }
+        key
     }
 
-    /// Finds and checks the request's credentials. `Ok(None)`: a provider failed open.
+    /// Finds and checks the request's credentials, and names the provider that vouched for
+    /// them (`jwt:NAME`, `api_key:NAME`). `Ok(None)`: a provider failed open.
     async fn authenticate<H: Host>(
         &self,
         rule: &crate::config::AuthRule,
         headers: &http::HeaderMap,
         query: Option<&str>,
         host: &H,
-    ) -> Result<Option<Rc<Consumer>>, Reject> {
+    ) -> Result<Option<(Rc<Consumer>, &str)>, Reject> {
         if let Some(pi) = rule.jwt {
             let provider = &self.config.jwt[pi];
             if let Some(token) = auth::bearer(headers, &provider.header) {
-                return self.verify_jwt(pi, &token, host).await;
+                let consumer = self.verify_jwt(pi, token, host).await?;
+                return Ok(consumer.map(|c| (c, provider.label.as_str())));
             }
         }
         if let Some(si) = rule.api_key {
             let set = &self.config.api_keys[si];
             if let Some(key) = auth::presented_api_key(set, headers, query) {
                 return match auth::check_api_key(set, &key) {
-                    Some((consumer, scopes)) => Ok(Some(Rc::new(Consumer {
-                        id: consumer.clone(),
-                        via: format!("api_key:{}", set.name),
-                        scopes: scopes.clone(),
-                        claims: Rc::default(),
-                    }))),
+                    Some((consumer, scopes)) => Ok(Some((
+                        Rc::new(Consumer {
+                            id: consumer.as_str().into(),
+                            scopes: scopes.clone(),
+                            claims: Rc::default(),
+                        }),
+                        set.label.as_str(),
+                    ))),
                     None => Err(Reject::Unauthenticated("unknown API key".into())),
                 };
             }

@@ -477,6 +477,7 @@ pub fn compile(
         let header = header_name(&mut e, &format!("{path}.header"), &p.header);
         jwt.push(auth::JwtProvider {
             name: name.clone(),
+            label: format!("jwt:{name}"),
             issuer: p.issuer.clone(),
             audiences: p.audiences.clone(),
             jwks_url,
@@ -520,6 +521,7 @@ pub fn compile(
         }
         api_keys.push(auth::ApiKeySet {
             name: name.clone(),
+            label: format!("api_key:{name}"),
             header,
             query: s.query.clone(),
             by_hash,

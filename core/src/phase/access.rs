@@ -111,6 +111,23 @@ impl Client {
     }
 }
 
+/// The address as `Display` writes it; IPv4 (the common case) without the formatting machinery.
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(itoa::Buffer::new().format(octet));
+            }
+            s
+        }
+        IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
 /// The client address to judge: the peer, or — when the peer is a trusted proxy — the rightmost
 /// `X-Forwarded-For` hop that is not itself a trusted proxy.
 pub fn effective_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpSet) -> IpAddr {
@@ -171,6 +188,22 @@ pub fn is_country_code(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_is_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.200.30.255",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:198.51.100.7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     fn set(cidrs: &[&str]) -> IpSet {
         IpSet::new(cidrs.iter().map(|c| parse_cidr(c).unwrap()))

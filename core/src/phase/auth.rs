@@ -167,6 +167,8 @@ fn modulus_bits(modulus: &[u8]) -> usize {
 #[derive(Debug, Clone)]
 pub struct JwtProvider {
     pub name: String,
+    /// `jwt:NAME`, the auth phase's decision in the access log.
+    pub label: String,
     pub issuer: Option<String>,
     pub audiences: Vec<String>,
     pub jwks_url: Option<String>,
@@ -270,7 +272,7 @@ pub fn verify_token(
             return Err(TokenError::Invalid("wrong audience"));
         }
     }
-    let consumer = Consumer::from_claims(&p.name, Rc::new(custom.clone()));
+    let consumer = Consumer::from_claims(Rc::new(custom.clone()));
     Ok(Verified {
         consumer: Rc::new(consumer),
         valid_until_ms,
@@ -278,12 +280,12 @@ pub fn verify_token(
 }
 
 /// The bearer token from the provider's header.
-pub fn bearer(headers: &HeaderMap, header: &HeaderName) -> Option<String> {
+pub fn bearer<'h>(headers: &'h HeaderMap, header: &HeaderName) -> Option<&'h str> {
     let v = headers.get(header)?.to_str().ok()?.trim();
     let (scheme, token) = v.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+        .then(|| token.trim())
         .filter(|t| !t.is_empty())
 }
 
@@ -293,14 +295,39 @@ pub fn bearer(headers: &HeaderMap, header: &HeaderName) -> Option<String> {
 pub struct TokenCache {
     capacity: usize,
     /// token → (provider index, verdict)
-    entries: HashMap<String, (usize, Verified)>,
+    entries: HashMap<String, (usize, Verified), TailHash>,
+}
+
+/// Hashes only the last 32 bytes of a token (keyed SipHash, as the standard map does): a JWT ends
+/// in its signature, which is what differs between tokens, so the hash costs the same for long
+/// tokens as for short ones. Lookups still compare whole tokens, and only verified tokens are
+/// stored, so a crafted token that shares a tail finds nothing.
+#[derive(Debug, Default, Clone)]
+pub struct TailHash(std::collections::hash_map::RandomState);
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+pub struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(32)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
             capacity,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
         }
     }
 
@@ -404,6 +431,8 @@ pub fn jwks_ttl_s(headers: &HeaderMap, min_s: u32, max_s: u32) -> u32 {
 #[derive(Debug, Clone)]
 pub struct ApiKeySet {
     pub name: String,
+    /// `api_key:NAME`, the auth phase's decision in the access log.
+    pub label: String,
     pub header: Option<HeaderName>,
     pub query: Option<String>,
     pub by_hash: HashMap<[u8; 32], (String, Vec<String>)>,
@@ -435,10 +464,8 @@ pub fn check_api_key<'a>(set: &'a ApiKeySet, key: &str) -> Option<&'a (String, V
 /// Who made the request, once authenticated.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Consumer {
-    /// `sub` (JWT) or the key's consumer name.
-    pub id: String,
-    /// The provider that vouched for it: `jwt:NAME` or `api_key:NAME`.
-    pub via: String,
+    /// `sub` (JWT) or the key's consumer name; shared with the access log and rate-limit keys.
+    pub id: Rc<str>,
     pub scopes: Vec<String>,
     /// JWT claims (empty for API keys).
     pub claims: Rc<Claims>,
@@ -446,12 +473,12 @@ pub struct Consumer {
 
 impl Consumer {
     /// A consumer from verified JWT claims.
-    pub fn from_claims(provider: &str, claims: Rc<Claims>) -> Consumer {
+    pub fn from_claims(claims: Rc<Claims>) -> Consumer {
         let id = ["sub", "client_id", "azp"]
             .iter()
             .find_map(|c| claims.get(*c).and_then(Value::as_str))
             .unwrap_or("")
-            .to_string();
+            .into();
         let mut scopes: Vec<String> = Vec::new();
         for name in ["scope", "scp"] {
             match claims.get(name) {
@@ -462,12 +489,7 @@ impl Consumer {
                 _ => {}
             }
         }
-        Consumer {
-            id,
-            via: format!("jwt:{provider}"),
-            scopes,
-            claims,
-        }
+        Consumer { id, scopes, claims }
     }
 
     /// A claim as text, for rate-limit keys and logs.

@@ -7,7 +7,7 @@
 //! applies [`admit`] atomically per key.
 
 use crate::host::UnixMillis;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// A compiled rate-limit policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,13 +247,18 @@ pub fn set_headers_with(
     quoted_name: &str,
     verdict: &Verdict,
 ) {
-    let state = format!(
-        "{quoted_name};r={};t={}",
-        verdict.remaining, verdict.reset_s
-    );
+    let mut state = String::with_capacity(quoted_name.len() + 24);
+    state.push_str(quoted_name);
+    state.push_str(";r=");
+    state.push_str(itoa::Buffer::new().format(verdict.remaining));
+    state.push_str(";t=");
+    state.push_str(itoa::Buffer::new().format(verdict.reset_s));
     if let Ok(s) = HeaderValue::from_str(&state) {
-        headers.insert("ratelimit-policy", policy.clone());
-        headers.insert("ratelimit", s);
+        headers.insert(
+            const { HeaderName::from_static("ratelimit-policy") },
+            policy.clone(),
+        );
+        headers.insert(const { HeaderName::from_static("ratelimit") }, s);
     }
 }
 

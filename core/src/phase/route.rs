@@ -36,9 +36,10 @@ impl std::fmt::Debug for Router {
 
 /// The route a request matched, with its path parameters (still percent-encoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Matched {
+pub struct Matched<'p> {
     pub route: usize,
-    pub params: Vec<(String, String)>,
+    /// The path parameters: names from the route table, values from the path.
+    pub params: Vec<(&'p str, &'p str)>,
 }
 
 /// One route as the router needs it.
@@ -98,7 +99,12 @@ impl Router {
     }
 
     /// Finds the route for a method, host and (normalized) path.
-    pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Result<Matched, Reject> {
+    pub fn find<'p>(
+        &'p self,
+        method: &Method,
+        host: Option<&str>,
+        path: &'p str,
+    ) -> Result<Matched<'p>, Reject> {
         let host_table = host.and_then(|h| self.hosts.get(h));
         let found = host_table
             .and_then(|t| t.paths.at(path).ok())
@@ -117,11 +123,7 @@ impl Router {
         match route {
             Some(route) => Ok(Matched {
                 route,
-                params: found
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                params: found.params.iter().collect(),
             }),
             None => {
                 let mut allow: Vec<&str> = entry
@@ -140,21 +142,33 @@ impl Router {
 }
 
 /// The request's host: from the URI's authority or the `Host` header, lowercase, without port.
-pub fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
-    let raw = uri.authority().map(|a| a.host().to_string()).or_else(|| {
-        headers
-            .get(http::header::HOST)?
-            .to_str()
-            .ok()
-            .map(str::to_string)
-    })?;
-    let mut host = if raw.starts_with('[') {
-        raw.split(']').next().map(|h| format!("{h}]"))?
-    } else {
-        raw.split(':').next()?.to_string()
+/// Borrowed from the URI when it is already in that form (the common case).
+pub fn request_host<'u>(
+    uri: &'u http::Uri,
+    headers: &http::HeaderMap,
+) -> Option<std::borrow::Cow<'u, str>> {
+    use std::borrow::Cow;
+    let raw: Cow<'u, str> = match uri.authority() {
+        Some(a) => Cow::Borrowed(a.host()),
+        None => Cow::Owned(headers.get(http::header::HOST)?.to_str().ok()?.to_string()),
     };
-    host.make_ascii_lowercase();
-    Some(host)
+    let end = if raw.starts_with('[') {
+        raw.find(']')? + 1
+    } else {
+        raw.find(':').unwrap_or(raw.len())
+    };
+    let host = match raw {
+        Cow::Borrowed(s) => Cow::Borrowed(&s[..end]),
+        Cow::Owned(mut s) => {
+            s.truncate(end);
+            Cow::Owned(s)
+        }
+    };
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        host
+    })
 }
 
 /// A rewrite template: literal text and `{param}` holes.
@@ -210,8 +224,8 @@ impl Template {
     }
 
     /// Fills the template. Parameter values are already percent-encoded path text.
-    pub fn render(&self, params: &[(String, String)]) -> String {
-        let mut out = String::new();
+    pub fn render(&self, params: &[(&str, &str)]) -> String {
+        let mut out = String::with_capacity(64);
         for p in &self.parts {
             match p {
                 Part::Lit(l) => out.push_str(l),
@@ -247,7 +261,7 @@ pub fn pattern_params(pattern: &str) -> Vec<String> {
 /// The path to send upstream: rewritten, or with the prefix stripped, or as matched.
 pub fn upstream_path(
     path: &str,
-    params: &[(String, String)],
+    params: &[(&str, &str)],
     rewrite: Option<&Template>,
     strip_prefix: Option<&str>,
 ) -> String {
@@ -352,7 +366,7 @@ mod tests {
             );
         }
         let found = r.find(&Method::GET, None, "/files/a/b").unwrap();
-        assert_eq!(found.params, vec![("rest".to_string(), "a/b".to_string())]);
+        assert_eq!(found.params, [("rest", "a/b")]);
     }
 
     #[test]
@@ -381,10 +395,7 @@ mod tests {
 
     #[test]
     fn rewrite_and_strip() {
-        let params = vec![
-            ("id".to_string(), "7".to_string()),
-            ("rest".to_string(), "x/y".to_string()),
-        ];
+        let params = [("id", "7"), ("rest", "x/y")];
         let t = Template::parse("/users/{id}/files/{*rest}").unwrap();
         assert_eq!(t.params().collect::<Vec<_>>(), ["id", "rest"]);
         assert_eq!(
@@ -448,5 +459,13 @@ mod tests {
             request_host(&"/x".parse().unwrap(), &h),
             Some("[::1]".into())
         );
+        h.insert("host", "[::1".parse().unwrap());
+        assert_eq!(request_host(&"/x".parse().unwrap(), &h), None);
+        // already lowercase and without a port: borrowed from the URI, not copied
+        let uri: http::Uri = "https://gw.example/x".parse().unwrap();
+        assert!(matches!(
+            request_host(&uri, &h),
+            Some(std::borrow::Cow::Borrowed("gw.example"))
+        ));
     }
 }

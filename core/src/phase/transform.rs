@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// Values header templates may use.
 #[derive(Debug, Clone, Default)]
@@ -143,10 +144,10 @@ pub fn apply_headers(t: &Transform, headers: &mut HeaderMap, vars: &Vars<'_>) {
     }
 }
 
-/// Applies the query edits to a path-and-query string.
-pub fn apply_query(t: &Transform, query: Option<&str>) -> Option<String> {
+/// Applies the query edits to a query string (borrowed back when there are none).
+pub fn apply_query<'q>(t: &Transform, query: Option<&'q str>) -> Option<Cow<'q, str>> {
     if t.set_query.is_empty() && t.remove_query.is_empty() {
-        return query.map(str::to_string);
+        return query.map(Cow::Borrowed);
     }
     let mut pairs: Vec<(String, String)> = query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -160,7 +161,7 @@ pub fn apply_query(t: &Transform, query: Option<&str>) -> Option<String> {
     for (k, v) in &pairs {
         out.append_pair(k, v);
     }
-    Some(out.finish())
+    Some(Cow::Owned(out.finish()))
 }
 
 /// Applies JSON edits to a body; a body that is not JSON is returned untouched.
@@ -306,41 +307,62 @@ pub fn valid_request_id(v: &HeaderValue) -> Option<&str> {
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
 }
 
-/// A new request id from 128 random bits.
+/// A new request id from 128 random bits: 32 lowercase hex digits.
 pub fn new_request_id(hi: u64, lo: u64) -> String {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&hi.to_be_bytes());
-    bytes[8..].copy_from_slice(&lo.to_be_bytes());
-    hex::encode(bytes)
+    let mut id = String::with_capacity(32);
+    push_hex(&mut id, hi);
+    push_hex(&mut id, lo);
+    id
+}
+
+/// Appends `v` as 16 lowercase hex digits.
+fn push_hex(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(HEX[((v >> (shift * 4)) & 15) as usize]));
+    }
 }
 
 /// The trace context to send upstream: the incoming `traceparent` with a new parent id (this
 /// gateway's span), or a new trace when the incoming one is absent or malformed.
-pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> (String, String) {
+/// [`trace_id`] reads the trace id back out of it.
+pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> String {
+    let hex = |p: &str, n: usize| {
+        p.len() == n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let parsed = incoming.and_then(|v| v.to_str().ok()).and_then(|s| {
-        let parts: Vec<&str> = s.trim().split('-').collect();
-        let hex = |p: &str, n: usize| {
-            p.len() == n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        };
-        let ok = parts.len() >= 4
-            && hex(parts[0], 2)
-            && parts[0] != "ff"
-            && (parts[0] != "00" || parts.len() == 4)
-            && hex(parts[1], 32)
-            && parts[1].bytes().any(|b| b != b'0')
-            && hex(parts[2], 16)
-            && parts[2].bytes().any(|b| b != b'0')
-            && hex(parts[3], 2);
-        ok.then(|| (parts[1].to_string(), parts[3].to_string()))
+        let mut parts = s.trim().split('-');
+        let (version, trace, parent, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let ok = hex(version, 2)
+            && version != "ff"
+            && (version != "00" || parts.next().is_none())
+            && hex(trace, 32)
+            && trace.bytes().any(|b| b != b'0')
+            && hex(parent, 16)
+            && parent.bytes().any(|b| b != b'0')
+            && hex(flags, 2);
+        ok.then_some((trace, flags))
     });
-    let span = hex::encode((random[2] | 1).to_be_bytes());
-    let (trace, flags) =
-        parsed.unwrap_or_else(|| (new_request_id(random[0], random[1] | 1), "01".into()));
     let mut tp = String::with_capacity(55);
-    for part in ["00-", &trace, "-", &span, "-", &flags] {
-        tp.push_str(part);
+    tp.push_str("00-");
+    match parsed {
+        Some((trace, _)) => tp.push_str(trace),
+        None => {
+            push_hex(&mut tp, random[0]);
+            push_hex(&mut tp, random[1] | 1);
+        }
     }
-    (tp, trace)
+    tp.push('-');
+    push_hex(&mut tp, random[2] | 1);
+    tp.push('-');
+    tp.push_str(parsed.map_or("01", |(_, flags)| flags));
+    tp
+}
+
+/// The trace id inside a `traceparent` made by [`traceparent`].
+pub fn trace_id(traceparent: &str) -> &str {
+    traceparent.get(3..35).unwrap_or("")
 }
 
 /// A compiled CORS policy.
@@ -488,11 +510,19 @@ pub fn cors_response(cors: &Cors, origin: Option<&HeaderValue>, res: &mut Header
 /// Joins a base URL (`https://host[:port][/base]`) and an upstream path and query.
 pub fn upstream_uri(base: &str, path: &str, query: Option<&str>) -> Result<Uri, String> {
     let base = base.trim_end_matches('/');
-    let s = match query {
-        Some(q) if !q.is_empty() => format!("{base}{path}?{q}"),
-        _ => format!("{base}{path}"),
-    };
-    s.parse::<Uri>().map_err(|e| format!("{s:?}: {e}"))
+    let query = query.filter(|q| !q.is_empty());
+    let mut s = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    s.push_str(base);
+    s.push_str(path);
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    // from the String itself: the URI keeps its bytes without another copy
+    Uri::try_from(s).map_err(|e| {
+        let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{:?}: {e}", format!("{base}{path}{q}"))
+    })
 }
 
 #[cfg(test)]
@@ -615,22 +645,33 @@ mod tests {
     #[test]
     fn trace_context() {
         let inc = hv("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let (tp, trace) = traceparent(Some(&inc), [1, 2, 0xab]);
+        let tp = traceparent(Some(&inc), [1, 2, 0xab]);
         assert_eq!(
             tp,
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000ab-01"
         );
-        assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace_id(&tp), "4bf92f3577b34da6a3ce929d0e0e4736");
+        // a later version may carry more fields; its flags are kept
+        let later = hv("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra");
+        assert_eq!(
+            traceparent(Some(&later), [1, 2, 0xab]),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000ab-00"
+        );
         for bad in [
             "garbage",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
         ] {
-            let (tp, _) = traceparent(Some(&hv(bad)), [1, 2, 4]);
+            let tp = traceparent(Some(&hv(bad)), [1, 2, 4]);
             assert_eq!(
                 tp, "00-00000000000000010000000000000003-0000000000000005-01",
                 "{bad}"
             );
+            assert_eq!(trace_id(&tp), "00000000000000010000000000000003");
         }
     }
 

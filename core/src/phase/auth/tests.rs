@@ -16,6 +16,7 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 fn provider() -> JwtProvider {
     JwtProvider {
         name: "main".into(),
+        label: "jwt:main".into(),
         issuer: Some("https://auth.example.com/".into()),
         audiences: vec!["api".into()],
         jwks_url: None,
@@ -393,6 +394,24 @@ fn token_cache_is_bounded_and_expires() {
 }
 
 #[test]
+fn token_cache_compares_whole_tokens_not_just_the_hashed_tail() {
+    let tail = "s".repeat(40);
+    let mut c = TokenCache::new(8);
+    c.put(
+        0,
+        &format!("header.claims-a.{tail}"),
+        Verified {
+            consumer: Rc::default(),
+            valid_until_ms: NOW + 1000,
+        },
+        NOW,
+    );
+    assert!(c.get(0, &format!("header.claims-a.{tail}"), NOW).is_some());
+    assert!(c.get(0, &format!("header.claims-b.{tail}"), NOW).is_none());
+    assert!(c.get(0, &tail, NOW).is_none());
+}
+
+#[test]
 fn api_keys_and_authorization() {
     let mut by_hash = HashMap::new();
     by_hash.insert(
@@ -401,6 +420,7 @@ fn api_keys_and_authorization() {
     );
     let set = ApiKeySet {
         name: "partners".into(),
+        label: "api_key:partners".into(),
         header: Some(HeaderName::from_static("x-api-key")),
         query: Some("api_key".into()),
         by_hash,
@@ -418,8 +438,8 @@ fn api_keys_and_authorization() {
     assert_eq!(check_api_key(&set, "k-124"), None);
 
     let claims: Map<String, Value> = json!({"sub": "alice", "scope": "users:read users:write", "tier": "gold", "groups": ["a", "b"]}).as_object().unwrap().clone();
-    let c = Consumer::from_claims("main", Rc::new(claims));
-    assert_eq!((c.id.as_str(), c.scopes.len()), ("alice", 2));
+    let c = Consumer::from_claims(Rc::new(claims));
+    assert_eq!((&*c.id, c.scopes.len()), ("alice", 2));
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let rows = [
         (s(&["users:read"]), vec![], Ok(())),
@@ -458,10 +478,7 @@ fn api_keys_and_authorization() {
     }
     let mut bearer_h = HeaderMap::new();
     bearer_h.insert("authorization", "bearer abc".parse().unwrap());
-    assert_eq!(
-        bearer(&bearer_h, &http::header::AUTHORIZATION),
-        Some("abc".into())
-    );
+    assert_eq!(bearer(&bearer_h, &http::header::AUTHORIZATION), Some("abc"));
     bearer_h.insert("authorization", "Basic abc".parse().unwrap());
     assert_eq!(bearer(&bearer_h, &http::header::AUTHORIZATION), None);
 }
