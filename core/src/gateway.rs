@@ -53,6 +53,8 @@ pub struct Gateway {
 /// What the request carries from phase to phase.
 struct Ctx<'a> {
     request_id: &'a str,
+    /// The same id as a header value, shared by the upstream request and the response.
+    request_id_value: &'a HeaderValue,
     traceparent: &'a str,
     /// The address the connection came from, and whether it is a trusted proxy.
     peer: (std::net::IpAddr, bool),
@@ -117,11 +119,17 @@ impl Gateway {
             headers,
             ..
         } = parts;
-        let request_id = headers
+        let request_id_value = headers
             .get(&self.config.request_id_header)
-            .and_then(transform::valid_request_id)
-            .map(str::to_string)
-            .unwrap_or_else(|| transform::new_request_id(host.random(), host.random()));
+            .filter(|v| transform::valid_request_id(v).is_some())
+            .cloned()
+            .unwrap_or_else(|| {
+                let id = transform::new_request_id(host.random(), host.random());
+                // from the String's own bytes: no copy (hex digits are always a valid value)
+                HeaderValue::from_maybe_shared(Bytes::from(id))
+                    .unwrap_or(HeaderValue::from_static("-"))
+            });
+        let request_id = request_id_value.to_str().unwrap_or("-");
         let traceparent = transform::traceparent(
             headers.get(TRACEPARENT),
             [host.random(), host.random(), host.random()],
@@ -136,7 +144,7 @@ impl Gateway {
         let origin = headers.get(header::ORIGIN).cloned();
         let log = AccessLog {
             ts_ms: host.now(),
-            request_id: &request_id,
+            request_id,
             trace_id: transform::trace_id(&traceparent),
             method: method.as_str(),
             path: uri.path(),
@@ -146,7 +154,8 @@ impl Gateway {
             ..Default::default()
         };
         let mut ctx = Ctx {
-            request_id: &request_id,
+            request_id,
+            request_id_value: &request_id_value,
             traceparent: &traceparent,
             peer,
             client,
@@ -165,7 +174,7 @@ impl Gateway {
             Ok(res) => res,
             Err(reject) => {
                 ctx.log.error = Some(reject.code());
-                reject.to_response(&request_id)
+                reject.to_response(request_id)
             }
         };
         // response processing that applies to every answer, refusals included
@@ -177,10 +186,10 @@ impl Gateway {
         if let Some(cors) = ctx.route.and_then(|r| r.cors).map(|i| &self.config.cors[i]) {
             transform::cors_response(cors, origin.as_ref(), res.headers_mut());
         }
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            res.headers_mut()
-                .insert(self.config.request_id_header.clone(), v);
-        }
+        res.headers_mut().insert(
+            self.config.request_id_header.clone(),
+            request_id_value.clone(),
+        );
         let end = host.monotonic_us();
         ctx.log.phase("respond", "done", t, end);
         ctx.log.status = res.status().as_u16();
@@ -241,7 +250,7 @@ impl Gateway {
             }
         }
         let query = uri.query();
-        validate::check_params(&r.validation, found.params.iter().copied(), query, &headers)
+        validate::check_params(&r.validation, found.params.iter(), query, &headers)
             .and_then(|()| validate::check_body(&r.validation, &headers, &body))
             .inspect_err(|e| ctx.log.phase("validate", e.code(), t, host.monotonic_us()))?;
         ctx.log.phase("validate", "pass", t, host.monotonic_us());
@@ -354,9 +363,7 @@ impl Gateway {
         }
         let original_host = headers.get(header::HOST).cloned();
         headers.remove(header::HOST);
-        if let Ok(v) = HeaderValue::from_str(ctx.request_id) {
-            headers.insert(cfg.request_id_header.clone(), v);
-        }
+        headers.insert(cfg.request_id_header.clone(), ctx.request_id_value.clone());
         if let Ok(v) = HeaderValue::from_str(ctx.traceparent) {
             headers.insert(const { HeaderName::from_static(TRACEPARENT) }, v);
         }

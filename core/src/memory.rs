@@ -108,14 +108,14 @@ impl Host for MemoryHost {
     async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
         self.check_store()?;
         let mut counters = self.counters.borrow_mut();
-        let (verdict, state) =
-            ratelimit::admit(quota, counters.get(key).copied(), self.now(), cost);
-        match counters.get_mut(key) {
-            Some(slot) => *slot = state,
-            None => {
-                counters.insert(key.to_string(), state);
-            }
+        // one lookup for a key seen before; the key is copied only when it is new
+        if let Some(slot) = counters.get_mut(key) {
+            let (verdict, state) = ratelimit::admit(quota, Some(*slot), self.now(), cost);
+            *slot = state;
+            return Ok(verdict);
         }
+        let (verdict, state) = ratelimit::admit(quota, None, self.now(), cost);
+        counters.insert(key.to_string(), state);
         Ok(verdict)
     }
 

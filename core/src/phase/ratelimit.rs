@@ -247,13 +247,16 @@ pub fn set_headers_with(
     quoted_name: &str,
     verdict: &Verdict,
 ) {
-    let mut state = String::with_capacity(quoted_name.len() + 24);
+    let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (r, t) = (r.format(verdict.remaining), t.format(verdict.reset_s));
+    // exactly sized, so the header value takes the String's bytes without a copy
+    let mut state = String::with_capacity(quoted_name.len() + 6 + r.len() + t.len());
     state.push_str(quoted_name);
     state.push_str(";r=");
-    state.push_str(itoa::Buffer::new().format(verdict.remaining));
+    state.push_str(r);
     state.push_str(";t=");
-    state.push_str(itoa::Buffer::new().format(verdict.reset_s));
-    if let Ok(s) = HeaderValue::from_str(&state) {
+    state.push_str(t);
+    if let Ok(s) = HeaderValue::from_maybe_shared(bytes::Bytes::from(state)) {
         headers.insert(
             const { HeaderName::from_static("ratelimit-policy") },
             policy.clone(),

@@ -38,8 +38,9 @@ impl std::fmt::Debug for Router {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched<'p> {
     pub route: usize,
-    /// The path parameters: names from the route table, values from the path.
-    pub params: Vec<(&'p str, &'p str)>,
+    /// The path parameters: names from the route table, values from the path (kept inline for
+    /// up to three).
+    pub params: matchit::Params<'p, 'p>,
 }
 
 /// One route as the router needs it.
@@ -123,7 +124,7 @@ impl Router {
         match route {
             Some(route) => Ok(Matched {
                 route,
-                params: found.params.iter().collect(),
+                params: found.params,
             }),
             None => {
                 let mut allow: Vec<&str> = entry
@@ -224,16 +225,13 @@ impl Template {
     }
 
     /// Fills the template. Parameter values are already percent-encoded path text.
-    pub fn render(&self, params: &[(&str, &str)]) -> String {
+    /// `param` looks a parameter's value up by name.
+    pub fn render<'v>(&self, param: impl Fn(&str) -> Option<&'v str>) -> String {
         let mut out = String::with_capacity(64);
         for p in &self.parts {
             match p {
                 Part::Lit(l) => out.push_str(l),
-                Part::Param(n) => {
-                    if let Some((_, v)) = params.iter().find(|(k, _)| k == n) {
-                        out.push_str(v)
-                    }
-                }
+                Part::Param(n) => out.push_str(param(n).unwrap_or("")),
             }
         }
         out
@@ -261,12 +259,12 @@ pub fn pattern_params(pattern: &str) -> Vec<String> {
 /// The path to send upstream: rewritten, or with the prefix stripped, or as matched.
 pub fn upstream_path(
     path: &str,
-    params: &[(&str, &str)],
+    params: &matchit::Params<'_, '_>,
     rewrite: Option<&Template>,
     strip_prefix: Option<&str>,
 ) -> String {
     if let Some(t) = rewrite {
-        return t.render(params);
+        return t.render(|name| params.get(name));
     }
     if let Some(prefix) = strip_prefix {
         if let Some(rest) = path.strip_prefix(prefix.trim_end_matches('/')) {
@@ -366,7 +364,7 @@ mod tests {
             );
         }
         let found = r.find(&Method::GET, None, "/files/a/b").unwrap();
-        assert_eq!(found.params, [("rest", "a/b")]);
+        assert_eq!(found.params.iter().collect::<Vec<_>>(), [("rest", "a/b")]);
     }
 
     #[test]
@@ -395,16 +393,22 @@ mod tests {
 
     #[test]
     fn rewrite_and_strip() {
-        let params = [("id", "7"), ("rest", "x/y")];
+        let mut m = matchit::Router::new();
+        m.insert("/v1/u/{id}/{*rest}", ()).unwrap();
+        let found = m.at("/v1/u/7/x/y").unwrap();
         let t = Template::parse("/users/{id}/files/{*rest}").unwrap();
         assert_eq!(t.params().collect::<Vec<_>>(), ["id", "rest"]);
         assert_eq!(
-            upstream_path("/v1/u/7", &params, Some(&t), None),
+            upstream_path("/v1/u/7/x/y", &found.params, Some(&t), None),
             "/users/7/files/x/y"
         );
-        assert_eq!(upstream_path("/api/v1/x", &[], None, Some("/api")), "/v1/x");
-        assert_eq!(upstream_path("/api", &[], None, Some("/api/")), "/");
-        assert_eq!(upstream_path("/apix", &[], None, Some("/api")), "/apix");
+        let none = matchit::Params::new();
+        assert_eq!(
+            upstream_path("/api/v1/x", &none, None, Some("/api")),
+            "/v1/x"
+        );
+        assert_eq!(upstream_path("/api", &none, None, Some("/api/")), "/");
+        assert_eq!(upstream_path("/apix", &none, None, Some("/api")), "/apix");
         assert_eq!(
             Template::parse("users/{id}"),
             Err("\"users/{id}\" must start with /".into())

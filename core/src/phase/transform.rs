@@ -80,21 +80,25 @@ impl ValueTemplate {
         Ok(ValueTemplate { parts, fixed })
     }
 
-    pub fn render(&self, v: &Vars<'_>) -> Option<HeaderValue> {
+    pub fn render<'a>(&'a self, v: &Vars<'a>) -> Option<HeaderValue> {
         if let Some(fixed) = &self.fixed {
             return Some(fixed.clone());
         }
-        let mut out = String::with_capacity(64);
-        for p in &self.parts {
-            out.push_str(match p {
+        let piece = |p: &'a Piece| -> &'a str {
+            match p {
                 Piece::Text(t) => t,
                 Piece::Consumer => v.consumer,
                 Piece::Route => v.route,
                 Piece::RequestId => v.request_id,
                 Piece::ClientIp => v.client_ip,
-            });
+            }
+        };
+        // exactly sized, so the header value takes the String's bytes without a copy
+        let mut out = String::with_capacity(self.parts.iter().map(|p| piece(p).len()).sum());
+        for p in &self.parts {
+            out.push_str(piece(p));
         }
-        HeaderValue::from_str(&out).ok()
+        HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
     }
 }
 
