@@ -331,6 +331,10 @@ fn phases(c: &mut Criterion) {
         log.phase(p, "pass", 0, 3);
     }
     g.bench_function("observe/to_json", |b| b.iter(|| black_box(&log).to_json()));
+    // the same record through serde's generic serializer, which `to_json` replaces
+    g.bench_function("observe/to_json_via_serde", |b| {
+        b.iter(|| serde_json::to_string(black_box(&log)).unwrap())
+    });
     g.finish();
 }
 
