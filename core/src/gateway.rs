@@ -361,8 +361,7 @@ impl Gateway {
         if up_path.is_empty() {
             up_path.push('/');
         }
-        let original_host = headers.get(header::HOST).cloned();
-        headers.remove(header::HOST);
+        let original_host = headers.remove(header::HOST);
         headers.insert(cfg.request_id_header.clone(), ctx.request_id_value.clone());
         if let Ok(v) = HeaderValue::from_str(ctx.traceparent) {
             headers.insert(const { HeaderName::from_static(TRACEPARENT) }, v);

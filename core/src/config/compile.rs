@@ -146,7 +146,12 @@ pub fn private_reason(ip: IpAddr) -> Option<&'static str> {
 }
 
 /// Checks an outbound URL: http(s), a host, and no private address unless allowed.
-fn outbound_url(e: &mut Errs<'_>, path: &str, url: &str, allow_private: bool) -> Option<String> {
+fn outbound_url(
+    e: &mut Errs<'_>,
+    path: &str,
+    url: &str,
+    allow_private: bool,
+) -> Option<crate::phase::transform::Target> {
     let Ok(uri) = url.parse::<http::Uri>() else {
         e.push(path, format!("{url:?} is not a URL"));
         return None;
@@ -184,7 +189,14 @@ fn outbound_url(e: &mut Errs<'_>, path: &str, url: &str, allow_private: bool) ->
         );
         return None;
     }
-    Some(url.trim_end_matches('/').to_string())
+    let url = url.trim_end_matches('/');
+    match crate::phase::transform::Target::parse(url) {
+        Ok(target) => Some(target),
+        Err(why) => {
+            e.push(path, format!("{url:?}: {why}"));
+            None
+        }
+    }
 }
 
 fn methods(e: &mut Errs<'_>, path: &str, list: &[String]) -> Vec<Method> {
@@ -434,7 +446,8 @@ pub fn compile(
         let jwks_url = p
             .jwks_url
             .as_ref()
-            .and_then(|u| outbound_url(&mut e, &format!("{path}.jwks_url"), u, p.allow_private));
+            .and_then(|u| outbound_url(&mut e, &format!("{path}.jwks_url"), u, p.allow_private))
+            .map(|t| t.url);
         let mut keys = Vec::new();
         for (i, k) in p.keys.iter().enumerate() {
             let kp = format!("{path}.keys[{i}]");

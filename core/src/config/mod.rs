@@ -129,7 +129,7 @@ pub struct Respond {
 pub struct Upstream {
     pub name: String,
     /// Base URLs (scheme, authority, optional base path without trailing `/`).
-    pub targets: Vec<String>,
+    pub targets: Vec<crate::phase::transform::Target>,
     pub weights: Vec<u32>,
     pub timeout_ms: u32,
     pub retries: u32,
@@ -264,7 +264,10 @@ impl Config {
 
     /// Every origin (`scheme://host:port`) the gateway may call: upstream targets and JWKS URLs.
     pub fn outbound_origins(&self) -> Vec<String> {
-        let urls = self.upstreams.iter().flat_map(|u| u.targets.iter());
+        let urls = self
+            .upstreams
+            .iter()
+            .flat_map(|u| u.targets.iter().map(|t| &t.url));
         let jwks = self.jwt.iter().filter_map(|p| p.jwks_url.as_ref());
         let mut origins: Vec<String> = urls
             .chain(jwks)

@@ -229,9 +229,7 @@ fn any_needs_escape(v: &[u8]) -> bool {
         return false;
     }
     let mut word = [b'a'; 8]; // padding that needs no escape
-    for (w, b) in word.iter_mut().zip(rest) {
-        *w = *b;
-    }
+    word[..rest.len()].copy_from_slice(rest);
     word_needs_escape(u64::from_le_bytes(word))
 }
 

@@ -511,22 +511,66 @@ pub fn cors_response(cors: &Cors, origin: Option<&HeaderValue>, res: &mut Header
     }
 }
 
-/// Joins a base URL (`https://host[:port][/base]`) and an upstream path and query.
-pub fn upstream_uri(base: &str, path: &str, query: Option<&str>) -> Result<Uri, String> {
-    let base = base.trim_end_matches('/');
+/// An upstream target: its base URL (`https://host[:port][/base]`), with the scheme and
+/// authority parsed once at load so that a request only parses its own path and query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// As configured, without a trailing `/`.
+    pub url: String,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The base path without its trailing `/` (empty for none).
+    base_path: String,
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let url = url.trim_end_matches('/');
+        let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        let parts = uri.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            return Err("needs a scheme and a host".into());
+        };
+        if parts
+            .path_and_query
+            .as_ref()
+            .and_then(|p| p.query())
+            .is_some()
+        {
+            return Err("must not have a query".into());
+        }
+        let base_path = parts
+            .path_and_query
+            .map(|p| p.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        Ok(Target {
+            url: url.to_string(),
+            scheme,
+            authority,
+            base_path,
+        })
+    }
+}
+
+/// The target's base URL joined with an upstream path and query.
+pub fn upstream_uri(target: &Target, path: &str, query: Option<&str>) -> Result<Uri, String> {
     let query = query.filter(|q| !q.is_empty());
-    let mut s = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
-    s.push_str(base);
+    let len = target.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1);
+    let mut s = String::with_capacity(len);
+    s.push_str(&target.base_path);
     s.push_str(path);
     if let Some(q) = query {
         s.push('?');
         s.push_str(q);
     }
-    // from the String itself: the URI keeps its bytes without another copy
-    Uri::try_from(s).map_err(|e| {
-        let q = query.map(|q| format!("?{q}")).unwrap_or_default();
-        format!("{:?}: {e}", format!("{base}{path}{q}"))
-    })
+    // exactly sized: the path takes the String's bytes without another copy
+    let path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(s))
+        .map_err(|e| format!("{}{path}: {e}", target.url))?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(target.scheme.clone());
+    parts.authority = Some(target.authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).map_err(|e| format!("{}{path}: {e}", target.url))
 }
 
 #[cfg(test)]
@@ -763,11 +807,44 @@ mod tests {
 
     #[test]
     fn upstream_uris() {
+        let rows = [
+            (
+                "http://127.0.0.1:8080/base/",
+                "/x",
+                Some("a=1"),
+                "http://127.0.0.1:8080/base/x?a=1",
+            ),
+            (
+                "https://api.example",
+                "/v1/u/7",
+                None,
+                "https://api.example/v1/u/7",
+            ),
+            (
+                "https://api.example/",
+                "/",
+                Some(""),
+                "https://api.example/",
+            ),
+            (
+                "http://[::1]:9000/a/b",
+                "/c",
+                Some("q=%20"),
+                "http://[::1]:9000/a/b/c?q=%20",
+            ),
+        ];
+        for (base, path, query, want) in rows {
+            let target = Target::parse(base).unwrap();
+            assert_eq!(target.url, base.trim_end_matches('/'));
+            let uri = upstream_uri(&target, path, query).unwrap();
+            assert_eq!(uri.to_string(), want, "{base} {path}");
+            assert_eq!(uri, want.parse::<Uri>().unwrap());
+        }
+        assert!(upstream_uri(&Target::parse("https://a.example").unwrap(), "/x y", None).is_err());
         assert_eq!(
-            upstream_uri("http://127.0.0.1:8080/base/", "/x", Some("a=1"))
-                .unwrap()
-                .to_string(),
-            "http://127.0.0.1:8080/base/x?a=1"
+            Target::parse("https://a.example/?x=1"),
+            Err("must not have a query".into())
         );
+        assert!(Target::parse("/relative").is_err());
     }
 }
