@@ -152,22 +152,14 @@ fn outbound_url(
     url: &str,
     allow_private: bool,
 ) -> Option<crate::phase::transform::Target> {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        e.push(path, format!("{url:?} is not a URL"));
-        return None;
+    let target = match crate::phase::transform::Target::parse(url) {
+        Ok(target) => target,
+        Err(why) => {
+            e.push(path, format!("{url:?} {why}"));
+            return None;
+        }
     };
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        e.push(path, format!("{url:?} must start with http:// or https://"));
-        return None;
-    }
-    let Some(host) = uri.host() else {
-        e.push(path, format!("{url:?} has no host"));
-        return None;
-    };
-    if uri.query().is_some() {
-        e.push(path, format!("{url:?} must not have a query"));
-        return None;
-    }
+    let host = target.host();
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let reason = match bare.parse::<IpAddr>() {
         Ok(ip) => private_reason(ip),
@@ -189,14 +181,7 @@ fn outbound_url(
         );
         return None;
     }
-    let url = url.trim_end_matches('/');
-    match crate::phase::transform::Target::parse(url) {
-        Ok(target) => Some(target),
-        Err(why) => {
-            e.push(path, format!("{url:?}: {why}"));
-            None
-        }
-    }
+    Some(target)
 }
 
 fn methods(e: &mut Errs<'_>, path: &str, list: &[String]) -> Vec<Method> {

@@ -524,12 +524,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// An absolute `http`/`https` URL without a query. The error completes a sentence that
+    /// starts with the URL: `"ftp://x" must start with http:// or https://`.
     pub fn parse(url: &str) -> Result<Target, String> {
         let url = url.trim_end_matches('/');
-        let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        let uri: Uri = url.parse().map_err(|_| "is not a URL")?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err("must start with http:// or https://".into());
+        }
         let parts = uri.into_parts();
         let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
-            return Err("needs a scheme and a host".into());
+            return Err("has no host".into());
         };
         if parts
             .path_and_query
@@ -549,6 +554,11 @@ impl Target {
             authority,
             base_path,
         })
+    }
+
+    /// The host, as the URL writes it (IPv6 in brackets).
+    pub fn host(&self) -> &str {
+        self.authority.host()
     }
 }
 
@@ -845,6 +855,14 @@ mod tests {
             Target::parse("https://a.example/?x=1"),
             Err("must not have a query".into())
         );
-        assert!(Target::parse("/relative").is_err());
+        assert_eq!(
+            Target::parse("/relative"),
+            Err("must start with http:// or https://".into())
+        );
+        assert_eq!(
+            Target::parse("ftp://a.example"),
+            Err("must start with http:// or https://".into())
+        );
+        assert_eq!(Target::parse("http://a b"), Err("is not a URL".into()));
     }
 }
