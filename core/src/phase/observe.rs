@@ -74,33 +74,22 @@ impl<'a> AccessLog<'a> {
     /// `tests::hand_written_json_matches_serde` holds the two to the same output.
     pub fn to_json(&self) -> String {
         let mut w = Json(String::with_capacity(512 + 48 * self.phases.len()));
-        w.raw("{\"ts_ms\":");
-        w.num(self.ts_ms);
-        w.raw(",\"request_id\":");
-        w.string(self.request_id);
-        w.raw(",\"trace_id\":");
-        w.string(self.trace_id);
-        w.raw(",\"method\":");
-        w.string(self.method);
-        w.raw(",\"path\":");
-        w.string(self.path);
-        w.raw(",\"host\":");
-        w.string(self.host);
-        w.raw(",\"client_ip\":");
-        w.string(self.client_ip);
+        w.num_field("{\"ts_ms\":", self.ts_ms);
+        w.str_field(",\"request_id\":", self.request_id);
+        w.str_field(",\"trace_id\":", self.trace_id);
+        w.str_field(",\"method\":", self.method);
+        w.str_field(",\"path\":", self.path);
+        w.str_field(",\"host\":", self.host);
+        w.str_field(",\"client_ip\":", self.client_ip);
         if let Some(v) = self.route {
-            w.raw(",\"route\":");
-            w.string(v);
+            w.str_field(",\"route\":", v);
         }
         if let Some(v) = &self.consumer {
-            w.raw(",\"consumer\":");
-            w.string(v);
+            w.str_field(",\"consumer\":", v);
         }
-        w.raw(",\"status\":");
-        w.num(u64::from(self.status));
+        w.num_field(",\"status\":", u64::from(self.status));
         if let Some(v) = self.error {
-            w.raw(",\"error\":");
-            w.string(v);
+            w.str_field(",\"error\":", v);
         }
         w.raw(",\"phases\":[");
         for (i, p) in self.phases.iter().enumerate() {
@@ -112,38 +101,28 @@ impl<'a> AccessLog<'a> {
             // phase names are the gateway's own constants, which need no escaping
             debug_assert!(!any_needs_escape(p.phase.as_bytes()));
             w.raw(p.phase);
-            w.raw("\"");
-            w.raw(",\"decision\":");
-            w.string(&p.decision);
-            w.raw(",\"us\":");
-            w.num(p.us);
+            w.str_field("\",\"decision\":", &p.decision);
+            w.num_field(",\"us\":", p.us);
             w.raw("}");
         }
         w.raw("]");
         if let Some(v) = self.upstream {
-            w.raw(",\"upstream\":");
-            w.string(v);
+            w.str_field(",\"upstream\":", v);
         }
         if let Some(v) = self.upstream_status {
-            w.raw(",\"upstream_status\":");
-            w.num(u64::from(v));
+            w.num_field(",\"upstream_status\":", u64::from(v));
         }
-        w.raw(",\"upstream_attempts\":");
-        w.num(u64::from(self.upstream_attempts));
+        w.num_field(",\"upstream_attempts\":", u64::from(self.upstream_attempts));
         if let Some(v) = self.upstream_us {
-            w.raw(",\"upstream_us\":");
-            w.num(v);
+            w.num_field(",\"upstream_us\":", v);
         }
         if let Some(v) = self.cache {
-            w.raw(",\"cache\":");
-            w.string(v);
+            w.str_field(",\"cache\":", v);
         }
         if let Some(v) = self.rate_limit_remaining {
-            w.raw(",\"rate_limit_remaining\":");
-            w.num(v);
+            w.num_field(",\"rate_limit_remaining\":", v);
         }
-        w.raw(",\"duration_us\":");
-        w.num(self.duration_us);
+        w.num_field(",\"duration_us\":", self.duration_us);
         w.raw("}");
         w.0
     }
@@ -172,8 +151,17 @@ impl Json {
         self.0.push_str(s);
     }
 
-    fn num(&mut self, v: u64) {
+    /// `key` is the key with its punctuation, e.g. `,"status":`.
+    #[inline]
+    fn num_field(&mut self, key: &str, v: u64) {
+        self.0.push_str(key);
         self.0.push_str(itoa::Buffer::new().format(v));
+    }
+
+    #[inline]
+    fn str_field(&mut self, key: &str, v: &str) {
+        self.0.push_str(key);
+        self.string(v);
     }
 
     /// A JSON string: runs of safe characters are copied whole.
