@@ -433,6 +433,58 @@ fn the_upstream_request_is_rewritten_and_carries_context() {
 }
 
 #[test]
+fn generated_ids_reach_upstream_client_and_log_and_each_log_line_stands_alone() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    b.push(ok("{}", &[]));
+    let t = bearer(&hs_token("alice", json!({"scope": "users:read"}), NOW_MS));
+    let first = send(
+        &gw,
+        &host,
+        req("GET", "/v1/users/42", &[("authorization", &t)], ""),
+        "192.0.2.1",
+    );
+    let second = send(&gw, &host, req("GET", "/health", &[], ""), "192.0.2.1");
+    let ids = [&first, &second].map(|r| r.headers()["x-request-id"].to_str().unwrap().to_string());
+    for id in &ids {
+        assert!(
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
+    }
+    assert_ne!(ids[0], ids[1]);
+    let sent = host.sent.borrow();
+    assert_eq!(sent[0].headers()["x-request-id"], ids[0].as_str());
+    let tp = sent[0].headers()["traceparent"].to_str().unwrap();
+    assert_eq!((tp.len(), &tp[..3], &tp[52..]), (55, "00-", "-01"), "{tp}");
+    // the log buffer is reused: each line is one whole record of its own request
+    let lines = host.logs.borrow();
+    assert_eq!(lines.len(), 2);
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+        .collect();
+    assert_eq!(
+        (
+            records[0]["request_id"].as_str(),
+            records[0]["trace_id"].as_str()
+        ),
+        (Some(ids[0].as_str()), Some(&tp[3..35]))
+    );
+    assert_eq!(
+        (
+            records[1]["request_id"].as_str(),
+            records[1]["path"].as_str()
+        ),
+        (Some(ids[1].as_str()), Some("/health"))
+    );
+}
+
+#[test]
 fn json_bodies_are_transformed_on_the_way_up() {
     let gw = gateway(CONFIG);
     let host = Backend::default().host();

@@ -139,6 +139,7 @@ fn main() {
                 .uri("https://gw.bench/api/items/42?x=1")
                 .header("authorization", format!("Bearer {token}"))
                 .header("accept", "application/json")
+                .header("user-agent", "bench")
                 .body(Bytes::new())
                 .unwrap()
         })

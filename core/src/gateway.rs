@@ -48,7 +48,12 @@ pub struct Gateway {
     limit_fields: Vec<(HeaderValue, String)>,
     tokens: RefCell<TokenCache>,
     jwks: RefCell<Vec<Jwks>>,
+    /// The access-log line's buffer, reused from request to request.
+    log_line: RefCell<String>,
 }
+
+/// A log line buffer that grew past this is given back rather than kept for the next request.
+const LOG_LINE_KEEP: usize = 16 * 1024;
 
 /// What the request carries from phase to phase.
 struct Ctx<'a> {
@@ -89,6 +94,7 @@ impl Gateway {
             limit_fields,
             tokens,
             jwks,
+            log_line: RefCell::default(),
         }
     }
 
@@ -125,15 +131,15 @@ impl Gateway {
             .cloned()
             .unwrap_or_else(|| {
                 let id = transform::new_request_id(host.random(), host.random());
-                // from the String's own bytes: no copy (hex digits are always a valid value)
-                HeaderValue::from_maybe_shared(Bytes::from(id))
-                    .unwrap_or(HeaderValue::from_static("-"))
+                // hex digits are always a valid value
+                transform::shared_value(id).unwrap_or(HeaderValue::from_static("-"))
             });
         let request_id = request_id_value.to_str().unwrap_or("-");
         let traceparent = transform::traceparent(
             headers.get(TRACEPARENT),
             [host.random(), host.random(), host.random()],
         );
+        let traceparent = transform::traceparent_text(&traceparent);
         let peer = (client.ip, self.config.trusted_proxies.contains(client.ip));
         let client = Client {
             ip: access::effective_ip(client.ip, &headers, &self.config.trusted_proxies),
@@ -145,7 +151,7 @@ impl Gateway {
         let log = AccessLog {
             ts_ms: host.now(),
             request_id,
-            trace_id: transform::trace_id(&traceparent),
+            trace_id: transform::trace_id(traceparent),
             method: method.as_str(),
             path: uri.path(),
             host: req_host.as_deref().unwrap_or_default(),
@@ -156,7 +162,7 @@ impl Gateway {
         let mut ctx = Ctx {
             request_id,
             request_id_value: &request_id_value,
-            traceparent: &traceparent,
+            traceparent,
             peer,
             client,
             route: None,
@@ -200,7 +206,7 @@ impl Gateway {
                     .insert(const { HeaderName::from_static("server-timing") }, v);
             }
         }
-        host.log(&ctx.log.to_json());
+        self.write_log(&ctx.log, host);
         res
     }
 
@@ -525,6 +531,21 @@ impl Gateway {
                 .phase("transform", "applied", t, host.monotonic_us());
         }
         res
+    }
+
+    /// Writes the access-log line into the reused buffer and hands it to the host. The buffer
+    /// is borrowed only here, with no await inside, so interleaved requests never meet in it.
+    fn write_log<H: Host>(&self, log: &AccessLog<'_>, host: &H) {
+        let Ok(mut line) = self.log_line.try_borrow_mut() else {
+            // only if a host's `log` handled another request inside this one
+            return host.log(&log.to_json());
+        };
+        line.clear();
+        log.write_json(&mut line);
+        host.log(&line);
+        if line.capacity() > LOG_LINE_KEEP {
+            *line = String::new();
+        }
     }
 
     /// The counter a request is charged to: `rl:<policy>:<who>`.

@@ -312,25 +312,31 @@ pub fn valid_request_id(v: &HeaderValue) -> Option<&str> {
 }
 
 /// A new request id from 128 random bits: 32 lowercase hex digits.
-pub fn new_request_id(hi: u64, lo: u64) -> String {
-    let mut id = String::with_capacity(32);
-    push_hex(&mut id, hi);
-    push_hex(&mut id, lo);
+pub fn new_request_id(hi: u64, lo: u64) -> [u8; 32] {
+    let mut id = [0; 32];
+    put_hex(&mut id[..16], hi);
+    put_hex(&mut id[16..], lo);
     id
 }
 
-/// Appends `v` as 16 lowercase hex digits.
-fn push_hex(out: &mut String, v: u64) {
+/// Writes `v` as 16 lowercase hex digits into `out` (16 bytes long).
+fn put_hex(out: &mut [u8], v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
-        out.push(char::from(HEX[((v >> (shift * 4)) & 15) as usize]));
+    for (i, b) in out.iter_mut().take(16).enumerate() {
+        *b = HEX[((v >> ((15 - i) * 4)) & 15) as usize];
     }
+}
+
+/// A header value that owns `bytes` and is shared, not copied, when cloned (the request id goes
+/// to the upstream and to the client).
+pub fn shared_value<const N: usize>(bytes: [u8; N]) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from_owner(bytes)).ok()
 }
 
 /// The trace context to send upstream: the incoming `traceparent` with a new parent id (this
 /// gateway's span), or a new trace when the incoming one is absent or malformed.
 /// [`trace_id`] reads the trace id back out of it.
-pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> String {
+pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> [u8; 55] {
     let hex = |p: &str, n: usize| {
         p.len() == n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };
@@ -348,20 +354,23 @@ pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> String {
             && hex(flags, 2);
         ok.then_some((trace, flags))
     });
-    let mut tp = String::with_capacity(55);
-    tp.push_str("00-");
+    // 00-<trace id: 32>-<parent id: 16>-<flags: 2>
+    let mut tp = *b"00-________________________________-________________-__";
     match parsed {
-        Some((trace, _)) => tp.push_str(trace),
+        Some((trace, _)) => tp[3..35].copy_from_slice(trace.as_bytes()),
         None => {
-            push_hex(&mut tp, random[0]);
-            push_hex(&mut tp, random[1] | 1);
+            put_hex(&mut tp[3..19], random[0]);
+            put_hex(&mut tp[19..35], random[1] | 1);
         }
     }
-    tp.push('-');
-    push_hex(&mut tp, random[2] | 1);
-    tp.push('-');
-    tp.push_str(parsed.map_or("01", |(_, flags)| flags));
+    put_hex(&mut tp[36..52], random[2] | 1);
+    tp[53..].copy_from_slice(parsed.map_or("01", |(_, flags)| flags).as_bytes());
     tp
+}
+
+/// A `traceparent` made by [`traceparent`] as text (it is all ASCII).
+pub fn traceparent_text(tp: &[u8; 55]) -> &str {
+    std::str::from_utf8(tp).unwrap_or_default()
 }
 
 /// The trace id inside a `traceparent` made by [`traceparent`].
@@ -704,15 +713,16 @@ mod tests {
     fn trace_context() {
         let inc = hv("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let tp = traceparent(Some(&inc), [1, 2, 0xab]);
+        let tp = traceparent_text(&tp);
         assert_eq!(
             tp,
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000ab-01"
         );
-        assert_eq!(trace_id(&tp), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace_id(tp), "4bf92f3577b34da6a3ce929d0e0e4736");
         // a later version may carry more fields; its flags are kept
         let later = hv("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra");
         assert_eq!(
-            traceparent(Some(&later), [1, 2, 0xab]),
+            traceparent_text(&traceparent(Some(&later), [1, 2, 0xab])),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000ab-00"
         );
         for bad in [
@@ -725,11 +735,12 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
         ] {
             let tp = traceparent(Some(&hv(bad)), [1, 2, 4]);
+            let tp = traceparent_text(&tp);
             assert_eq!(
                 tp, "00-00000000000000010000000000000003-0000000000000005-01",
                 "{bad}"
             );
-            assert_eq!(trace_id(&tp), "00000000000000010000000000000003");
+            assert_eq!(trace_id(tp), "00000000000000010000000000000003");
         }
     }
 
@@ -738,7 +749,14 @@ mod tests {
         assert_eq!(valid_request_id(&hv("abc-123")), Some("abc-123"));
         assert_eq!(valid_request_id(&hv("has space")), None);
         assert_eq!(valid_request_id(&hv(&"x".repeat(129))), None);
-        assert_eq!(new_request_id(1, 255), "000000000000000100000000000000ff");
+        assert_eq!(&new_request_id(1, 255), b"000000000000000100000000000000ff");
+        assert_eq!(
+            &new_request_id(u64::MAX, 0x0123_4567_89ab_cdef),
+            b"ffffffffffffffff0123456789abcdef"
+        );
+        // the shared value is the id, and so are its clones
+        let v = shared_value(new_request_id(1, 255)).unwrap();
+        assert_eq!(v.clone(), "000000000000000100000000000000ff");
     }
 
     fn cors() -> Cors {
