@@ -13,7 +13,7 @@ use crate::config::{Action, Config, Route};
 use crate::host::{FetchError, Host};
 use crate::phase::access::{self, Client};
 use crate::phase::auth::{self, Consumer, Key, TokenCache, TokenError};
-use crate::phase::observe::AccessLog;
+use crate::phase::observe::{AccessLog, Phase};
 use crate::phase::ratelimit::{self, LimitKey, Quota, Verdict};
 use crate::phase::{cache, route, transform, validate};
 use crate::problem::Reject;
@@ -156,7 +156,7 @@ impl Gateway {
             path: uri.path(),
             host: req_host.as_deref().unwrap_or_default(),
             phases: Vec::with_capacity(10),
-            client_ip: &client_ip,
+            client_ip: client_ip.as_str(),
             ..Default::default()
         };
         let mut ctx = Ctx {
@@ -197,7 +197,7 @@ impl Gateway {
             request_id_value.clone(),
         );
         let end = host.monotonic_us();
-        ctx.log.phase("respond", "done", t, end);
+        ctx.log.phase(Phase::Respond, "done", t, end);
         ctx.log.status = res.status().as_u16();
         ctx.log.duration_us = end.saturating_sub(start);
         if self.config.server_timing {
@@ -228,8 +228,10 @@ impl Gateway {
         let t = host.monotonic_us();
         let checked = validate::check_sizes(&cfg.limits, uri, &headers)
             .and_then(|()| validate::normalize_path(uri.path()));
-        let path =
-            checked.inspect_err(|r| ctx.log.phase("validate", r.code(), t, host.monotonic_us()))?;
+        let path = checked.inspect_err(|r| {
+            ctx.log
+                .phase(Phase::Validate, r.code(), t, host.monotonic_us())
+        })?;
         let preflight = transform::is_preflight(method, &headers);
         let match_method = if preflight {
             transform::preflight_method(&headers).unwrap_or(Method::OPTIONS)
@@ -244,29 +246,36 @@ impl Gateway {
             }
             (f, _) => f,
         }
-        .inspect_err(|r| ctx.log.phase("validate", r.code(), t, host.monotonic_us()))?;
+        .inspect_err(|r| {
+            ctx.log
+                .phase(Phase::Validate, r.code(), t, host.monotonic_us())
+        })?;
         let r = &cfg.routes[found.route];
         ctx.route = Some(r);
         ctx.log.route = Some(&r.name);
         if preflight {
             if let Some(cors) = r.cors.map(|i| &cfg.cors[i]) {
                 ctx.log
-                    .phase("validate", "preflight", t, host.monotonic_us());
+                    .phase(Phase::Validate, "preflight", t, host.monotonic_us());
                 return Ok(transform::preflight(cors, &headers, &r.methods));
             }
         }
         let query = uri.query();
         validate::check_params(&r.validation, found.params.iter(), query, &headers)
             .and_then(|()| validate::check_body(&r.validation, &headers, &body))
-            .inspect_err(|e| ctx.log.phase("validate", e.code(), t, host.monotonic_us()))?;
-        ctx.log.phase("validate", "pass", t, host.monotonic_us());
+            .inspect_err(|e| {
+                ctx.log
+                    .phase(Phase::Validate, e.code(), t, host.monotonic_us())
+            })?;
+        ctx.log
+            .phase(Phase::Validate, "pass", t, host.monotonic_us());
 
         // 2. access
         if let Some(policy) = r.access.map(|i| &cfg.access[i]) {
             let t = host.monotonic_us();
             let verdict = access::check(policy, &ctx.client);
             ctx.log.phase(
-                "access",
+                Phase::Access,
                 if verdict.is_ok() { "pass" } else { "deny" },
                 t,
                 host.monotonic_us(),
@@ -289,7 +298,7 @@ impl Gateway {
                 Ok(None) => "fail-open",
                 Err(e) => e.code(),
             };
-            ctx.log.phase("auth", decision, t, host.monotonic_us());
+            ctx.log.phase(Phase::Auth, decision, t, host.monotonic_us());
             ctx.consumer = outcome?.map(|(c, _)| c);
             ctx.log.consumer = ctx.consumer.as_ref().map(|c| c.id.clone());
         }
@@ -303,7 +312,8 @@ impl Gateway {
                     ctx.limit = Some((qi, verdict));
                     ctx.log.rate_limit_remaining = Some(verdict.remaining);
                     let decision = if verdict.allowed { "allow" } else { "limit" };
-                    ctx.log.phase("ratelimit", decision, t, host.monotonic_us());
+                    ctx.log
+                        .phase(Phase::RateLimit, decision, t, host.monotonic_us());
                     if !verdict.allowed {
                         return Err(Reject::RateLimited {
                             retry_after_s: verdict.retry_after_s,
@@ -313,11 +323,15 @@ impl Gateway {
                 }
                 Err(_) if quota.fail_open => {
                     ctx.log
-                        .phase("ratelimit", "store-error:open", t, host.monotonic_us())
+                        .phase(Phase::RateLimit, "store-error:open", t, host.monotonic_us())
                 }
                 Err(_) => {
-                    ctx.log
-                        .phase("ratelimit", "store-error:closed", t, host.monotonic_us());
+                    ctx.log.phase(
+                        Phase::RateLimit,
+                        "store-error:closed",
+                        t,
+                        host.monotonic_us(),
+                    );
                     return Err(Reject::Unavailable);
                 }
             }
@@ -335,7 +349,8 @@ impl Gateway {
         };
         let upstream = match &r.action {
             Action::Respond(resp) => {
-                ctx.log.phase("route", "respond", t, host.monotonic_us());
+                ctx.log
+                    .phase(Phase::Route, "respond", t, host.monotonic_us());
                 let mut res = Response::new(if *method == Method::HEAD {
                     Bytes::new()
                 } else {
@@ -388,7 +403,7 @@ impl Gateway {
         }
         ctx.log.upstream = Some(&upstream.name);
         ctx.log
-            .phase("route", upstream.name.as_str(), t, host.monotonic_us());
+            .phase(Phase::Route, upstream.name.as_str(), t, host.monotonic_us());
 
         // 6. cache, then the backend
         let t = host.monotonic_us();
@@ -426,28 +441,32 @@ impl Gateway {
                 Ok(Ok((stored, key))) => {
                     if let Some(hit) = stored.and_then(|s| cache::serve(&s, &probe, host.now())) {
                         ctx.log.cache = Some("hit");
-                        ctx.log.phase("cache", "hit", t, host.monotonic_us());
+                        ctx.log.phase(Phase::Cache, "hit", t, host.monotonic_us());
                         return Ok(self.process_response(r, hit, &vars, ctx, host));
                     }
                     ctx.log.cache = Some("miss");
-                    ctx.log.phase("cache", "miss", t, host.monotonic_us());
+                    ctx.log.phase(Phase::Cache, "miss", t, host.monotonic_us());
                     cache_key = Some(key);
                     cache_request = Some(probe);
                 }
                 Ok(Err(why)) => {
                     ctx.log.cache = Some("bypass");
-                    ctx.log
-                        .phase("cache", format!("bypass:{why}"), t, host.monotonic_us());
+                    ctx.log.phase(
+                        Phase::Cache,
+                        format!("bypass:{why}"),
+                        t,
+                        host.monotonic_us(),
+                    );
                 }
                 Err(_) if !rule.fail_open => {
                     ctx.log
-                        .phase("cache", "store-error:closed", t, host.monotonic_us());
+                        .phase(Phase::Cache, "store-error:closed", t, host.monotonic_us());
                     return Err(Reject::Unavailable);
                 }
                 Err(_) => {
                     ctx.log.cache = Some("bypass");
                     ctx.log
-                        .phase("cache", "bypass:store-error", t, host.monotonic_us());
+                        .phase(Phase::Cache, "bypass:store-error", t, host.monotonic_us());
                 }
             }
         }
@@ -528,7 +547,7 @@ impl Gateway {
                 *res.body_mut() = body;
             }
             ctx.log
-                .phase("transform", "applied", t, host.monotonic_us());
+                .phase(Phase::Transform, "applied", t, host.monotonic_us());
         }
         res
     }

@@ -112,19 +112,55 @@ impl Client {
 }
 
 /// The address as `Display` writes it; IPv4 (the common case) without the formatting machinery.
-pub fn ip_text(ip: IpAddr) -> String {
+pub fn ip_text(ip: IpAddr) -> IpText {
+    let mut text = IpText {
+        buf: [0; IpText::MAX],
+        len: 0,
+    };
     match ip {
         IpAddr::V4(v4) => {
-            let mut s = String::with_capacity(15);
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    s.push('.');
+                    text.push(b".");
                 }
-                s.push_str(itoa::Buffer::new().format(octet));
+                text.push(itoa::Buffer::new().format(octet).as_bytes());
             }
-            s
         }
-        IpAddr::V6(v6) => v6.to_string(),
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            // cannot fail: the longest IPv6 text fits
+            let _ = write!(text, "{v6}");
+        }
+    }
+    text
+}
+
+/// An address as text, kept on the stack (no allocation per request).
+#[derive(Clone, Copy)]
+pub struct IpText {
+    buf: [u8; IpText::MAX],
+    len: usize,
+}
+
+impl IpText {
+    /// The longest address text: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
+    const MAX: usize = 45;
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(Self::MAX);
+        self.buf[self.len..end].copy_from_slice(&bytes[..end - self.len]);
+        self.len = end;
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -199,9 +235,11 @@ mod tests {
             "::1",
             "2001:db8::8a2e:370:7334",
             "::ffff:198.51.100.7",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "1:2:3:4:5:6:7:8",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_text(ip), ip.to_string());
+            assert_eq!(ip_text(ip).as_str(), ip.to_string());
         }
     }
 

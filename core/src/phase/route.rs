@@ -149,6 +149,16 @@ pub fn request_host<'u>(
     headers: &http::HeaderMap,
 ) -> Option<std::borrow::Cow<'u, str>> {
     use std::borrow::Cow;
+    if let Some(a) = uri.authority().map(|a| a.as_str()) {
+        // the common case: a lowercase name with no port, user info or IPv6 brackets
+        if !a.is_empty()
+            && !a
+                .bytes()
+                .any(|b| matches!(b, b'@' | b':' | b'[' | b'A'..=b'Z'))
+        {
+            return Some(Cow::Borrowed(a));
+        }
+    }
     let raw: Cow<'u, str> = match uri.authority() {
         Some(a) => Cow::Borrowed(a.host()),
         None => Cow::Owned(headers.get(http::header::HOST)?.to_str().ok()?.to_string()),
@@ -471,5 +481,16 @@ mod tests {
             request_host(&uri, &h),
             Some(std::borrow::Cow::Borrowed("gw.example"))
         ));
+        // user info, ports and brackets are not part of the host
+        for (uri, host) in [
+            ("http://user:pw@gw.example/x", "gw.example"),
+            ("http://gw.example:8080/x", "gw.example"),
+            ("http://[2001:db8::1]:8080/x", "[2001:db8::1]"),
+            ("http://[2001:db8::1]/x", "[2001:db8::1]"),
+            ("http://u@GW.example/x", "gw.example"),
+        ] {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(request_host(&uri, &h).as_deref(), Some(host), "{uri}");
+        }
     }
 }
