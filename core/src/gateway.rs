@@ -362,12 +362,6 @@ impl Gateway {
             }
             Action::Proxy(i) => &cfg.upstreams[*i],
         };
-        let mut up_path = route::upstream_path(
-            &path,
-            &found.params,
-            r.rewrite.as_ref(),
-            r.strip_prefix.as_deref(),
-        );
         let mut up_query = query.map(Cow::Borrowed);
         let mut body = body;
         transform::strip_hop_by_hop(&mut headers);
@@ -379,9 +373,13 @@ impl Gateway {
                 headers.remove(header::CONTENT_LENGTH);
             }
         }
-        if up_path.is_empty() {
-            up_path.push('/');
-        }
+        let mut up_path = route::upstream_path_and_query(
+            &path,
+            &found.params,
+            r.rewrite.as_ref(),
+            r.strip_prefix.as_deref(),
+            up_query.as_deref(),
+        );
         let original_host = headers.remove(header::HOST);
         headers.insert(cfg.request_id_header.clone(), ctx.request_id_value.clone());
         if let Ok(v) = HeaderValue::from_str(ctx.traceparent) {
@@ -480,9 +478,14 @@ impl Gateway {
         let mut outcome = Err(Reject::BadGateway);
         for attempt in 1..=attempts {
             let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
-            let uri = transform::upstream_uri(target, &up_path, up_query.as_deref())
-                .map_err(|_| Reject::BadGateway)?;
             let last = attempt == attempts;
+            let path_and_query = if last {
+                std::mem::take(&mut up_path)
+            } else {
+                up_path.clone()
+            };
+            let uri =
+                transform::upstream_uri(target, path_and_query).map_err(|_| Reject::BadGateway)?;
             let mut out = Request::new(if last {
                 std::mem::take(&mut body)
             } else {

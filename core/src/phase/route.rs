@@ -237,14 +237,30 @@ impl Template {
     /// Fills the template. Parameter values are already percent-encoded path text.
     /// `param` looks a parameter's value up by name.
     pub fn render<'v>(&self, param: impl Fn(&str) -> Option<&'v str>) -> String {
-        let mut out = String::with_capacity(64);
+        let mut out = String::with_capacity(self.rendered_len(&param));
+        self.render_into(&param, &mut out);
+        out
+    }
+
+    /// The length [`Template::render`] gives, so the caller can size a buffer once.
+    pub fn rendered_len<'v>(&self, param: &impl Fn(&str) -> Option<&'v str>) -> usize {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Lit(l) => l.len(),
+                Part::Param(n) => param(n).map_or(0, str::len),
+            })
+            .sum()
+    }
+
+    /// [`Template::render`] appended to `out`.
+    pub fn render_into<'v>(&self, param: &impl Fn(&str) -> Option<&'v str>, out: &mut String) {
         for p in &self.parts {
             match p {
                 Part::Lit(l) => out.push_str(l),
                 Part::Param(n) => out.push_str(param(n).unwrap_or("")),
             }
         }
-        out
     }
 }
 
@@ -266,27 +282,44 @@ pub fn pattern_params(pattern: &str) -> Vec<String> {
     out
 }
 
-/// The path to send upstream: rewritten, or with the prefix stripped, or as matched.
-pub fn upstream_path(
+/// The path and query to send upstream: the path rewritten, or with the prefix stripped, or as
+/// matched (`/` when that leaves nothing), then `?query` unless the query is empty. Built at
+/// exactly its length, so the upstream URI can take the string's bytes without a copy.
+pub fn upstream_path_and_query(
     path: &str,
     params: &matchit::Params<'_, '_>,
     rewrite: Option<&Template>,
     strip_prefix: Option<&str>,
+    query: Option<&str>,
 ) -> String {
-    if let Some(t) = rewrite {
-        return t.render(|name| params.get(name));
-    }
-    if let Some(prefix) = strip_prefix {
-        if let Some(rest) = path.strip_prefix(prefix.trim_end_matches('/')) {
-            if rest.is_empty() {
-                return "/".into();
-            }
-            if rest.starts_with('/') {
-                return rest.to_string();
-            }
+    let query = query.filter(|q| !q.is_empty());
+    let query_len = query.map_or(0, |q| q.len() + 1);
+    let lookup = |name: &str| params.get(name);
+    let mut out = match rewrite {
+        Some(t) => {
+            let len = t.rendered_len(&lookup);
+            let mut out = String::with_capacity(len.max(1) + query_len);
+            t.render_into(&lookup, &mut out);
+            out
         }
+        None => {
+            let p = strip_prefix
+                .and_then(|prefix| path.strip_prefix(prefix.trim_end_matches('/')))
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                .unwrap_or(path);
+            let mut out = String::with_capacity(p.len().max(1) + query_len);
+            out.push_str(p);
+            out
+        }
+    };
+    if out.is_empty() {
+        out.push('/');
     }
-    path.to_string()
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
 }
 
 /// Picks a target by weight from a 64-bit random number.
@@ -408,17 +441,46 @@ mod tests {
         let found = m.at("/v1/u/7/x/y").unwrap();
         let t = Template::parse("/users/{id}/files/{*rest}").unwrap();
         assert_eq!(t.params().collect::<Vec<_>>(), ["id", "rest"]);
-        assert_eq!(
-            upstream_path("/v1/u/7/x/y", &found.params, Some(&t), None),
-            "/users/7/files/x/y"
-        );
         let none = matchit::Params::new();
+        let rows = [
+            (
+                "/v1/u/7/x/y",
+                &found.params,
+                Some(&t),
+                None,
+                None,
+                "/users/7/files/x/y",
+            ),
+            (
+                "/v1/u/7/x/y",
+                &found.params,
+                Some(&t),
+                None,
+                Some("a=1"),
+                "/users/7/files/x/y?a=1",
+            ),
+            ("/api/v1/x", &none, None, Some("/api"), None, "/v1/x"),
+            ("/api/v1/x", &none, None, Some("/api"), Some(""), "/v1/x"),
+            ("/api", &none, None, Some("/api/"), None, "/"),
+            ("/api", &none, None, Some("/api/"), Some("q"), "/?q"),
+            ("/apix", &none, None, Some("/api"), None, "/apix"),
+            ("/x", &none, None, None, Some("a=%20&b"), "/x?a=%20&b"),
+        ];
+        for (path, params, rewrite, strip, query, want) in rows {
+            let got = upstream_path_and_query(path, params, rewrite, strip, query);
+            assert_eq!(got, want);
+            assert_eq!(
+                got.capacity(),
+                got.len(),
+                "{want} is built at its exact size"
+            );
+        }
+        // a rewrite that renders nothing still sends a path
+        let empty = Template { parts: vec![] };
         assert_eq!(
-            upstream_path("/api/v1/x", &none, None, Some("/api")),
-            "/v1/x"
+            upstream_path_and_query("/x", &none, Some(&empty), None, None),
+            "/"
         );
-        assert_eq!(upstream_path("/api", &none, None, Some("/api/")), "/");
-        assert_eq!(upstream_path("/apix", &none, None, Some("/api")), "/apix");
         assert_eq!(
             Template::parse("users/{id}"),
             Err("\"users/{id}\" must start with /".into())

@@ -571,25 +571,24 @@ impl Target {
     }
 }
 
-/// The target's base URL joined with an upstream path and query.
-pub fn upstream_uri(target: &Target, path: &str, query: Option<&str>) -> Result<Uri, String> {
-    let query = query.filter(|q| !q.is_empty());
-    let len = target.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1);
-    let mut s = String::with_capacity(len);
-    s.push_str(&target.base_path);
-    s.push_str(path);
-    if let Some(q) = query {
-        s.push('?');
-        s.push_str(q);
-    }
-    // exactly sized: the path takes the String's bytes without another copy
-    let path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(s))
-        .map_err(|e| format!("{}{path}: {e}", target.url))?;
+/// The target's base URL joined with an upstream path and query (`route::upstream_path_and_query`).
+/// A target without a base path takes the string's own bytes; one with a base path copies once.
+pub fn upstream_uri(target: &Target, path_and_query: String) -> Result<Uri, String> {
+    let bytes = if target.base_path.is_empty() {
+        Bytes::from(path_and_query)
+    } else {
+        let mut s = String::with_capacity(target.base_path.len() + path_and_query.len());
+        s.push_str(&target.base_path);
+        s.push_str(&path_and_query);
+        Bytes::from(s)
+    };
+    let path_and_query = http::uri::PathAndQuery::from_maybe_shared(bytes)
+        .map_err(|e| format!("{}: {e}", target.url))?;
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(target.scheme.clone());
     parts.authority = Some(target.authority.clone());
     parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).map_err(|e| format!("{}{path}: {e}", target.url))
+    Uri::from_parts(parts).map_err(|e| format!("{}: {e}", target.url))
 }
 
 #[cfg(test)]
@@ -838,37 +837,30 @@ mod tests {
         let rows = [
             (
                 "http://127.0.0.1:8080/base/",
-                "/x",
-                Some("a=1"),
+                "/x?a=1",
                 "http://127.0.0.1:8080/base/x?a=1",
             ),
             (
                 "https://api.example",
                 "/v1/u/7",
-                None,
                 "https://api.example/v1/u/7",
             ),
-            (
-                "https://api.example/",
-                "/",
-                Some(""),
-                "https://api.example/",
-            ),
+            ("https://api.example/", "/", "https://api.example/"),
             (
                 "http://[::1]:9000/a/b",
-                "/c",
-                Some("q=%20"),
+                "/c?q=%20",
                 "http://[::1]:9000/a/b/c?q=%20",
             ),
         ];
-        for (base, path, query, want) in rows {
+        for (base, path, want) in rows {
             let target = Target::parse(base).unwrap();
             assert_eq!(target.url, base.trim_end_matches('/'));
-            let uri = upstream_uri(&target, path, query).unwrap();
+            let uri = upstream_uri(&target, path.to_string()).unwrap();
             assert_eq!(uri.to_string(), want, "{base} {path}");
             assert_eq!(uri, want.parse::<Uri>().unwrap());
         }
-        assert!(upstream_uri(&Target::parse("https://a.example").unwrap(), "/x y", None).is_err());
+        let target = Target::parse("https://a.example").unwrap();
+        assert!(upstream_uri(&target, "/x y".into()).is_err());
         assert_eq!(
             Target::parse("https://a.example/?x=1"),
             Err("must not have a query".into())
