@@ -16,10 +16,13 @@ fn main() -> ExitCode {
     let file = std::env::var("PORTCULLIS_CONFIG").unwrap_or_else(|_| "examples/gateway.toml".into());
     let path = root.join(&file);
     println!("cargo::rerun-if-changed={}", path.display());
-    let json_schema = std::env::var_os("CARGO_FEATURE_JSON_SCHEMA").is_some();
+    let built_with = portcullis_core::config::BuildFeatures {
+        json_schema: std::env::var_os("CARGO_FEATURE_JSON_SCHEMA").is_some(),
+        asymmetric_jwt: std::env::var_os("CARGO_FEATURE_ASYMMETRIC_JWT").is_some(),
+    };
     let result = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read the gateway config {file}: {e}"))
-        .and_then(|src| portcullis_core::Config::embed(&src, &file, json_schema))
+        .and_then(|src| portcullis_core::Config::embed(&src, &file, built_with))
         .and_then(|json| {
             let out = PathBuf::from(var("OUT_DIR")).join("config.json");
             std::fs::write(&out, json).map_err(|e| format!("cannot write {}: {e}", out.display()))

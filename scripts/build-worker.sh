@@ -36,13 +36,18 @@ out="${WORKER_OUT_DIR:-build}"
 # it is compiled in only when the embedded config mentions `body_schema` outside a comment line.
 # The match is on the text, so it errs towards including it; if it ever missed, the build
 # script would still reject the config with a clear error rather than build a broken worker.
+# The asymmetric JWT algorithms (RSA big integers, P-256, Ed25519) are treated the same way: in
+# only when the config has a `jwks_url` or names one of those algorithms or an inline `jwk`.
 features=
 config="${PORTCULLIS_CONFIG:-examples/gateway.toml}"
-if [ "$crate" = adapters/workers ] && grep -v '^[[:space:]]*#' "$config" | grep -q body_schema; then
-  features="--features json-schema"
+if [ "$crate" = adapters/workers ]; then
+  text=$(grep -v '^[[:space:]]*#' "$config" || true)
+  printf '%s\n' "$text" | grep -q body_schema && features="$features,json-schema"
+  printf '%s\n' "$text" | grep -Eq 'jwks_url|jwk[[:space:]]*=|RS256|RS384|RS512|PS256|ES256|EdDSA' &&
+    features="$features,asymmetric-jwt"
 fi
 
-worker-build $mode --out-dir "$out" "$crate" $features
+worker-build $mode --out-dir "$out" "$crate" ${features:+--features "${features#,}"}
 
 # worker-build keeps the wasm names section (function names in stack traces; about a tenth of
 # the gzip size). Optimized builds drop it unless WORKER_KEEP_NAMES=1.

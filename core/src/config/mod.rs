@@ -183,6 +183,24 @@ pub struct Config {
     pub token_cache_size: usize,
 }
 
+/// The optional parts an adapter's build compiled in (cargo features of `portcullis-core`), for
+/// [`Config::embed`] to check a config against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildFeatures {
+    /// `json-schema`: `body_schema` validation.
+    pub json_schema: bool,
+    /// `asymmetric-jwt`: RS*, PS256, ES256 and EdDSA tokens, and keys from a JWKS.
+    pub asymmetric_jwt: bool,
+}
+
+impl BuildFeatures {
+    /// Everything in.
+    pub const ALL: BuildFeatures = BuildFeatures {
+        json_schema: true,
+        asymmetric_jwt: true,
+    };
+}
+
 impl Config {
     /// Loads a TOML config, reporting every problem with its line and column.
     #[cfg(feature = "toml")]
@@ -233,31 +251,41 @@ impl Config {
 
     /// A route by name.
     /// For adapters' build scripts: checks a TOML config exactly as `portcullis check` does and
-    /// returns it as JSON, to embed and load with [`Config::from_json`]. `json_schema` says whether
-    /// the adapter is built with the JSON Schema validator. The error is the full listing.
+    /// returns it as JSON, to embed and load with [`Config::from_json`]. `built_with` says which
+    /// optional parts the adapter is compiled with; a config that needs a missing one is refused.
+    /// The error is the full listing.
     #[cfg(feature = "toml")]
-    pub fn embed(src: &str, file: &str, json_schema: bool) -> Result<String, String> {
+    pub fn embed(src: &str, file: &str, built_with: BuildFeatures) -> Result<String, String> {
         let built = |listing: String| listing.replace("nothing was loaded", "nothing was built");
         Config::from_toml(src).map_err(|e| built(e.render(file)))?;
         let raw = Config::raw_from_toml(src).map_err(|e| built(e.render(file)))?;
-        if !json_schema {
-            let uses: Vec<String> = raw
-                .routes
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.validate.as_ref().is_some_and(|v| v.body_schema.is_some()))
-                .map(|(i, _)| {
-                    format!("{file}: routes[{i}].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n")
-                })
-                .collect();
-            if !uses.is_empty() {
-                let n = uses.len();
-                return Err(format!(
-                    "{}{n} error{}; nothing was built\n",
-                    uses.concat(),
-                    if n == 1 { "" } else { "s" }
-                ));
+        let mut missing = Vec::new();
+        if !built_with.json_schema {
+            for (i, r) in raw.routes.iter().enumerate() {
+                if r.validate.as_ref().is_some_and(|v| v.body_schema.is_some()) {
+                    missing.push(format!("{file}: routes[{i}].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n"));
+                }
             }
+        }
+        if !built_with.asymmetric_jwt {
+            for (name, p) in &raw.auth.jwt {
+                if p.jwks_url.is_some() {
+                    missing.push(format!("{file}: auth.jwt.{name}.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies only HS256/384/512 (cargo feature `asymmetric-jwt` is off)\n"));
+                }
+                for (i, k) in p.keys.iter().enumerate() {
+                    if !matches!(k.alg, raw::Alg::HS256 | raw::Alg::HS384 | raw::Alg::HS512) {
+                        missing.push(format!("{file}: auth.jwt.{name}.keys[{i}].alg: {} is not verified by this build (cargo feature `asymmetric-jwt` is off)\n", k.alg.name()));
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let n = missing.len();
+            return Err(format!(
+                "{}{n} error{}; nothing was built\n",
+                missing.concat(),
+                if n == 1 { "" } else { "s" }
+            ));
         }
         serde_json::to_string(&raw).map_err(|e| format!("{file}: cannot convert to JSON: {e}\n"))
     }

@@ -10,11 +10,13 @@ use crate::config::raw::Alg;
 use crate::host::UnixMillis;
 use crate::problem::Reject;
 use http::{HeaderMap, HeaderName};
-use jwt_compact::alg::{
-    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaPublicKey,
-};
+#[cfg(feature = "asymmetric-jwt")]
+use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey};
+use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmExt, UntrustedToken};
+#[cfg(feature = "asymmetric-jwt")]
+use jwt_compact::Algorithm;
+use jwt_compact::{AlgorithmExt, UntrustedToken};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -28,8 +30,11 @@ pub enum Verifier {
     Hs256(Hs256Key),
     Hs384(Hs384Key),
     Hs512(Hs512Key),
+    #[cfg(feature = "asymmetric-jwt")]
     Rsa(Rsa, Box<RsaPublicKey>),
+    #[cfg(feature = "asymmetric-jwt")]
     Es256(<Es256 as Algorithm>::VerifyingKey),
+    #[cfg(feature = "asymmetric-jwt")]
     EdDsa(<Ed25519 as Algorithm>::VerifyingKey),
 }
 
@@ -86,50 +91,13 @@ impl Key {
             _ => "unknown",
         };
         let mismatch = || format!("algorithm {} does not fit a key of type {kty}", alg.name());
-        let verifier = match alg {
-            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 => {
-                let JsonWebKey::Rsa { modulus, .. } = &parsed else {
-                    return Err(mismatch());
-                };
-                let bits = modulus_bits(modulus);
-                if bits < MIN_RSA_BITS {
-                    return Err(format!(
-                        "RSA keys must have at least {MIN_RSA_BITS} bits, this one has {bits}"
-                    ));
-                }
-                let key =
-                    RsaPublicKey::try_from(&parsed).map_err(|e| format!("bad RSA key: {e}"))?;
-                let rsa = match alg {
-                    Alg::RS256 => Rsa::rs256(),
-                    Alg::RS384 => Rsa::rs384(),
-                    Alg::RS512 => Rsa::rs512(),
-                    _ => Rsa::ps256(),
-                };
-                Verifier::Rsa(rsa, Box::new(key))
-            }
-            Alg::ES256 => {
-                if !matches!(parsed, JsonWebKey::EllipticCurve { .. }) {
-                    return Err(mismatch());
-                }
-                Verifier::Es256(
-                    TryFrom::try_from(&parsed).map_err(|e| format!("bad P-256 key: {e}"))?,
-                )
-            }
-            Alg::EdDSA => {
-                if !matches!(parsed, JsonWebKey::KeyPair { .. }) {
-                    return Err(mismatch());
-                }
-                Verifier::EdDsa(
-                    TryFrom::try_from(&parsed).map_err(|e| format!("bad Ed25519 key: {e}"))?,
-                )
-            }
-            Alg::HS256 | Alg::HS384 | Alg::HS512 => {
-                let JsonWebKey::Symmetric { secret } = &parsed else {
-                    return Err(mismatch());
-                };
-                return Key::hmac(kid, alg, secret.as_ref());
-            }
-        };
+        if let Alg::HS256 | Alg::HS384 | Alg::HS512 = alg {
+            let JsonWebKey::Symmetric { secret } = &parsed else {
+                return Err(mismatch());
+            };
+            return Key::hmac(kid, alg, secret.as_ref());
+        }
+        let verifier = asymmetric_verifier(alg, &parsed, mismatch)?;
         Ok(Key { kid, alg, verifier })
     }
 
@@ -142,13 +110,73 @@ impl Key {
             Verifier::Hs256(k) => Hs256.validator::<Claims>(k).validate(token).ok(),
             Verifier::Hs384(k) => Hs384.validator::<Claims>(k).validate(token).ok(),
             Verifier::Hs512(k) => Hs512.validator::<Claims>(k).validate(token).ok(),
+            #[cfg(feature = "asymmetric-jwt")]
             Verifier::Rsa(alg, k) => alg.validator::<Claims>(k).validate(token).ok(),
+            #[cfg(feature = "asymmetric-jwt")]
             Verifier::Es256(k) => Es256.validator::<Claims>(k).validate(token).ok(),
+            #[cfg(feature = "asymmetric-jwt")]
             Verifier::EdDsa(k) => Ed25519.validator::<Claims>(k).validate(token).ok(),
         }
     }
 }
 
+/// A build without the `asymmetric-jwt` feature verifies only the HMAC algorithms.
+#[cfg(not(feature = "asymmetric-jwt"))]
+fn asymmetric_verifier(
+    alg: Alg,
+    _: &JsonWebKey<'_>,
+    _: impl Fn() -> String,
+) -> Result<Verifier, String> {
+    Err(format!(
+        "{} is not verified by this build (cargo feature `asymmetric-jwt` is off)",
+        alg.name()
+    ))
+}
+
+/// An RSA, P-256 or Ed25519 verifier for `alg`, when the key type fits it.
+#[cfg(feature = "asymmetric-jwt")]
+fn asymmetric_verifier(
+    alg: Alg,
+    parsed: &JsonWebKey<'_>,
+    mismatch: impl Fn() -> String,
+) -> Result<Verifier, String> {
+    Ok(match alg {
+        Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 => {
+            let JsonWebKey::Rsa { modulus, .. } = &parsed else {
+                return Err(mismatch());
+            };
+            let bits = modulus_bits(modulus);
+            if bits < MIN_RSA_BITS {
+                return Err(format!(
+                    "RSA keys must have at least {MIN_RSA_BITS} bits, this one has {bits}"
+                ));
+            }
+            let key = RsaPublicKey::try_from(parsed).map_err(|e| format!("bad RSA key: {e}"))?;
+            let rsa = match alg {
+                Alg::RS256 => Rsa::rs256(),
+                Alg::RS384 => Rsa::rs384(),
+                Alg::RS512 => Rsa::rs512(),
+                _ => Rsa::ps256(),
+            };
+            Verifier::Rsa(rsa, Box::new(key))
+        }
+        Alg::ES256 => {
+            if !matches!(parsed, JsonWebKey::EllipticCurve { .. }) {
+                return Err(mismatch());
+            }
+            Verifier::Es256(TryFrom::try_from(parsed).map_err(|e| format!("bad P-256 key: {e}"))?)
+        }
+        Alg::EdDSA => {
+            if !matches!(parsed, JsonWebKey::KeyPair { .. }) {
+                return Err(mismatch());
+            }
+            Verifier::EdDsa(TryFrom::try_from(parsed).map_err(|e| format!("bad Ed25519 key: {e}"))?)
+        }
+        Alg::HS256 | Alg::HS384 | Alg::HS512 => return Err(mismatch()),
+    })
+}
+
+#[cfg(feature = "asymmetric-jwt")]
 fn modulus_bits(modulus: &[u8]) -> usize {
     let trimmed: &[u8] = {
         let start = modulus

@@ -162,15 +162,20 @@ path = "/echo"
 validate = { body_schema = { type = "object" } }
 respond = { status = 202 }
 "#;
-    let json = crate::Config::embed(schema, "g.toml", true).unwrap();
+    use crate::config::BuildFeatures;
+    let no_schema = BuildFeatures {
+        json_schema: false,
+        ..BuildFeatures::ALL
+    };
+    let json = crate::Config::embed(schema, "g.toml", BuildFeatures::ALL).unwrap();
     assert!(crate::Config::from_json(&json).is_ok());
     assert_eq!(
-        crate::Config::embed(schema, "g.toml", false).unwrap_err(),
+        crate::Config::embed(schema, "g.toml", no_schema).unwrap_err(),
         "g.toml: routes[0].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n1 error; nothing was built\n"
     );
     let broken =
         "[[routes]]\nname = \"x\"\nmethods = [\"GET\"]\npath = \"/x\"\nupstream = \"nope\"\n";
-    let listing = crate::Config::embed(broken, "g.toml", true).unwrap_err();
+    let listing = crate::Config::embed(broken, "g.toml", BuildFeatures::ALL).unwrap_err();
     assert!(
         listing.starts_with("g.toml:5:12 routes[0].upstream: unknown upstream \"nope\""),
         "{listing}"
@@ -239,4 +244,36 @@ jwks_url = "https://login.example.org/jwks.json"
             "{manifest:?}"
         );
     }
+}
+
+#[test]
+fn embed_refuses_asymmetric_jwt_configs_without_the_algorithms() {
+    use crate::config::BuildFeatures;
+    let hmac_only = BuildFeatures {
+        asymmetric_jwt: false,
+        ..BuildFeatures::ALL
+    };
+    let hs = r#"
+[auth.jwt.main]
+keys = [{ kid = "k", alg = "HS256", secret = "0123456789abcdef0123456789abcdef" }]
+"#;
+    let json = crate::Config::embed(hs, "g.toml", hmac_only).unwrap();
+    assert!(crate::Config::from_json(&json).is_ok());
+    let jwks = r#"
+[auth.jwt.a]
+jwks_url = "https://auth.example.com/jwks.json"
+
+[auth.jwt.b]
+keys = [
+  { kid = "h", alg = "HS512", secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" },
+  { kid = "e", alg = "EdDSA", jwk = { kty = "OKP", crv = "Ed25519", x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" } },
+]
+"#;
+    assert!(crate::Config::embed(jwks, "g.toml", BuildFeatures::ALL).is_ok());
+    assert_eq!(
+        crate::Config::embed(jwks, "g.toml", hmac_only).unwrap_err(),
+        "g.toml: auth.jwt.a.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies only HS256/384/512 (cargo feature `asymmetric-jwt` is off)\n\
+         g.toml: auth.jwt.b.keys[1].alg: EdDSA is not verified by this build (cargo feature `asymmetric-jwt` is off)\n\
+         2 errors; nothing was built\n"
+    );
 }
