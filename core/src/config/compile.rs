@@ -454,7 +454,7 @@ pub fn compile(
                 (None, None) => Err(format!(
                     "{} needs {}",
                     k.alg.name(),
-                    if matches!(k.alg, raw::Alg::HS256 | raw::Alg::HS384 | raw::Alg::HS512) {
+                    if k.alg.is_hmac() {
                         "`secret` or `secret_base64`"
                     } else {
                         "a `jwk`"

@@ -273,7 +273,7 @@ impl Config {
                     missing.push(format!("{file}: auth.jwt.{name}.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies only HS256/384/512 (cargo feature `asymmetric-jwt` is off)\n"));
                 }
                 for (i, k) in p.keys.iter().enumerate() {
-                    if !matches!(k.alg, raw::Alg::HS256 | raw::Alg::HS384 | raw::Alg::HS512) {
+                    if !k.alg.is_hmac() {
                         missing.push(format!("{file}: auth.jwt.{name}.keys[{i}].alg: {} is not verified by this build (cargo feature `asymmetric-jwt` is off)\n", k.alg.name()));
                     }
                 }

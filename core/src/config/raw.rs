@@ -283,6 +283,11 @@ impl Alg {
         }
     }
 
+    /// HS256/384/512: verified with a shared secret rather than a public key.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
+    }
+
     /// Parses an `alg` value.
     pub fn from_name(name: &str) -> Option<Alg> {
         Some(match name {

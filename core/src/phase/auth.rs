@@ -91,7 +91,7 @@ impl Key {
             _ => "unknown",
         };
         let mismatch = || format!("algorithm {} does not fit a key of type {kty}", alg.name());
-        if let Alg::HS256 | Alg::HS384 | Alg::HS512 = alg {
+        if alg.is_hmac() {
             let JsonWebKey::Symmetric { secret } = &parsed else {
                 return Err(mismatch());
             };
@@ -427,7 +427,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<Vec<Key>, String> {
             },
         };
         let Some(alg) = alg else { continue };
-        if matches!(alg, Alg::HS256 | Alg::HS384 | Alg::HS512) {
+        if alg.is_hmac() {
             continue; // shared secrets never come from a URL
         }
         let kid = jwk.get("kid").and_then(Value::as_str).map(String::from);
