@@ -234,15 +234,7 @@ impl Template {
         })
     }
 
-    /// Fills the template. Parameter values are already percent-encoded path text.
-    /// `param` looks a parameter's value up by name.
-    pub fn render<'v>(&self, param: impl Fn(&str) -> Option<&'v str>) -> String {
-        let mut out = String::with_capacity(self.rendered_len(&param));
-        self.render_into(&param, &mut out);
-        out
-    }
-
-    /// The length [`Template::render`] gives, so the caller can size a buffer once.
+    /// The length [`Template::render_into`] writes, so the caller can size a buffer once.
     pub fn rendered_len<'v>(&self, param: &impl Fn(&str) -> Option<&'v str>) -> usize {
         self.parts
             .iter()
@@ -253,7 +245,8 @@ impl Template {
             .sum()
     }
 
-    /// [`Template::render`] appended to `out`.
+    /// Fills the template, appending to `out`. Parameter values are already percent-encoded
+    /// path text; `param` looks a parameter's value up by name.
     pub fn render_into<'v>(&self, param: &impl Fn(&str) -> Option<&'v str>, out: &mut String) {
         for p in &self.parts {
             match p {
