@@ -52,6 +52,15 @@ pub struct Gateway {
     log_line: RefCell<String>,
 }
 
+/// `value` itself when `take` (leaving its default behind), else a copy of it.
+fn take_or_clone<T: Clone + Default>(value: &mut T, take: bool) -> T {
+    if take {
+        std::mem::take(value)
+    } else {
+        value.clone()
+    }
+}
+
 /// A log line buffer that grew past this is given back rather than kept for the next request.
 const LOG_LINE_KEEP: usize = 16 * 1024;
 
@@ -373,7 +382,7 @@ impl Gateway {
                 headers.remove(header::CONTENT_LENGTH);
             }
         }
-        let mut up_path = route::upstream_path_and_query(
+        let mut up_path_and_query = route::upstream_path_and_query(
             &path,
             &found.params,
             r.rewrite.as_ref(),
@@ -478,26 +487,14 @@ impl Gateway {
         let mut outcome = Err(Reject::BadGateway);
         for attempt in 1..=attempts {
             let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
+            // the last attempt takes the parts; earlier ones send copies
             let last = attempt == attempts;
-            let path_and_query = if last {
-                std::mem::take(&mut up_path)
-            } else {
-                up_path.clone()
-            };
-            let uri =
-                transform::upstream_uri(target, path_and_query).map_err(|_| Reject::BadGateway)?;
-            let mut out = Request::new(if last {
-                std::mem::take(&mut body)
-            } else {
-                body.clone()
-            });
+            let uri = transform::upstream_uri(target, take_or_clone(&mut up_path_and_query, last))
+                .map_err(|_| Reject::BadGateway)?;
+            let mut out = Request::new(take_or_clone(&mut body, last));
             *out.method_mut() = method.clone();
             *out.uri_mut() = uri;
-            *out.headers_mut() = if last {
-                std::mem::take(&mut headers)
-            } else {
-                headers.clone()
-            };
+            *out.headers_mut() = take_or_clone(&mut headers, last);
             ctx.log.upstream_attempts = attempt;
             match host.fetch(out, upstream.timeout_ms).await {
                 Ok(res) if attempt < attempts && route::is_retryable_status(res.status()) => {
