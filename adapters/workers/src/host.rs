@@ -160,7 +160,7 @@ impl Host for WorkersHost {
                 continue; // the runtime sets Host from the URL
             }
             headers
-                .append(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))
+                .append(name.as_str(), &crate::bytestring::to_js(value.as_bytes()))
                 .map_err(js_err(FetchError::Other))?;
         }
         init.set_headers(&headers);
@@ -178,9 +178,10 @@ impl Host for WorkersHost {
                 .map_err(|_| FetchError::Other(format!("invalid status {}", res.status_code())))?;
             let mut headers = HeaderMap::new();
             for (name, value) in res.headers().entries() {
-                if let (Ok(n), Ok(v)) = (
+                let value = crate::bytestring::from_js(&value);
+                if let (Ok(n), Some(Ok(v))) = (
                     HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(&value),
+                    value.map(|v| HeaderValue::from_bytes(&v)),
                 ) {
                     headers.append(n, v);
                 }

@@ -15,6 +15,7 @@
 //! The config is embedded at build time by `build.rs` (validated there) and parsed once per
 //! isolate.
 
+pub mod bytestring;
 pub mod client;
 
 #[cfg(target_arch = "wasm32")]
