@@ -202,6 +202,15 @@ pub fn api_key_auth_and_request_transforms(s: &Suite) {
     // response transform (defaults.response): stamped, upstream's Server header removed
     assert_eq!(r.header("x-gateway"), Some("portcullis"));
     assert_eq!(r.header("server"), None);
+    // the whole body in one piece, its length declared: not a chunked stream
+    let length = r.body.len().to_string();
+    assert_eq!(
+        r.header("content-length"),
+        Some(length.as_str()),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.header("transfer-encoding"), None);
 }
 
 pub fn jwt_auth_rotation_and_outage(s: &Suite) {

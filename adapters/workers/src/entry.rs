@@ -3,9 +3,9 @@
 use crate::host::WorkersHost;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use http_body_util::Full;
 use portcullis_core::Gateway;
 use std::rc::Rc;
+use wasm_bindgen::JsValue;
 use worker::{event, Context, Env, HttpRequest};
 
 thread_local! {
@@ -22,11 +22,7 @@ fn gateway() -> Result<Rc<Gateway>, String> {
 }
 
 #[event(fetch)]
-async fn fetch(
-    req: HttpRequest,
-    env: Env,
-    _ctx: Context,
-) -> worker::Result<http::Response<Full<Bytes>>> {
+async fn fetch(req: HttpRequest, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
     let gateway = gateway().map_err(worker::Error::RustError)?;
     let (parts, body) = req.into_parts();
     let cf = parts.extensions.get::<worker::Cf>();
@@ -43,7 +39,26 @@ async fn fetch(
     let res = gateway
         .handle(http::Request::from_parts(parts, body), client, &host)
         .await;
-    Ok(res.map(Full::new))
+    Ok(to_platform(res)?)
+}
+
+/// The gateway's answer as the platform's response, its body one byte array. (The `worker`
+/// crate's own conversion streams any `http` body through a JS `ReadableStream` that pulls from
+/// Rust: a chunked response, and in the benchmark most of the time the adapter added to a
+/// proxied request.) A fixed body also lets the runtime send `Content-Length`.
+fn to_platform(res: http::Response<Bytes>) -> Result<web_sys::Response, JsValue> {
+    let headers = web_sys::Headers::new()?;
+    for (name, value) in res.headers() {
+        headers.append(name.as_str(), &crate::bytestring::to_js(value.as_bytes()))?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(res.status().as_u16());
+    init.set_headers(&headers);
+    // 204, 304 and answers to HEAD have no body, and the constructor refuses one for the
+    // first two
+    let body = res.body();
+    let body = (!body.is_empty()).then(|| js_sys::Uint8Array::from(&body[..]));
+    web_sys::Response::new_with_opt_js_u8_array_and_init(body.as_ref(), &init)
 }
 
 /// Reads the body, but never more than one byte past `cap`: a longer body reaches the core
