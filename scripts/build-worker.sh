@@ -51,7 +51,10 @@ worker-build $mode --out-dir "$out" "$crate" ${features:+--features "${features#
 
 # worker-build keeps the wasm names section (function names in stack traces; about a tenth of
 # the gzip size). Optimized builds drop it unless WORKER_KEEP_NAMES=1.
-wasm="$crate/$out/index_bg.wasm"
+case "$out" in
+  /*) wasm="$out/index_bg.wasm" ;; # worker-build takes a relative --out-dir from the crate
+  *) wasm="$crate/$out/index_bg.wasm" ;;
+esac
 if [ "$mode" = --release ] && [ "${WORKER_KEEP_NAMES:-0}" != 1 ]; then
   "$WASM_OPT_BIN" "$wasm" -o "$wasm" --strip-debug --strip-producers \
     --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
