@@ -43,3 +43,118 @@ fn a_manifest_missing_an_upstream_fails_the_build() {
     }
     assert!(stderr.contains("2 errors; nothing was built"), "{stderr}");
 }
+
+/// Spin's store has no TTL: an expired rate-limit state stays stored until a sweep deletes it
+/// (`adapters/spin/src/expiry.rs`). The suite's manifest sweeps on every request.
+#[test]
+fn expired_entries_are_swept() {
+    let s = suite();
+    let ip = s.client_ip();
+    let key = format!("rl:brief:{ip}");
+    let stores = s.gw.stores.clone().expect("the Spin host shows its stores");
+    let stored = || {
+        stores
+            .lock()
+            .unwrap()
+            .get("default")
+            .is_some_and(|m| m.contains_key(&key))
+    };
+    let r = s.send_from(&ip, "GET", "/brief", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        stored(),
+        "the request stored no state under {key}: {:?}",
+        stores
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(l, m)| (l.clone(), m.keys().cloned().collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    );
+    // `brief` allows 5 a second: one request's state has expired a second later; the requests
+    // after that (from another address) run the sweeps
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored() && std::time::Instant::now() < deadline {
+        assert_eq!(s.send("GET", "/brief", &[], b"").status, 200);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!stored(), "{key} is still stored 10 s after it expired");
+    // what the sweep deleted was expired: the address starts again with a full quota
+    let r = s.send_from(&ip, "GET", "/brief", &[], b"");
+    assert_eq!(r.header("ratelimit"), Some("\"brief\";r=4;t=1"));
+}
+
+/// A request that meets a sweep's tombstone on its rate-limit state waits for the sweeper to
+/// delete it; a tombstone its sweeper never deleted stops counting after a hold time, and the
+/// request then starts from no state (a full quota) and stores its own.
+#[test]
+fn a_rate_limit_update_outwaits_an_abandoned_sweep_tombstone() {
+    let s = suite();
+    let ip = s.client_ip();
+    let key = format!("rl:brief:{ip}");
+    let stores = s.gw.stores.clone().expect("the Spin host shows its stores");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let planted = portcullis_spin::expiry::tombstone(now_ms);
+    stores
+        .lock()
+        .unwrap()
+        .entry("default".into())
+        .or_default()
+        .insert(key.clone(), planted.clone());
+    let r = s.send_from(&ip, "GET", "/brief", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("ratelimit"), Some("\"brief\";r=4;t=1"));
+    let after = stores.lock().unwrap()["default"].get(&key).cloned();
+    let after = after.expect("the request stored its state");
+    assert_ne!(after, planted);
+    assert_eq!(
+        portcullis_spin::expiry::classify(&after, now_ms),
+        portcullis_spin::expiry::Stored::Live
+    );
+}
+
+/// While a sweeper holds a fresh tombstone on a rate-limit state, a request does not write over
+/// it: it waits until the sweeper has deleted the entry, so the delete cannot erase the
+/// request's admission.
+#[test]
+fn a_rate_limit_update_waits_for_the_sweeper_to_delete() {
+    let s = suite();
+    let ip = s.client_ip();
+    let key = format!("rl:brief:{ip}");
+    let stores = s.gw.stores.clone().expect("the Spin host shows its stores");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    stores
+        .lock()
+        .unwrap()
+        .entry("default".into())
+        .or_default()
+        .insert(key.clone(), portcullis_spin::expiry::tombstone(now_ms));
+    std::thread::scope(|scope| {
+        let sent = scope.spawn(|| s.send_from(&ip, "GET", "/brief", &[], b""));
+        // the sweeper's delete, well inside the hold time; a request that had written over the
+        // tombstone would lose its state here
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stores
+            .lock()
+            .unwrap()
+            .get_mut("default")
+            .unwrap()
+            .remove(&key);
+        let r = sent.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("ratelimit"), Some("\"brief\";r=4;t=1"));
+    });
+    let after = stores.lock().unwrap()["default"].get(&key).cloned();
+    let after = after.expect("the request stored its state after the delete");
+    assert_eq!(
+        portcullis_spin::expiry::classify(&after, now_ms),
+        portcullis_spin::expiry::Stored::Live
+    );
+}

@@ -39,6 +39,8 @@ pub fn build_worker(config: &str, out_dir: &str) -> Output {
 pub struct Running {
     pub addr: String,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The key-value stores, when the runtime's host runs in-process (Spin) and so can show them.
+    pub stores: Option<spin_test_host::StoreData>,
     /// The runtime's process, when it runs in one (Workers); Spin's host runs in-process.
     child: Option<Child>,
 }
@@ -99,6 +101,7 @@ pub fn start_workers(out_dir: &str) -> Running {
     Running {
         addr,
         logs,
+        stores: None,
         child: Some(child),
     }
 }
@@ -132,6 +135,7 @@ pub fn start_spin(manifest: &str) -> Running {
     Running {
         addr: server.addr.to_string(),
         logs: server.logs,
+        stores: Some(server.stores),
         child: None,
     }
 }

@@ -1,5 +1,6 @@
 //! The core's [`Host`] port over Spin: the key-value store, outbound HTTP, stdout.
 
+use crate::expiry::{self, classify, tombstone, unwrap_live, wrap, Schedule, Stored, Sweep};
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use http::{Request, Response};
@@ -54,19 +55,98 @@ fn kv_error(what: &str, e: store::Error) -> HostError {
     })
 }
 
-/// A stored value with its expiry: Spin's store has no TTL, so entries carry their own
-/// (`u64` big-endian milliseconds, then the value) and expired ones read as absent.
-fn wrap(value: &[u8], expires_at: UnixMillis) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + value.len());
-    out.extend_from_slice(&expires_at.to_be_bytes());
-    out.extend_from_slice(value);
-    out
-}
+impl SpinHost {
+    /// Sweeps if a sweep is due (the caller drew this request for it; see `expiry.rs`).
+    /// Returns how many expired entries it deleted.
+    pub async fn sweep_if_due(&self, sweep: &Sweep) -> Result<usize, HostError> {
+        let bucket = self.bucket()?;
+        let now = self.now();
+        let cas =
+            Cas::new(bucket, expiry::SCHEDULE_KEY).map_err(|e| kv_error("sweep schedule", e))?;
+        let schedule = cas
+            .current()
+            .map_err(|e| kv_error("sweep schedule read", e))?
+            .and_then(|v| Schedule::decode(&v));
+        if schedule.as_ref().is_some_and(|s| s.due_ms > now) {
+            return Ok(0);
+        }
+        let cursor = schedule.and_then(|s| s.cursor);
+        // one page of keys: the first, or the one after where the previous sweep stopped
+        let page = bucket
+            .list_keys(cursor.as_deref())
+            .map_err(|e| kv_error("sweep list", e))?;
+        let next = Schedule {
+            due_ms: now.saturating_add(sweep.interval_ms),
+            cursor: page.cursor,
+        };
+        match atomics::swap(cas, &next.encode()) {
+            Ok(()) => {}
+            Err(CasError::CasFailed(_)) => return Ok(0), // another instance claimed this sweep
+            Err(CasError::StoreError(e)) => return Err(kv_error("sweep schedule write", e)),
+        }
+        // from a random place in the page, so a page longer than the batch is covered over time
+        let keys: Vec<&String> = page.keys.iter().filter(|k| expiry::is_own(k)).collect();
+        let start = match keys.len() {
+            0 => 0,
+            n => (self.random() % n as u64) as usize,
+        };
+        let mut deleted = 0;
+        for key in keys
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(keys.len().min(sweep.batch))
+        {
+            if self.sweep_key(bucket, key, now).await? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
 
-fn unwrap_live(stored: Vec<u8>, now: UnixMillis) -> Option<Vec<u8>> {
-    let (head, value) = stored.split_at_checked(8)?;
-    let expires_at = u64::from_be_bytes(head.try_into().ok()?);
-    (now < expires_at).then(|| value.to_vec())
+    /// Deletes `key` if its entry has expired; rate-limit states go through a tombstone.
+    async fn sweep_key(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        now: UnixMillis,
+    ) -> Result<bool, HostError> {
+        if !expiry::is_rate_limit(key) {
+            let stored = bucket.get(key).map_err(|e| kv_error("sweep get", e))?;
+            if stored.is_some_and(|v| classify(&v, now) == Stored::Expired) {
+                // a put racing this delete loses a cache entry or JWKS copy: a later miss, no more
+                bucket
+                    .delete(key)
+                    .map_err(|e| kv_error("sweep delete", e))?;
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        let cas = Cas::new(bucket, key).map_err(|e| kv_error("sweep compare-and-swap", e))?;
+        let stored = cas
+            .current()
+            .map_err(|e| kv_error("sweep compare-and-swap read", e))?;
+        if !matches!(
+            stored.as_deref().map(|v| classify(v, now)),
+            Some(Stored::Expired | Stored::Tombstone { fresh: false })
+        ) {
+            return Ok(false);
+        }
+        let marked = self.now();
+        match atomics::swap(cas, &tombstone(marked)) {
+            Ok(()) => {}
+            Err(CasError::CasFailed(_)) => return Ok(false), // a request wrote it meanwhile
+            Err(CasError::StoreError(e)) => return Err(kv_error("sweep tombstone", e)),
+        }
+        // requests wait on the tombstone only so long; past half of that, leave it to them
+        if self.now().saturating_sub(marked) >= expiry::TOMBSTONE_HOLD_MS / 2 {
+            return Ok(false);
+        }
+        bucket
+            .delete(key)
+            .map_err(|e| kv_error("sweep delete", e))?;
+        Ok(true)
+    }
 }
 
 impl Host for SpinHost {
@@ -92,16 +172,25 @@ impl Host for SpinHost {
     /// the same stores): read the state through a `cas` handle, apply the core's GCRA, and swap
     /// the new state in only if nobody changed it meanwhile; otherwise read again. So counts are
     /// exact however many instances handle the same key at once. After [`CAS_ATTEMPTS`] lost
-    /// races the call fails, and the rate limit's `fail_open` decides.
+    /// races the call fails, and the rate limit's `fail_open` decides. A fresh sweep tombstone
+    /// (`expiry.rs`) is waited out: it is gone once the sweeper deletes it, and reads as no state
+    /// once it is older than `TOMBSTONE_HOLD_MS`, so the wait ends either way.
     async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
         let bucket = self.bucket()?;
-        let k = format!("rl:{key}");
-        for attempt in 0..CAS_ATTEMPTS {
+        let mut lost = 0;
+        while lost < CAS_ATTEMPTS {
             let now = self.now();
-            let cas = Cas::new(bucket, &k).map_err(|e| kv_error("compare-and-swap", e))?;
-            let state = cas
+            let cas = Cas::new(bucket, key).map_err(|e| kv_error("compare-and-swap", e))?;
+            let stored = cas
                 .current()
-                .map_err(|e| kv_error("compare-and-swap read", e))?
+                .map_err(|e| kv_error("compare-and-swap read", e))?;
+            if let Some(Stored::Tombstone { fresh: true }) =
+                stored.as_deref().map(|v| classify(v, now))
+            {
+                spin_sdk::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            let state = stored
                 .and_then(|v| unwrap_live(v, now))
                 .and_then(|v| String::from_utf8(v).ok())
                 .and_then(|s| Gcra::decode(&s));
@@ -114,7 +203,8 @@ impl Host for SpinHost {
                 Err(CasError::StoreError(e)) => return Err(kv_error("compare-and-swap write", e)),
                 Err(CasError::CasFailed(_)) => {
                     // lost a race: back off a little, growing with each loss, then read again
-                    let jitter = self.random() % (u64::from(attempt) + 1);
+                    lost += 1;
+                    let jitter = self.random() % u64::from(lost);
                     spin_sdk::time::sleep(Duration::from_micros(100 * jitter)).await;
                 }
             }

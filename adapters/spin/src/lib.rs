@@ -10,11 +10,13 @@
 //! | `fetch`            | outbound HTTP, abandoned at the timeout                           |
 //! | `log`              | one JSON line on stdout                                           |
 //! | client identity    | `spin-client-addr`, or trusted headers named in the environment   |
+//! | (housekeeping)     | now and then a request deletes expired entries ([`expiry`])       |
 //!
 //! The config is embedded at build time by `build.rs`, which also checks `spin.toml`'s
 //! `allowed_outbound_hosts` against it.
 
 pub mod client;
+pub mod expiry;
 
 #[cfg(target_arch = "wasm32")]
 mod entry;

@@ -146,7 +146,12 @@ pub struct Server {
     pub logs: Arc<Mutex<Vec<String>>>,
     /// How long each request's instantiation took, in microseconds.
     pub instantiate_us: Arc<Mutex<Vec<u64>>>,
+    /// The key-value stores, by label, as the component left them (for tests to inspect).
+    pub stores: StoreData,
 }
+
+/// Every key-value store's entries, by store label.
+pub type StoreData = kv::Shared;
 
 /// Loads `manifest`, compiles its component and serves it on `addr` from a background thread.
 /// Returns once it accepts connections.
@@ -179,13 +184,14 @@ pub fn start(manifest: &Path, addr: &str, echo: bool) -> Result<Server, String> 
         .map_err(|e| format!("linking: {e}"))?;
     let logs = Arc::new(Mutex::new(Vec::new()));
     let instantiate_us = Arc::new(Mutex::new(Vec::new()));
+    let stores = kv::Shared::default();
     let app = Arc::new(App {
         instantiate_us: instantiate_us.clone(),
         engine,
         linker,
         component,
         spec,
-        kv: kv::Shared::default(),
+        kv: stores.clone(),
         logs: logs.clone(),
         echo,
     });
@@ -201,6 +207,7 @@ pub fn start(manifest: &Path, addr: &str, echo: bool) -> Result<Server, String> 
         addr: local,
         logs,
         instantiate_us,
+        stores,
     })
 }
 
