@@ -71,18 +71,30 @@ impl SpinHost {
             return Ok(0);
         }
         let cursor = schedule.and_then(|s| s.cursor);
+        // claim this sweep first, so the instances that find it due at the same moment do not
+        // all list the store
+        let due_ms = now.saturating_add(sweep.interval_ms);
+        let claim = Schedule {
+            due_ms,
+            cursor: cursor.clone(),
+        };
+        match atomics::swap(cas, &claim.encode()) {
+            Ok(()) => {}
+            Err(CasError::CasFailed(_)) => return Ok(0), // another instance claimed it
+            Err(CasError::StoreError(e)) => return Err(kv_error("sweep schedule write", e)),
+        }
         // one page of keys: the first, or the one after where the previous sweep stopped
         let page = bucket
             .list_keys(cursor.as_deref())
             .map_err(|e| kv_error("sweep list", e))?;
-        let next = Schedule {
-            due_ms: now.saturating_add(sweep.interval_ms),
-            cursor: page.cursor,
-        };
-        match atomics::swap(cas, &next.encode()) {
-            Ok(()) => {}
-            Err(CasError::CasFailed(_)) => return Ok(0), // another instance claimed this sweep
-            Err(CasError::StoreError(e)) => return Err(kv_error("sweep schedule write", e)),
+        if page.cursor != cursor {
+            let next = Schedule {
+                due_ms,
+                cursor: page.cursor,
+            };
+            bucket
+                .set(expiry::SCHEDULE_KEY, &next.encode())
+                .map_err(|e| kv_error("sweep schedule write", e))?;
         }
         // from a random place in the page, so a page longer than the batch is covered over time
         let keys: Vec<&String> = page.keys.iter().filter(|k| expiry::is_own(k)).collect();
