@@ -2,12 +2,14 @@
 // machine's slow and fast phases fall on every build alike. Each build (a directory under
 // adapters/workers built with PORTCULLIS_CONFIG=benches/gateway.toml) gets its own Miniflare;
 // measured at one connection: the pass-through worker, and per build the `bare` route (a proxy
-// with no policy) and the `static` route (answered at the gateway).
+// with no policy), the `static` route (answered at the gateway) and `items` (the full policy
+// stack of the load benchmark, with its Durable Object call).
 // Usage: BUILDS=build-a,build-b [ROUNDS=7] [SECONDS=3] node benches/workers/ab.mjs
 // Loopback only; bounded by ROUNDS x SECONDS per target. Prints p50 medians and each round.
 import { Miniflare } from "miniflare";
 import http from "node:http";
 import path from "node:path";
+import crypto from "node:crypto";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const SECONDS = Number(process.env.SECONDS ?? 3);
@@ -45,17 +47,25 @@ const pass = new Miniflare({
   scriptPath: path.join(root, "benches/passthrough-worker/build/index.js"),
   bindings: { UPSTREAM: "http://127.0.0.1:18190" },
 });
+// an HS256 token for the bench provider, as in load.mjs
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+const head = b64({ alg: "HS256", typ: "JWT", kid: "bench" });
+const claims = b64({ iss: "https://bench.portcullis.local/", aud: "bench", sub: "bench-user", scope: "items:read", exp: Math.floor(Date.now() / 1000) + 3600 });
+const sig = crypto.createHmac("sha256", "portcullis-bench-secret-0123456789abcdef").update(`${head}.${claims}`).digest("base64url");
+const token = `${head}.${claims}.${sig}`;
+
 const targets = { passthrough: { port: Number(new URL(await pass.ready).port), path: "/items/42" } };
 for (const [i, b] of builds.entries()) {
   const port = Number(new URL(await gateways[i].ready).port);
   targets[`bare ${b}`] = { port, path: "/bare/42" };
   targets[`static ${b}`] = { port, path: "/static" };
+  targets[`items ${b}`] = { port, path: "/items/42", headers: { authorization: `Bearer ${token}` } };
 }
 
 function once(agent, t) {
   return new Promise((ok, fail) => {
     const start = process.hrtime.bigint();
-    const req = http.request({ host: "127.0.0.1", port: t.port, path: t.path, agent, headers: { "cf-connecting-ip": "198.51.100.7" } }, (res) => {
+    const req = http.request({ host: "127.0.0.1", port: t.port, path: t.path, agent, headers: { "cf-connecting-ip": "198.51.100.7", ...t.headers } }, (res) => {
       res.resume();
       res.on("end", () => (res.statusCode === 200 ? ok(Number(process.hrtime.bigint() - start) / 1e6) : fail(new Error(`${t.path}: ${res.statusCode}`))));
     });

@@ -85,6 +85,14 @@ impl Host for WorkersHost {
             .fetch_with_str(&url)
             .await
             .map_err(|e| host_err("rate limiter", e))?;
+        // the verdict is in a header, there as soon as the answer's head is; the body (the
+        // same text, or the reason for an error) is read only when it is missing
+        if res.status_code() == 200 {
+            if let Ok(Some(header)) = res.headers().get(crate::limiter::VERDICT_HEADER) {
+                return Verdict::decode(&header)
+                    .ok_or_else(|| HostError(format!("rate limiter answered {header:?}")));
+            }
+        }
         let text = res.text().await.map_err(|e| host_err("rate limiter", e))?;
         if res.status_code() != 200 {
             return Err(HostError(format!(

@@ -6,7 +6,9 @@
 //! (input gates), and the state is also kept in memory after the first read, so "read, decide,
 //! write" is atomic per key: counts are exact however many isolates send requests. The write is
 //! not waited for (see [`RateLimiter::store`]).
-//! Its answer is [`Verdict::encode`]. An alarm deletes the state once it has expired.
+//! Its answer is [`Verdict::encode`], in the [`VERDICT_HEADER`] header and in the body; the worker
+//! reads the header, which it has as soon as the answer's head arrives, without waiting for the
+//! body. An alarm deletes the state once it has expired.
 
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Verdict};
 use std::cell::{Cell, RefCell};
@@ -16,6 +18,9 @@ use worker::{
 
 /// Storage key of the state inside the object.
 const STATE: &str = "gcra";
+
+/// The response header that carries the verdict.
+pub const VERDICT_HEADER: &str = "x-portcullis-verdict";
 
 #[durable_object]
 pub struct RateLimiter {
@@ -56,7 +61,10 @@ impl DurableObject for RateLimiter {
                 self.schedule_cleanup(next.expires_at_ms()).await?;
             }
         }
-        Response::ok(verdict.encode())
+        let encoded = verdict.encode();
+        let headers = worker::Headers::new();
+        headers.set(VERDICT_HEADER, &encoded)?;
+        Ok(Response::ok(encoded)?.with_headers(headers))
     }
 
     /// Clean-up: an expired state means the same as none, so once it has expired the object
