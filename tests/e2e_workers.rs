@@ -87,3 +87,36 @@ fn the_limiter_deletes_expired_state() {
         ]
     );
 }
+
+/// A fetch that passes its upstream's timeout does not keep the upstream's connection: the
+/// worker answers 504 at the 1 s timeout (a timeout is not retried) and the upstream sees the
+/// caller hang up then, not when its answer would have been due (4 s).
+#[test]
+fn a_timed_out_fetch_lets_go_of_the_upstream() {
+    let s = suite();
+    let slow = format!("/backend/slow/4000/abort-{}", s.unique());
+    let r = s.send("GET", &slow, &[], b"");
+    assert_eq!(r.status, 504, "{}", r.text());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let abandoned = || -> Vec<u64> {
+        let all = s.upstream.abandoned.lock().unwrap();
+        all.iter()
+            .filter(|(t, _)| *t == slow)
+            .map(|(_, ms)| *ms)
+            .collect()
+    };
+    while abandoned().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let waits = abandoned();
+    assert_eq!(
+        waits.len(),
+        1,
+        "attempts the upstream saw abandoned: {waits:?}"
+    );
+    assert!(
+        waits[0] < 2_000,
+        "the upstream's connection was held {} ms after the request arrived",
+        waits[0]
+    );
+}

@@ -4,7 +4,7 @@
 //! to read.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -158,6 +158,10 @@ fn read_body(
 /// `/private` a `Cache-Control: private`; anything else gets `Cache-Control: max-age=60`.
 pub struct Upstream {
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// `/slow/` requests whose caller closed the connection before the answer was due (a
+    /// gateway that gave up and aborted its fetch): the target, and how long after the request
+    /// arrived the caller hung up, in milliseconds.
+    pub abandoned: Arc<Mutex<Vec<(String, u64)>>>,
 }
 
 impl Upstream {
@@ -165,16 +169,20 @@ impl Upstream {
     pub fn start(addr: &str) -> Upstream {
         let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let rec = received.clone();
+        let abandoned = Arc::new(Mutex::new(Vec::new()));
+        let (rec, gone) = (received.clone(), abandoned.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let rec = rec.clone();
+                let (rec, gone) = (rec.clone(), gone.clone());
                 std::thread::spawn(move || {
-                    let _ = serve_upstream(conn, &rec);
+                    let _ = serve_upstream(conn, &rec, &gone);
                 });
             }
         });
-        Upstream { received }
+        Upstream {
+            received,
+            abandoned,
+        }
     }
 
     /// Requests whose target contains `marker`, in arrival order.
@@ -189,7 +197,11 @@ impl Upstream {
     }
 }
 
-fn serve_upstream(conn: TcpStream, rec: &Mutex<Vec<Received>>) -> std::io::Result<()> {
+fn serve_upstream(
+    conn: TcpStream,
+    rec: &Mutex<Vec<Received>>,
+    abandoned: &Mutex<Vec<(String, u64)>>,
+) -> std::io::Result<()> {
     let mut r = BufReader::new(conn.try_clone()?);
     let (line, headers) = read_head(&mut r)?;
     let mut parts = line.split(' ');
@@ -217,10 +229,18 @@ fn serve_upstream(conn: TcpStream, rec: &Mutex<Vec<Received>>) -> std::io::Resul
             .and_then(|i| segs.get(i + 1))
             .and_then(|v| v.parse::<u64>().ok())
     };
-    if let Some(ms) = after("slow") {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
     let mut conn = conn;
+    if let Some(ms) = after("slow") {
+        // wait, watching the connection: the request has been read whole, so the only thing
+        // that can arrive is the caller hanging up
+        let since = std::time::Instant::now();
+        conn.set_read_timeout(Some(Duration::from_millis(ms.max(1))))?;
+        if let Ok(0) = conn.read(&mut [0u8; 1]) {
+            let waited = since.elapsed().as_millis() as u64;
+            abandoned.lock().unwrap().push((target, waited));
+            return Ok(());
+        }
+    }
     if segs.contains(&"reset") {
         return conn.shutdown(Shutdown::Both);
     }

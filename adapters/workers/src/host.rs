@@ -6,7 +6,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use portcullis_core::phase::ratelimit::{AdmitRequest, Quota, Verdict};
 use portcullis_core::{FetchError, Host, HostError, UnixMillis};
 use std::time::Duration;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{console_log, Date, Delay, Env};
 
 /// KV namespace binding: the shared cache, JWKS copies and the cache generation.
@@ -175,13 +176,19 @@ impl Host for WorkersHost {
         if !req.body().is_empty() {
             init.set_body(&js_sys::Uint8Array::from(&req.body()[..]));
         }
-        let request = web_sys::Request::new_with_str_and_init(&req.uri().to_string(), &init)
-            .map_err(js_err(FetchError::Other))?;
+        // `fetch(url, init)` itself: `worker::Fetch` would build the request a second time, from
+        // an init whose `signal` is null, which by the Fetch standard replaces the abort signal
+        // set here (the runtime still cancels a fetch when the request ends, which for a
+        // timeout is right away)
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let pending = global.fetch_with_str_and_init(&req.uri().to_string(), &init);
         let exchange = async {
-            let mut res = worker::Fetch::Request(worker::Request::from(request))
-                .send()
-                .await
-                .map_err(|e| FetchError::Connect(e.to_string()))?;
+            let res: web_sys::Response =
+                JsFuture::from(pending)
+                    .await
+                    .and_then(|r| r.dyn_into())
+                    .map_err(|e| FetchError::Connect(worker::Error::from(e).to_string()))?;
+            let mut res = worker::Response::from(res);
             let status = StatusCode::from_u16(res.status_code())
                 .map_err(|_| FetchError::Other(format!("invalid status {}", res.status_code())))?;
             let mut headers = HeaderMap::new();
