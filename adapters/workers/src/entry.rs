@@ -42,10 +42,10 @@ async fn fetch(req: HttpRequest, env: Env, _ctx: Context) -> worker::Result<web_
     Ok(to_platform(res)?)
 }
 
-/// The gateway's answer as the platform's response, its body one byte array. (The `worker`
-/// crate's own conversion streams any `http` body through a JS `ReadableStream` that pulls from
-/// Rust: a chunked response, and in the benchmark most of the time the adapter added to a
-/// proxied request.) A fixed body also lets the runtime send `Content-Length`.
+/// The gateway's answer as the platform's response, its body one byte array, so the runtime
+/// sends `Content-Length`. (The `worker` crate's own conversion streams any `http` body through
+/// a JS `ReadableStream` that pulls from Rust: a chunked response, and slower; BENCHMARKS.md,
+/// "The answer as one byte array".)
 fn to_platform(res: http::Response<Bytes>) -> Result<web_sys::Response, JsValue> {
     let headers = web_sys::Headers::new()?;
     for (name, value) in res.headers() {
@@ -54,10 +54,10 @@ fn to_platform(res: http::Response<Bytes>) -> Result<web_sys::Response, JsValue>
     let init = web_sys::ResponseInit::new();
     init.set_status(res.status().as_u16());
     init.set_headers(&headers);
-    // 204, 304 and answers to HEAD have no body, and the constructor refuses one for the
-    // first two
+    // the constructor refuses any body, even an empty one, with 101, 204, 205 and 304
+    let null_body = matches!(res.status().as_u16(), 101 | 204 | 205 | 304);
     let body = res.body();
-    let body = (!body.is_empty()).then(|| js_sys::Uint8Array::from(&body[..]));
+    let body = (!null_body && !body.is_empty()).then(|| js_sys::Uint8Array::from(&body[..]));
     web_sys::Response::new_with_opt_js_u8_array_and_init(body.as_ref(), &init)
 }
 
