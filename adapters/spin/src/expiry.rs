@@ -42,10 +42,16 @@ pub fn wrap(value: &[u8], expires_at: UnixMillis) -> Vec<u8> {
     out
 }
 
+/// A stored entry's expiry (a tombstone's: when it was made) and value; `None` when it is too
+/// short to be one [`wrap`] made.
+fn unwrap(stored: &[u8]) -> Option<(UnixMillis, &[u8])> {
+    let (head, value) = stored.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*head), value))
+}
+
 /// The value, if it has not expired at `now`. A tombstone has "expired" when it was made.
 pub fn unwrap_live(stored: Vec<u8>, now: UnixMillis) -> Option<Vec<u8>> {
-    let (head, value) = stored.split_at_checked(8)?;
-    let expires_at = u64::from_be_bytes(head.try_into().ok()?);
+    let (expires_at, value) = unwrap(&stored)?;
     (now < expires_at).then(|| value.to_vec())
 }
 
@@ -69,13 +75,9 @@ pub enum Stored {
 }
 
 pub fn classify(stored: &[u8], now: UnixMillis) -> Stored {
-    let Some((head, value)) = stored.split_at_checked(8) else {
+    let Some((at, value)) = unwrap(stored) else {
         return Stored::Foreign;
     };
-    let Ok(head) = <[u8; 8]>::try_from(head) else {
-        return Stored::Foreign;
-    };
-    let at = u64::from_be_bytes(head);
     if value == TOMBSTONE_TAG {
         Stored::Tombstone {
             fresh: now.saturating_sub(at) < TOMBSTONE_HOLD_MS,
