@@ -47,6 +47,16 @@ impl SpinHost {
 /// The store the gateway uses (granted in spin.toml's `key_value_stores`).
 const STORE: &str = "default";
 
+/// Swaps `value` in through `cas`: `true` when done, `false` when the entry changed since `cas`
+/// read it (a lost race).
+fn swapped(cas: Cas, value: &[u8], what: &str) -> Result<bool, HostError> {
+    match atomics::swap(cas, value) {
+        Ok(()) => Ok(true),
+        Err(CasError::CasFailed(_)) => Ok(false),
+        Err(CasError::StoreError(e)) => Err(kv_error(what, e)),
+    }
+}
+
 fn kv_error(what: &str, e: store::Error) -> HostError {
     HostError(match e {
         store::Error::NoSuchStore => format!("key-value {what}: no such store"),
@@ -78,10 +88,8 @@ impl SpinHost {
             due_ms,
             cursor: cursor.clone(),
         };
-        match atomics::swap(cas, &claim.encode()) {
-            Ok(()) => {}
-            Err(CasError::CasFailed(_)) => return Ok(0), // another instance claimed it
-            Err(CasError::StoreError(e)) => return Err(kv_error("sweep schedule write", e)),
+        if !swapped(cas, &claim.encode(), "sweep schedule write")? {
+            return Ok(0); // another instance claimed it
         }
         // one page of keys: the first, or the one after where the previous sweep stopped
         let page = bucket
@@ -145,10 +153,8 @@ impl SpinHost {
             return Ok(false);
         }
         let marked = self.now();
-        match atomics::swap(cas, &tombstone(marked)) {
-            Ok(()) => {}
-            Err(CasError::CasFailed(_)) => return Ok(false), // a request wrote it meanwhile
-            Err(CasError::StoreError(e)) => return Err(kv_error("sweep tombstone", e)),
+        if !swapped(cas, &tombstone(marked), "sweep tombstone")? {
+            return Ok(false); // a request wrote it meanwhile
         }
         // requests wait on the tombstone only so long; past half of that, leave it to them
         if self.now().saturating_sub(marked) >= expiry::TOMBSTONE_HOLD_MS / 2 {
@@ -210,16 +216,14 @@ impl Host for SpinHost {
             if state == Some(next) {
                 return Ok(verdict); // refused: nothing to write
             }
-            match atomics::swap(cas, &wrap(next.encode().as_bytes(), next.expires_at_ms())) {
-                Ok(()) => return Ok(verdict),
-                Err(CasError::StoreError(e)) => return Err(kv_error("compare-and-swap write", e)),
-                Err(CasError::CasFailed(_)) => {
-                    // lost a race: back off a little, growing with each loss, then read again
-                    lost += 1;
-                    let jitter = self.random() % u64::from(lost);
-                    spin_sdk::time::sleep(Duration::from_micros(100 * jitter)).await;
-                }
+            let value = wrap(next.encode().as_bytes(), next.expires_at_ms());
+            if swapped(cas, &value, "compare-and-swap write")? {
+                return Ok(verdict);
             }
+            // lost a race: back off a little, growing with each loss, then read again
+            lost += 1;
+            let jitter = self.random() % u64::from(lost);
+            spin_sdk::time::sleep(Duration::from_micros(100 * jitter)).await;
         }
         Err(HostError(format!(
             "rate limit {key:?}: {CAS_ATTEMPTS} compare-and-swap attempts lost to concurrent updates"
