@@ -6,6 +6,8 @@
 mod cases;
 
 use cases::{Platform, Suite};
+use portcullis_spin::expiry::{classify, tombstone, Stored};
+use portcullis_tests::net::Reply;
 use portcullis_tests::runtime::{build_spin, start_spin};
 use std::sync::OnceLock;
 
@@ -44,44 +46,91 @@ fn a_manifest_missing_an_upstream_fails_the_build() {
     assert!(stderr.contains("2 errors; nothing was built"), "{stderr}");
 }
 
+/// A fresh client address, its key under the `brief` rate limit (5 a second per address), and
+/// the Spin host's `default` store, for the cases that look into the store.
+struct Brief {
+    ip: String,
+    key: String,
+    stores: spin_test_host::StoreData,
+}
+
+impl Brief {
+    fn new(s: &Suite) -> Brief {
+        let ip = s.client_ip();
+        Brief {
+            key: format!("rl:brief:{ip}"),
+            ip,
+            stores: s.gw.stores.clone().expect("the Spin host shows its stores"),
+        }
+    }
+
+    /// What the store holds under the key.
+    fn stored(&self) -> Option<Vec<u8>> {
+        self.stores
+            .lock()
+            .unwrap()
+            .get("default")?
+            .get(&self.key)
+            .cloned()
+    }
+
+    /// Writes `value` under the key, as a sweeper would.
+    fn put(&self, value: Vec<u8>) {
+        let mut stores = self.stores.lock().unwrap();
+        let store = stores.entry("default".into()).or_default();
+        store.insert(self.key.clone(), value);
+    }
+
+    /// Deletes the key, as a sweeper would.
+    fn delete(&self) {
+        if let Some(store) = self.stores.lock().unwrap().get_mut("default") {
+            store.remove(&self.key);
+        }
+    }
+
+    /// Every store's keys, to show in a failure.
+    fn all_keys(&self) -> Vec<(String, Vec<String>)> {
+        let stores = self.stores.lock().unwrap();
+        stores
+            .iter()
+            .map(|(label, m)| (label.clone(), m.keys().cloned().collect()))
+            .collect()
+    }
+
+    fn send(&self, s: &Suite) -> Reply {
+        s.send_from(&self.ip, "GET", "/brief", &[], b"")
+    }
+}
+
 /// Spin's store has no TTL: an expired rate-limit state stays stored until a sweep deletes it
 /// (`adapters/spin/src/expiry.rs`). The suite's manifest sweeps on every request.
 #[test]
 fn expired_entries_are_swept() {
     let s = suite();
-    let ip = s.client_ip();
-    let key = format!("rl:brief:{ip}");
-    let stores = s.gw.stores.clone().expect("the Spin host shows its stores");
-    let stored = || {
-        stores
-            .lock()
-            .unwrap()
-            .get("default")
-            .is_some_and(|m| m.contains_key(&key))
-    };
-    let r = s.send_from(&ip, "GET", "/brief", &[], b"");
+    let c = Brief::new(s);
+    let r = c.send(s);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
-        stored(),
-        "the request stored no state under {key}: {:?}",
-        stores
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(l, m)| (l.clone(), m.keys().cloned().collect::<Vec<_>>()))
-            .collect::<Vec<_>>()
+        c.stored().is_some(),
+        "the request stored no state under {}: {:?}",
+        c.key,
+        c.all_keys()
     );
     // `brief` allows 5 a second: one request's state has expired a second later; the requests
     // after that (from another address) run the sweeps
     std::thread::sleep(std::time::Duration::from_millis(1_100));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while stored() && std::time::Instant::now() < deadline {
+    while c.stored().is_some() && std::time::Instant::now() < deadline {
         assert_eq!(s.send("GET", "/brief", &[], b"").status, 200);
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(!stored(), "{key} is still stored 10 s after it expired");
+    assert!(
+        c.stored().is_none(),
+        "{} is still stored 10 s after it expired",
+        c.key
+    );
     // what the sweep deleted was expired: the address starts again with a full quota
-    let r = s.send_from(&ip, "GET", "/brief", &[], b"");
+    let r = c.send(s);
     assert_eq!(r.header("ratelimit"), Some("\"brief\";r=4;t=1"));
 }
 
@@ -91,30 +140,16 @@ fn expired_entries_are_swept() {
 #[test]
 fn a_rate_limit_update_outwaits_an_abandoned_sweep_tombstone() {
     let s = suite();
-    let ip = s.client_ip();
-    let key = format!("rl:brief:{ip}");
-    let stores = s.gw.stores.clone().expect("the Spin host shows its stores");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let planted = portcullis_spin::expiry::tombstone(now_ms);
-    stores
-        .lock()
-        .unwrap()
-        .entry("default".into())
-        .or_default()
-        .insert(key.clone(), planted.clone());
-    let r = s.send_from(&ip, "GET", "/brief", &[], b"");
+    let c = Brief::new(s);
+    let now_ms = cases::now_ms();
+    let planted = tombstone(now_ms);
+    c.put(planted.clone());
+    let r = c.send(s);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("ratelimit"), Some("\"brief\";r=4;t=1"));
-    let after = stores.lock().unwrap()["default"].get(&key).cloned();
-    let after = after.expect("the request stored its state");
+    let after = c.stored().expect("the request stored its state");
     assert_ne!(after, planted);
-    assert_eq!(
-        portcullis_spin::expiry::classify(&after, now_ms),
-        portcullis_spin::expiry::Stored::Live
-    );
+    assert_eq!(classify(&after, now_ms), Stored::Live);
 }
 
 /// While a sweeper holds a fresh tombstone on a rate-limit state, a request does not write over
@@ -123,38 +158,21 @@ fn a_rate_limit_update_outwaits_an_abandoned_sweep_tombstone() {
 #[test]
 fn a_rate_limit_update_waits_for_the_sweeper_to_delete() {
     let s = suite();
-    let ip = s.client_ip();
-    let key = format!("rl:brief:{ip}");
-    let stores = s.gw.stores.clone().expect("the Spin host shows its stores");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    stores
-        .lock()
-        .unwrap()
-        .entry("default".into())
-        .or_default()
-        .insert(key.clone(), portcullis_spin::expiry::tombstone(now_ms));
+    let c = Brief::new(s);
+    let now_ms = cases::now_ms();
+    c.put(tombstone(now_ms));
     std::thread::scope(|scope| {
-        let sent = scope.spawn(|| s.send_from(&ip, "GET", "/brief", &[], b""));
+        let sent = scope.spawn(|| c.send(s));
         // the sweeper's delete, well inside the hold time; a request that had written over the
         // tombstone would lose its state here
         std::thread::sleep(std::time::Duration::from_millis(300));
-        stores
-            .lock()
-            .unwrap()
-            .get_mut("default")
-            .unwrap()
-            .remove(&key);
+        c.delete();
         let r = sent.join().unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("ratelimit"), Some("\"brief\";r=4;t=1"));
     });
-    let after = stores.lock().unwrap()["default"].get(&key).cloned();
-    let after = after.expect("the request stored its state after the delete");
-    assert_eq!(
-        portcullis_spin::expiry::classify(&after, now_ms),
-        portcullis_spin::expiry::Stored::Live
-    );
+    let after = c
+        .stored()
+        .expect("the request stored its state after the delete");
+    assert_eq!(classify(&after, now_ms), Stored::Live);
 }
