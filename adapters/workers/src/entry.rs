@@ -47,10 +47,7 @@ async fn fetch(req: HttpRequest, env: Env, _ctx: Context) -> worker::Result<web_
 /// a JS `ReadableStream` that pulls from Rust: a chunked response, and slower; BENCHMARKS.md,
 /// "The answer as one byte array".)
 fn to_platform(res: http::Response<Bytes>) -> Result<web_sys::Response, JsValue> {
-    let headers = web_sys::Headers::new()?;
-    for (name, value) in res.headers() {
-        headers.append(name.as_str(), &crate::bytestring::to_js(value.as_bytes()))?;
-    }
+    let headers = crate::host::js_headers(res.headers().iter())?;
     let init = web_sys::ResponseInit::new();
     init.set_status(res.status().as_u16());
     init.set_headers(&headers);

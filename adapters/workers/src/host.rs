@@ -163,15 +163,12 @@ impl Host for WorkersHost {
         init.set_method(req.method().as_str());
         init.set_redirect(web_sys::RequestRedirect::Manual);
         init.set_signal(Some(&controller.signal()));
-        let headers = web_sys::Headers::new().map_err(js_err(FetchError::Other))?;
-        for (name, value) in req.headers() {
-            if name == http::header::HOST {
-                continue; // the runtime sets Host from the URL
-            }
-            headers
-                .append(name.as_str(), &crate::bytestring::to_js(value.as_bytes()))
-                .map_err(js_err(FetchError::Other))?;
-        }
+        // the runtime sets Host from the URL
+        let sent = req
+            .headers()
+            .iter()
+            .filter(|(n, _)| *n != http::header::HOST);
+        let headers = js_headers(sent).map_err(js_err(FetchError::Other))?;
         init.set_headers(&headers);
         if !req.body().is_empty() {
             init.set_body(&js_sys::Uint8Array::from(&req.body()[..]));
@@ -223,6 +220,17 @@ impl Host for WorkersHost {
     fn log(&self, line: &str) {
         console_log!("{line}");
     }
+}
+
+/// A JS `Headers` holding `headers`, each value byte for byte ([`crate::bytestring`]).
+pub(crate) fn js_headers<'a>(
+    headers: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+) -> Result<web_sys::Headers, JsValue> {
+    let out = web_sys::Headers::new()?;
+    for (name, value) in headers {
+        out.append(name.as_str(), &crate::bytestring::to_js(value.as_bytes()))?;
+    }
+    Ok(out)
 }
 
 fn js_err(kind: fn(String) -> FetchError) -> impl Fn(JsValue) -> FetchError {
