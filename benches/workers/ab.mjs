@@ -8,8 +8,7 @@
 // Loopback only; bounded by ROUNDS x SECONDS per target. Prints p50 medians and each round.
 import { Miniflare } from "miniflare";
 import http from "node:http";
-import path from "node:path";
-import crypto from "node:crypto";
+import { startUpstream, portcullisOptions, passthroughOptions, benchToken } from "./common.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const SECONDS = Number(process.env.SECONDS ?? 3);
@@ -18,41 +17,10 @@ if (builds.length === 0) {
   console.error("usage: BUILDS=build-a,build-b node benches/workers/ab.mjs");
   process.exit(2);
 }
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
-const body = JSON.stringify({ id: 1, name: "item", tags: ["a", "b"] });
-const upstream = http.createServer((req, res) => {
-  req.resume();
-  req.on("end", () => {
-    res.writeHead(200, { "content-type": "application/json", "content-length": body.length, server: "bench" });
-    res.end(body);
-  });
-});
-await new Promise((ok) => upstream.listen(18190, "127.0.0.1", ok));
-const rules = [
-  { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-  { type: "CompiledWasm", include: ["**/*.wasm"] },
-];
-const common = { host: "127.0.0.1", port: 0, compatibilityDate: "2026-04-01", modules: true, modulesRules: rules, handleStructuredLogs() {} };
-const gateways = builds.map(
-  (b) =>
-    new Miniflare({
-      ...common,
-      scriptPath: path.join(root, "adapters/workers", b, "index.js"),
-      kvNamespaces: ["PORTCULLIS_KV"],
-      durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
-    }),
-);
-const pass = new Miniflare({
-  ...common,
-  scriptPath: path.join(root, "benches/passthrough-worker/build/index.js"),
-  bindings: { UPSTREAM: "http://127.0.0.1:18190" },
-});
-// an HS256 token for the bench provider, as in load.mjs
-const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-const head = b64({ alg: "HS256", typ: "JWT", kid: "bench" });
-const claims = b64({ iss: "https://bench.portcullis.local/", aud: "bench", sub: "bench-user", scope: "items:read", exp: Math.floor(Date.now() / 1000) + 3600 });
-const sig = crypto.createHmac("sha256", "portcullis-bench-secret-0123456789abcdef").update(`${head}.${claims}`).digest("base64url");
-const token = `${head}.${claims}.${sig}`;
+const upstream = await startUpstream();
+const gateways = builds.map((b) => new Miniflare(portcullisOptions(b)));
+const pass = new Miniflare(passthroughOptions());
+const token = benchToken();
 
 const targets = { passthrough: { port: Number(new URL(await pass.ready).port), path: "/items/42" } };
 for (const [i, b] of builds.entries()) {

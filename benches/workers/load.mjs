@@ -6,56 +6,23 @@
 // target/bench/workers.json and prints a markdown table. Run it with scripts/bench-workers.sh.
 import { Miniflare } from "miniflare";
 import http from "node:http";
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
+import { root, UPSTREAM_PORT, startUpstream, portcullisOptions, passthroughOptions, benchToken } from "./common.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 5);
 const MAX_REQUESTS = 20000; // per measurement, whichever comes first
-const UPSTREAM_PORT = 18190;
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 
-// the upstream: a small JSON answer, keep-alive
-const body = JSON.stringify({ id: 1, name: "item", tags: ["a", "b"] });
-const upstream = http.createServer((req, res) => {
-  req.resume();
-  req.on("end", () => {
-    res.writeHead(200, { "content-type": "application/json", "content-length": body.length, server: "bench" });
-    res.end(body);
-  });
-});
-await new Promise((ok) => upstream.listen(UPSTREAM_PORT, "127.0.0.1", ok));
-
-const rules = [
-  { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-  { type: "CompiledWasm", include: ["**/*.wasm"] },
-];
+const upstream = await startUpstream();
 // Each worker gets its own Miniflare (the same workerd binary, the same settings): with both in
 // one Miniflare, requests into the Durable Object hung in this Miniflare version.
-const common = { host: "127.0.0.1", port: 0, compatibilityDate: "2026-04-01", modules: true, modulesRules: rules, handleStructuredLogs() {} }; // the access log is tested elsewhere
-const mfPortcullis = new Miniflare({
-  ...common,
-  scriptPath: path.join(root, "adapters/workers", process.env.PORTCULLIS_BUILD ?? "build-bench", "index.js"),
-  kvNamespaces: ["PORTCULLIS_KV"],
-  durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
-  bindings: { PORTCULLIS_CACHE: "kv" },
-});
-const mfPass = new Miniflare({
-  ...common,
-  scriptPath: path.join(root, "benches/passthrough-worker/build/index.js"),
-  bindings: { UPSTREAM: `http://127.0.0.1:${UPSTREAM_PORT}` },
-});
+const mfPortcullis = new Miniflare(portcullisOptions(process.env.PORTCULLIS_BUILD ?? "build-bench"));
+const mfPass = new Miniflare(passthroughOptions());
 const portcullisUrl = new URL(await mfPortcullis.ready);
 const passUrl = new URL(await mfPass.ready);
-
-// an HS256 token for the bench provider
-const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-const head = b64({ alg: "HS256", typ: "JWT", kid: "bench" });
-const claims = b64({ iss: "https://bench.portcullis.local/", aud: "bench", sub: "bench-user", scope: "items:read", exp: Math.floor(Date.now() / 1000) + 3600 });
-const sig = crypto.createHmac("sha256", "portcullis-bench-secret-0123456789abcdef").update(`${head}.${claims}`).digest("base64url");
-const token = `${head}.${claims}.${sig}`;
+const token = benchToken();
 
 const targets = {
   upstream: { port: UPSTREAM_PORT, headers: {} },
