@@ -17,6 +17,7 @@ fn suite() -> &'static Suite {
         Suite::new(
             Platform {
                 client_ip_header: "x-test-client-ip",
+                keeps_non_utf8_header_bytes: true,
             },
             || {
                 let out = build_spin("tests/e2e/gateway.toml", "tests/e2e/spin.toml");

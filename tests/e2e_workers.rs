@@ -17,6 +17,7 @@ fn suite() -> &'static Suite {
         Suite::new(
             Platform {
                 client_ip_header: "cf-connecting-ip",
+                keeps_non_utf8_header_bytes: false,
             },
             || {
                 let out = build_worker("tests/e2e/gateway.toml", "build-e2e");

@@ -20,6 +20,10 @@ pub const JWKS_ADDR: &str = "127.0.0.1:18182";
 pub struct Platform {
     /// The request header the runtime takes the client address from (the edge sets it).
     pub client_ip_header: &'static str,
+    /// Whether a header byte that is not UTF-8 reaches the gateway as itself. workerd reads
+    /// header values as UTF-8 text and turns such a byte into U+FFFD before any worker code
+    /// runs (workerd issue 6927); Spin hands over the bytes.
+    pub keeps_non_utf8_header_bytes: bool,
 }
 
 /// A gateway in a runtime plus the servers behind it.
@@ -443,6 +447,44 @@ pub fn upstream_failures(s: &Suite) {
     );
 }
 
+/// Header values are bytes: UTF-8 text passes through the gateway both ways as the same bytes,
+/// never encoded twice, and so does a byte that is not UTF-8 where the runtime keeps it. The
+/// test's wire text is Latin-1: `"\u{c3}\u{a9}"` is the two bytes of UTF-8 "é", `'\u{e9}'` the
+/// one byte 0xE9. The upstream's `/latin1` answer carries both, as `x-utf8` and `x-latin`.
+pub fn header_bytes_pass_unchanged(s: &Suite) {
+    let path = format!("/backend/latin1/{}", s.unique());
+    let sent = [("x-utf8", "caf\u{c3}\u{a9}"), ("x-latin", "caf\u{e9}")];
+    let r = s.send("GET", &path, &sent, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = s.upstream.requests_for(&path);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].header("x-utf8"),
+        Some("caf\u{c3}\u{a9}"),
+        "{:?}",
+        got[0].headers
+    );
+    assert_eq!(
+        r.header("x-utf8"),
+        Some("caf\u{c3}\u{a9}"),
+        "{:?}",
+        r.headers
+    );
+    // U+FFFD's three bytes, as the runtime read them
+    let latin = if s.platform.keeps_non_utf8_header_bytes {
+        "caf\u{e9}"
+    } else {
+        "caf\u{ef}\u{bf}\u{bd}"
+    };
+    assert_eq!(
+        got[0].header("x-latin"),
+        Some(latin),
+        "{:?}",
+        got[0].headers
+    );
+    assert_eq!(r.header("x-latin"), Some(latin), "{:?}", r.headers);
+}
+
 pub fn access_log_line(s: &Suite) {
     let n = s.unique();
     let path = format!("/backend/logged/{n}");
@@ -480,7 +522,7 @@ macro_rules! e2e_cases {
         $crate::e2e_cases!(@each $suite;
             validation_rejections, ip_deny_list, api_key_auth_and_request_transforms,
             jwt_auth_rotation_and_outage, exact_rate_limit_under_concurrency, shared_cache, cors,
-            upstream_failures, access_log_line);
+            upstream_failures, header_bytes_pass_unchanged, access_log_line);
     };
     (@each $suite:path; $($case:ident),*) => {
         $(#[test] fn $case() { cases::$case($suite()); })*

@@ -71,7 +71,7 @@ pub fn request(
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
+    s.write_all(&latin1(&head))?;
     s.write_all(body)?;
     let mut r = BufReader::new(s);
     let (status_line, headers) = read_head(&mut r)?;
@@ -96,8 +96,8 @@ fn bad(what: &str) -> std::io::Error {
 }
 
 fn read_head(r: &mut impl BufRead) -> std::io::Result<(String, Vec<(String, String)>)> {
-    let mut first = String::new();
-    if r.read_line(&mut first)? == 0 {
+    let mut first = Vec::new();
+    if r.read_until(b'\n', &mut first)? == 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "connection closed before a request line",
@@ -105,8 +105,9 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<(String, Vec<(String, Stri
     }
     let mut headers = Vec::new();
     loop {
-        let mut line = String::new();
-        r.read_line(&mut line)?;
+        let mut line = Vec::new();
+        r.read_until(b'\n', &mut line)?;
+        let line = from_latin1(&line);
         let line = line.trim_end();
         if line.is_empty() {
             break;
@@ -114,7 +115,20 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<(String, Vec<(String, Stri
         let (n, v) = line.split_once(':').ok_or_else(|| bad(line))?;
         headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
-    Ok((first.trim_end().to_string(), headers))
+    Ok((from_latin1(&first).trim_end().to_string(), headers))
+}
+
+/// HTTP head text as it goes on the wire: each character one byte, so a test writes the byte
+/// 0xE9 as `'\u{e9}'` (the way a JS `Headers` holds it). A character above U+00FF cannot be sent.
+pub fn latin1(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(c).unwrap_or_else(|_| panic!("{c:?} is not one byte: {text:?}")))
+        .collect()
+}
+
+/// The head text of bytes from the wire, each byte the character with its number.
+pub fn from_latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 fn read_body(
@@ -155,7 +169,8 @@ fn read_body(
 /// The upstream: answers every request with a JSON echo of what it received, and records it.
 /// Path segments script it: `/status/NNN` answers NNN, `/slow/MS` waits first, `/reset` closes
 /// the connection without answering, `/cookie` adds a `Set-Cookie`, `/etag` an `ETag`,
-/// `/private` a `Cache-Control: private`; anything else gets `Cache-Control: max-age=60`.
+/// `/private` a `Cache-Control: private`, `/latin1` the headers `X-Utf8` (UTF-8 `café`) and
+/// `X-Latin` (the same with the single byte 0xE9); anything else gets `Cache-Control: max-age=60`.
 pub struct Upstream {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// `/slow/` requests whose caller closed the connection before the answer was due (a
@@ -249,6 +264,10 @@ fn serve_upstream(
     if segs.contains(&"cookie") {
         extra.push_str("set-cookie: session=abc; Path=/\r\n");
     }
+    if segs.contains(&"latin1") {
+        // UTF-8 "é", and the single byte 0xE9
+        extra.push_str("x-utf8: caf\u{c3}\u{a9}\r\nx-latin: caf\u{e9}\r\n");
+    }
     if segs.contains(&"etag") {
         extra.push_str("etag: \"v1\"\r\n");
     }
@@ -268,7 +287,7 @@ fn serve_upstream(
         "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nserver: upstream/1\r\n{extra}connection: close\r\n\r\n",
         echo.len()
     );
-    conn.write_all(head.as_bytes())?;
+    conn.write_all(&latin1(&head))?;
     conn.write_all(echo.as_bytes())?;
     conn.flush()
 }

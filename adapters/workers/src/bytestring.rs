@@ -1,32 +1,54 @@
 //! Header values across the JS boundary. Pure, so it is tested natively.
 //!
-//! A JS `Headers` object holds ByteStrings: every character is one byte, U+0000 to U+00FF.
-//! A Rust `&str` reaches JS through UTF-8, so a value's bytes are handed over as the string whose
-//! characters are those bytes (Latin-1), and read back the same way. UTF-8 text or
-//! `from_utf8_lossy` would send other bytes than the ones the gateway decided on: a byte 0x80 to
-//! 0xFF would become U+FFFD, or two bytes where there was one.
+//! The Fetch standard makes a header value a ByteString (each byte one character, U+0000 to
+//! U+00FF), but workerd does not: it decodes the bytes it receives as UTF-8, a byte that is not
+//! valid UTF-8 becoming U+FFFD (workerd issue 6927), and sends a header string as its UTF-8
+//! bytes. So on Workers a value's JS string is the UTF-8 text of its bytes, both ways: bytes
+//! that are valid UTF-8 (any ASCII value, and UTF-8 text such as a `filename*`-less
+//! `Content-Disposition`) cross unchanged; other bytes cannot cross at all, and become U+FFFD as
+//! workerd's own reading makes them. (Mapping each byte to one character instead, as a
+//! ByteString would, sent every byte from 0x80 up as two: `tests/e2e/cases.rs`,
+//! `header_bytes_pass_unchanged`.)
 
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 
-/// The string JS needs for a header value's bytes. Borrowed when they are all ASCII (the usual
-/// case); a byte from 0x80 up becomes the character with its number.
+/// Room left in a header map read from JS for the headers the gateway adds to it (request id,
+/// trace context, `X-Forwarded-*`, rate-limit fields, CORS, a transform's own), so that adding
+/// them does not make the map grow: a regrowth copies the map, a few thousand instructions.
+pub const ROOM: usize = 8;
+
+/// The string JS needs for a header value's bytes: borrowed when they are UTF-8 (always, but for
+/// bytes an upstream or a config sent that no Workers header can hold; those become U+FFFD).
 pub fn to_js(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if bytes.is_ascii() => Cow::Borrowed(text),
-        _ => Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()),
-    }
+    String::from_utf8_lossy(bytes)
 }
 
-/// The bytes of a header value JS gave as a string; `None` when a character is above U+00FF,
-/// which a ByteString cannot hold.
-pub fn from_js(text: &str) -> Option<Cow<'_, [u8]>> {
-    if text.is_ascii() {
-        return Some(Cow::Borrowed(text.as_bytes()));
+/// The bytes of a header value JS gave as a string.
+pub fn from_js(text: &str) -> &[u8] {
+    text.as_bytes()
+}
+
+/// A header map from a JS `Headers` flattened into one string: each name and each value followed
+/// by NUL, the last one not (`Array.from(headers).flat().join("\0")`, one crossing of the JS
+/// boundary instead of three per header). NUL can be in neither: names are tokens, and `Headers`
+/// refuses NUL in a value. Values come back as the bytes workerd read ([`from_js`]); an entry that
+/// is not a valid name and value (which `Headers` never holds) is left out. Order and repeated
+/// names are kept, with [`ROOM`] to spare.
+pub fn header_map(flat: &str) -> HeaderMap {
+    if flat.is_empty() {
+        return HeaderMap::with_capacity(ROOM);
     }
-    text.chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect::<Option<Vec<u8>>>()
-        .map(Cow::Owned)
+    let pairs = flat.bytes().filter(|&b| b == 0).count().div_ceil(2);
+    let mut map = HeaderMap::with_capacity(pairs + ROOM);
+    let mut parts = flat.split('\0');
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        let value = HeaderValue::from_bytes(from_js(value));
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), value) {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
 #[cfg(test)]
@@ -34,33 +56,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ascii_values_pass_borrowed_both_ways() {
+    fn utf8_values_cross_unchanged_both_ways() {
         assert!(matches!(to_js(b"max-age=60"), Cow::Borrowed("max-age=60")));
-        assert!(matches!(
-            from_js("max-age=60"),
-            Some(Cow::Borrowed(b"max-age=60"))
-        ));
+        assert_eq!(from_js("max-age=60"), b"max-age=60");
         assert_eq!(to_js(b""), "");
+        let text = "attachment; filename=\"caf\u{e9}.txt\"";
+        assert!(matches!(to_js(text.as_bytes()), Cow::Borrowed(t) if t == text));
+        assert_eq!(from_js(&to_js(text.as_bytes())), text.as_bytes());
     }
 
     #[test]
-    fn high_bytes_map_to_the_character_with_their_number() {
-        assert_eq!(to_js(b"caf\xe9"), "caf\u{e9}");
-        assert_eq!(to_js(b"\x80\xff"), "\u{80}\u{ff}");
-        // UTF-8 bytes are still bytes: each one becomes its own character
-        assert_eq!(to_js("é".as_bytes()), "\u{c3}\u{a9}");
+    fn bytes_that_are_not_utf8_become_the_replacement_character() {
+        // what workerd itself makes of them on the way in
+        assert_eq!(to_js(b"caf\xe9"), "caf\u{fffd}");
+        assert_eq!(from_js("caf\u{fffd}"), b"caf\xef\xbf\xbd");
     }
 
     #[test]
-    fn every_byte_survives_the_round_trip() {
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(from_js(&to_js(&all)).as_deref(), Some(&all[..]));
+    fn a_flattened_headers_object_becomes_a_header_map_in_order() {
+        let map = header_map(
+            "accept\0*/*\0set-cookie\0a=1\0set-cookie\0b=2\0x-empty\0\0x-text\0caf\u{e9}",
+        );
+        let got: Vec<(&str, &[u8])> = map
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("accept", &b"*/*"[..]),
+                ("set-cookie", b"a=1"),
+                ("set-cookie", b"b=2"),
+                ("x-empty", b""),
+                ("x-text", "caf\u{e9}".as_bytes()),
+            ]
+        );
+        assert!(map.capacity() >= 5 + ROOM);
     }
 
     #[test]
-    fn characters_beyond_latin1_are_refused() {
-        assert_eq!(from_js("\u{100}"), None);
-        assert_eq!(from_js("ok \u{20ac}"), None);
-        assert_eq!(from_js("\u{e9}").as_deref(), Some(&b"\xe9"[..]));
+    fn entries_no_map_can_hold_are_left_out() {
+        assert!(header_map("").is_empty());
+        assert!(header_map("").capacity() >= ROOM);
+        // a name that is no token, a value with a control character, and a name without a value
+        let map = header_map("bad name\0v\0x-b\0a\u{1}b\0ok\0yes\0x-dangling");
+        let got: Vec<&str> = map.keys().map(|n| n.as_str()).collect();
+        assert_eq!(got, ["ok"]);
+        assert_eq!(map["ok"], "yes");
     }
 }

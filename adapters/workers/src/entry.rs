@@ -3,10 +3,11 @@
 use crate::host::WorkersHost;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use portcullis_core::Gateway;
+use portcullis_core::{Gateway, Reject};
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
-use worker::{event, Context, Env, HttpRequest};
+use worker::worker_sys::ext::RequestExt;
+use worker::{event, Context, Env};
 
 thread_local! {
     /// The gateway, built on the first request an isolate serves and kept for its life: the
@@ -22,24 +23,50 @@ fn gateway() -> Result<Rc<Gateway>, String> {
 }
 
 #[event(fetch)]
-async fn fetch(req: HttpRequest, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
+async fn fetch(
+    req: web_sys::Request,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<web_sys::Response> {
     let gateway = gateway().map_err(worker::Error::RustError)?;
-    let (parts, body) = req.into_parts();
-    let cf = parts.extensions.get::<worker::Cf>();
+    let Some(head) = request_head(&req) else {
+        // workerd hands over only requests with a valid method and URL, so this is a guard
+        let reject = Reject::BadPath("the request line could not be read");
+        return Ok(to_platform(reject.to_response(""))?);
+    };
+    let cf = RequestExt::cf(&req).map(worker::Cf::from);
     let client = crate::client::from_edge(
-        parts
-            .headers
+        head.headers
             .get("cf-connecting-ip")
             .and_then(|v| v.to_str().ok()),
-        cf.and_then(|cf| cf.country()),
-        cf.and_then(|cf| cf.asn()),
+        cf.as_ref().and_then(|cf| cf.country()),
+        cf.as_ref().and_then(|cf| cf.asn()),
     );
-    let body = read_capped(body, gateway.config().largest_body_bytes()).await;
+    let cap = gateway.config().largest_body_bytes();
+    let body = match req.body() {
+        Some(stream) => read_capped(worker::Body::new(stream), cap).await,
+        None => Bytes::new(),
+    };
     let host = WorkersHost::new(env);
     let res = gateway
-        .handle(http::Request::from_parts(parts, body), client, &host)
+        .handle(http::Request::from_parts(head, body), client, &host)
         .await;
     Ok(to_platform(res)?)
+}
+
+/// The request's method, URL and headers as `http` parts, made here rather than by the `worker`
+/// crate's conversion, which reads header values as UTF-8 text (a byte from 0x80 up would reach
+/// the gateway as two) and crosses the JS boundary three times per header; this reads them byte
+/// for byte in one crossing ([`crate::host::header_map`]). `None` for a method or URL `http`
+/// cannot hold.
+fn request_head(req: &web_sys::Request) -> Option<http::request::Parts> {
+    let method = http::Method::from_bytes(req.method().as_bytes()).ok()?;
+    let uri: http::Uri = req.url().parse().ok()?;
+    let (mut head, ()) = http::Request::new(()).into_parts();
+    head.method = method;
+    head.uri = uri;
+    head.headers = crate::host::header_map(&req.headers());
+    Some(head)
 }
 
 /// The gateway's answer as the platform's response, its body one byte array, so the runtime

@@ -185,19 +185,10 @@ impl Host for WorkersHost {
                     .await
                     .and_then(|r| r.dyn_into())
                     .map_err(|e| FetchError::Connect(worker::Error::from(e).to_string()))?;
+            let status = StatusCode::from_u16(res.status())
+                .map_err(|_| FetchError::Other(format!("invalid status {}", res.status())))?;
+            let headers = header_map(&res.headers());
             let mut res = worker::Response::from(res);
-            let status = StatusCode::from_u16(res.status_code())
-                .map_err(|_| FetchError::Other(format!("invalid status {}", res.status_code())))?;
-            let mut headers = HeaderMap::new();
-            for (name, value) in res.headers().entries() {
-                let value = crate::bytestring::from_js(&value);
-                if let (Ok(n), Some(Ok(v))) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    value.map(|v| HeaderValue::from_bytes(&v)),
-                ) {
-                    headers.append(n, v);
-                }
-            }
             let body = res
                 .bytes()
                 .await
@@ -220,6 +211,12 @@ impl Host for WorkersHost {
     fn log(&self, line: &str) {
         console_log!("{line}");
     }
+}
+
+/// The `http` header map of a JS `Headers`, read in one crossing ([`crate::bytestring::header_map`]).
+pub(crate) fn header_map(headers: &web_sys::Headers) -> HeaderMap {
+    let flat = js_sys::Array::from(headers).flat(1).join("\0");
+    crate::bytestring::header_map(&String::from(flat))
 }
 
 /// A JS `Headers` holding `headers`, each value byte for byte ([`crate::bytestring`]).
