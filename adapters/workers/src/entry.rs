@@ -34,7 +34,13 @@ async fn fetch(
         let reject = Reject::BadPath("the request line could not be read");
         return Ok(to_platform(reject.to_response(""))?);
     };
-    let cf = RequestExt::cf(&req).map(worker::Cf::from);
+    // `request.cf` is made into a JS object on first use, a few percent of a proxied request's
+    // CPU: read only when an access list names countries or ASNs
+    let cf = if gateway.config().needs_client_geo() {
+        RequestExt::cf(&req).map(worker::Cf::from)
+    } else {
+        None
+    };
     let client = crate::client::from_edge(
         head.headers
             .get("cf-connecting-ip")

@@ -188,11 +188,15 @@ impl Host for WorkersHost {
             let status = StatusCode::from_u16(res.status())
                 .map_err(|_| FetchError::Other(format!("invalid status {}", res.status())))?;
             let headers = header_map(&res.headers());
-            let mut res = worker::Response::from(res);
-            let body = res
-                .bytes()
-                .await
-                .map_err(|e| FetchError::Connect(format!("reading the body: {e}")))?;
+            // the whole body at once: reading it as a stream (the `worker` crate's `bytes()`)
+            // takes a reader and gives it back per chunk, which cost more than the rest of the
+            // adapter together (BENCHMARKS.md)
+            let body = async {
+                let buffer = JsFuture::from(res.array_buffer()?).await?;
+                Ok::<_, JsValue>(js_sys::Uint8Array::new(&buffer).to_vec())
+            }
+            .await
+            .map_err(|e| FetchError::Connect(format!("reading the body: {e:?}")))?;
             let mut out = Response::new(Bytes::from(body));
             *out.status_mut() = status;
             *out.headers_mut() = headers;

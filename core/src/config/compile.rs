@@ -405,7 +405,9 @@ pub fn compile(
                 if !access::is_country_code(c) {
                     e.push(
                         format!("{path}.{field}[{i}]"),
-                        format!("{c:?} is not an ISO 3166-1 alpha-2 code (two uppercase letters)"),
+                        format!(
+                            "{c:?} is not an ISO 3166-1 alpha-2 code (two uppercase letters) or T1"
+                        ),
                     );
                 }
             }

@@ -331,6 +331,18 @@ impl Config {
             .fold(self.limits.max_body_bytes, usize::max)
     }
 
+    /// Whether any access list names countries or ASNs. Only those read a client's country and
+    /// ASN, so an adapter for which they are costly to get (on Workers, `request.cf` is a large
+    /// object made on first use) can leave them out when this is false.
+    pub fn needs_client_geo(&self) -> bool {
+        self.access.iter().any(|p| {
+            !(p.allow_countries.is_empty()
+                && p.deny_countries.is_empty()
+                && p.allow_asns.is_empty()
+                && p.deny_asns.is_empty())
+        })
+    }
+
     pub fn route(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.name == name)
     }

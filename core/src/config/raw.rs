@@ -152,10 +152,10 @@ pub struct AccessList {
     /// IPv4/IPv6 CIDRs (or single addresses) that are refused.
     #[serde(default)]
     pub deny_ips: Vec<String>,
-    /// ISO 3166-1 alpha-2 country codes that may pass.
+    /// ISO 3166-1 alpha-2 country codes that may pass (`T1`: Tor, as Cloudflare reports it).
     #[serde(default)]
     pub allow_countries: Vec<String>,
-    /// ISO 3166-1 alpha-2 country codes that are refused.
+    /// ISO 3166-1 alpha-2 country codes that are refused (`T1`: Tor, as Cloudflare reports it).
     #[serde(default)]
     pub deny_countries: Vec<String>,
     /// Autonomous system numbers that may pass.

@@ -216,14 +216,29 @@ pub fn check(policy: &AccessPolicy, client: &Client) -> Result<(), Reject> {
     Ok(())
 }
 
-/// Whether `s` is an ISO 3166-1 alpha-2 code in the form the lists use (two uppercase letters).
+/// Whether `s` is a country code in the form the lists use: ISO 3166-1 alpha-2 (two uppercase
+/// letters), or `T1`, which Cloudflare reports for clients coming through Tor.
 pub fn is_country_code(s: &str) -> bool {
-    s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())
+    (s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())) || s == "T1"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn country_codes_are_two_uppercase_letters_or_tor() {
+        for (code, ok) in [
+            ("DE", true),
+            ("T1", true),
+            ("de", false),
+            ("T2", false),
+            ("DEU", false),
+            ("", false),
+        ] {
+            assert_eq!(is_country_code(code), ok, "{code:?}");
+        }
+    }
 
     #[test]
     fn ip_text_is_what_display_writes() {

@@ -14,7 +14,7 @@ gateway.toml:5:20 upstreams.users.targets[0].url: 10.0.0.5 is a private address;
 gateway.toml:5:49 upstreams.users.targets[1].url: 169.254.169.254 is a cloud metadata address; set allow_private = true to allow it
 gateway.toml:6:14 upstreams.users.timeout_ms: must be greater than 0
 gateway.toml:13:30 access.office.allow_ips[1]: "2001:db8::/129" is not an IP address or CIDR
-gateway.toml:14:19 access.office.deny_countries[0]: "fr" is not an ISO 3166-1 alpha-2 code (two uppercase letters)
+gateway.toml:14:19 access.office.deny_countries[0]: "fr" is not an ISO 3166-1 alpha-2 code (two uppercase letters) or T1
 gateway.toml:19:3 auth.jwt.main.keys[0]: HS256 secrets must be at least 32 bytes, this one has 9
 gateway.toml:20:3 auth.jwt.main.keys[1]: algorithm ES256 does not fit a key of type RSA
 gateway.toml:25:9 rate_limits.per_user.limit: must be between 1 and 1000000000
@@ -276,4 +276,23 @@ keys = [
          g.toml: auth.jwt.b.keys[1].alg: EdDSA is not verified by this build (cargo feature `asymmetric-jwt` is off)\n\
          2 errors; nothing was built\n"
     );
+}
+
+#[test]
+fn only_access_lists_with_countries_or_asns_need_the_clients_geo() {
+    let base = "[[routes]]\nname = \"up\"\npath = \"/up\"\nrespond = { status = 200 }\n";
+    let with = |access: &str| Config::from_toml(&format!("{access}\n{base}")).unwrap();
+    assert!(!with("").needs_client_geo());
+    assert!(!with("[access.office]\nallow_ips = [\"10.0.0.0/8\"]").needs_client_geo());
+    for list in [
+        "allow_countries = [\"DE\"]",
+        "deny_countries = [\"T1\"]",
+        "allow_asns = [13335]",
+        "deny_asns = [64496]",
+    ] {
+        assert!(
+            with(&format!("[access.geo]\n{list}")).needs_client_geo(),
+            "{list}"
+        );
+    }
 }
