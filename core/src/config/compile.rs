@@ -281,6 +281,12 @@ fn compile_param(
         },
         raw::ParamSpec::Rule(r) => r.clone(),
     };
+    for (name, bound) in [("min", rule.min), ("max", rule.max)] {
+        if bound.is_some_and(|b| !b.is_finite()) {
+            e.push(format!("{path}.{name}"), "must be a finite number");
+            return None;
+        }
+    }
     if let (Some(min), Some(max)) = (rule.min, rule.max) {
         if min > max {
             e.push(path, format!("min {min} is greater than max {max}"));

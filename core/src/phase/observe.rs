@@ -186,15 +186,17 @@ impl<'a> AccessLog<'a> {
 
     /// `Server-Timing` with each phase and the upstream, durations in milliseconds.
     pub fn server_timing(&self) -> Option<HeaderValue> {
+        // milliseconds with three decimals, from whole microseconds: no float formatting
+        let ms = |us: u64| format!("{}.{:03}", us / 1000, us % 1000);
         let mut parts: Vec<String> = self
             .phases
             .iter()
-            .map(|p| format!("{};dur={:.3}", p.phase.as_str(), p.us as f64 / 1000.0))
+            .map(|p| format!("{};dur={}", p.phase.as_str(), ms(p.us)))
             .collect();
         if let Some(us) = self.upstream_us {
-            parts.push(format!("upstream;dur={:.3}", us as f64 / 1000.0));
+            parts.push(format!("upstream;dur={}", ms(us)));
         }
-        parts.push(format!("total;dur={:.3}", self.duration_us as f64 / 1000.0));
+        parts.push(format!("total;dur={}", ms(self.duration_us)));
         HeaderValue::from_str(&parts.join(", ")).ok()
     }
 }

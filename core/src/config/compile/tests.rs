@@ -141,13 +141,15 @@ respond = { body = "x" }
 name = "b"
 path = "/b/{id}"
 respond = { status = 99 }
-validate = { path = { uid = "int" }, query = { n = { type = "int", min = 5, max = 1 } } }
+validate = { path = { uid = "int" }, query = { n = { type = "int", min = 5, max = 1 }, f = { type = "number", min = 0.5, max = 0.25 }, i = { type = "number", max = inf } } }
 "#;
     let want = r#"gateway.toml:4:8 routes[0].path: "/a//b" is not in normal form (no //, . or .. segments, no needless %-encoding)
 gateway.toml:10:22 routes[1].respond.status: 99 is not a final HTTP status
 gateway.toml:11:29 routes[1].validate.path.uid: "uid" is not a parameter of path "/b/{id}"
 gateway.toml:11:52 routes[1].validate.query.n: min 5 is greater than max 1
-4 errors; nothing was loaded
+gateway.toml:11:92 routes[1].validate.query.f: min 0.5 is greater than max 0.25
+gateway.toml:11:165 routes[1].validate.query.i.max: must be a finite number
+6 errors; nothing was loaded
 "#;
     assert_eq!(errors(src), want);
 }
