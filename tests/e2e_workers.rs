@@ -8,7 +8,8 @@ mod cases;
 
 use cases::{Platform, Suite};
 use portcullis_core::Config;
-use portcullis_tests::runtime::{build_worker, repo_root, start_workers};
+use portcullis_tests::net::request;
+use portcullis_tests::runtime::{build_worker, repo_root, start_workers, start_workers_with};
 use std::sync::OnceLock;
 
 fn suite() -> &'static Suite {
@@ -119,5 +120,37 @@ fn a_timed_out_fetch_lets_go_of_the_upstream() {
         waits[0] < 2_000,
         "the upstream's connection was held {} ms after the request arrived",
         waits[0]
+    );
+}
+
+/// With `PORTCULLIS_CACHE = "cache-api"` responses are kept in the colo-local Cache API rather
+/// than KV: on a worker of its own (the suite's build, that binding changed), a second GET is a
+/// hit with `Age` and the upstream sees one request. A failed Cache API read would bypass the
+/// cache (fail-open) and send the second request upstream too.
+#[test]
+fn the_cache_api_holds_responses_when_chosen() {
+    let s = suite();
+    let gw = start_workers_with("build-e2e", &[("PORTCULLIS_CACHE", "cache-api")]);
+    let path = format!("/cached/cache-api/{}", s.unique());
+    let send = || {
+        request(
+            &gw.addr,
+            "GET",
+            &path,
+            &[("cf-connecting-ip", "198.18.250.1")],
+            b"",
+        )
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    };
+    let first = send();
+    assert_eq!(first.status, 200, "{}", first.text());
+    let second = send();
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_eq!(second.text(), first.text(), "a hit serves the stored body");
+    assert!(second.header("age").is_some(), "{:?}", second.headers);
+    assert_eq!(
+        s.upstream.requests_for(&path).len(),
+        1,
+        "the second GET was a hit"
     );
 }

@@ -70,10 +70,17 @@ impl Drop for Running {
 
 /// Runs the worker built into `adapters/workers/OUT_DIR` on workerd (Miniflare), on a free port.
 pub fn start_workers(out_dir: &str) -> Running {
+    start_workers_with(out_dir, &[])
+}
+
+/// [`start_workers`] with environment variables for `tests/workers/options.mjs`, e.g.
+/// `PORTCULLIS_CACHE`.
+pub fn start_workers_with(out_dir: &str, env: &[(&str, &str)]) -> Running {
     let root = repo_root();
     let mut child = Command::new("node")
         .arg("tests/workers/serve.mjs")
         .arg(root.join("adapters/workers").join(out_dir))
+        .envs(env.iter().copied())
         .current_dir(&root)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

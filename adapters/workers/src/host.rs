@@ -112,11 +112,10 @@ impl Host for WorkersHost {
                 .await
                 .map_err(|e| host_err("Cache API get", e))?;
             return match hit {
-                Some(mut res) => Ok(Some(
-                    res.bytes()
-                        .await
-                        .map_err(|e| host_err("Cache API read", e))?,
-                )),
+                Some(res) => body_bytes(&res.into())
+                    .await
+                    .map(Some)
+                    .map_err(|e| HostError(format!("Cache API read: {e:?}"))),
                 None => Ok(None),
             };
         }
@@ -188,15 +187,9 @@ impl Host for WorkersHost {
             let status = StatusCode::from_u16(res.status())
                 .map_err(|_| FetchError::Other(format!("invalid status {}", res.status())))?;
             let headers = header_map(&res.headers());
-            // the whole body at once: reading it as a stream (the `worker` crate's `bytes()`)
-            // takes a reader and gives it back per chunk, which cost more than the rest of the
-            // adapter together (BENCHMARKS.md)
-            let body = async {
-                let buffer = JsFuture::from(res.array_buffer()?).await?;
-                Ok::<_, JsValue>(js_sys::Uint8Array::new(&buffer).to_vec())
-            }
-            .await
-            .map_err(|e| FetchError::Connect(format!("reading the body: {e:?}")))?;
+            let body = body_bytes(&res)
+                .await
+                .map_err(|e| FetchError::Connect(format!("reading the body: {e:?}")))?;
             let mut out = Response::new(Bytes::from(body));
             *out.status_mut() = status;
             *out.headers_mut() = headers;
@@ -215,6 +208,14 @@ impl Host for WorkersHost {
     fn log(&self, line: &str) {
         console_log!("{line}");
     }
+}
+
+/// A response's whole body, read at once with `arrayBuffer()`. Reading it as a stream (the
+/// `worker` crate's `bytes()`) takes a reader and gives it back per chunk, which a CPU profile put
+/// above everything else the adapter does for a proxied request (BENCHMARKS.md).
+async fn body_bytes(res: &web_sys::Response) -> Result<Vec<u8>, JsValue> {
+    let buffer = JsFuture::from(res.array_buffer()?).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 /// The `http` header map of a JS `Headers`, read in one crossing ([`crate::bytestring::header_map`]).
