@@ -219,7 +219,9 @@ impl Config {
     /// [`Config::from_json`] it does not track key paths: that code is sizeable in a worker, and
     /// an error here means the build and the runtime disagree, not a slip in a hand-written file.
     pub fn from_embedded_json(src: &str) -> Result<Config, ConfigErrors> {
-        let raw = serde_json::from_str(src).map_err(|e| ConfigErrors {
+        // from bytes, like every other JSON the gateway reads (tokens, JWKS, bodies, cache
+        // entries): `from_str` would link a second copy of serde_json's parser, for `&str` input
+        let raw = serde_json::from_slice(src.as_bytes()).map_err(|e| ConfigErrors {
             diagnostics: vec![Diagnostic {
                 path: String::new(),
                 line_col: Some((e.line(), e.column())),
