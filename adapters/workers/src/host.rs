@@ -1,14 +1,12 @@
 //! The core's [`Host`] port over Workers: KV, Durable Objects, the Cache API and `fetch`.
 
 use bytes::Bytes;
-use futures_util::future::{select, Either};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use portcullis_core::phase::ratelimit::{AdmitRequest, Quota, Verdict};
 use portcullis_core::{FetchError, Host, HostError, UnixMillis};
-use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{console_log, Date, Delay, Env};
+use worker::{console_log, Date, Env};
 
 /// KV namespace binding: the shared cache, JWKS copies and the cache generation.
 const KV: &str = "PORTCULLIS_KV";
@@ -157,11 +155,13 @@ impl Host for WorkersHost {
         req: Request<Bytes>,
         timeout_ms: u32,
     ) -> Result<Response<Bytes>, FetchError> {
-        let controller = web_sys::AbortController::new().map_err(js_err(FetchError::Other))?;
+        // the platform's own timer: when it fires, the fetch or the reading of its body fails and
+        // the runtime lets go of the upstream's connection (no Rust timer, no `AbortController`)
+        let signal = web_sys::AbortSignal::timeout_with_u32(timeout_ms);
         let init = web_sys::RequestInit::new();
         init.set_method(req.method().as_str());
         init.set_redirect(web_sys::RequestRedirect::Manual);
-        init.set_signal(Some(&controller.signal()));
+        init.set_signal(Some(&signal));
         // the runtime sets Host from the URL
         let sent = req
             .headers()
@@ -178,31 +178,28 @@ impl Host for WorkersHost {
         // timeout is right away)
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
         let pending = global.fetch_with_str_and_init(&req.uri().to_string(), &init);
-        let exchange = async {
-            let res: web_sys::Response =
-                JsFuture::from(pending)
-                    .await
-                    .and_then(|r| r.dyn_into())
-                    .map_err(|e| FetchError::Connect(worker::Error::from(e).to_string()))?;
-            let status = StatusCode::from_u16(res.status())
-                .map_err(|_| FetchError::Other(format!("invalid status {}", res.status())))?;
-            let headers = header_map(&res.headers());
-            let body = body_bytes(&res)
-                .await
-                .map_err(|e| FetchError::Connect(format!("reading the body: {e:?}")))?;
-            let mut out = Response::new(Bytes::from(body));
-            *out.status_mut() = status;
-            *out.headers_mut() = headers;
-            Ok(out)
-        };
-        let timer = Delay::from(Duration::from_millis(u64::from(timeout_ms)));
-        match select(Box::pin(exchange), Box::pin(timer)).await {
-            Either::Left((result, _)) => result,
-            Either::Right(((), _)) => {
-                controller.abort();
-                Err(FetchError::Timeout)
+        // a failure once the signal has fired is the timeout, whatever the runtime calls it
+        let failed = |what: &str, e: JsValue| {
+            if signal.aborted() {
+                FetchError::Timeout
+            } else {
+                FetchError::Connect(format!("{what}{}", worker::Error::from(e)))
             }
-        }
+        };
+        let res: web_sys::Response = JsFuture::from(pending)
+            .await
+            .and_then(|r| r.dyn_into())
+            .map_err(|e| failed("", e))?;
+        let status = StatusCode::from_u16(res.status())
+            .map_err(|_| FetchError::Other(format!("invalid status {}", res.status())))?;
+        let headers = header_map(&res.headers());
+        let body = body_bytes(&res)
+            .await
+            .map_err(|e| failed("reading the body: ", e))?;
+        let mut out = Response::new(Bytes::from(body));
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
     }
 
     fn log(&self, line: &str) {
