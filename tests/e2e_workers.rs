@@ -154,3 +154,31 @@ fn the_cache_api_holds_responses_when_chosen() {
         "the second GET was a hit"
     );
 }
+
+/// Country lists read `request.cf.country`: the suite's worker (Miniflare's placeholder `cf`, no
+/// listed country) passes `/geo`, and the same build on a worker whose `cf` says Tor (`T1`) is
+/// refused there, but nowhere else.
+#[test]
+fn a_country_list_reads_request_cf() {
+    let s = suite();
+    let r = s.send("GET", "/geo", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tor = start_workers_with(
+        "build-e2e",
+        &[("PORTCULLIS_TEST_CF", r#"{"country": "T1", "asn": 64496}"#)],
+    );
+    let send = |path: &str| {
+        request(
+            &tor.addr,
+            "GET",
+            path,
+            &[("cf-connecting-ip", "198.18.250.2")],
+            b"",
+        )
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    };
+    let r = send("/geo");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["type"], "urn:portcullis:problem:access-denied");
+    assert_eq!(send(&format!("/backend/tor/{}", s.unique())).status, 200);
+}

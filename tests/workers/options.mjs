@@ -16,5 +16,7 @@ export function workerOptions(buildDir, port = 0) {
     kvNamespaces: ["PORTCULLIS_KV"],
     durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
     bindings: { PORTCULLIS_CACHE: process.env.PORTCULLIS_CACHE ?? "kv" },
+    // the `request.cf` of every request, for tests of country and ASN lists (JSON)
+    ...(process.env.PORTCULLIS_TEST_CF ? { cf: JSON.parse(process.env.PORTCULLIS_TEST_CF) } : {}),
   };
 }
