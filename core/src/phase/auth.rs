@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName};
 #[cfg(feature = "asymmetric-jwt")]
 use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey};
 use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
+#[cfg(feature = "asymmetric-jwt")]
 use jwt_compact::jwk::JsonWebKey;
 #[cfg(feature = "asymmetric-jwt")]
 use jwt_compact::Algorithm;
@@ -79,7 +80,8 @@ impl Key {
         Ok(Key { kid, alg, verifier })
     }
 
-    /// A public key from a JWK; the key type must fit the algorithm.
+    /// A key from a JWK; the key type must fit the algorithm.
+    #[cfg(feature = "asymmetric-jwt")]
     pub fn from_jwk(kid: Option<String>, alg: Alg, jwk: &Value) -> Result<Key, String> {
         let parsed: JsonWebKey<'_> =
             serde_json::from_value(jwk.clone()).map_err(|e| format!("not a usable JWK: {e}"))?;
@@ -101,6 +103,40 @@ impl Key {
         Ok(Key { kid, alg, verifier })
     }
 
+    /// A key from a JWK in a build that verifies only the HMAC algorithms: an `oct` key, read
+    /// here rather than by jwt-compact's JWK parser, whose code was 13 KB of the gzipped worker
+    /// (BENCHMARKS.md, "Workers: size").
+    #[cfg(not(feature = "asymmetric-jwt"))]
+    pub fn from_jwk(kid: Option<String>, alg: Alg, jwk: &Value) -> Result<Key, String> {
+        use base64::Engine;
+        let kty = jwk
+            .get("kty")
+            .and_then(Value::as_str)
+            .ok_or("not a usable JWK: no \"kty\"")?;
+        if !alg.is_hmac() {
+            return Err(format!(
+                "{} is not verified by this build (cargo feature `asymmetric-jwt` is off)",
+                alg.name()
+            ));
+        }
+        if kty != "oct" {
+            return Err(format!(
+                "algorithm {} does not fit a key of type {kty}",
+                alg.name()
+            ));
+        }
+        let secret = jwk
+            .get("k")
+            .and_then(Value::as_str)
+            .and_then(|k| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(k.trim_end_matches('='))
+                    .ok()
+            })
+            .ok_or("not a usable JWK: \"k\" is not base64url")?;
+        Key::hmac(kid, alg, &secret)
+    }
+
     /// Checks the signature; `Ok(claims)` when it holds.
     fn verify(
         &self,
@@ -118,19 +154,6 @@ impl Key {
             Verifier::EdDsa(k) => Ed25519.validator::<Claims>(k).validate(token).ok(),
         }
     }
-}
-
-/// A build without the `asymmetric-jwt` feature verifies only the HMAC algorithms.
-#[cfg(not(feature = "asymmetric-jwt"))]
-fn asymmetric_verifier(
-    alg: Alg,
-    _: &JsonWebKey<'_>,
-    _: impl Fn() -> String,
-) -> Result<Verifier, String> {
-    Err(format!(
-        "{} is not verified by this build (cargo feature `asymmetric-jwt` is off)",
-        alg.name()
-    ))
 }
 
 /// An RSA, P-256 or Ed25519 verifier for `alg`, when the key type fits it.

@@ -5,9 +5,11 @@
 use super::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+#[cfg(feature = "asymmetric-jwt")]
 use jwt_compact::alg::{ModulusBits, RsaPrivateKey};
 use jwt_compact::{Claims as JwtClaims, Header};
 use serde_json::json;
+#[cfg(feature = "asymmetric-jwt")]
 use std::sync::OnceLock;
 
 pub(crate) const NOW: u64 = 1_700_000_000_000;
@@ -57,6 +59,7 @@ fn kid(k: &str) -> Header<Map<String, Value>> {
     Header::new(Map::new()).with_key_id(k)
 }
 
+#[cfg(feature = "asymmetric-jwt")]
 fn rsa() -> &'static (RsaPrivateKey, Value) {
     static KEY: OnceLock<(RsaPrivateKey, Value)> = OnceLock::new();
     KEY.get_or_init(|| {
@@ -110,6 +113,12 @@ fn valid_tokens_for_every_algorithm() {
             "{alg:?}"
         );
     }
+}
+
+#[test]
+#[cfg(feature = "asymmetric-jwt")]
+fn valid_tokens_for_every_asymmetric_algorithm() {
+    let header = kid("k");
     // RSA, PKCS#1 and PSS
     let (private, jwk) = rsa();
     for (alg, rsa_alg) in [
@@ -142,11 +151,13 @@ fn valid_tokens_for_every_algorithm() {
     .is_ok());
 }
 
+#[cfg(feature = "asymmetric-jwt")]
 fn b64(v: &Value) -> String {
     B64.encode(serde_json::to_vec(v).unwrap())
 }
 
 #[test]
+#[cfg(feature = "asymmetric-jwt")] // the algorithm-confusion case needs an RSA key
 fn attacks_are_refused() {
     let hs = hs_key();
     let (_, rsa_jwk) = rsa();
@@ -296,6 +307,7 @@ fn injected_keys_in_headers_are_ignored() {
 }
 
 #[test]
+#[cfg(feature = "asymmetric-jwt")]
 fn key_checks() {
     let (_, jwk) = rsa();
     let small = {
@@ -330,6 +342,66 @@ fn key_checks() {
 }
 
 #[test]
+fn oct_jwks_make_hmac_keys_in_every_build() {
+    let k = B64.encode([7u8; 32]);
+    let key = Key::from_jwk(Some("k".into()), Alg::HS256, &json!({"kty": "oct", "k": k})).unwrap();
+    assert_eq!((key.kid.as_deref(), key.alg), (Some("k"), Alg::HS256));
+    for (alg, jwk, want) in [
+        (
+            Alg::HS256,
+            json!({"kty": "oct", "k": B64.encode([7u8; 5])}),
+            "HS256 secrets must be at least 32 bytes, this one has 5",
+        ),
+        (
+            Alg::HS256,
+            json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}),
+            "algorithm HS256 does not fit a key of type RSA",
+        ),
+    ] {
+        assert_eq!(
+            Key::from_jwk(None, alg, &jwk).map(|_| ()),
+            Err(want.to_string()),
+            "{jwk}"
+        );
+    }
+}
+
+/// Without `asymmetric-jwt` a JWK is read by hand (jwt-compact's JWK parser is not linked).
+#[test]
+#[cfg(not(feature = "asymmetric-jwt"))]
+fn jwks_without_the_asymmetric_algorithms() {
+    for (alg, jwk, want) in [
+        (
+            Alg::RS256,
+            json!({"kty": "oct", "k": B64.encode([7u8; 32])}),
+            "RS256 is not verified by this build (cargo feature `asymmetric-jwt` is off)",
+        ),
+        (
+            Alg::HS256,
+            json!({"k": "abc"}),
+            "not a usable JWK: no \"kty\"",
+        ),
+        (
+            Alg::HS256,
+            json!({"kty": "oct"}),
+            "not a usable JWK: \"k\" is not base64url",
+        ),
+        (
+            Alg::HS256,
+            json!({"kty": "oct", "k": "not base64!"}),
+            "not a usable JWK: \"k\" is not base64url",
+        ),
+    ] {
+        assert_eq!(
+            Key::from_jwk(None, alg, &jwk).map(|_| ()),
+            Err(want.to_string()),
+            "{jwk}"
+        );
+    }
+}
+
+#[test]
+#[cfg(feature = "asymmetric-jwt")]
 fn jwks_parsing() {
     let (_, rsa_jwk) = rsa();
     let mut with_alg = rsa_jwk.clone();
