@@ -61,10 +61,10 @@ async fn fetch(
 }
 
 /// The request's method, URL and headers as `http` parts, made here rather than by the `worker`
-/// crate's conversion, which reads header values as UTF-8 text (a byte from 0x80 up would reach
-/// the gateway as two) and crosses the JS boundary three times per header; this reads them byte
-/// for byte in one crossing ([`crate::host::header_map`]). `None` for a method or URL `http`
-/// cannot hold.
+/// crate's conversion, which crosses the JS boundary three times per header, builds a map with no
+/// room for the headers the gateway adds, and reads `request.cf` whether it is needed or not; this
+/// reads the headers in one crossing ([`crate::host::header_map`]). `None` for a method or URL
+/// `http` cannot hold.
 fn request_head(req: &web_sys::Request) -> Option<http::request::Parts> {
     let method = http::Method::from_bytes(req.method().as_bytes()).ok()?;
     let uri: http::Uri = req.url().parse().ok()?;
