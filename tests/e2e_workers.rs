@@ -8,8 +8,10 @@ mod cases;
 
 use cases::{Platform, Suite};
 use portcullis_core::Config;
-use portcullis_tests::net::request;
-use portcullis_tests::runtime::{build_worker, repo_root, start_workers, start_workers_with};
+use portcullis_tests::net::{request, Reply};
+use portcullis_tests::runtime::{
+    build_worker, repo_root, start_workers, start_workers_with, Running,
+};
 use std::sync::OnceLock;
 
 fn suite() -> &'static Suite {
@@ -132,16 +134,7 @@ fn the_cache_api_holds_responses_when_chosen() {
     let s = suite();
     let gw = start_workers_with("build-e2e", &[("PORTCULLIS_CACHE", "cache-api")]);
     let path = format!("/cached/cache-api/{}", s.unique());
-    let send = || {
-        request(
-            &gw.addr,
-            "GET",
-            &path,
-            &[("cf-connecting-ip", "198.18.250.1")],
-            b"",
-        )
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    };
+    let send = || get(&gw, &path, "198.18.250.1");
     let first = send();
     assert_eq!(first.status, 200, "{}", first.text());
     let second = send();
@@ -167,18 +160,15 @@ fn a_country_list_reads_request_cf() {
         "build-e2e",
         &[("PORTCULLIS_TEST_CF", r#"{"country": "T1", "asn": 64496}"#)],
     );
-    let send = |path: &str| {
-        request(
-            &tor.addr,
-            "GET",
-            path,
-            &[("cf-connecting-ip", "198.18.250.2")],
-            b"",
-        )
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    };
+    let send = |path: &str| get(&tor, path, "198.18.250.2");
     let r = send("/geo");
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.json()["type"], "urn:portcullis:problem:access-denied");
     assert_eq!(send(&format!("/backend/tor/{}", s.unique())).status, 200);
+}
+
+/// A GET from client `ip` to a worker a test started for itself.
+fn get(gw: &Running, path: &str, ip: &str) -> Reply {
+    request(&gw.addr, "GET", path, &[("cf-connecting-ip", ip)], b"")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
