@@ -48,6 +48,12 @@ limit = 1
 period_s = 60
 fail = "closed"
 
+[rate_limits.hot]
+key = "route"
+limit = 8
+period_s = 60
+shards = 4
+
 [transforms.out]
 set_headers = { "x-consumer" = "{consumer}", "x-route" = "{route}" }
 remove_headers = ["cookie"]
@@ -108,6 +114,13 @@ path = "/public/{*rest}"
 upstream = "app"
 strip_prefix = "/public"
 cache = { ttl_s = 30 }
+
+[[routes]]
+name = "hot"
+methods = ["GET"]
+path = "/hot"
+rate_limit = "hot"
+respond = { body = "x" }
 
 [[routes]]
 name = "fragile"
@@ -547,6 +560,41 @@ fn rate_limits_count_exactly_and_recover_with_time() {
         .as_u16(),
         200
     );
+}
+
+#[test]
+fn a_sharded_limit_spreads_a_key_over_its_counters_and_never_admits_more_than_the_policy() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let burst = |n: usize| -> Vec<http::Response<bytes::Bytes>> {
+        (0..n)
+            .map(|_| send(&gw, &host, req("GET", "/hot", &[], ""), "192.0.2.1"))
+            .collect()
+    };
+    let admitted = |replies: &[http::Response<bytes::Bytes>]| {
+        replies.iter().filter(|r| r.status() == 200).count()
+    };
+    // 8 per minute over 4 counters of 2: a hundred requests at once use up every counter
+    let first = burst(100);
+    assert_eq!(admitted(&first), 8);
+    assert_eq!(
+        host.counter_keys(),
+        [
+            "rl:hot:hot#0",
+            "rl:hot:hot#1",
+            "rl:hot:hot#2",
+            "rl:hot:hot#3"
+        ]
+    );
+    // the policy is announced whole; what remains is the charged counter's
+    let refused = first.iter().find(|r| r.status() == 429).unwrap();
+    assert_eq!(refused.headers()["ratelimit-policy"], "\"hot\";q=8;w=60");
+    assert_eq!(refused.headers()["retry-after"], "30");
+    // each counter refills at its part of the rate, one request per 30 s
+    host.advance(29_999);
+    assert_eq!(admitted(&burst(100)), 0);
+    host.advance(1);
+    assert_eq!(admitted(&burst(100)), 4);
 }
 
 #[test]

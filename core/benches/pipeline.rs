@@ -259,6 +259,7 @@ fn phases(c: &mut Criterion) {
         limit: 100,
         period_ms: 60_000,
         burst: 100,
+        shards: 1,
         key: ratelimit::LimitKey::Ip,
         fail_open: true,
     };

@@ -46,6 +46,8 @@ pub struct Gateway {
     config: Config,
     /// `RateLimit-Policy` values and quoted names, per rate limit.
     limit_fields: Vec<(HeaderValue, String)>,
+    /// Per rate-limit policy, the quota of each of its shards (empty when it has one counter).
+    limit_shards: Vec<Vec<Quota>>,
     tokens: RefCell<TokenCache>,
     jwks: RefCell<Vec<Jwks>>,
     /// The access-log line's buffer, reused from request to request.
@@ -98,9 +100,18 @@ impl Gateway {
             .iter()
             .map(ratelimit::policy_fields)
             .collect();
+        let limit_shards = config
+            .rate_limits
+            .iter()
+            .map(|q| match q.shards {
+                0 | 1 => Vec::new(),
+                n => (0..n).map(|i| q.shard(i)).collect(),
+            })
+            .collect();
         Gateway {
             config,
             limit_fields,
+            limit_shards,
             tokens,
             jwks,
             log_line: RefCell::default(),
@@ -315,8 +326,10 @@ impl Gateway {
         // 4. rate limit
         if let Some((qi, quota)) = r.rate_limit.map(|i| (i, &cfg.rate_limits[i])) {
             let t = host.monotonic_us();
-            let key = self.limit_key(quota, r, ctx, &headers);
-            match host.rate_limit(&key, quota, 1).await {
+            let mut key = self.limit_key(quota, r, ctx, &headers);
+            let shards = &self.limit_shards[qi];
+            let charged = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
+            match host.rate_limit(&key, charged, 1).await {
                 Ok(verdict) => {
                     ctx.limit = Some((qi, verdict));
                     ctx.log.rate_limit_remaining = Some(verdict.remaining);
@@ -567,7 +580,7 @@ impl Gateway {
         }
     }
 
-    /// The counter a request is charged to: `rl:<policy>:<who>`.
+    /// The counter a request is charged to: `rl:<policy>:<who>` (a sharded policy adds `#<shard>`).
     fn limit_key(
         &self,
         quota: &Quota,

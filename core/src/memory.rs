@@ -49,6 +49,13 @@ impl MemoryHost {
         }
     }
 
+    /// The keys of the rate-limit counters, sorted.
+    pub fn counter_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.counters.borrow().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// Moves the clock forward.
     pub fn advance(&self, ms: u64) {
         self.now_ms.set(self.now_ms.get() + ms);

@@ -329,6 +329,48 @@ pub fn exact_rate_limit_under_concurrency(s: &Suite) {
     }
 }
 
+pub fn sharded_rate_limit_under_concurrency(s: &Suite) {
+    let ip = s.client_ip();
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|_| scope.spawn(|| s.send_from(&ip, "GET", "/sharded", &[], b"")))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let limited = replies.iter().filter(|r| r.status == 429).count();
+    // 20 over 4 counters of 5, each request charged to one at random: 200 requests reach every
+    // counter more than 5 times (the chance that one gets 5 or fewer is below 1e-17), so all
+    // four fill and exactly the policy's 20 pass
+    assert_eq!((ok, limited), (20, 180));
+    for r in &replies {
+        assert_eq!(
+            r.header("ratelimit-policy"),
+            Some("\"sharded\";q=20;w=3600")
+        );
+    }
+    // each admitted request reports what is left in its own counter: 4, 3, 2, 1, 0 from each
+    // of the four (one counter of 20 would have counted down from 19 instead)
+    let mut remaining: Vec<u64> = replies
+        .iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| {
+            r.header("ratelimit")?
+                .split(";r=")
+                .nth(1)?
+                .split(';')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    remaining.sort_unstable();
+    assert_eq!(
+        remaining,
+        [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4]
+    );
+}
+
 pub fn shared_cache(s: &Suite) {
     let n = s.unique();
     let path = format!("/cached/etag/{n}");
@@ -521,7 +563,8 @@ macro_rules! e2e_cases {
     ($suite:path) => {
         $crate::e2e_cases!(@each $suite;
             validation_rejections, ip_deny_list, api_key_auth_and_request_transforms,
-            jwt_auth_rotation_and_outage, exact_rate_limit_under_concurrency, shared_cache, cors,
+            jwt_auth_rotation_and_outage, exact_rate_limit_under_concurrency,
+            sharded_rate_limit_under_concurrency, shared_cache, cors,
             upstream_failures, header_bytes_pass_unchanged, access_log_line);
     };
     (@each $suite:path; $($case:ident),*) => {

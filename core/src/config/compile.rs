@@ -553,11 +553,30 @@ pub fn compile(
         if q.burst == Some(0) {
             e.push(format!("{path}.burst"), "must be greater than 0");
         }
+        let shards = q.shards.unwrap_or(1);
+        let burst = q.burst.unwrap_or(q.limit);
+        if !(1..=ratelimit::MAX_SHARDS).contains(&shards) {
+            e.push(
+                format!("{path}.shards"),
+                format!("must be between 1 and {}", ratelimit::MAX_SHARDS),
+            );
+        } else if u64::from(shards) > q.limit.min(burst) && q.limit > 0 && burst > 0 {
+            e.push(
+                format!("{path}.shards"),
+                format!(
+                    "{shards} shards cannot each hold a part of limit {} and burst {burst}: \
+                     use at most {}",
+                    q.limit,
+                    q.limit.min(burst)
+                ),
+            );
+        }
         quotas.push(ratelimit::Quota {
             name: name.clone(),
             limit: q.limit,
             period_ms: q.period_s.saturating_mul(1000),
-            burst: q.burst.unwrap_or(q.limit),
+            burst,
+            shards,
             key: key.unwrap_or(ratelimit::LimitKey::Ip),
             fail_open: q.fail == raw::FailMode::Open,
         });

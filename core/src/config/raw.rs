@@ -359,6 +359,12 @@ pub struct RateLimitPolicy {
     pub period_s: u64,
     /// Requests allowed at once after a quiet period (default: `limit`).
     pub burst: Option<u64>,
+    /// Counters each key is split over (default 1): for keys hotter than one counter serves.
+    /// Each shard holds an equal part of `limit` and `burst`, and a request is charged to one
+    /// at random, so the policy is never exceeded but a client may be refused while another
+    /// shard still has room.
+    #[schemars(range(min = 1, max = 64))]
+    pub shards: Option<u32>,
     /// When the counter store fails.
     #[serde(default = "open")]
     pub fail: FailMode,

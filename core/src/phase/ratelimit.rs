@@ -20,10 +20,36 @@ pub struct Quota {
     pub period_ms: u64,
     /// Requests allowed at once.
     pub burst: u64,
+    /// Counters each key is split over (1: one counter); see [`Quota::shard`].
+    pub shards: u32,
     /// What requests are counted by.
     pub key: LimitKey,
     /// Let requests through when the counter store fails.
     pub fail_open: bool,
+}
+
+/// The most counters one key may be split over.
+pub const MAX_SHARDS: u32 = 64;
+
+impl Quota {
+    /// The quota of shard `i` (of [`Quota::shards`]): its part of `limit` and `burst`, split as
+    /// evenly as whole requests allow (the first `limit % shards` shards hold one more). The
+    /// parts add up to the whole, so over any window all shards together admit no more than
+    /// the unsharded quota would.
+    pub fn shard(&self, i: u32) -> Quota {
+        let n = u64::from(self.shards.max(1));
+        let i = u64::from(i) % n;
+        let part = |total: u64| total / n + u64::from(i < total % n);
+        Quota {
+            name: self.name.clone(),
+            limit: part(self.limit).max(1),
+            period_ms: self.period_ms,
+            burst: part(self.burst).max(1),
+            shards: 1,
+            key: self.key.clone(),
+            fail_open: self.fail_open,
+        }
+    }
 }
 
 /// What a request is counted by.
@@ -87,6 +113,28 @@ impl Gcra {
     pub fn expires_at_ms(&self) -> u64 {
         u64::try_from(self.tat.div_ceil(u128::from(self.scale))).unwrap_or(u64::MAX)
     }
+}
+
+/// The counter a request is charged to when its policy is sharded: shard `random() % n` of the
+/// `shards` ([`Quota::shard`] of each), whose index is appended to `key` as `#i`. An unsharded
+/// policy (no `shards`) is its own counter: `quota` comes back, the key is unchanged and
+/// `random` is not called.
+pub fn pick_shard<'q>(
+    quota: &'q Quota,
+    shards: &'q [Quota],
+    key: &mut String,
+    random: impl FnOnce() -> u64,
+) -> &'q Quota {
+    let Ok(n @ 2..) = u64::try_from(shards.len()) else {
+        return quota;
+    };
+    let i = random() % n;
+    key.push('#');
+    key.push_str(itoa::Buffer::new().format(i));
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| shards.get(i))
+        .unwrap_or(quota)
 }
 
 /// The outcome of one request against a quota.
@@ -191,6 +239,7 @@ impl AdmitRequest {
             limit: self.limit,
             period_ms: self.period_ms,
             burst: self.burst,
+            shards: 1,
             key: LimitKey::Route,
             fail_open: false,
         };
@@ -289,6 +338,7 @@ mod tests {
             limit,
             period_ms: period_s * 1000,
             burst,
+            shards: 1,
             key: LimitKey::Ip,
             fail_open: true,
         }
@@ -317,6 +367,55 @@ mod tests {
         for bad in ["", "2:1:1:1", "1:1:1", "1:1:1:1:1", "1:x:1:1"] {
             assert_eq!(Verdict::decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn shards_split_limit_and_burst_into_parts_that_add_up() {
+        let q = Quota {
+            shards: 4,
+            ..quota(10, 60, 7)
+        };
+        let parts: Vec<(u64, u64, u32)> = (0..4)
+            .map(|i| q.shard(i))
+            .map(|s| (s.limit, s.burst, s.shards))
+            .collect();
+        assert_eq!(parts, [(3, 2, 1), (3, 2, 1), (2, 2, 1), (2, 1, 1)]);
+        // the index wraps, and an unsharded quota is its own only shard
+        assert_eq!(q.shard(5), q.shard(1));
+        let one = quota(10, 60, 7);
+        assert_eq!(
+            one.shard(0),
+            Quota {
+                shards: 1,
+                ..one.clone()
+            }
+        );
+        // each shard refills at its own part of the rate: 3 per minute is one per 20 s
+        let s0 = q.shard(0);
+        assert_eq!(
+            run(&s0, &[0, 0, 0, 19_999, 20_000]),
+            [true, true, false, false, true]
+        );
+    }
+
+    #[test]
+    fn a_sharded_key_names_the_counter_it_is_charged_to() {
+        let q = Quota {
+            shards: 3,
+            ..quota(9, 60, 9)
+        };
+        let shards: Vec<Quota> = (0..3).map(|i| q.shard(i)).collect();
+        let pick = |random: u64| {
+            let mut key = String::from("rl:q:192.0.2.1");
+            let charged = pick_shard(&q, &shards, &mut key, || random);
+            (key, charged.limit)
+        };
+        assert_eq!(pick(7), ("rl:q:192.0.2.1#1".to_string(), 3));
+        assert_eq!(pick(u64::MAX), ("rl:q:192.0.2.1#0".to_string(), 3));
+        // unsharded: the quota itself, and no random number drawn
+        let mut key = String::from("rl:q:x");
+        let charged = pick_shard(&q, &[], &mut key, || unreachable!());
+        assert_eq!((key.as_str(), charged), ("rl:q:x", &q));
     }
 
     fn run(q: &Quota, times: &[u64]) -> Vec<bool> {
@@ -428,6 +527,35 @@ mod tests {
             let mut t = 1_700_000_000_000u64;
             let times: Vec<u64> = gaps.iter().map(|g| { t += g; t }).collect();
             let allowed: Vec<u64> = times.iter().zip(run(&q, &times)).filter(|(_, a)| *a).map(|(t, _)| *t).collect();
+            for (i, start) in allowed.iter().enumerate() {
+                for (j, end) in allowed.iter().enumerate().skip(i) {
+                    let w = u128::from(end - start);
+                    let bound = u128::from(q.burst) + w * u128::from(limit) / u128::from(q.period_ms);
+                    prop_assert!((j - i + 1) as u128 <= bound, "{} admitted in {} ms", j - i + 1, w);
+                }
+            }
+        }
+
+        /// Split over shards, with each request charged to any shard, the limiter still admits
+        /// at most burst + floor(W × limit / period) in any window W.
+        #[test]
+        fn shards_together_never_admit_more_than_the_quota(
+            limit in 1u64..50, period_s in 1u64..120, extra_burst in 0u64..5, shards in 1u32..8,
+            requests in proptest::collection::vec((0u64..5_000, 0u32..8), 1..300),
+        ) {
+            let q = Quota { shards: shards.min(limit as u32), ..quota(limit, period_s, limit + extra_burst) };
+            let mut states = [None; 8];
+            let mut t = 1_700_000_000_000u64;
+            let mut allowed = Vec::new();
+            for (gap, pick) in requests {
+                t += gap;
+                let i = pick % q.shards;
+                let (v, s) = admit(&q.shard(i), states[i as usize], t, 1);
+                states[i as usize] = Some(s);
+                if v.allowed {
+                    allowed.push(t);
+                }
+            }
             for (i, start) in allowed.iter().enumerate() {
                 for (j, end) in allowed.iter().enumerate().skip(i) {
                     let w = u128::from(end - start);

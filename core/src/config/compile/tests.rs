@@ -301,3 +301,40 @@ fn only_access_lists_with_countries_or_asns_need_the_clients_geo() {
         );
     }
 }
+
+#[test]
+fn shards_must_each_hold_a_part_of_limit_and_burst() {
+    let src = r#"
+[rate_limits.none]
+key = "ip"
+limit = 10
+period_s = 1
+shards = 0
+
+[rate_limits.many]
+key = "ip"
+limit = 1000
+period_s = 1
+shards = 65
+
+[rate_limits.thin]
+key = "ip"
+limit = 10
+period_s = 1
+burst = 3
+shards = 4
+
+[rate_limits.fine]
+key = "ip"
+limit = 10
+period_s = 1
+burst = 4
+shards = 4
+"#;
+    let want = r#"gateway.toml:6:10 rate_limits.none.shards: must be between 1 and 64
+gateway.toml:12:10 rate_limits.many.shards: must be between 1 and 64
+gateway.toml:19:10 rate_limits.thin.shards: 4 shards cannot each hold a part of limit 10 and burst 3: use at most 3
+3 errors; nothing was loaded
+"#;
+    assert_eq!(errors(src), want);
+}
