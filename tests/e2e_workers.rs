@@ -12,6 +12,7 @@ use portcullis_tests::net::{request, Reply};
 use portcullis_tests::runtime::{
     build_worker, repo_root, start_workers, start_workers_with, Running,
 };
+use serde_json::json;
 use std::sync::OnceLock;
 
 fn suite() -> &'static Suite {
@@ -150,7 +151,7 @@ fn the_cache_api_holds_responses_when_chosen() {
 
 /// Country lists read `request.cf.country`: the suite's worker (Miniflare's placeholder `cf`, no
 /// listed country) passes `/geo`, and the same build on a worker whose `cf` says Tor (`T1`) is
-/// refused there, but nowhere else.
+/// refused there, but nowhere else. The access log names the country, ASN and colo from `cf`.
 #[test]
 fn a_country_list_reads_request_cf() {
     let s = suite();
@@ -158,13 +159,31 @@ fn a_country_list_reads_request_cf() {
     assert_eq!(r.status, 200, "{}", r.text());
     let tor = start_workers_with(
         "build-e2e",
-        &[("PORTCULLIS_TEST_CF", r#"{"country": "T1", "asn": 64496}"#)],
+        &[(
+            "PORTCULLIS_TEST_CF",
+            r#"{"country": "T1", "asn": 64496, "colo": "FRA"}"#,
+        )],
     );
     let send = |path: &str| get(&tor, path, "198.18.250.2");
     let r = send("/geo");
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.json()["type"], "urn:portcullis:problem:access-denied");
+    let id = r.header("x-request-id").unwrap().to_string();
     assert_eq!(send(&format!("/backend/tor/{}", s.unique())).status, 200);
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = tor.log_lines_with(&id);
+        if !records.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(records.len(), 1, "one access-log line for {id}");
+    let rec = &records[0];
+    assert_eq!(
+        (&rec["country"], &rec["asn"], &rec["edge_location"]),
+        (&json!("T1"), &json!(64496), &json!("FRA"))
+    );
 }
 
 /// A GET from client `ip` to a worker a test started for itself.

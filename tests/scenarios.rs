@@ -172,6 +172,36 @@ fn health_answers_at_the_gateway_with_request_id_and_log() {
 }
 
 #[test]
+fn the_access_log_names_the_clients_country_asn_and_edge_location_when_known() {
+    let gw = gateway(CONFIG);
+    let host = Backend::default().host();
+    let located = portcullis_core::Client {
+        country: Some("DE".into()),
+        asn: Some(3320),
+        edge_location: Some("FRA".into()),
+        ..client("192.0.2.1")
+    };
+    let res = pollster::block_on(gw.handle(req("GET", "/health", &[], ""), located, &host));
+    assert_eq!(res.status(), 200);
+    send(&gw, &host, req("GET", "/health", &[], ""), "192.0.2.1");
+    let logs = host.log_records();
+    let geo = |i: usize| {
+        let log = &logs[i];
+        (
+            log.get("country").cloned(),
+            log.get("asn").cloned(),
+            log.get("edge_location").cloned(),
+        )
+    };
+    assert_eq!(
+        geo(0),
+        (Some(json!("DE")), Some(json!(3320)), Some(json!("FRA")))
+    );
+    // an adapter that knows none of them: the keys are left out
+    assert_eq!(geo(1), (None, None, None));
+}
+
+#[test]
 fn unknown_paths_and_methods_are_problems() {
     let gw = gateway(CONFIG);
     let host = Backend::default().host();

@@ -74,7 +74,7 @@ struct Ctx<'a> {
     traceparent: &'a str,
     /// The address the connection came from, and whether it is a trusted proxy.
     peer: (std::net::IpAddr, bool),
-    client: Client,
+    client: &'a Client,
     route: Option<&'a Route>,
     consumer: Option<Rc<Consumer>>,
     /// The rate limit applied (index into the config's) and its verdict.
@@ -177,6 +177,9 @@ impl Gateway {
             host: req_host.as_deref().unwrap_or_default(),
             phases: Vec::with_capacity(10),
             client_ip: client_ip.as_str(),
+            country: client.country.as_deref(),
+            asn: client.asn,
+            edge_location: client.edge_location.as_deref(),
             ..Default::default()
         };
         let mut ctx = Ctx {
@@ -184,7 +187,7 @@ impl Gateway {
             request_id_value: &request_id_value,
             traceparent,
             peer,
-            client,
+            client: &client,
             route: None,
             consumer: None,
             limit: None,
@@ -293,7 +296,7 @@ impl Gateway {
         // 2. access
         if let Some(policy) = r.access.map(|i| &cfg.access[i]) {
             let t = host.monotonic_us();
-            let verdict = access::check(policy, &ctx.client);
+            let verdict = access::check(policy, ctx.client);
             ctx.log.phase(
                 Phase::Access,
                 if verdict.is_ok() { "pass" } else { "deny" },

@@ -35,18 +35,25 @@ async fn fetch(
         return Ok(to_platform(reject.to_response(""))?);
     };
     // `request.cf` is made into a JS object on first use, a few percent of a proxied request's
-    // CPU: read only when an access list names countries or ASNs
+    // CPU: read only when an access list names countries or ASNs, or the log asks for them
     let cf = if gateway.config().needs_client_geo() {
-        RequestExt::cf(&req).map(worker::Cf::from)
+        RequestExt::cf(&req)
     } else {
         None
     };
+    // read as a plain property: the `worker` crate's `colo()` panics when it is missing
+    let colo = cf
+        .as_ref()
+        .and_then(|cf| js_sys::Reflect::get(cf, &JsValue::from_str("colo")).ok())
+        .and_then(|v| v.as_string());
+    let cf = cf.map(worker::Cf::from);
     let client = crate::client::from_edge(
         head.headers
             .get("cf-connecting-ip")
             .and_then(|v| v.to_str().ok()),
         cf.as_ref().and_then(|cf| cf.country()),
         cf.as_ref().and_then(|cf| cf.asn()),
+        colo,
     );
     let cap = gateway.config().largest_body_bytes();
     let body = match req.body() {

@@ -991,6 +991,7 @@ pub fn compile(
         },
         request_id_header: request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
         server_timing: g.server_timing,
+        log_client_geo: g.log_client_geo,
         token_cache_size: g.token_cache_size,
     })
 }

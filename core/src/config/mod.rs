@@ -180,6 +180,8 @@ pub struct Config {
     pub limits: validate::Limits,
     pub request_id_header: http::HeaderName,
     pub server_timing: bool,
+    /// Whether adapters should report the client's country, ASN and edge location for the log.
+    pub log_client_geo: bool,
     pub token_cache_size: usize,
 }
 
@@ -333,16 +335,18 @@ impl Config {
             .fold(self.limits.max_body_bytes, usize::max)
     }
 
-    /// Whether any access list names countries or ASNs. Only those read a client's country and
-    /// ASN, so an adapter for which they are costly to get (on Workers, `request.cf` is a large
-    /// object made on first use) can leave them out when this is false.
+    /// Whether the config uses a client's country, ASN or edge location: an access list names
+    /// countries or ASNs, or `log_client_geo` asks for them in the log. An adapter for which
+    /// they are costly to get (on Workers, `request.cf` is a large object made on first use)
+    /// can leave them out when this is false.
     pub fn needs_client_geo(&self) -> bool {
-        self.access.iter().any(|p| {
-            !(p.allow_countries.is_empty()
-                && p.deny_countries.is_empty()
-                && p.allow_asns.is_empty()
-                && p.deny_asns.is_empty())
-        })
+        self.log_client_geo
+            || self.access.iter().any(|p| {
+                !(p.allow_countries.is_empty()
+                    && p.deny_countries.is_empty()
+                    && p.allow_asns.is_empty()
+                    && p.deny_asns.is_empty())
+            })
     }
 
     pub fn route(&self, name: &str) -> Option<&Route> {

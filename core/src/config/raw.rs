@@ -50,6 +50,11 @@ pub struct GatewaySettings {
     pub request_id_header: String,
     /// Send a `Server-Timing` header with per-phase durations.
     pub server_timing: bool,
+    /// Add the client's country and ASN and the edge location to each access-log record, when
+    /// the platform reports them. On Workers this reads `request.cf` for every request, which
+    /// costs CPU; without it, `request.cf` is read only when an access list names countries or
+    /// ASNs (and then they are logged anyway).
+    pub log_client_geo: bool,
     /// Size limits for requests.
     pub limits: Limits,
     /// How many verified JWTs to remember (each until it expires).
@@ -62,6 +67,7 @@ impl Default for GatewaySettings {
             trusted_proxies: Vec::new(),
             request_id_header: "x-request-id".into(),
             server_timing: false,
+            log_client_geo: false,
             limits: Limits::default(),
             token_cache_size: 10_000,
         }

@@ -99,6 +99,9 @@ pub struct Client {
     /// ISO 3166-1 alpha-2, uppercase, when the platform knows it.
     pub country: Option<String>,
     pub asn: Option<u32>,
+    /// The platform's location that took the request, for the log (on Cloudflare its data
+    /// center, an airport code such as `FRA`).
+    pub edge_location: Option<String>,
 }
 
 impl Client {
@@ -107,6 +110,7 @@ impl Client {
             ip,
             country: None,
             asn: None,
+            edge_location: None,
         }
     }
 }
@@ -331,9 +335,9 @@ mod tests {
             ..Default::default()
         };
         let c = |country: Option<&str>, asn: Option<u32>| Client {
-            ip: "192.0.2.1".parse().unwrap(),
             country: country.map(Into::into),
             asn,
+            ..Client::new("192.0.2.1".parse().unwrap())
         };
         let rows = [
             (

@@ -83,6 +83,13 @@ pub struct AccessLog<'a> {
     pub path: &'a str,
     pub host: &'a str,
     pub client_ip: &'a str,
+    /// The client's country, ASN and the edge location, when the adapter reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge_location: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +151,15 @@ impl<'a> AccessLog<'a> {
         w.str_field(",\"path\":", self.path);
         w.str_field(",\"host\":", self.host);
         w.str_field(",\"client_ip\":", self.client_ip);
+        if let Some(v) = self.country {
+            w.str_field(",\"country\":", v);
+        }
+        if let Some(v) = self.asn {
+            w.num_field(",\"asn\":", u64::from(v));
+        }
+        if let Some(v) = self.edge_location {
+            w.str_field(",\"edge_location\":", v);
+        }
         if let Some(v) = self.route {
             w.str_field(",\"route\":", v);
         }
@@ -333,6 +349,9 @@ mod tests {
             path: "/caf\u{e9}/\u{1F600}",
             host: "h",
             client_ip: "::1",
+            country: Some("T1"),
+            asn: Some(4_294_967_295),
+            edge_location: Some("FRA"),
             route: Some("r"),
             consumer: None,
             status: 429,

@@ -284,7 +284,7 @@ keys = [
 }
 
 #[test]
-fn only_access_lists_with_countries_or_asns_need_the_clients_geo() {
+fn only_geo_access_lists_or_geo_logging_need_the_clients_geo() {
     let base = "[[routes]]\nname = \"up\"\npath = \"/up\"\nrespond = { status = 200 }\n";
     let with = |access: &str| Config::from_toml(&format!("{access}\n{base}")).unwrap();
     assert!(!with("").needs_client_geo());
@@ -300,6 +300,8 @@ fn only_access_lists_with_countries_or_asns_need_the_clients_geo() {
             "{list}"
         );
     }
+    assert!(with("[gateway]\nlog_client_geo = true").needs_client_geo());
+    assert!(!with("[gateway]\nlog_client_geo = false").needs_client_geo());
 }
 
 #[test]
