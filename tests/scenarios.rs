@@ -116,6 +116,13 @@ strip_prefix = "/public"
 cache = { ttl_s = 30 }
 
 [[routes]]
+name = "purge"
+methods = ["POST"]
+path = "/admin/cache/purge"
+admin = "purge_cache"
+auth = { jwt = "hs", scopes = ["cache:purge"] }
+
+[[routes]]
 name = "hot"
 methods = ["GET"]
 path = "/hot"
@@ -740,13 +747,52 @@ fn cache_hit_age_304_and_purge() {
         .map(|l| l["cache"].as_str().unwrap_or("-").to_string())
         .collect();
     assert_eq!(caches, ["miss", "hit", "hit", "bypass"]);
-    // purge: a new generation, so the next request misses
-    assert_eq!(pollster::block_on(gw.purge_cache(&host)), Ok(1));
+    // purge through the admin route: a new generation, so the next request misses
+    let purge = |token: Option<&str>| {
+        let auth = token.map(bearer);
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        send(
+            &gw,
+            &host,
+            req("POST", "/admin/cache/purge", &headers, ""),
+            "192.0.2.1",
+        )
+    };
+    let reader = hs_token("ops", json!({"scope": "users:read"}), NOW_MS);
+    let operator = hs_token("ops", json!({"scope": "cache:purge"}), NOW_MS);
+    assert_eq!(purge(None).status(), 401);
+    assert_eq!(purge(Some(&reader)).status(), 403);
+    let purged = purge(Some(&operator));
+    assert_eq!(
+        (purged.status().as_u16(), json_body(&purged)),
+        (200, json!({"action": "purge_cache", "generation": 1}))
+    );
+    assert_eq!(purged.headers()["cache-control"], "no-store");
+    assert_eq!(
+        host.log_records().last().unwrap()["phases"][2]["decision"],
+        "admin:purge_cache"
+    );
     b.push(ok("v2", &[("cache-control", "max-age=120")]));
     assert_eq!(get(&[]).body().as_ref(), b"v2");
+    assert_eq!(
+        host.sent.borrow().len(),
+        3,
+        "the purged entry was not served"
+    );
     // freshness runs out
     host.advance(121_000);
     assert_eq!(get(&[]).body().as_ref(), b"echo /base/doc");
+    // a purge that cannot reach the store says so
+    host.fail_store.set(true);
+    let failed = purge(Some(&operator));
+    assert_eq!(
+        (
+            failed.status().as_u16(),
+            json_body(&failed)["type"].as_str()
+        ),
+        (503, Some("urn:portcullis:problem:unavailable"))
+    );
 }
 
 #[test]

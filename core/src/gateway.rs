@@ -9,6 +9,7 @@
 //! matched route's. State kept between requests (verified tokens, JWKS) lives here, per isolate;
 //! everything shared across isolates goes through the [`Host`].
 
+use crate::config::raw::AdminAction;
 use crate::config::{Action, Config, Route};
 use crate::host::{FetchError, Host};
 use crate::phase::access::{self, Client};
@@ -383,6 +384,26 @@ impl Gateway {
                 });
                 *res.status_mut() = resp.status;
                 *res.headers_mut() = resp.headers.clone();
+                return Ok(self.process_response(r, res, &vars, ctx, host));
+            }
+            Action::Admin(AdminAction::PurgeCache) => {
+                let purged = self.purge_cache(host).await;
+                let decision = if purged.is_ok() {
+                    "admin:purge_cache"
+                } else {
+                    "admin:store-error"
+                };
+                ctx.log
+                    .phase(Phase::Route, decision, t, host.monotonic_us());
+                let generation = purged.map_err(|_| Reject::Unavailable)?;
+                let body = format!("{{\"action\":\"purge_cache\",\"generation\":{generation}}}");
+                let mut res = Response::new(Bytes::from(body));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                res.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 return Ok(self.process_response(r, res, &vars, ctx, host));
             }
             Action::Proxy(i) => &cfg.upstreams[*i],

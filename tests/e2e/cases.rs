@@ -396,6 +396,28 @@ pub fn shared_cache(s: &Suite) {
         1,
         "304 answered at the edge"
     );
+    // the operator's purge route: only with its key, only by POST
+    let purge = |headers: &[(&str, &str)]| s.send("POST", "/admin/cache/purge", headers, b"");
+    assert_problem(&purge(&[]), 401, "unauthenticated");
+    assert_problem(&purge(&[("x-api-key", "partner-key-1")]), 403, "forbidden");
+    let get = s.send(
+        "GET",
+        "/admin/cache/purge",
+        &[("x-api-key", "ops-key-1")],
+        b"",
+    );
+    assert_eq!(get.status, 405);
+    let purged = purge(&[("x-api-key", "ops-key-1")]);
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert_eq!(purged.json()["action"], "purge_cache");
+    assert!(purged.json()["generation"].as_u64().is_some_and(|g| g >= 1));
+    let after = s.send("GET", &path, &[], b"");
+    assert_eq!(after.status, 200);
+    assert_eq!(
+        s.upstream.requests_for(&path).len(),
+        2,
+        "after the purge the entry is not served"
+    );
 
     for (what, path, headers) in [
         ("Set-Cookie response", format!("/cached/cookie/{n}"), vec![]),

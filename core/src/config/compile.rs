@@ -711,8 +711,24 @@ pub fn compile(
         }
         let route_methods = methods(&mut e, &format!("{path}.methods"), &r.methods);
         let params = route::pattern_params(&r.path);
-        let action = match (&r.upstream, &r.respond) {
-            (Some(u), None) => lookup(
+        let action = match (&r.upstream, &r.respond, r.admin) {
+            (None, None, Some(admin)) => {
+                if r.auth.is_none() {
+                    e.push(
+                        format!("{path}.admin"),
+                        "an admin route needs `auth`: without it anyone could call it",
+                    );
+                }
+                let safe = |m: &str| ["GET", "HEAD", "OPTIONS", "TRACE"].contains(&m);
+                if r.methods.is_empty() || r.methods.iter().any(|m| safe(m)) {
+                    e.push(
+                        format!("{path}.methods"),
+                        "an admin route changes state: list only methods such as POST, never GET, HEAD, OPTIONS or TRACE",
+                    );
+                }
+                Some(Action::Admin(admin))
+            }
+            (Some(u), None, None) => lookup(
                 &mut e,
                 &format!("{path}.upstream"),
                 "upstream",
@@ -720,7 +736,7 @@ pub fn compile(
                 &raw.upstreams,
             )
             .map(Action::Proxy),
-            (None, Some(resp)) => {
+            (None, Some(resp), None) => {
                 let rp = format!("{path}.respond");
                 let status = http::StatusCode::from_u16(resp.status)
                     .ok()
@@ -752,12 +768,15 @@ pub fn compile(
                     })
                 })
             }
-            (Some(_), Some(_)) => {
-                e.push(&path, "give `upstream` or `respond`, not both");
+            (None, None, None) => {
+                e.push(&path, "needs `upstream`, `respond` or `admin`");
                 None
             }
-            (None, None) => {
-                e.push(&path, "needs `upstream` or `respond`");
+            _ => {
+                e.push(
+                    &path,
+                    "give one of `upstream`, `respond` and `admin`, not several",
+                );
                 None
             }
         };
@@ -886,8 +905,11 @@ pub fn compile(
                 fail_open: c.fail == raw::FailMode::Open,
             }
         });
-        if r.cache.is_some() && r.respond.is_some() {
-            e.push(format!("{path}.cache"), "`respond` routes need no cache");
+        if r.cache.is_some() && (r.respond.is_some() || r.admin.is_some()) {
+            e.push(
+                format!("{path}.cache"),
+                "only `upstream` routes are cached: `respond` and `admin` routes need no cache",
+            );
         }
         let mut validation = validate::Validation {
             max_body_bytes: g.limits.max_body_bytes,

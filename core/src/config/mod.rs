@@ -114,6 +114,8 @@ pub enum Action {
     Proxy(usize),
     /// Answer at the gateway.
     Respond(Respond),
+    /// Run an operator's action at the gateway.
+    Admin(raw::AdminAction),
 }
 
 /// A response made at the gateway.

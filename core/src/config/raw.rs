@@ -468,6 +468,9 @@ pub struct Route {
     pub upstream: Option<String>,
     /// Answer at the gateway without a backend.
     pub respond: Option<Respond>,
+    /// Run an operator's action at the gateway (instead of `upstream` or `respond`). The route
+    /// must have `auth` and may only take methods that change state (e.g. `POST`).
+    pub admin: Option<AdminAction>,
     /// Upstream path template, with `{param}` from the path pattern.
     pub rewrite: Option<String>,
     /// Prefix removed from the path before it goes upstream.
@@ -488,6 +491,14 @@ pub struct Route {
     pub request: Option<TransformRef>,
     /// Transform applied to the response before it goes to the client.
     pub response: Option<TransformRef>,
+}
+
+/// An operator's action that a route runs at the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminAction {
+    /// Move every cached response to a new cache generation, so none is served again.
+    PurgeCache,
 }
 
 /// A response made at the gateway.

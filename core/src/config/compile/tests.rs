@@ -59,7 +59,7 @@ upstreem = "a"
     let want = r#"gateway.toml:2:2 gatway: unknown section (did you mean "gateway"?); expected one of gateway, defaults, upstreams, access, auth, rate_limits, transforms, cors, routes
 gateway.toml:6:45 upstreams.a.targets[0].wieght: unknown field `wieght`, expected `url` or `weight`
 gateway.toml:12:11 routes[0].methods: invalid type: string "GET", expected a sequence
-gateway.toml:17:1 routes[1].upstreem: unknown field `upstreem`, expected one of `name`, `methods`, `host`, `path`, `upstream`, `respond`, `rewrite`, `strip_prefix`, `auth`, `access`, `rate_limit`, `cors`, `cache`, `validate`, `request`, `response`
+gateway.toml:17:1 routes[1].upstreem: unknown field `upstreem`, expected one of `name`, `methods`, `host`, `path`, `upstream`, `respond`, `admin`, `rewrite`, `strip_prefix`, `auth`, `access`, `rate_limit`, `cors`, `cache`, `validate`, `request`, `response`
 4 errors; nothing was loaded
 "#;
     assert_eq!(errors(src), want);
@@ -339,4 +339,61 @@ gateway.toml:19:10 rate_limits.thin.shards: 4 shards cannot each hold a part of 
 3 errors; nothing was loaded
 "#;
     assert_eq!(errors(src), want);
+}
+
+#[test]
+fn admin_routes_need_auth_and_state_changing_methods() {
+    let src = r#"
+[auth.api_keys.ops]
+keys = [{ consumer = "ops", sha256 = "a52782e3a2d4dd2f95f640b9abfb3b2a6b8e722c65f55be830f6e5f619f7f873" }]
+
+[[routes]]
+name = "open"
+methods = ["POST"]
+path = "/a"
+admin = "purge_cache"
+
+[[routes]]
+name = "by-get"
+methods = ["POST", "GET"]
+path = "/b"
+admin = "purge_cache"
+auth = { api_key = "ops" }
+
+[[routes]]
+name = "both"
+methods = ["POST"]
+path = "/c"
+admin = "purge_cache"
+respond = { body = "x" }
+auth = { api_key = "ops" }
+
+[[routes]]
+name = "cached"
+methods = ["POST"]
+path = "/d"
+admin = "purge_cache"
+auth = { api_key = "ops" }
+cache = { ttl_s = 5 }
+
+[[routes]]
+name = "fine"
+methods = ["POST", "DELETE"]
+path = "/f"
+admin = "purge_cache"
+auth = { api_key = "ops" }
+"#;
+    let want = r#"gateway.toml:9:9 routes[0].admin: an admin route needs `auth`: without it anyone could call it
+gateway.toml:13:11 routes[1].methods: an admin route changes state: list only methods such as POST, never GET, HEAD, OPTIONS or TRACE
+gateway.toml:18:1 routes[2]: give one of `upstream`, `respond` and `admin`, not several
+gateway.toml:32:9 routes[3].cache: only `upstream` routes are cached: `respond` and `admin` routes need no cache
+4 errors; nothing was loaded
+"#;
+    assert_eq!(errors(src), want);
+    let unknown =
+        "[[routes]]\nname = \"x\"\nmethods = [\"POST\"]\npath = \"/x\"\nadmin = \"reboot\"\n";
+    assert_eq!(
+        errors(unknown),
+        "gateway.toml:5:9 routes[0].admin: unknown variant `reboot`, expected `purge_cache`\n1 error; nothing was loaded\n"
+    );
 }
