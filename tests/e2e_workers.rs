@@ -186,6 +186,17 @@ fn a_country_list_reads_request_cf() {
     );
 }
 
+/// A worker whose `secret_env` secret is missing does not start: every request fails (the
+/// platform's log says which secret), and none is let through on a partial config.
+#[test]
+fn a_missing_secret_keeps_the_gateway_from_starting() {
+    let _ = suite(); // the suite's build
+    let unset = start_workers_with("build-e2e", &[("PORTCULLIS_TEST_HS_SECRET", "")]);
+    for path in ["/limited", "/env-secret", "/geo"] {
+        assert_eq!(get(&unset, path, "198.18.250.3").status, 500, "{path}");
+    }
+}
+
 /// A GET from client `ip` to a worker a test started for itself.
 fn get(gw: &Running, path: &str, ip: &str) -> Reply {
     request(&gw.addr, "GET", path, &[("cf-connecting-ip", ip)], b"")

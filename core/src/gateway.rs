@@ -119,10 +119,14 @@ impl Gateway {
         }
     }
 
-    /// Builds the gateway from the JSON an adapter embedded at build time (`Config::embed`).
-    /// The build checked it already, so an error means a mismatched build; it comes as the listing.
-    pub fn from_embedded(json: &str) -> Result<Gateway, String> {
-        Config::from_embedded_json(json)
+    /// Builds the gateway from the JSON an adapter embedded at build time (`Config::embed`),
+    /// reading `secret_env` keys with `read_secret`. The build checked everything else, so an
+    /// error is a missing or unusable secret, or a mismatched build; it comes as the listing.
+    pub fn from_embedded(
+        json: &str,
+        read_secret: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Gateway, String> {
+        Config::from_embedded_json(json, read_secret)
             .map(Gateway::new)
             .map_err(|e| e.render("embedded config"))
     }

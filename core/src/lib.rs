@@ -13,7 +13,7 @@ pub mod memory;
 pub mod phase;
 pub mod problem;
 
-pub use config::{Config, ConfigErrors, Diagnostic};
+pub use config::{Config, ConfigErrors, Diagnostic, Secrets};
 pub use gateway::Gateway;
 pub use host::{FetchError, Host, HostError, UnixMillis};
 pub use phase::access::Client;

@@ -302,6 +302,21 @@ pub fn jwt_auth_rotation_and_outage(s: &Suite) {
     s.jwks.set(jwks(&[&s.key1, &key2]));
 }
 
+pub fn hmac_secret_from_the_environment(s: &Suite) {
+    let signed = |secret: &str| {
+        let t = portcullis_tests::hs_token_signed_with(secret, "env-user", json!({}), now_ms());
+        s.send("GET", "/env-secret", &[("authorization", &bearer(&t))], b"")
+    };
+    // the secret is in the platform's environment, not in the config or the build
+    let r = signed(portcullis_tests::HS_SECRET);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_problem(
+        &signed("another-secret-0123456789abcdef-0123"),
+        401,
+        "unauthenticated",
+    );
+}
+
 pub fn exact_rate_limit_under_concurrency(s: &Suite) {
     let ip = s.client_ip();
     let replies: Vec<Reply> = std::thread::scope(|scope| {
@@ -585,7 +600,8 @@ macro_rules! e2e_cases {
     ($suite:path) => {
         $crate::e2e_cases!(@each $suite;
             validation_rejections, ip_deny_list, api_key_auth_and_request_transforms,
-            jwt_auth_rotation_and_outage, exact_rate_limit_under_concurrency,
+            jwt_auth_rotation_and_outage, hmac_secret_from_the_environment,
+            exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, shared_cache, cors,
             upstream_failures, header_bytes_pass_unchanged, access_log_line);
     };

@@ -122,12 +122,17 @@ pub const HS_SECRET: &str = "scenario-secret-0123456789abcdef-xyz";
 
 /// An HS256 token with standard claims for `sub`, plus `extra`, valid for 10 minutes from `now_ms`.
 pub fn hs_token(sub: &str, extra: Value, now_ms: u64) -> String {
+    hs_token_signed_with(HS_SECRET, sub, extra, now_ms)
+}
+
+/// [`hs_token`], signed with `secret` instead of [`HS_SECRET`].
+pub fn hs_token_signed_with(secret: &str, sub: &str, extra: Value, now_ms: u64) -> String {
     let claims = claims(sub, extra, now_ms);
     Hs256
         .token(
             &Header::empty().with_key_id("hs"),
             &claims,
-            &Hs256Key::new(HS_SECRET),
+            &Hs256Key::new(secret),
         )
         .unwrap()
 }

@@ -96,7 +96,10 @@ fn to_json(args: &[String]) -> Result<(), Failure> {
 }
 
 fn explain(args: &[String]) -> Result<(), Failure> {
-    let config = load(args.first())?;
+    // the request really runs, so `secret_env` keys read this process's environment
+    let (file, src) = read(args.first())?;
+    let config = Config::from_toml_with_secrets(&src, &|name| std::env::var(name).ok())
+        .map_err(|e| Failure::Config(e.render(&file)))?;
     let (method, path) = match (args.get(1), args.get(2)) {
         (Some(m), Some(p)) => (m.clone(), p.clone()),
         _ => return Err(Failure::Usage("explain needs FILE METHOD PATH".into())),

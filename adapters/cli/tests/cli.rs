@@ -138,3 +138,28 @@ fn the_readme_documents_every_config_key() {
         "README.md does not document: {missing:?}"
     );
 }
+
+#[test]
+fn explain_reads_secret_env_keys_from_the_environment_and_check_does_not_need_them() {
+    // the end-to-end config's `env` provider takes its HS256 secret from this variable
+    let config = "tests/e2e/gateway.toml";
+    let (code, out, _) = run(&["check", config]);
+    assert_eq!((code, out.starts_with("ok: ")), (0, true), "{out}");
+    let (code, _, err) = run(&["explain", config, "GET", "/env-secret"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "auth.jwt.env.keys[0].secret_env: the environment has no PORTCULLIS_E2E_HS_SECRET"
+        ),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["explain", config, "GET", "/env-secret"])
+        .env("PORTCULLIS_E2E_HS_SECRET", "s".repeat(32))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    // the gateway starts; the request without a token is then refused by the provider
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("urn:portcullis:problem:unauthenticated"), "{text}");
+}

@@ -15,8 +15,12 @@ thread_local! {
 
 fn gateway() -> Result<Rc<Gateway>, String> {
     GATEWAY.with(|g| {
-        g.get_or_init(|| Gateway::from_embedded(crate::CONFIG_JSON).map(Rc::new))
-            .clone()
+        // `secret_env` keys read the component's environment (`spin up -e NAME=...`)
+        g.get_or_init(|| {
+            Gateway::from_embedded(crate::CONFIG_JSON, &|name| std::env::var(name).ok())
+                .map(Rc::new)
+        })
+        .clone()
     })
 }
 
@@ -24,7 +28,11 @@ fn gateway() -> Result<Rc<Gateway>, String> {
 async fn handle(
     req: spin_sdk::http::Request,
 ) -> Result<http::Response<Full<Bytes>>, spin_sdk::http::Error> {
-    let gateway = gateway().map_err(spin_sdk::http::Error::other)?;
+    let gateway = gateway().map_err(|listing| {
+        // a gateway that cannot start (a missing secret): every request says why in the log
+        eprintln!("portcullis cannot start: {listing}");
+        spin_sdk::http::Error::other(listing)
+    })?;
     let (parts, body) = req.into_parts();
     let trusted = Trusted::from_env(|v| std::env::var(v).ok());
     let client = identify(&parts.headers, &trusted);

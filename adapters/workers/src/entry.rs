@@ -15,9 +15,15 @@ thread_local! {
     static GATEWAY: std::cell::OnceCell<Result<Rc<Gateway>, String>> = const { std::cell::OnceCell::new() };
 }
 
-fn gateway() -> Result<Rc<Gateway>, String> {
+/// `secret_env` keys read the worker's secrets and `[vars]`, which are strings on `env`.
+fn gateway(env: &Env) -> Result<Rc<Gateway>, String> {
+    let read = |name: &str| {
+        js_sys::Reflect::get(env, &JsValue::from_str(name))
+            .ok()
+            .and_then(|v| v.as_string())
+    };
     GATEWAY.with(|g| {
-        g.get_or_init(|| Gateway::from_embedded(crate::CONFIG_JSON).map(Rc::new))
+        g.get_or_init(|| Gateway::from_embedded(crate::CONFIG_JSON, &read).map(Rc::new))
             .clone()
     })
 }
@@ -28,7 +34,11 @@ async fn fetch(
     env: Env,
     _ctx: Context,
 ) -> worker::Result<web_sys::Response> {
-    let gateway = gateway().map_err(worker::Error::RustError)?;
+    let gateway = gateway(&env).map_err(|listing| {
+        // a gateway that cannot start (a missing secret): every request says why in the log
+        worker::console_error!("portcullis cannot start: {listing}");
+        worker::Error::RustError(listing)
+    })?;
     let Some(head) = request_head(&req) else {
         // workerd hands over only requests with a valid method and URL, so this is a guard
         let reject = Reject::BadPath("the request line could not be read");

@@ -2,7 +2,9 @@
 //! collected, each with its key path, before anything is returned.
 
 use super::raw::{self, RawConfig};
-use super::{Action, AuthRule, Config, ConfigErrors, Diagnostic, Respond, Route, Upstream};
+use super::{
+    Action, AuthRule, Config, ConfigErrors, Diagnostic, Respond, Route, Secrets, Upstream,
+};
 use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
 use http::{HeaderName, Method};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -315,10 +317,40 @@ fn compile_param(
     })
 }
 
-/// Checks `raw` and builds the config; `locate` maps a key path to a line and column.
+/// The secret a `secret_env` key names: `Ok(None)` when secrets are not read (`Deferred`).
+fn env_secret(var: &str, alg: raw::Alg, secrets: Secrets<'_>) -> Result<Option<Vec<u8>>, String> {
+    let valid = !var.is_empty()
+        && !var.starts_with(|c: char| c.is_ascii_digit())
+        && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(format!(
+            "{var:?} is not a variable name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    if !alg.is_hmac() {
+        return Err(format!(
+            "holds an HMAC secret, and {} needs a `jwk`",
+            alg.name()
+        ));
+    }
+    match secrets {
+        Secrets::Deferred => Ok(None),
+        Secrets::From(read) => match read(var) {
+            Some(v) if !v.is_empty() => Ok(Some(v.into_bytes())),
+            _ => Err(format!(
+                "the environment has no {var} (on Workers: `npx wrangler secret put {var}`; on \
+                 Spin: `spin up -e {var}=...`)"
+            )),
+        },
+    }
+}
+
+/// Checks `raw` and builds the config; `locate` maps a key path to a line and column, and
+/// `secrets` says where `secret_env` keys get their values.
 pub fn compile(
     raw: RawConfig,
     locate: &dyn Fn(&str) -> Option<(usize, usize)>,
+    secrets: Secrets<'_>,
 ) -> Result<Config, ConfigErrors> {
     let mut e = Errs {
         list: Vec::new(),
@@ -444,15 +476,30 @@ pub fn compile(
         let mut keys = Vec::new();
         for (i, k) in p.keys.iter().enumerate() {
             let kp = format!("{path}.keys[{i}]");
-            let secret = match (&k.secret, &k.secret_base64) {
-                (Some(s), None) => Some(Ok(s.as_bytes().to_vec())),
-                (None, Some(b)) => {
+            let secret = match (&k.secret, &k.secret_base64, &k.secret_env) {
+                (Some(s), None, None) => Some(Ok(s.as_bytes().to_vec())),
+                (None, Some(b), None) => {
                     Some(decode_base64(b).ok_or_else(|| "secret_base64 is not base64".to_string()))
                 }
-                (Some(_), Some(_)) => {
-                    Some(Err("give `secret` or `secret_base64`, not both".to_string()))
+                (None, None, Some(var)) => {
+                    match env_secret(var, k.alg, secrets) {
+                        Err(m) => {
+                            e.push(format!("{kp}.secret_env"), m);
+                            continue;
+                        }
+                        Ok(_) if k.jwk.is_some() => {
+                            Some(Err("give a secret or a `jwk`, not both".to_string()))
+                        }
+                        // checked as far as it can be without the value; the key is left out
+                        Ok(None) => continue,
+                        Ok(Some(bytes)) => Some(Ok(bytes)),
+                    }
                 }
-                (None, None) => None,
+                (None, None, None) => None,
+                _ => Some(Err(
+                    "give one of `secret`, `secret_base64` and `secret_env`, not several"
+                        .to_string(),
+                )),
             };
             let key = match (secret, &k.jwk) {
                 (Some(_), Some(_)) => Err("give a secret or a `jwk`, not both".to_string()),
@@ -463,7 +510,7 @@ pub fn compile(
                     "{} needs {}",
                     k.alg.name(),
                     if k.alg.is_hmac() {
-                        "`secret` or `secret_base64`"
+                        "`secret`, `secret_base64` or `secret_env`"
                     } else {
                         "a `jwk`"
                     }

@@ -107,6 +107,17 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Where the `secret_env` keys of a config get their secrets.
+#[derive(Clone, Copy)]
+pub enum Secrets<'a> {
+    /// Not read (a check, a build script): each key is checked as far as it can be without its
+    /// value and left out of the compiled config, so tokens signed with it are refused.
+    Deferred,
+    /// Read with this function, e.g. from the platform's environment; a missing or empty
+    /// value is an error.
+    From(&'a dyn Fn(&str) -> Option<String>),
+}
+
 /// What a route does with the request once it is admitted.
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -206,23 +217,40 @@ impl BuildFeatures {
 }
 
 impl Config {
-    /// Loads a TOML config, reporting every problem with its line and column.
+    /// Loads a TOML config, reporting every problem with its line and column. Keys with
+    /// `secret_env` are checked but left out (see [`Secrets::Deferred`]); use
+    /// [`Config::from_toml_with_secrets`] to read them.
     #[cfg(feature = "toml")]
     pub fn from_toml(src: &str) -> Result<Config, ConfigErrors> {
         let (raw, locator) = locate::parse_toml(src)?;
-        compile(raw, &|path| locator.find(path))
+        compile(raw, &|path| locator.find(path), Secrets::Deferred)
     }
 
-    /// Loads a JSON config (what the adapters embed: the TOML, checked and converted at build time).
+    /// [`Config::from_toml`], reading `secret_env` keys with `read` (e.g. the environment).
+    #[cfg(feature = "toml")]
+    pub fn from_toml_with_secrets(
+        src: &str,
+        read: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let (raw, locator) = locate::parse_toml(src)?;
+        compile(raw, &|path| locator.find(path), Secrets::From(read))
+    }
+
+    /// Loads a JSON config (what the adapters embed: the TOML, checked and converted at build
+    /// time). Keys with `secret_env` are left out, as in [`Config::from_toml`].
     pub fn from_json(src: &str) -> Result<Config, ConfigErrors> {
         let raw = Self::raw_from_json(src)?;
-        compile(raw, &|_| None)
+        compile(raw, &|_| None, Secrets::Deferred)
     }
 
     /// Loads the JSON an adapter embedded ([`Config::embed`] wrote it from a checked file). Unlike
     /// [`Config::from_json`] it does not track key paths: that code is sizeable in a worker, and
     /// an error here means the build and the runtime disagree, not a slip in a hand-written file.
-    pub fn from_embedded_json(src: &str) -> Result<Config, ConfigErrors> {
+    /// `secret_env` keys are read with `read` (the platform's environment).
+    pub fn from_embedded_json(
+        src: &str,
+        read: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
         // from bytes, like every other JSON the gateway reads (tokens, JWKS, bodies, cache
         // entries): `from_str` would link a second copy of serde_json's parser, for `&str` input
         let raw = serde_json::from_slice(src.as_bytes()).map_err(|e| ConfigErrors {
@@ -232,7 +260,7 @@ impl Config {
                 message: e.to_string(),
             }],
         })?;
-        compile(raw, &|_| None)
+        compile(raw, &|_| None, Secrets::From(read))
     }
 
     /// Parses a JSON config without compiling it.
@@ -251,7 +279,7 @@ impl Config {
     #[cfg(feature = "toml")]
     pub fn raw_from_toml(src: &str) -> Result<raw::RawConfig, ConfigErrors> {
         let (raw, locator) = locate::parse_toml(src)?;
-        compile(raw.clone(), &|path| locator.find(path))?;
+        compile(raw.clone(), &|path| locator.find(path), Secrets::Deferred)?;
         Ok(raw)
     }
 

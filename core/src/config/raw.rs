@@ -323,6 +323,10 @@ pub struct InlineKey {
     pub secret: Option<String>,
     /// HMAC secret as base64 (standard or URL-safe).
     pub secret_base64: Option<String>,
+    /// Name of an environment variable that holds the HMAC secret as text, read when the
+    /// gateway starts, so the secret stays out of the config and the build (Workers: a secret,
+    /// `npx wrangler secret put NAME`; Spin: `spin up -e NAME=...`).
+    pub secret_env: Option<String>,
     /// Public key as a JSON Web Key (RSA, EC P-256 or OKP Ed25519).
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub jwk: Option<serde_json::Value>,

@@ -116,12 +116,12 @@ fn json_and_toml_load_the_same_config() {
 fn embedded_json_loads_like_json_and_reports_a_mismatch_with_its_position() {
     let src = include_str!("../../../../examples/gateway.toml");
     let json = serde_json::to_string(&Config::raw_from_toml(src).unwrap()).unwrap();
-    let embedded = Config::from_embedded_json(&json).unwrap();
+    let embedded = Config::from_embedded_json(&json, &|_| None).unwrap();
     assert_eq!(
         embedded.summary(),
         Config::from_toml(src).unwrap().summary()
     );
-    let bad = crate::Gateway::from_embedded(r#"{"routes": [{"name": 1}]}"#)
+    let bad = crate::Gateway::from_embedded(r#"{"routes": [{"name": 1}]}"#, &|_| None)
         .err()
         .unwrap();
     assert_eq!(
@@ -395,5 +395,55 @@ gateway.toml:32:9 routes[3].cache: only `upstream` routes are cached: `respond` 
     assert_eq!(
         errors(unknown),
         "gateway.toml:5:9 routes[0].admin: unknown variant `reboot`, expected `purge_cache`\n1 error; nothing was loaded\n"
+    );
+}
+
+#[test]
+fn secret_env_keys_are_read_when_the_gateway_starts() {
+    let src = r#"
+[auth.jwt.env]
+issuer = "https://issuer.test/"
+audiences = ["api"]
+keys = [{ kid = "a", alg = "HS256", secret_env = "JWT_SECRET" }, { kid = "b", alg = "HS256", secret = "inline-secret-0123456789abcdef-0123" }]
+"#;
+    let kids = |c: &Config| -> Vec<Option<String>> {
+        c.jwt[0].keys.iter().map(|k| k.kid.clone()).collect()
+    };
+    // not read (a check, a build): the key is checked and left out
+    assert_eq!(
+        kids(&Config::from_toml(src).unwrap()),
+        [Some("b".to_string())]
+    );
+    // read: in the config like an inline secret
+    let env = |name: &str| (name == "JWT_SECRET").then(|| "s".repeat(32));
+    let read = Config::from_toml_with_secrets(src, &env).unwrap();
+    assert_eq!(kids(&read), [Some("a".to_string()), Some("b".to_string())]);
+    let with = |value: &'static str| {
+        Config::from_toml_with_secrets(src, &move |_| Some(value.to_string()))
+            .map(|_| ())
+            .unwrap_err()
+            .render("g.toml")
+    };
+    assert_eq!(
+        with(""),
+        "g.toml:5:50 auth.jwt.env.keys[0].secret_env: the environment has no JWT_SECRET (on Workers: `npx wrangler secret put JWT_SECRET`; on Spin: `spin up -e JWT_SECRET=...`)\n1 error; nothing was loaded\n"
+    );
+    assert_eq!(
+        with("short"),
+        "g.toml:5:9 auth.jwt.env.keys[0]: HS256 secrets must be at least 32 bytes, this one has 5\n1 error; nothing was loaded\n"
+    );
+    // what can be checked without the value is checked either way
+    let bad = r#"
+[auth.jwt.env]
+issuer = "https://issuer.test/"
+audiences = ["api"]
+keys = [{ alg = "HS256", secret_env = "1X" }, { alg = "ES256", secret_env = "K" }, { alg = "HS256", secret_env = "K", secret = "x" }]
+"#;
+    assert_eq!(
+        errors(bad),
+        "gateway.toml:5:39 auth.jwt.env.keys[0].secret_env: \"1X\" is not a variable name (letters, digits and `_`, not starting with a digit)\n\
+         gateway.toml:5:77 auth.jwt.env.keys[1].secret_env: holds an HMAC secret, and ES256 needs a `jwk`\n\
+         gateway.toml:5:84 auth.jwt.env.keys[2]: give one of `secret`, `secret_base64` and `secret_env`, not several\n\
+         3 errors; nothing was loaded\n"
     );
 }
