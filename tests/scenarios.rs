@@ -719,6 +719,41 @@ fn upstream_failures_become_502_and_504_problems() {
 }
 
 #[test]
+fn a_response_body_over_the_upstreams_limit_is_a_502_and_not_retried() {
+    let gw = gateway(
+        r#"
+[upstreams.small]
+targets = [{ url = "https://backend.test" }]
+retries = 2
+max_response_bytes = 16
+
+[[routes]]
+name = "small"
+methods = ["GET"]
+path = "/small"
+upstream = "small"
+"#,
+    );
+    let b = Backend::default();
+    let host = b.host();
+    b.push(ok(&"x".repeat(16), &[]));
+    let res = send(&gw, &host, req("GET", "/small", &[], ""), "192.0.2.1");
+    assert_eq!((res.status().as_u16(), res.body().len()), (200, 16));
+    b.push(ok(&"x".repeat(17), &[]));
+    let res = send(&gw, &host, req("GET", "/small", &[], ""), "192.0.2.1");
+    assert_eq!(
+        (res.status().as_u16(), json_body(&res)["type"].as_str()),
+        (502, Some("urn:portcullis:problem:bad-gateway"))
+    );
+    assert_eq!(
+        host.sent.borrow().len(),
+        2,
+        "a body too large is not asked for again"
+    );
+    assert_eq!(host.log_records()[1]["upstream_attempts"], 1);
+}
+
+#[test]
 fn cache_hit_age_304_and_purge() {
     let gw = gateway(CONFIG);
     let b = Backend::default();

@@ -42,6 +42,9 @@ const TRACEPARENT: &str = "traceparent";
 /// How long a JWKS fetch may take.
 const JWKS_TIMEOUT_MS: u32 = 5_000;
 
+/// The largest JWKS read (a key set of a hundred RSA keys is about 150 KB).
+const JWKS_MAX_BYTES: usize = 1 << 20;
+
 /// The gateway: a compiled config plus what it remembers between requests.
 pub struct Gateway {
     config: Config,
@@ -537,7 +540,10 @@ impl Gateway {
             *out.uri_mut() = uri;
             *out.headers_mut() = take_or_clone(&mut headers, last);
             ctx.log.upstream_attempts = attempt;
-            match host.fetch(out, upstream.timeout_ms).await {
+            match host
+                .fetch(out, upstream.timeout_ms, upstream.max_response_bytes)
+                .await
+            {
                 Ok(res) if attempt < attempts && route::is_retryable_status(res.status()) => {
                     continue
                 }
@@ -766,7 +772,7 @@ impl Gateway {
         *req.uri_mut() = url.parse().ok()?;
         req.headers_mut()
             .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let fetched = match host.fetch(req, JWKS_TIMEOUT_MS).await {
+        let fetched = match host.fetch(req, JWKS_TIMEOUT_MS, JWKS_MAX_BYTES).await {
             Ok(res) if res.status().is_success() => auth::parse_jwks(res.body()).ok().map(|keys| {
                 let ttl = auth::jwks_ttl_s(
                     res.headers(),

@@ -25,6 +25,10 @@ pub enum FetchError {
     /// The timeout passed.
     #[error("timed out")]
     Timeout,
+    /// The response's body is longer than the caller's limit (its head may say so, or reading
+    /// stopped there).
+    #[error("the response body is over {limit} bytes")]
+    TooLarge { limit: usize },
     /// Anything else.
     #[error("fetch error: {0}")]
     Other(String),
@@ -47,11 +51,13 @@ pub trait Host {
     async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// Writes a value that expires after `ttl_s` seconds.
     async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError>;
-    /// Sends a request; redirects are not followed.
+    /// Sends a request; redirects are not followed. A body over `max_body_bytes` is not read to
+    /// its end: the answer is [`FetchError::TooLarge`].
     async fn fetch(
         &self,
         req: Request<Bytes>,
         timeout_ms: u32,
+        max_body_bytes: usize,
     ) -> Result<Response<Bytes>, FetchError>;
     /// Writes one access-log line (a JSON object).
     fn log(&self, line: &str);

@@ -150,12 +150,18 @@ impl Host for MemoryHost {
         &self,
         req: Request<Bytes>,
         _timeout_ms: u32,
+        max_body_bytes: usize,
     ) -> Result<Response<Bytes>, FetchError> {
         let res = (self.backend)(&req);
         if self.record.get() {
             self.sent.borrow_mut().push(req);
         }
-        res
+        match res {
+            Ok(r) if r.body().len() > max_body_bytes => Err(FetchError::TooLarge {
+                limit: max_body_bytes,
+            }),
+            other => other,
+        }
     }
 
     fn log(&self, line: &str) {

@@ -530,6 +530,30 @@ pub fn upstream_failures(s: &Suite) {
 /// never encoded twice, and so does a byte that is not UTF-8 where the runtime keeps it. The
 /// test's wire text is Latin-1: `"\u{c3}\u{a9}"` is the two bytes of UTF-8 "é", `'\u{e9}'` the
 /// one byte 0xE9. The upstream's `/latin1` answer carries both, as `x-utf8` and `x-latin`.
+pub fn response_bodies_over_the_upstreams_limit(s: &Suite) {
+    // `small` takes at most 4096 bytes; the server announces the length or sends it chunked
+    for (path, want) in [
+        ("/small/bytes/4096", 200),
+        ("/small/bytes/4097", 502),
+        ("/small/bytes/100/chunked", 200),
+        ("/small/bytes/200000/chunked", 502),
+    ] {
+        let n = s.unique();
+        let r = s.send("GET", &format!("{path}?n={n}"), &[], b"");
+        assert_eq!(r.status, want, "{path}: {}", r.text());
+        if want == 200 {
+            assert_eq!(
+                r.body.len(),
+                path.split('/').nth(3).unwrap().parse::<usize>().unwrap()
+            );
+        } else {
+            assert_problem(&r, 502, "bad-gateway");
+            let asked = s.upstream.requests_for(&format!("?n={n}")).len();
+            assert_eq!(asked, 1, "{path}: a body too large is not asked for again");
+        }
+    }
+}
+
 pub fn header_bytes_pass_unchanged(s: &Suite) {
     let path = format!("/backend/latin1/{}", s.unique());
     let sent = [("x-utf8", "caf\u{c3}\u{a9}"), ("x-latin", "caf\u{e9}")];
@@ -603,7 +627,8 @@ macro_rules! e2e_cases {
             jwt_auth_rotation_and_outage, hmac_secret_from_the_environment,
             exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, shared_cache, cors,
-            upstream_failures, header_bytes_pass_unchanged, access_log_line);
+            upstream_failures, response_bodies_over_the_upstreams_limit,
+            header_bytes_pass_unchanged, access_log_line);
     };
     (@each $suite:path; $($case:ident),*) => {
         $(#[test] fn $case() { cases::$case($suite()); })*

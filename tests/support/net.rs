@@ -171,6 +171,8 @@ fn read_body(
 /// the connection without answering, `/cookie` adds a `Set-Cookie`, `/etag` an `ETag`,
 /// `/private` a `Cache-Control: private`, `/latin1` the headers `X-Utf8` (UTF-8 `café`) and
 /// `X-Latin` (the same with the single byte 0xE9); anything else gets `Cache-Control: max-age=60`.
+/// `/bytes/N` answers a body of N `x`s instead of the echo, sent chunked (no `Content-Length`)
+/// when the path also has `/chunked`.
 pub struct Upstream {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// `/slow/` requests whose caller closed the connection before the answer was due (a
@@ -276,6 +278,26 @@ fn serve_upstream(
     } else {
         "cache-control: max-age=60\r\n"
     });
+    if let Some(n) = after("bytes") {
+        let body = vec![b'x'; usize::try_from(n).unwrap_or(0)];
+        if segs.contains(&"chunked") {
+            conn.write_all(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+            )?;
+            for chunk in body.chunks(1000) {
+                conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+                conn.write_all(chunk)?;
+                conn.write_all(b"\r\n")?;
+            }
+            conn.write_all(b"0\r\n\r\n")?;
+        } else {
+            let head =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n");
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(&body)?;
+        }
+        return conn.flush();
+    }
     let echo = json!({
         "method": got.method,
         "target": got.target,

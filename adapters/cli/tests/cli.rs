@@ -161,5 +161,8 @@ fn explain_reads_secret_env_keys_from_the_environment_and_check_does_not_need_th
         .unwrap();
     // the gateway starts; the request without a token is then refused by the provider
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("urn:portcullis:problem:unauthenticated"), "{text}");
+    assert!(
+        text.contains("urn:portcullis:problem:unauthenticated"),
+        "{text}"
+    );
 }

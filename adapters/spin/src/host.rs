@@ -251,6 +251,7 @@ impl Host for SpinHost {
         &self,
         req: Request<Bytes>,
         timeout_ms: u32,
+        max_body_bytes: usize,
     ) -> Result<Response<Bytes>, FetchError> {
         let (mut parts, body) = req.into_parts();
         parts.headers.remove(http::header::HOST); // wasi:http takes the authority from the URI
@@ -258,13 +259,22 @@ impl Host for SpinHost {
             let res = spin_sdk::http::send(Request::from_parts(parts, Full::new(body)))
                 .await
                 .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
-            let (parts, body) = res.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| FetchError::Connect(format!("reading the body: {e:?}")))?
-                .to_bytes();
-            Ok(Response::from_parts(parts, body))
+            let (parts, mut body) = res.into_parts();
+            // read frame by frame, and stop as soon as the body is over the limit
+            let mut buf = bytes::BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                let frame =
+                    frame.map_err(|e| FetchError::Connect(format!("reading the body: {e:?}")))?;
+                if let Ok(chunk) = frame.into_data() {
+                    if buf.len() + chunk.len() > max_body_bytes {
+                        return Err(FetchError::TooLarge {
+                            limit: max_body_bytes,
+                        });
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+            }
+            Ok(Response::from_parts(parts, buf.freeze()))
         };
         let timer = spin_sdk::time::sleep(Duration::from_millis(u64::from(timeout_ms)));
         match select(Box::pin(exchange), Box::pin(timer)).await {

@@ -154,6 +154,7 @@ impl Host for WorkersHost {
         &self,
         req: Request<Bytes>,
         timeout_ms: u32,
+        max_body_bytes: usize,
     ) -> Result<Response<Bytes>, FetchError> {
         // the platform's own timer: when it fires, the fetch or the reading of its body fails and
         // the runtime lets go of the upstream's connection (no Rust timer, no `AbortController`)
@@ -193,9 +194,24 @@ impl Host for WorkersHost {
         let status = StatusCode::from_u16(res.status())
             .map_err(|_| FetchError::Other(format!("invalid status {}", res.status())))?;
         let headers = header_map(&res.headers());
+        let too_large = FetchError::TooLarge {
+            limit: max_body_bytes,
+        };
+        // a body announced as too long is not read: dropping the response lets the runtime
+        // close the upstream's stream
+        let announced = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > max_body_bytes as u64) {
+            return Err(too_large);
+        }
         let body = body_bytes(&res)
             .await
             .map_err(|e| failed("reading the body: ", e))?;
+        // one without a length (chunked) is read whole by `arrayBuffer()`, then refused
+        if body.len() > max_body_bytes {
+            return Err(too_large);
+        }
         let mut out = Response::new(Bytes::from(body));
         *out.status_mut() = status;
         *out.headers_mut() = headers;

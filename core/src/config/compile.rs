@@ -410,12 +410,22 @@ pub fn compile(
         if u.retries > 10 {
             e.push(format!("{path}.retries"), "must be at most 10");
         }
+        if !(1..=raw::MAX_RESPONSE_BYTES_LIMIT).contains(&u.max_response_bytes) {
+            e.push(
+                format!("{path}.max_response_bytes"),
+                format!(
+                    "must be between 1 and {} (100 MiB: the gateway holds a response whole)",
+                    raw::MAX_RESPONSE_BYTES_LIMIT
+                ),
+            );
+        }
         upstreams.push(Upstream {
             name: name.clone(),
             targets,
             weights: u.targets.iter().map(|t| t.weight).collect(),
             timeout_ms: u.timeout_ms,
             retries: u.retries,
+            max_response_bytes: usize::try_from(u.max_response_bytes).unwrap_or(usize::MAX),
         });
     }
 

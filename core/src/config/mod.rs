@@ -146,6 +146,8 @@ pub struct Upstream {
     pub weights: Vec<u32>,
     pub timeout_ms: u32,
     pub retries: u32,
+    /// The longest response body read from it; a longer one is a 502.
+    pub max_response_bytes: usize,
 }
 
 /// How a route authenticates.

@@ -127,11 +127,23 @@ pub struct Upstream {
     /// Allow loopback, private, link-local and metadata addresses (local development only).
     #[serde(default)]
     pub allow_private: bool,
+    /// Longest response body taken from the upstream, in bytes (default 8 MiB, at most
+    /// 100 MiB): the gateway holds each response whole, so a longer one is refused with 502
+    /// rather than read.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
 }
 
 fn default_timeout_ms() -> u32 {
     10_000
 }
+
+fn default_max_response_bytes() -> u64 {
+    8 << 20
+}
+
+/// The highest `max_response_bytes` an upstream may set.
+pub const MAX_RESPONSE_BYTES_LIMIT: u64 = 100 << 20;
 
 /// One target of an upstream.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

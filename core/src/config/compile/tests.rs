@@ -447,3 +447,31 @@ keys = [{ alg = "HS256", secret_env = "1X" }, { alg = "ES256", secret_env = "K" 
          3 errors; nothing was loaded\n"
     );
 }
+
+#[test]
+fn an_upstreams_response_limit_is_between_one_byte_and_100_mib() {
+    let src = r#"
+[upstreams.none]
+targets = [{ url = "https://a.example.com" }]
+max_response_bytes = 0
+
+[upstreams.huge]
+targets = [{ url = "https://b.example.com" }]
+max_response_bytes = 104857601
+
+[upstreams.fine]
+targets = [{ url = "https://c.example.com" }]
+max_response_bytes = 104857600
+"#;
+    assert_eq!(
+        errors(src),
+        "gateway.toml:4:22 upstreams.none.max_response_bytes: must be between 1 and 104857600 (100 MiB: the gateway holds a response whole)\n\
+         gateway.toml:8:22 upstreams.huge.max_response_bytes: must be between 1 and 104857600 (100 MiB: the gateway holds a response whole)\n\
+         2 errors; nothing was loaded\n"
+    );
+    let ok = "[upstreams.d]\ntargets = [{ url = \"https://d.example.com\" }]\n";
+    assert_eq!(
+        Config::from_toml(ok).unwrap().upstreams[0].max_response_bytes,
+        8 << 20
+    );
+}
