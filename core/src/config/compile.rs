@@ -1053,6 +1053,18 @@ pub fn compile(
     if !e.list.is_empty() {
         return Err(ConfigErrors::in_file_order(e.list));
     }
+    // what adapters ask of the config on every request, worked out once here
+    let largest_body_bytes = routes
+        .iter()
+        .map(|r| r.validation.max_body_bytes)
+        .fold(g.limits.max_body_bytes, usize::max);
+    let client_geo = g.log_client_geo
+        || access_lists.iter().any(|p| {
+            !(p.allow_countries.is_empty()
+                && p.deny_countries.is_empty()
+                && p.allow_asns.is_empty()
+                && p.deny_asns.is_empty())
+        });
     Ok(Config {
         routes,
         router,
@@ -1070,8 +1082,9 @@ pub fn compile(
         },
         request_id_header: request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
         server_timing: g.server_timing,
-        log_client_geo: g.log_client_geo,
         token_cache_size: g.token_cache_size,
+        largest_body_bytes,
+        client_geo,
     })
 }
 

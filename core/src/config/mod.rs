@@ -195,9 +195,11 @@ pub struct Config {
     pub limits: validate::Limits,
     pub request_id_header: http::HeaderName,
     pub server_timing: bool,
-    /// Whether adapters should report the client's country, ASN and edge location for the log.
-    pub log_client_geo: bool,
     pub token_cache_size: usize,
+    /// [`Config::largest_body_bytes`], worked out when the config is compiled.
+    pub(crate) largest_body_bytes: usize,
+    /// [`Config::needs_client_geo`], worked out when the config is compiled.
+    pub(crate) client_geo: bool,
 }
 
 /// The optional parts an adapter's build compiled in (cargo features of `portcullis-core`), for
@@ -361,10 +363,7 @@ impl Config {
     /// The largest request body any route accepts: adapters stop reading a body past this, so a
     /// client cannot make the gateway buffer more than the config allows anywhere.
     pub fn largest_body_bytes(&self) -> usize {
-        self.routes
-            .iter()
-            .map(|r| r.validation.max_body_bytes)
-            .fold(self.limits.max_body_bytes, usize::max)
+        self.largest_body_bytes
     }
 
     /// Whether the config uses a client's country, ASN or edge location: an access list names
@@ -372,13 +371,7 @@ impl Config {
     /// they are costly to get (on Workers, `request.cf` is a large object made on first use)
     /// can leave them out when this is false.
     pub fn needs_client_geo(&self) -> bool {
-        self.log_client_geo
-            || self.access.iter().any(|p| {
-                !(p.allow_countries.is_empty()
-                    && p.deny_countries.is_empty()
-                    && p.allow_asns.is_empty()
-                    && p.deny_asns.is_empty())
-            })
+        self.client_geo
     }
 
     pub fn route(&self, name: &str) -> Option<&Route> {
