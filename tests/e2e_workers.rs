@@ -170,14 +170,7 @@ fn a_country_list_reads_request_cf() {
     assert_eq!(r.json()["type"], "urn:portcullis:problem:access-denied");
     let id = r.header("x-request-id").unwrap().to_string();
     assert_eq!(send(&format!("/backend/tor/{}", s.unique())).status, 200);
-    let mut records = Vec::new();
-    for _ in 0..50 {
-        records = tor.log_lines_with(&id);
-        if !records.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let records = tor.await_log_lines_with(&id);
     assert_eq!(records.len(), 1, "one access-log line for {id}");
     let rec = &records[0];
     assert_eq!(

@@ -317,14 +317,19 @@ pub fn hmac_secret_from_the_environment(s: &Suite) {
     );
 }
 
-pub fn exact_rate_limit_under_concurrency(s: &Suite) {
+/// `n` GETs of `path` sent at once from one new client address, one thread each.
+fn gets_at_once(s: &Suite, path: &str, n: usize) -> Vec<Reply> {
     let ip = s.client_ip();
-    let replies: Vec<Reply> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..200)
-            .map(|_| scope.spawn(|| s.send_from(&ip, "GET", "/limited", &[], b"")))
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| scope.spawn(|| s.send_from(&ip, "GET", path, &[], b"")))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    })
+}
+
+pub fn exact_rate_limit_under_concurrency(s: &Suite) {
+    let replies = gets_at_once(s, "/limited", 200);
     let ok = replies.iter().filter(|r| r.status == 200).count();
     let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
     assert_eq!(ok + limited.len(), 200);
@@ -345,13 +350,7 @@ pub fn exact_rate_limit_under_concurrency(s: &Suite) {
 }
 
 pub fn sharded_rate_limit_under_concurrency(s: &Suite) {
-    let ip = s.client_ip();
-    let replies: Vec<Reply> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..200)
-            .map(|_| scope.spawn(|| s.send_from(&ip, "GET", "/sharded", &[], b"")))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let replies = gets_at_once(s, "/sharded", 200);
     let ok = replies.iter().filter(|r| r.status == 200).count();
     let limited = replies.iter().filter(|r| r.status == 429).count();
     // 20 over 4 counters of 5, each request charged to one at random: 200 requests reach every
@@ -602,14 +601,7 @@ pub fn access_log_line(s: &Suite) {
         r.header("x-request-id"),
         Some(format!("e2e-log-{n}").as_str())
     );
-    let mut records = Vec::new();
-    for _ in 0..50 {
-        records = s.gw.log_lines_with(&format!("e2e-log-{n}"));
-        if !records.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let records = s.gw.await_log_lines_with(&format!("e2e-log-{n}"));
     assert_eq!(records.len(), 1, "one access-log line per request");
     let rec = &records[0];
     assert_eq!(rec["path"], path);

@@ -56,6 +56,20 @@ impl Running {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+
+    /// [`Running::log_lines_with`], waiting up to 5 s for the first such line to arrive (the
+    /// runtime writes its log apart from the answer).
+    pub fn await_log_lines_with(&self, needle: &str) -> Vec<serde_json::Value> {
+        let mut records = Vec::new();
+        for _ in 0..50 {
+            records = self.log_lines_with(needle);
+            if !records.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        records
+    }
 }
 
 impl Drop for Running {
