@@ -4,9 +4,9 @@
 //! add `--toggle-collect=profile_pipeline::handle` to count only the gateway's work.
 
 use bytes::Bytes;
-use http::{Request, Response};
-use portcullis_core::memory::MemoryHost;
-use portcullis_core::{Client, Config, Gateway};
+use http::{header, HeaderMap, HeaderValue, Request, Response};
+use portcullis_core::memory::{with_header_room, MemoryHost};
+use portcullis_core::{Client, Config, Gateway, HEADER_ROOM};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -124,10 +124,12 @@ fn main() {
     }
     let gw = Gateway::new(Config::from_toml(&config).expect("config"));
     let host = MemoryHost::new(1_700_000_000_000, |_| {
-        Ok(Response::builder()
-            .header("server", "x")
-            .body(Bytes::from_static(b"{}"))
-            .unwrap())
+        // built as an adapter builds an upstream's response: with room for the gateway's headers
+        let mut res = Response::new(Bytes::from_static(b"{}"));
+        *res.headers_mut() = HeaderMap::with_capacity(1 + HEADER_ROOM);
+        res.headers_mut()
+            .insert(header::SERVER, HeaderValue::from_static("x"));
+        Ok(res)
     });
     host.record.set(false);
     let client = Client::new("198.18.0.1".parse().unwrap());
@@ -135,13 +137,16 @@ fn main() {
     // requests are built first: an adapter hands the gateway a parsed request
     let requests: Vec<Request<Bytes>> = (0..n)
         .map(|_| {
-            Request::builder()
+            let mut req = Request::builder()
                 .uri("https://gw.bench/api/items/42?x=1")
                 .header("authorization", format!("Bearer {token}"))
                 .header("accept", "application/json")
                 .header("user-agent", "bench")
                 .body(Bytes::new())
-                .unwrap()
+                .unwrap();
+            // its headers with room to spare, as the adapters build them
+            *req.headers_mut() = with_header_room(std::mem::take(req.headers_mut()));
+            req
         })
         .collect();
     let mut ok = 0;

@@ -2,12 +2,20 @@
 //! source, exact counters and a key-value store in maps, and outbound requests answered by a
 //! function the caller supplies (a test backend). Single-threaded, like a wasm isolate.
 
-use crate::host::{FetchError, Host, HostError, UnixMillis};
+use crate::host::{FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
 use crate::phase::ratelimit::{self, Gcra, Quota, Verdict};
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+
+/// `headers` moved into a map with [`HEADER_ROOM`] to spare, as an adapter builds the maps it
+/// hands the gateway (benchmarks use it so that they measure what a deployed gateway does).
+pub fn with_header_room(headers: HeaderMap) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len() + HEADER_ROOM);
+    map.extend(headers);
+    map
+}
 
 type Backend = Box<dyn Fn(&Request<Bytes>) -> Result<Response<Bytes>, FetchError>>;
 

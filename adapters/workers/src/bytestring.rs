@@ -13,11 +13,9 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 
-/// Room left in a header map read from JS for the headers the gateway adds to it (request id,
-/// trace context, `X-Forwarded-*`, rate-limit fields, CORS, a transform's own), so that adding
-/// them does not make the map grow: a regrowth copies the map (about 1,900 instructions natively,
-/// BENCHMARKS.md).
-pub const ROOM: usize = 8;
+/// Room left in a header map read from JS for the headers the gateway adds to it, so that adding
+/// them does not make the map grow ([`portcullis_core::HEADER_ROOM`]).
+pub const ROOM: usize = portcullis_core::HEADER_ROOM;
 
 /// The string JS needs for a header value's bytes: borrowed when they are UTF-8 (always, but for
 /// bytes an upstream or a config sent that no Workers header can hold; those become U+FFFD).
