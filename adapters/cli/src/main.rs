@@ -71,17 +71,24 @@ fn read(path: Option<&String>) -> Result<(String, String), Failure> {
     Ok((path.clone(), src))
 }
 
-fn load(path: Option<&String>) -> Result<Config, Failure> {
-    let (path, src) = read(path)?;
-    Config::from_toml(&src).map_err(|e| Failure::Config(e.render(&path)))
-}
-
 fn check(args: &[String]) -> Result<(), Failure> {
     if args.len() != 1 {
         return Err(Failure::Usage("check takes exactly one FILE".into()));
     }
-    let config = load(args.first())?;
+    let (path, src) = read(args.first())?;
+    let config = Config::from_toml(&src).map_err(|e| Failure::Config(e.render(&path)))?;
     println!("ok: {}", config.summary());
+    // the config is valid, so it parses; the keys whose secret is read when the gateway starts
+    let raw = Config::raw_from_toml(&src).map_err(|e| Failure::Config(e.render(&path)))?;
+    for (provider, jwt) in &raw.auth.jwt {
+        for (i, key) in jwt.keys.iter().enumerate() {
+            if let Some(name) = &key.secret_env {
+                println!(
+                    "secret: auth.jwt.{provider}.keys[{i}] reads {name} from the environment when the gateway starts"
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -22,6 +22,18 @@ fn check_accepts_the_examples() {
 }
 
 #[test]
+fn check_names_the_secrets_read_at_start() {
+    let (code, out, _) = run(&["check", "examples/edge.toml"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(code, 0, "{out}");
+    assert!(lines[0].starts_with("ok: "), "{out}");
+    assert_eq!(
+        &lines[1..],
+        ["secret: auth.jwt.internal.keys[0] reads INTERNAL_JWT_SECRET from the environment when the gateway starts"]
+    );
+}
+
+#[test]
 fn check_lists_every_error_and_fails() {
     let (code, out, err) = run(&["check", "core/tests/fixtures/broken.toml"]);
     assert_eq!((code, out.as_str()), (1, ""));
