@@ -8,10 +8,12 @@ use crate::phase::ratelimit::{Quota, Verdict};
 use bytes::Bytes;
 use http::{Request, Response};
 
-/// Room an adapter leaves in the header maps it builds (the request's, an upstream response's)
-/// for the headers the gateway adds (request id, trace context, `X-Forwarded-*`, rate-limit
-/// fields, CORS, a transform's own): `HeaderMap::with_capacity(count + HEADER_ROOM)`. A map that
-/// has to grow is copied whole, which costs about 1,900 instructions natively (BENCHMARKS.md).
+/// Room an adapter leaves in the header maps it hands the gateway (the request's, an upstream
+/// response's) for the headers the gateway adds (request id, trace context, `X-Forwarded-*`,
+/// rate-limit fields, CORS, a transform's own): the Workers adapter builds its maps with
+/// `HeaderMap::with_capacity(count + HEADER_ROOM)`, the Spin adapter reserves it in the maps
+/// spin-sdk built. A map that has to grow is copied whole, which costs about 1,900 instructions
+/// natively (BENCHMARKS.md).
 pub const HEADER_ROOM: usize = 8;
 
 /// Milliseconds since the Unix epoch.

@@ -5,7 +5,7 @@ use crate::expiry::Sweep;
 use crate::host::SpinHost;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
-use portcullis_core::{Gateway, Host};
+use portcullis_core::{Gateway, Host, HEADER_ROOM};
 use std::rc::Rc;
 
 thread_local! {
@@ -33,7 +33,10 @@ async fn handle(
         eprintln!("portcullis cannot start: {listing}");
         spin_sdk::http::Error::other(listing)
     })?;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // room for the headers the gateway adds, so that adding them does not regrow the map (a
+    // map already at `http`'s size limit keeps its size; the header byte limit refuses it)
+    let _ = parts.headers.try_reserve(HEADER_ROOM);
     let trusted = Trusted::from_env(|v| std::env::var(v).ok());
     let client = identify(&parts.headers, &trusted);
     let body = read_capped(body, gateway.config().largest_body_bytes()).await;

@@ -6,7 +6,7 @@ use futures_util::future::{select, Either};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use portcullis_core::phase::ratelimit::{admit, Gcra, Quota, Verdict};
-use portcullis_core::{FetchError, Host, HostError, UnixMillis};
+use portcullis_core::{FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
 use spin_sdk::experimental::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::experimental::wasi::keyvalue::store::{self, Bucket};
 use spin_sdk::key_value::Store;
@@ -259,7 +259,9 @@ impl Host for SpinHost {
             let res = spin_sdk::http::send(Request::from_parts(parts, Full::new(body)))
                 .await
                 .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
-            let (parts, mut body) = res.into_parts();
+            let (mut parts, mut body) = res.into_parts();
+            // room for the headers the gateway adds to the answer (rate-limit fields, CORS, …)
+            let _ = parts.headers.try_reserve(HEADER_ROOM);
             // read frame by frame, and stop as soon as the body is over the limit
             let mut buf = bytes::BytesMut::new();
             while let Some(frame) = body.frame().await {
