@@ -115,6 +115,80 @@ impl Gcra {
     }
 }
 
+/// Refusals an isolate remembers, so that a key over its limit is refused again without asking
+/// its counter (on Workers, without a Durable Object call per request of a client that keeps
+/// coming). Only refusals are answered from memory, never admissions, so no more requests are
+/// admitted than the counter allows:
+///
+/// - A counter's state only moves towards "refuse" between two of its answers (an admission
+///   raises its `tat`; time is the only thing that lowers what is left to wait, and [`admit`]
+///   takes `now`). So a request that the remembered state refuses at `now` is refused by the
+///   counter's current state too.
+/// - Once the remembered state would admit the request, the entry is dropped and the counter is
+///   asked, as without the memo.
+///
+/// The verdict's numbers (`reset_s`, `retry_after_s`) are those of the remembered state: when
+/// other isolates were admitted in between (with a cost smaller than the refused one), the
+/// counter would say a little more. The memo keeps at most `max` keys; a full memo drops the
+/// states that have expired, and then all of them, which only costs counter calls.
+#[derive(Debug, Default)]
+pub struct RefusalMemo {
+    states: std::collections::HashMap<String, Gcra>,
+    max: usize,
+}
+
+impl RefusalMemo {
+    /// An empty memo for at most `max` keys.
+    pub fn new(max: usize) -> RefusalMemo {
+        RefusalMemo {
+            states: std::collections::HashMap::new(),
+            max,
+        }
+    }
+
+    /// The refusal of a request of `cost` to `key` at `now`, when the state remembered for the
+    /// key still refuses it; `None` when the counter must be asked.
+    pub fn refusal(
+        &mut self,
+        key: &str,
+        quota: &Quota,
+        now: UnixMillis,
+        cost: u32,
+    ) -> Option<Verdict> {
+        let state = *self.states.get(key)?;
+        let (verdict, _) = admit(quota, Some(state), now, cost);
+        if verdict.allowed {
+            self.states.remove(key);
+            return None;
+        }
+        Some(verdict)
+    }
+
+    /// Remembers the state the counter for `key` had when it refused a request.
+    pub fn remember(&mut self, key: &str, state: Gcra, now: UnixMillis) {
+        if self.max == 0 {
+            return;
+        }
+        if self.states.len() >= self.max && !self.states.contains_key(key) {
+            self.states.retain(|_, s| s.expires_at_ms() > now);
+            if self.states.len() >= self.max {
+                self.states.clear();
+            }
+        }
+        self.states.insert(key.to_string(), state);
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
+
 /// The counter a request is charged to when its policy is sharded: shard `random() % n` of the
 /// `shards` ([`Quota::shard`] of each), whose index is appended to `key` as `#i`. An unsharded
 /// policy (no `shards`) is its own counter: `quota` comes back, the key is unchanged and
@@ -370,6 +444,49 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_refusal_answers_until_the_state_would_admit() {
+        let q = quota(2, 60, 2); // one request per 30 s, two at once
+        let mut memo = RefusalMemo::new(8);
+        let (_, s) = admit(&q, None, 0, 1);
+        let (_, s) = admit(&q, Some(s), 0, 1);
+        let (refused, s) = admit(&q, Some(s), 0, 1);
+        assert!(!refused.allowed);
+        memo.remember("k", s, 0);
+        // answered from memory with the counter's own numbers, as long as it refuses
+        assert_eq!(memo.refusal("k", &q, 0, 1), Some(refused));
+        assert_eq!(
+            memo.refusal("k", &q, 29_999, 1).map(|v| v.retry_after_s),
+            Some(1)
+        );
+        assert_eq!(memo.refusal("other", &q, 0, 1), None);
+        // from the moment the state would admit, the counter is asked again and the entry goes
+        assert_eq!(memo.refusal("k", &q, 30_000, 1), None);
+        assert!(memo.is_empty());
+    }
+
+    #[test]
+    fn a_full_refusal_memo_drops_expired_states_first_then_all() {
+        let q = quota(1, 60, 1);
+        let state_at = |t: u64| admit(&q, None, t, 1).1; // expires 60 s after t
+        let mut memo = RefusalMemo::new(2);
+        memo.remember("a", state_at(0), 0);
+        memo.remember("b", state_at(100_000), 100_000);
+        // "a" has expired by 100 s: it makes room for "c"
+        memo.remember("c", state_at(100_000), 100_000);
+        assert_eq!(memo.len(), 2);
+        assert!(memo.refusal("b", &q, 100_000, 1).is_some());
+        assert!(memo.refusal("c", &q, 100_000, 1).is_some());
+        // nothing has expired: the memo starts over with the newcomer
+        memo.remember("d", state_at(100_000), 100_000);
+        assert_eq!(memo.len(), 1);
+        assert!(memo.refusal("d", &q, 100_000, 1).is_some());
+        // a memo of no keys remembers nothing
+        let mut none = RefusalMemo::new(0);
+        none.remember("a", state_at(0), 0);
+        assert!(none.is_empty());
+    }
+
+    #[test]
     fn shards_split_limit_and_burst_into_parts_that_add_up() {
         let q = Quota {
             shards: 4,
@@ -562,6 +679,38 @@ mod tests {
                     let bound = u128::from(q.burst) + w * u128::from(limit) / u128::from(q.period_ms);
                     prop_assert!((j - i + 1) as u128 <= bound, "{} admitted in {} ms", j - i + 1, w);
                 }
+            }
+        }
+
+        /// Isolates that answer remembered refusals themselves decide every request exactly as
+        /// the counter alone would: the same requests are admitted, in any interleaving and with
+        /// any mix of costs.
+        #[test]
+        fn remembered_refusals_decide_as_the_counter_would(
+            limit in 1u64..20, period_s in 1u64..30, extra_burst in 0u64..4,
+            requests in proptest::collection::vec((0u64..3_000, 0usize..3, 1u32..4), 1..300),
+        ) {
+            let q = quota(limit, period_s, limit + extra_burst);
+            let (mut alone, mut shared) = (None, None);
+            let mut memos: Vec<RefusalMemo> = (0..3).map(|_| RefusalMemo::new(4)).collect();
+            let mut t = 1_700_000_000_000u64;
+            for (gap, isolate, cost) in requests {
+                t += gap;
+                let (expected, next) = admit(&q, alone, t, cost);
+                alone = Some(next);
+                let memo = &mut memos[isolate];
+                let allowed = match memo.refusal("k", &q, t, cost) {
+                    Some(v) => v.allowed,
+                    None => {
+                        let (v, next) = admit(&q, shared, t, cost);
+                        shared = Some(next);
+                        if !v.allowed {
+                            memo.remember("k", next, t);
+                        }
+                        v.allowed
+                    }
+                };
+                prop_assert_eq!(allowed, expected.allowed);
             }
         }
 
