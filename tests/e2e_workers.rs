@@ -63,16 +63,12 @@ fn a_malformed_config_fails_the_build() {
         .exists());
 }
 
-/// A rate-limit Durable Object deletes its stored state once the state has expired (its
-/// alarm), so keys seen once do not keep storage forever. Runs on its own workerd, against the
-/// suite's build: `tests/workers/limiter-cleanup.mjs` sends one request to `/brief` (5 per
-/// second per client), reads the object's stored state through the namespace binding, and
-/// waits for it to be gone.
-#[test]
-fn the_limiter_deletes_expired_state() {
+/// Runs `tests/workers/SCRIPT` with node against the suite's build (on a workerd of its own)
+/// and returns the lines it printed; fails the test when the script fails.
+fn node_check(script: &str) -> Vec<String> {
     let _built = suite();
     let out = std::process::Command::new("node")
-        .arg("tests/workers/limiter-cleanup.mjs")
+        .arg(format!("tests/workers/{script}"))
         .arg("adapters/workers/build-e2e")
         .current_dir(repo_root())
         .output()
@@ -83,8 +79,35 @@ fn the_limiter_deletes_expired_state() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout.lines().map(str::to_string).collect()
+}
+
+/// Once a key's Durable Object has refused a request, the worker refuses the key's next
+/// requests itself while the object's state would refuse them: of 60 requests against 50 per
+/// hour, the object answers the 50 admissions and the first refusal, and the other nine are
+/// refused in the isolate with the same headers. Runs on its own workerd, against the suite's
+/// build (`tests/workers/limiter-memo.mjs`).
+#[test]
+fn an_isolate_refuses_a_key_over_its_limit_without_calling_its_object() {
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
+        node_check("limiter-memo.mjs"),
+        [
+            "statuses: 50 x 200, 10 x 429",
+            "the last refusal: retry-after set, ratelimit \"fifty\";r=0",
+            "admit requests the object answered: 51",
+        ]
+    );
+}
+
+/// A rate-limit Durable Object deletes its stored state once the state has expired (its
+/// alarm), so keys seen once do not keep storage forever. Runs on its own workerd, against the
+/// suite's build: `tests/workers/limiter-cleanup.mjs` sends one request to `/brief` (5 per
+/// second per client), reads the object's stored state through the namespace binding, and
+/// waits for it to be gone.
+#[test]
+fn the_limiter_deletes_expired_state() {
+    assert_eq!(
+        node_check("limiter-cleanup.mjs"),
         [
             "request: 200, ratelimit \"brief\";r=4;t=1",
             "stored after the request: a state",

@@ -2,8 +2,9 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use portcullis_core::phase::ratelimit::{AdmitRequest, Quota, Verdict};
+use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Quota, RefusalMemo, Verdict};
 use portcullis_core::{FetchError, Host, HostError, UnixMillis};
+use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{console_log, Date, Env};
@@ -18,6 +19,16 @@ const CACHE_VAR: &str = "PORTCULLIS_CACHE";
 const KV_MIN_TTL_S: u32 = 60;
 /// Where the Cache API keeps entries (a name, never fetched).
 const CACHE_API_ORIGIN: &str = "https://portcullis.cache.invalid/";
+
+/// How many keys an isolate remembers refusals for.
+const REFUSAL_MEMO_KEYS: usize = 10_000;
+
+thread_local! {
+    /// Refusals this isolate remembers: a key over its limit is refused here, without a Durable
+    /// Object call, until the object's state at its last refusal would admit the request
+    /// ([`RefusalMemo`]). Never an admission, so the count stays the object's.
+    static REFUSALS: RefCell<RefusalMemo> = RefCell::new(RefusalMemo::new(REFUSAL_MEMO_KEYS));
+}
 
 pub struct WorkersHost {
     env: Env,
@@ -68,6 +79,10 @@ impl Host for WorkersHost {
     }
 
     async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
+        let now = self.now();
+        if let Some(refused) = REFUSALS.with(|m| m.borrow_mut().refusal(key, quota, now, cost)) {
+            return Ok(refused);
+        }
         let ns = self
             .env
             .durable_object(LIMITER)
@@ -88,8 +103,16 @@ impl Host for WorkersHost {
         // same text, or the reason for an error) is read only when it is missing
         if res.status_code() == 200 {
             if let Ok(Some(header)) = res.headers().get(crate::limiter::VERDICT_HEADER) {
-                return Verdict::decode(&header)
-                    .ok_or_else(|| HostError(format!("rate limiter answered {header:?}")));
+                let verdict = Verdict::decode(&header)
+                    .ok_or_else(|| HostError(format!("rate limiter answered {header:?}")))?;
+                if !verdict.allowed {
+                    if let Ok(Some(state)) = res.headers().get(crate::limiter::STATE_HEADER) {
+                        if let Some(state) = Gcra::decode(&state) {
+                            REFUSALS.with(|m| m.borrow_mut().remember(key, state, now));
+                        }
+                    }
+                }
+                return Ok(verdict);
             }
         }
         let text = res.text().await.map_err(|e| host_err("rate limiter", e))?;

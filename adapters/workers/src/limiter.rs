@@ -22,6 +22,11 @@ const STATE: &str = "gcra";
 /// The response header that carries the verdict.
 pub const VERDICT_HEADER: &str = "x-portcullis-verdict";
 
+/// The response header that carries the object's state with a refusal ([`Gcra::encode`]), so
+/// the worker can answer the key's next requests itself while that state still refuses them
+/// ([`portcullis_core::phase::ratelimit::RefusalMemo`]).
+pub const STATE_HEADER: &str = "x-portcullis-state";
+
 #[durable_object]
 pub struct RateLimiter {
     state: State,
@@ -29,6 +34,8 @@ pub struct RateLimiter {
     memo: RefCell<Option<Option<Gcra>>>,
     /// Whether a clean-up alarm is scheduled (read from storage with the state).
     alarm_set: Cell<bool>,
+    /// Admit requests answered since the object started (`/calls`, for tests and operators).
+    calls: Cell<u64>,
 }
 
 impl DurableObject for RateLimiter {
@@ -37,11 +44,13 @@ impl DurableObject for RateLimiter {
             state,
             memo: RefCell::new(None),
             alarm_set: Cell::new(false),
+            calls: Cell::new(0),
         }
     }
 
     /// `/<AdmitRequest>` applies a request; `/` answers the stored state as it is in storage
-    /// (empty when there is none), for tests and operators.
+    /// (empty when there is none) and `/calls` how many admit requests the object has answered
+    /// since it started, for tests and operators.
     async fn fetch(&self, req: Request) -> Result<Response> {
         let path = req.path();
         let path = path.trim_start_matches('/');
@@ -49,9 +58,13 @@ impl DurableObject for RateLimiter {
             let stored: Option<String> = self.state.storage().get(STATE).await?;
             return Response::ok(stored.unwrap_or_default());
         }
+        if path == "calls" {
+            return Response::ok(self.calls.get().to_string());
+        }
         let Some(admit) = AdmitRequest::decode(path) else {
             return Response::error(format!("malformed admit request {path:?}"), 400);
         };
+        self.calls.set(self.calls.get() + 1);
         let current = self.current().await?;
         let (verdict, next): (Verdict, Gcra) = admit.apply(current, Date::now().as_millis());
         *self.memo.borrow_mut() = Some(Some(next));
@@ -64,6 +77,9 @@ impl DurableObject for RateLimiter {
         let encoded = verdict.encode();
         let headers = worker::Headers::new();
         headers.set(VERDICT_HEADER, &encoded)?;
+        if !verdict.allowed {
+            headers.set(STATE_HEADER, &next.encode())?;
+        }
         Ok(Response::ok(encoded)?.with_headers(headers))
     }
 
