@@ -8,7 +8,9 @@
 //! not waited for (see [`RateLimiter::store`]).
 //! Its answer is [`Verdict::encode`], in the [`VERDICT_HEADER`] header and in the body; the worker
 //! reads the header, which it has as soon as the answer's head arrives, without waiting for the
-//! body. An alarm deletes the state once it has expired.
+//! body. A refusal also carries the object's state ([`STATE_HEADER`]), which the worker keeps to
+//! refuse the key's next requests itself while that state refuses them. An alarm deletes the
+//! state once it has expired.
 
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Verdict};
 use std::cell::{Cell, RefCell};
