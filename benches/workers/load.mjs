@@ -33,22 +33,24 @@ const portcullisUrl = new URL(await mfPortcullis.ready);
 const tmpfsUrl = new URL(await mfTmpfs.ready);
 const passUrl = new URL(await mfPass.ready);
 const token = benchToken();
+// what every request to Portcullis carries: the bench provider's token and a client address
+const gatewayHeaders = { authorization: `Bearer ${token}`, "cf-connecting-ip": "198.51.100.7" };
 
 const targets = {
   upstream: { port: UPSTREAM_PORT, headers: {} },
   passthrough: { port: Number(passUrl.port), headers: {} },
   portcullis: {
     port: Number(portcullisUrl.port),
-    headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": "198.51.100.7" },
+    headers: gatewayHeaders,
   },
   "portcullis-no-rate-limit": {
     port: Number(portcullisUrl.port),
     path: "/unlimited/42",
-    headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": "198.51.100.7" },
+    headers: gatewayHeaders,
   },
   "portcullis-do-on-tmpfs": {
     port: Number(tmpfsUrl.port),
-    headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": "198.51.100.7" },
+    headers: gatewayHeaders,
   },
 };
 

@@ -38,13 +38,13 @@ try {
   for (let i = 0; i < CLIENTS; i++) {
     const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
     for (let n = 0; n < 50; n++) await once(ip);
-    const sixth = await once(ip);
-    const seventh = await once(ip);
-    if (sixth.status !== 429 || seventh.status !== 429) {
-      throw new Error(`client ${ip}: the 51st and 52nd requests got ${sixth.status} and ${seventh.status}`);
+    const fromObject = await once(ip);
+    const fromIsolate = await once(ip);
+    if (fromObject.status !== 429 || fromIsolate.status !== 429) {
+      throw new Error(`client ${ip}: the 51st and 52nd requests got ${fromObject.status} and ${fromIsolate.status}`);
     }
-    byObject.push(sixth.ms);
-    byIsolate.push(seventh.ms);
+    byObject.push(fromObject.ms);
+    byIsolate.push(fromIsolate.ms);
   }
 } finally {
   agent.destroy();
