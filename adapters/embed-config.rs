@@ -1,15 +1,27 @@
 // The build script of both adapters (included by adapters/{workers,spin}/build.rs): embeds the
-// gateway config and refuses to build from a broken one.
+// gateway config in the adapter and refuses to build from a broken one.
 //
 // `PORTCULLIS_CONFIG` names the TOML file (relative to the repository root, or absolute;
 // default `examples/gateway.toml`). It is checked with the same code as `portcullis check`
 // (`Config::embed`); any error fails the build with the same listing, so a broken config can
-// never be deployed. The adapter receives the config as `$OUT_DIR/config.json`.
+// never be deployed. The adapter receives the config as Rust code that builds it,
+// `$OUT_DIR/config.rs` (`include!`d by `embedded_config()`), so it links no config parser.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    match embed() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(listing) => {
+            eprintln!("{}", listing.trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks the config and writes `$OUT_DIR/config.rs`; returns the config's text.
+fn embed() -> Result<String, String> {
     println!("cargo::rerun-if-env-changed=PORTCULLIS_CONFIG");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let root = PathBuf::from(var("CARGO_MANIFEST_DIR")).join("../..");
@@ -20,18 +32,10 @@ fn main() -> ExitCode {
         json_schema: std::env::var_os("CARGO_FEATURE_JSON_SCHEMA").is_some(),
         asymmetric_jwt: std::env::var_os("CARGO_FEATURE_ASYMMETRIC_JWT").is_some(),
     };
-    let result = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read the gateway config {file}: {e}"))
-        .and_then(|src| portcullis_core::Config::embed(&src, &file, built_with))
-        .and_then(|json| {
-            let out = PathBuf::from(var("OUT_DIR")).join("config.json");
-            std::fs::write(&out, json).map_err(|e| format!("cannot write {}: {e}", out.display()))
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(listing) => {
-            eprintln!("{}", listing.trim_end());
-            ExitCode::FAILURE
-        }
-    }
+    let src = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the gateway config {file}: {e}"))?;
+    let code = portcullis_core::Config::embed(&src, &file, built_with)?;
+    let out = PathBuf::from(var("OUT_DIR")).join("config.rs");
+    std::fs::write(&out, code).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    Ok(src)
 }

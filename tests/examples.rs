@@ -34,6 +34,40 @@ fn every_example_config_loads() {
     }
 }
 
+/// `tests/build.rs`: the code `Config::embed` wrote for each config, compiled here.
+mod emitted {
+    include!(concat!(env!("OUT_DIR"), "/emitted.rs"));
+}
+
+#[test]
+fn every_config_embedded_as_code_builds_what_its_file_parses_to() {
+    let emitted = emitted::emitted();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut want: Vec<_> = examples()
+        .iter()
+        .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    want.push("tests/fixtures/emit.toml".into());
+    let got: Vec<_> = emitted.iter().map(|(file, _)| file.to_string()).collect();
+    assert_eq!(
+        got, want,
+        "tests/build.rs and examples() list different configs"
+    );
+    for (file, raw) in emitted {
+        let src = std::fs::read_to_string(root.join(file)).unwrap();
+        let parsed = Config::raw_from_toml(&src).unwrap();
+        assert_eq!(
+            serde_json::to_value(&raw).unwrap(),
+            serde_json::to_value(&parsed).unwrap(),
+            "{file}"
+        );
+        // and it compiles to the same gateway
+        let from_code = Config::from_embedded(raw, &|_| Some("s".repeat(64))).unwrap();
+        let from_file = Config::from_toml_with_secrets(&src, &|_| Some("s".repeat(64))).unwrap();
+        assert_eq!(from_code.summary(), from_file.summary(), "{file}");
+    }
+}
+
 #[test]
 fn the_default_config_works_with_no_backend() {
     let gw = gateway(include_str!("../examples/gateway.toml"));

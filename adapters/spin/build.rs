@@ -3,10 +3,11 @@
 //! refuses outbound calls to hosts missing from `allowed_outbound_hosts`, and that is better
 //! found here than as a 502 in production.
 
+#[allow(dead_code)] // its `main` is the Workers adapter's build script; this one calls `embed`
 mod embed {
     include!("../embed-config.rs");
-    pub fn run() -> ExitCode {
-        main()
+    pub fn run() -> Result<String, String> {
+        embed()
     }
 }
 
@@ -24,17 +25,19 @@ struct Component {
 }
 
 fn main() -> ExitCode {
-    if embed::run() != ExitCode::SUCCESS {
-        return ExitCode::FAILURE;
-    }
+    let config_src = match embed::run() {
+        Ok(src) => src,
+        Err(listing) => {
+            eprintln!("{}", listing.trim_end());
+            return ExitCode::FAILURE;
+        }
+    };
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../..");
     // SPIN_MANIFEST: another manifest to check against (relative to the repository root)
     println!("cargo::rerun-if-env-changed=SPIN_MANIFEST");
     let manifest = root.join(std::env::var("SPIN_MANIFEST").unwrap_or_else(|_| "spin.toml".into()));
     println!("cargo::rerun-if-changed={}", manifest.display());
-    let out =
-        std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("config.json");
     let check = || -> Result<Vec<String>, String> {
         let src = std::fs::read_to_string(&manifest)
             .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
@@ -45,8 +48,9 @@ fn main() -> ExitCode {
             .ok_or("spin.toml: no [component.portcullis]")?
             .allowed_outbound_hosts
             .clone();
-        let json = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
-        let config = portcullis_core::Config::from_json(&json).map_err(|e| e.render("config"))?;
+        // checked by `embed` already, so this cannot fail on the config itself
+        let config =
+            portcullis_core::Config::from_toml(&config_src).map_err(|e| e.render("config"))?;
         Ok(config.outbound_origins_not_in(&allowed))
     };
     match check() {

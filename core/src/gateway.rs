@@ -122,14 +122,15 @@ impl Gateway {
         }
     }
 
-    /// Builds the gateway from the JSON an adapter embedded at build time (`Config::embed`),
-    /// reading `secret_env` keys with `read_secret`. The build checked everything else, so an
-    /// error is a missing or unusable secret, or a mismatched build; it comes as the listing.
+    /// Builds the gateway from the config an adapter embedded at build time (`Config::embed`
+    /// wrote the code that builds `raw`), reading `secret_env` keys with `read_secret`. The build
+    /// checked everything else, so an error is a missing or unusable secret, or a mismatched
+    /// build; it comes as the listing.
     pub fn from_embedded(
-        json: &str,
+        raw: crate::config::raw::RawConfig,
         read_secret: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Gateway, String> {
-        Config::from_embedded_json(json, read_secret)
+        Config::from_embedded(raw, read_secret)
             .map(Gateway::new)
             .map_err(|e| e.render("embedded config"))
     }

@@ -17,7 +17,7 @@ fn gateway() -> Result<Rc<Gateway>, String> {
     GATEWAY.with(|g| {
         // `secret_env` keys read the component's environment (`spin up -e NAME=...`)
         g.get_or_init(|| {
-            Gateway::from_embedded(crate::CONFIG_JSON, &|name| std::env::var(name).ok())
+            Gateway::from_embedded(crate::embedded_config(), &|name| std::env::var(name).ok())
                 .map(Rc::new)
         })
         .clone()

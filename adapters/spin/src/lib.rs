@@ -23,15 +23,18 @@ mod entry;
 #[cfg(target_arch = "wasm32")]
 mod host;
 
-/// The config this component was built with, as JSON (see `build.rs`).
-pub const CONFIG_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/config.json"));
+/// The config this component was built with (`build.rs` checked it and wrote the code that
+/// builds it, so no config parser is linked).
+pub fn embedded_config() -> portcullis_core::config::raw::RawConfig {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"))
+}
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_embedded_config_loads() {
         // the default config has no `secret_env` key, so it needs no secrets
-        let gateway = portcullis_core::Gateway::from_embedded(super::CONFIG_JSON, &|_| None);
+        let gateway = portcullis_core::Gateway::from_embedded(super::embedded_config(), &|_| None);
         assert!(gateway.is_ok(), "{:?}", gateway.err());
     }
 }

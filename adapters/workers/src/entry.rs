@@ -23,7 +23,7 @@ fn gateway(env: &Env) -> Result<Rc<Gateway>, String> {
             .and_then(|v| v.as_string())
     };
     GATEWAY.with(|g| {
-        g.get_or_init(|| Gateway::from_embedded(crate::CONFIG_JSON, &read).map(Rc::new))
+        g.get_or_init(|| Gateway::from_embedded(crate::embedded_config(), &read).map(Rc::new))
             .clone()
     })
 }

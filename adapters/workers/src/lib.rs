@@ -12,8 +12,8 @@
 //! | `log`                | `console.log`, one JSON line per request                       |
 //! | client identity      | `CF-Connecting-IP`, `request.cf.country` / `asn`               |
 //!
-//! The config is embedded at build time by `build.rs` (validated there) and parsed once per
-//! isolate.
+//! The config is embedded at build time by `build.rs` (validated there, and written as the code
+//! that builds it) and compiled once per isolate.
 
 pub mod bytestring;
 pub mod client;
@@ -25,15 +25,18 @@ mod host;
 #[cfg(target_arch = "wasm32")]
 pub mod limiter;
 
-/// The config this worker was built with, as JSON (see `build.rs`).
-pub const CONFIG_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/config.json"));
+/// The config this worker was built with (`build.rs` checked it and wrote the code that
+/// builds it, so no config parser is linked).
+pub fn embedded_config() -> portcullis_core::config::raw::RawConfig {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"))
+}
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_embedded_config_loads() {
         // the default config has no `secret_env` key, so it needs no secrets
-        let gateway = portcullis_core::Gateway::from_embedded(super::CONFIG_JSON, &|_| None);
+        let gateway = portcullis_core::Gateway::from_embedded(super::embedded_config(), &|_| None);
         assert!(gateway.is_ok(), "{:?}", gateway.err());
     }
 }

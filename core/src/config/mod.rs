@@ -6,6 +6,8 @@
 
 mod compile;
 #[cfg(feature = "toml")]
+pub mod emit;
+#[cfg(feature = "toml")]
 mod locate;
 pub mod raw;
 
@@ -81,12 +83,13 @@ impl ConfigErrors {
         ConfigErrors { diagnostics }
     }
 
-    /// The listing, one problem a line, each prefixed with `file:`.
+    /// The listing, one problem a line, each prefixed with `file:line:col ` (`file: ` when the
+    /// source kept no positions).
     pub fn render(&self, file: &str) -> String {
         let mut out = String::new();
         for d in &self.diagnostics {
             out.push_str(file);
-            out.push(':');
+            out.push_str(if d.line_col.is_some() { ":" } else { ": " });
             out.push_str(&d.to_string());
             out.push('\n');
         }
@@ -240,30 +243,21 @@ impl Config {
         compile(raw, &|path| locator.find(path), Secrets::From(read))
     }
 
-    /// Loads a JSON config (what the adapters embed: the TOML, checked and converted at build
-    /// time). Keys with `secret_env` are left out, as in [`Config::from_toml`].
+    /// Loads a JSON config (the same keys as the TOML, e.g. what `portcullis json` writes), with
+    /// each error's key path. Keys with `secret_env` are left out, as in [`Config::from_toml`].
     pub fn from_json(src: &str) -> Result<Config, ConfigErrors> {
         let raw = Self::raw_from_json(src)?;
         compile(raw, &|_| None, Secrets::Deferred)
     }
 
-    /// Loads the JSON an adapter embedded ([`Config::embed`] wrote it from a checked file). Unlike
-    /// [`Config::from_json`] it does not track key paths: that code is sizeable in a worker, and
-    /// an error here means the build and the runtime disagree, not a slip in a hand-written file.
-    /// `secret_env` keys are read with `read` (the platform's environment).
-    pub fn from_embedded_json(
-        src: &str,
+    /// Loads the config an adapter embedded: [`Config::embed`] wrote it from a checked file as
+    /// Rust code that builds this [`raw::RawConfig`]. `secret_env` keys are read with `read` (the
+    /// platform's environment); an error is a missing or unusable secret, or a build that
+    /// checked with other features than it was compiled with.
+    pub fn from_embedded(
+        raw: raw::RawConfig,
         read: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        // from bytes, like every other JSON the gateway reads (tokens, JWKS, bodies, cache
-        // entries): `from_str` would link a second copy of serde_json's parser, for `&str` input
-        let raw = serde_json::from_slice(src.as_bytes()).map_err(|e| ConfigErrors {
-            diagnostics: vec![Diagnostic {
-                path: String::new(),
-                line_col: Some((e.line(), e.column())),
-                message: e.to_string(),
-            }],
-        })?;
         compile(raw, &|_| None, Secrets::From(read))
     }
 
@@ -289,9 +283,10 @@ impl Config {
 
     /// A route by name.
     /// For adapters' build scripts: checks a TOML config exactly as `portcullis check` does and
-    /// returns it as JSON, to embed and load with [`Config::from_json`]. `built_with` says which
-    /// optional parts the adapter is compiled with; a config that needs a missing one is refused.
-    /// The error is the full listing.
+    /// returns it as a Rust block expression that builds its [`raw::RawConfig`] ([`emit`]), to
+    /// `include!` and load with [`Config::from_embedded`]: the worker links no config parser.
+    /// `built_with` says which optional parts the adapter is compiled with; a config that needs
+    /// a missing one is refused. The error is the full listing.
     #[cfg(feature = "toml")]
     pub fn embed(src: &str, file: &str, built_with: BuildFeatures) -> Result<String, String> {
         let built = |listing: String| listing.replace("nothing was loaded", "nothing was built");
@@ -325,7 +320,7 @@ impl Config {
                 if n == 1 { "" } else { "s" }
             ));
         }
-        serde_json::to_string(&raw).map_err(|e| format!("{file}: cannot convert to JSON: {e}\n"))
+        Ok(emit::rust_expr(&raw))
     }
 
     /// Every origin (`scheme://host:port`) the gateway may call: upstream targets and JWKS URLs.

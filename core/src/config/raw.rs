@@ -7,6 +7,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The JSON types some fields hold (`jwk`, `body_schema`, `set`, `claims`), for code that builds
+/// a config (`config::emit`, which writes such code).
+pub use serde_json::{Map, Value};
+
 /// The whole config file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

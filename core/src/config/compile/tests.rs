@@ -113,20 +113,24 @@ fn json_and_toml_load_the_same_config() {
 }
 
 #[test]
-fn embedded_json_loads_like_json_and_reports_a_mismatch_with_its_position() {
+fn an_embedded_config_loads_like_its_file_and_reports_a_missing_secret_without_a_position() {
     let src = include_str!("../../../../examples/gateway.toml");
-    let json = serde_json::to_string(&Config::raw_from_toml(src).unwrap()).unwrap();
-    let embedded = Config::from_embedded_json(&json, &|_| None).unwrap();
+    let raw = Config::raw_from_toml(src).unwrap();
+    let embedded = Config::from_embedded(raw, &|_| None).unwrap();
     assert_eq!(
         embedded.summary(),
         Config::from_toml(src).unwrap().summary()
     );
-    let bad = crate::Gateway::from_embedded(r#"{"routes": [{"name": 1}]}"#, &|_| None)
-        .err()
-        .unwrap();
+    let env = r#"
+[auth.jwt.env]
+keys = [{ kid = "a", alg = "HS256", secret_env = "JWT_SECRET" }]
+"#;
+    let raw = Config::raw_from_toml(env).unwrap();
+    let secret = |name: &str| (name == "JWT_SECRET").then(|| "s".repeat(32));
+    assert!(crate::Gateway::from_embedded(raw.clone(), &secret).is_ok());
     assert_eq!(
-        bad,
-        "embedded config:1:22 invalid type: integer `1`, expected a string at line 1 column 22\n1 error; nothing was loaded\n"
+        crate::Gateway::from_embedded(raw, &|_| None).err().unwrap(),
+        "embedded config: auth.jwt.env.keys[0].secret_env: the environment has no JWT_SECRET (on Workers: `npx wrangler secret put JWT_SECRET`; on Spin: `spin up -e JWT_SECRET=...`)\n1 error; nothing was loaded\n"
     );
 }
 
@@ -171,8 +175,8 @@ respond = { status = 202 }
         json_schema: false,
         ..BuildFeatures::ALL
     };
-    let json = crate::Config::embed(schema, "g.toml", BuildFeatures::ALL).unwrap();
-    assert!(crate::Config::from_json(&json).is_ok());
+    let code = crate::Config::embed(schema, "g.toml", BuildFeatures::ALL).unwrap();
+    assert!(code.contains("body_schema: Some(Value::Object("), "{code}");
     assert_eq!(
         crate::Config::embed(schema, "g.toml", no_schema).unwrap_err(),
         "g.toml: routes[0].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n1 error; nothing was built\n"
@@ -262,8 +266,8 @@ fn embed_refuses_asymmetric_jwt_configs_without_the_algorithms() {
 [auth.jwt.main]
 keys = [{ kid = "k", alg = "HS256", secret = "0123456789abcdef0123456789abcdef" }]
 "#;
-    let json = crate::Config::embed(hs, "g.toml", hmac_only).unwrap();
-    assert!(crate::Config::from_json(&json).is_ok());
+    let code = crate::Config::embed(hs, "g.toml", hmac_only).unwrap();
+    assert!(code.contains("alg: Alg::HS256"), "{code}");
     let jwks = r#"
 [auth.jwt.a]
 jwks_url = "https://auth.example.com/jwks.json"
