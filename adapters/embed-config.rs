@@ -4,8 +4,9 @@
 // `PORTCULLIS_CONFIG` names the TOML file (relative to the repository root, or absolute;
 // default `examples/gateway.toml`). It is checked with the same code as `portcullis check`
 // (`Config::embed`); any error fails the build with the same listing, so a broken config can
-// never be deployed. The adapter receives the config as Rust code that builds it,
-// `$OUT_DIR/config.rs` (`include!`d by `embedded_config()`), so it links no config parser.
+// never be deployed. The adapter receives the config as `'static` Rust data,
+// `$OUT_DIR/config.rs` (a constant of `portcullis_core::config::emit::RawConfigStatic`, the
+// `static` in `embedded_config()`), so it links no config parser and parses nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

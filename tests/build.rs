@@ -1,6 +1,6 @@
 //! Writes `$OUT_DIR/emitted.rs`: for every config the suites load (the examples, the end-to-end
-//! and benchmark configs, `fixtures/emit.toml`), the code `Config::embed` writes for an adapter,
-//! so that `tests/examples.rs` compiles it and compares what it builds with the parsed file.
+//! and benchmark configs, `fixtures/emit.toml`), the `static` `Config::embed` writes for an
+//! adapter, so that `tests/examples.rs` compiles it and compares what it builds with the file.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -33,8 +33,8 @@ fn main() -> ExitCode {
         root.join("examples").display()
     );
     let mut out = String::from(
-        "/// (file, what its embedded code builds) for every config the suites load.\n\
-         pub fn emitted() -> Vec<(&'static str, portcullis_core::config::raw::RawConfig)> {\nvec![\n",
+        "/// (file, its embedded form) for every config the suites load.\n\
+         pub static EMITTED: &[(&str, portcullis_core::config::emit::RawConfigStatic)] = &[\n",
     );
     for file in &files {
         let path = root.join(file);
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    out.push_str("]\n}\n");
+    out.push_str("];\n");
     let target = Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("emitted.rs");
     match std::fs::write(&target, out) {
         Ok(()) => ExitCode::SUCCESS,

@@ -123,9 +123,9 @@ impl Gateway {
     }
 
     /// Builds the gateway from the config an adapter embedded at build time (`Config::embed`
-    /// wrote the code that builds `raw`), reading `secret_env` keys with `read_secret`. The build
-    /// checked everything else, so an error is a missing or unusable secret, or a mismatched
-    /// build; it comes as the listing.
+    /// wrote it as data, `config::emit::build` made `raw` of it), reading `secret_env` keys with
+    /// `read_secret`. The build checked everything else, so an error is a missing or unusable
+    /// secret, or a mismatched build; it comes as the listing.
     pub fn from_embedded(
         raw: crate::config::raw::RawConfig,
         read_secret: &dyn Fn(&str) -> Option<String>,

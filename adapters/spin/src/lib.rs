@@ -23,10 +23,12 @@ mod entry;
 #[cfg(target_arch = "wasm32")]
 mod host;
 
-/// The config this component was built with (`build.rs` checked it and wrote the code that
-/// builds it, so no config parser is linked).
+/// The config this component was built with: `build.rs` checked it and wrote it as `'static` data
+/// (`portcullis_core::config::emit`), so no config parser is linked and nothing is parsed here.
 pub fn embedded_config() -> portcullis_core::config::raw::RawConfig {
-    include!(concat!(env!("OUT_DIR"), "/config.rs"))
+    static CONFIG: portcullis_core::config::emit::RawConfigStatic =
+        include!(concat!(env!("OUT_DIR"), "/config.rs"));
+    portcullis_core::config::emit::build(&CONFIG)
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@
 //! | `log`                | `console.log`, one JSON line per request                       |
 //! | client identity      | `CF-Connecting-IP`, `request.cf.country` / `asn`               |
 //!
-//! The config is embedded at build time by `build.rs` (validated there, and written as the code
-//! that builds it) and compiled once per isolate.
+//! The config is embedded at build time by `build.rs` (validated there, and written as data)
+//! and compiled once per isolate.
 
 pub mod bytestring;
 pub mod client;
@@ -25,10 +25,12 @@ mod host;
 #[cfg(target_arch = "wasm32")]
 pub mod limiter;
 
-/// The config this worker was built with (`build.rs` checked it and wrote the code that
-/// builds it, so no config parser is linked).
+/// The config this worker was built with: `build.rs` checked it and wrote it as `'static` data
+/// (`portcullis_core::config::emit`), so no config parser is linked and nothing is parsed here.
 pub fn embedded_config() -> portcullis_core::config::raw::RawConfig {
-    include!(concat!(env!("OUT_DIR"), "/config.rs"))
+    static CONFIG: portcullis_core::config::emit::RawConfigStatic =
+        include!(concat!(env!("OUT_DIR"), "/config.rs"));
+    portcullis_core::config::emit::build(&CONFIG)
 }
 
 #[cfg(test)]

@@ -1,53 +1,72 @@
-//! The config as Rust code: what the adapters' build scripts embed instead of a serialized form.
+//! The config as Rust data: what the adapters' build scripts embed instead of a serialized form.
 //!
-//! [`rust_expr`] writes a block expression that builds the [`RawConfig`] it was given, field by
-//! field. The adapter `include!`s it and hands the value to [`crate::Gateway::from_embedded`], so
-//! the deployed wasm links no config parser and none of the raw types' `Deserialize` code
-//! (BENCHMARKS.md, "Workers: size"), and an isolate or a Spin instance starts without parsing.
+//! Every raw type has a mirror of `'static` data ([`Embed::Static`]: `&'static str` for a
+//! `String`, a slice for a `Vec` or a table). At build time [`rust_static`] writes the checked
+//! config as a constant expression of that mirror; the adapter puts it in a `static` and builds
+//! the [`RawConfig`] from it with [`Embed::build`] when an isolate (or a Spin instance) starts.
+//! So the deployed wasm links no config parser and none of the raw types' `Deserialize` code
+//! (BENCHMARKS.md, "Workers: size"), nothing is parsed at start-up, and a config of any size is
+//! data in the wasm, not code: the building code is one small function per type.
 //!
-//! Every struct is written through an exhaustive destructuring pattern: a field added to a raw
-//! type and not to the list here fails to compile, so the emitted code cannot silently drop it.
+//! The mirrors are generated from one list of the raw types' fields (`embed_struct!` below).
+//! Both directions are checked by the compiler: `build` writes a struct literal naming every
+//! listed field (a field missing from the list does not compile), and `write` destructures the
+//! value with an exhaustive pattern.
 
 use super::raw::*;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// A Rust expression, written with the names `use portcullis_core::config::raw::*` brings in.
-pub trait Emit {
-    fn emit(&self, out: &mut String);
+/// A raw config type that can be written as `'static` data and built back from it.
+pub trait Embed: Sized {
+    /// The mirror of this type made of `'static` data only, so it can sit in a `static`.
+    type Static: 'static + Sync;
+    /// The value, from its mirror (at run time, in the adapter).
+    fn build(s: &Self::Static) -> Self;
+    /// Writes a constant expression of [`Embed::Static`] for this value (at build time).
+    fn write(&self, out: &mut String);
 }
 
-/// The block expression that builds `raw`, for `include!` in an adapter.
-pub fn rust_expr(raw: &RawConfig) -> String {
+/// The constant expression of the mirror of `raw` (a [`RawConfigStatic`]), for the adapter's
+/// `static` (`static CONFIG: RawConfigStatic = include!(...)`).
+pub fn rust_static(raw: &RawConfig) -> String {
     let mut out = String::from(
         "// Written by portcullis_core::config::emit from the checked config; do not edit.\n{\n\
-         #[allow(unused_imports)]\nuse ::portcullis_core::config::raw::*;\n\
-         #[allow(unused_imports)]\nuse ::std::collections::BTreeMap;\n",
+         #[allow(unused_imports)]\nuse ::portcullis_core::config::emit::*;\n\
+         #[allow(unused_imports)]\n\
+         use ::portcullis_core::config::raw::{AdminAction, Alg, FailMode, ParamType};\n",
     );
-    raw.emit(&mut out);
+    raw.write(&mut out);
     out.push_str("\n}\n");
     out
 }
 
-impl Emit for bool {
-    fn emit(&self, out: &mut String) {
-        out.push_str(if *self { "true" } else { "false" });
-    }
+/// The raw config an adapter embedded, built from its `static` mirror.
+pub fn build(s: &RawConfigStatic) -> RawConfig {
+    RawConfig::build(s)
 }
 
-macro_rules! emit_int {
-    ($($t:ty),*) => {$(
-        impl Emit for $t {
-            fn emit(&self, out: &mut String) {
-                let _ = write!(out, "{}{}", self, stringify!($t));
+macro_rules! embed_copy {
+    ($($t:ty => $fmt:literal),* $(,)?) => {$(
+        impl Embed for $t {
+            type Static = $t;
+            fn build(s: &$t) -> $t {
+                *s
+            }
+            fn write(&self, out: &mut String) {
+                let _ = write!(out, $fmt, self);
             }
         }
     )*};
 }
-emit_int!(u16, u32, u64, usize);
+embed_copy!(bool => "{}", u16 => "{}u16", u32 => "{}u32", u64 => "{}u64", usize => "{}usize");
 
-impl Emit for f64 {
-    fn emit(&self, out: &mut String) {
+impl Embed for f64 {
+    type Static = f64;
+    fn build(s: &f64) -> f64 {
+        *s
+    }
+    fn write(&self, out: &mut String) {
         if self.is_nan() {
             out.push_str("f64::NAN");
         } else if self.is_infinite() {
@@ -63,166 +82,262 @@ impl Emit for f64 {
     }
 }
 
-impl Emit for String {
-    fn emit(&self, out: &mut String) {
+impl Embed for String {
+    type Static = &'static str;
+    fn build(s: &&'static str) -> String {
+        (*s).to_owned()
+    }
+    fn write(&self, out: &mut String) {
         // a str's Debug form is a valid Rust string literal (quotes and escapes)
-        let _ = write!(out, "String::from({self:?})");
+        let _ = write!(out, "{self:?}");
     }
 }
 
-impl<T: Emit> Emit for Option<T> {
-    fn emit(&self, out: &mut String) {
+impl<T: Embed> Embed for Option<T> {
+    type Static = Option<T::Static>;
+    fn build(s: &Option<T::Static>) -> Option<T> {
+        s.as_ref().map(T::build)
+    }
+    fn write(&self, out: &mut String) {
         match self {
             None => out.push_str("None"),
             Some(v) => {
                 out.push_str("Some(");
-                v.emit(out);
+                v.write(out);
                 out.push(')');
             }
         }
     }
 }
 
-impl<T: Emit> Emit for Box<T> {
-    fn emit(&self, out: &mut String) {
-        out.push_str("Box::new(");
-        (**self).emit(out);
-        out.push(')');
+impl<T: Embed> Embed for Box<T> {
+    type Static = &'static T::Static;
+    fn build(s: &&'static T::Static) -> Box<T> {
+        Box::new(T::build(s))
+    }
+    fn write(&self, out: &mut String) {
+        out.push('&');
+        (**self).write(out);
     }
 }
 
-impl<T: Emit> Emit for Vec<T> {
-    fn emit(&self, out: &mut String) {
-        if self.is_empty() {
-            return out.push_str("Vec::new()");
+impl<T: Embed> Embed for Vec<T> {
+    type Static = &'static [T::Static];
+    fn build(s: &&'static [T::Static]) -> Vec<T> {
+        // loops, not `collect`: each type would link its own copy of the iterator machinery
+        let mut out = Vec::with_capacity(s.len());
+        for v in s.iter() {
+            out.push(T::build(v));
         }
-        out.push_str("vec![");
+        out
+    }
+    fn write(&self, out: &mut String) {
+        out.push_str("&[");
         for v in self {
-            v.emit(out);
+            v.write(out);
             out.push(',');
         }
         out.push(']');
     }
 }
 
-impl<V: Emit> Emit for BTreeMap<String, V> {
-    fn emit(&self, out: &mut String) {
-        if self.is_empty() {
-            return out.push_str("BTreeMap::new()");
+impl<V: Embed> Embed for BTreeMap<String, V> {
+    type Static = &'static [(&'static str, V::Static)];
+    fn build(s: &Self::Static) -> Self {
+        // in key order already: inserting them one by one keeps out of the wasm the stable
+        // sort that `collect` runs (a copy per value type, about 45 KB in all)
+        let mut out = BTreeMap::new();
+        for (k, v) in s.iter() {
+            out.insert((*k).to_owned(), V::build(v));
         }
-        out.push_str("BTreeMap::from([");
+        out
+    }
+    fn write(&self, out: &mut String) {
+        out.push_str("&[");
         pairs(self, out);
-        out.push_str("])");
+        out.push(']');
     }
 }
 
-fn pairs<'a, V: Emit + 'a>(
+fn pairs<'a, V: Embed + 'a>(
     entries: impl IntoIterator<Item = (&'a String, &'a V)>,
     out: &mut String,
 ) {
     for (k, v) in entries {
         out.push('(');
-        k.emit(out);
+        k.write(out);
         out.push(',');
-        v.emit(out);
+        v.write(out);
         out.push_str("),");
     }
 }
 
-impl Emit for Value {
-    fn emit(&self, out: &mut String) {
+/// The mirror of a JSON value (`jwk`, `body_schema`, `set`, `claims`).
+#[doc(hidden)]
+pub enum JsonStatic {
+    Null,
+    Bool(bool),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    String(&'static str),
+    Array(&'static [JsonStatic]),
+    Object(&'static [(&'static str, JsonStatic)]),
+}
+
+impl Embed for Value {
+    type Static = JsonStatic;
+    fn build(s: &JsonStatic) -> Value {
+        match s {
+            JsonStatic::Null => Value::Null,
+            JsonStatic::Bool(b) => Value::Bool(*b),
+            JsonStatic::Unsigned(n) => Value::from(*n),
+            JsonStatic::Signed(n) => Value::from(*n),
+            // a JSON number is finite; from(NaN) would be null, as serde_json has it
+            JsonStatic::Float(n) => Value::from(*n),
+            JsonStatic::String(s) => Value::String((*s).to_owned()),
+            JsonStatic::Array(items) => Value::Array(Vec::build(items)),
+            JsonStatic::Object(entries) => {
+                let mut map = serde_json::Map::new();
+                for (k, v) in entries.iter() {
+                    map.insert((*k).to_owned(), Value::build(v));
+                }
+                Value::Object(map)
+            }
+        }
+    }
+    fn write(&self, out: &mut String) {
         match self {
-            Value::Null => out.push_str("Value::Null"),
+            Value::Null => out.push_str("JsonStatic::Null"),
             Value::Bool(b) => {
-                out.push_str("Value::Bool(");
-                b.emit(out);
-                out.push(')');
+                let _ = write!(out, "JsonStatic::Bool({b})");
             }
             Value::Number(n) => {
-                out.push_str("Value::from(");
                 if let Some(u) = n.as_u64() {
-                    u.emit(out);
+                    let _ = write!(out, "JsonStatic::Unsigned({u})");
                 } else if let Some(i) = n.as_i64() {
-                    let _ = write!(out, "{i}i64");
+                    let _ = write!(out, "JsonStatic::Signed({i})");
                 } else {
-                    // a JSON number is finite; Value::from(NaN) would be null, as serde_json has it
-                    n.as_f64().unwrap_or(f64::NAN).emit(out);
+                    out.push_str("JsonStatic::Float(");
+                    n.as_f64().unwrap_or(f64::NAN).write(out);
+                    out.push(')');
                 }
-                out.push(')');
             }
             Value::String(s) => {
-                out.push_str("Value::String(");
-                s.emit(out);
+                out.push_str("JsonStatic::String(");
+                s.write(out);
                 out.push(')');
             }
             Value::Array(items) => {
-                out.push_str("Value::Array(");
-                items.emit(out);
+                out.push_str("JsonStatic::Array(");
+                items.write(out);
                 out.push(')');
             }
             Value::Object(map) => {
-                out.push_str("Value::Object(Map::from_iter([");
+                out.push_str("JsonStatic::Object(&[");
                 pairs(map, out);
-                out.push_str("]))");
+                out.push_str("])");
             }
         }
     }
 }
 
-/// Field-less enums: the variant's name is its `Debug` form.
-macro_rules! emit_unit_enum {
+/// Field-less enums are their own mirror; the variant's name is its `Debug` form.
+macro_rules! embed_unit_enum {
     ($($t:ident),*) => {$(
-        impl Emit for $t {
-            fn emit(&self, out: &mut String) {
+        impl Embed for $t {
+            type Static = $t;
+            fn build(s: &$t) -> $t {
+                *s
+            }
+            fn write(&self, out: &mut String) {
                 let _ = write!(out, "{}::{:?}", stringify!($t), self);
             }
         }
     )*};
 }
-emit_unit_enum!(FailMode, Alg, AdminAction, ParamType);
+embed_unit_enum!(FailMode, Alg, AdminAction, ParamType);
 
-impl Emit for TransformRef {
-    fn emit(&self, out: &mut String) {
+/// The mirror of [`TransformRef`].
+#[doc(hidden)]
+pub enum TransformRefStatic {
+    Named(&'static str),
+    Inline(&'static TransformStatic),
+}
+
+impl Embed for TransformRef {
+    type Static = TransformRefStatic;
+    fn build(s: &TransformRefStatic) -> TransformRef {
+        match s {
+            TransformRefStatic::Named(name) => TransformRef::Named((*name).to_owned()),
+            TransformRefStatic::Inline(t) => TransformRef::Inline(Box::new(Transform::build(t))),
+        }
+    }
+    fn write(&self, out: &mut String) {
         match self {
             TransformRef::Named(name) => {
-                out.push_str("TransformRef::Named(");
-                name.emit(out);
+                out.push_str("TransformRefStatic::Named(");
+                name.write(out);
             }
             TransformRef::Inline(t) => {
-                out.push_str("TransformRef::Inline(");
-                t.emit(out);
+                out.push_str("TransformRefStatic::Inline(");
+                t.write(out);
             }
         }
         out.push(')');
     }
 }
 
-impl Emit for ParamSpec {
-    fn emit(&self, out: &mut String) {
+/// The mirror of [`ParamSpec`].
+#[doc(hidden)]
+pub enum ParamSpecStatic {
+    Type(ParamType),
+    Rule(ParamRuleStatic),
+}
+
+impl Embed for ParamSpec {
+    type Static = ParamSpecStatic;
+    fn build(s: &ParamSpecStatic) -> ParamSpec {
+        match s {
+            ParamSpecStatic::Type(t) => ParamSpec::Type(*t),
+            ParamSpecStatic::Rule(r) => ParamSpec::Rule(ParamRule::build(r)),
+        }
+    }
+    fn write(&self, out: &mut String) {
         match self {
             ParamSpec::Type(t) => {
-                out.push_str("ParamSpec::Type(");
-                t.emit(out);
+                out.push_str("ParamSpecStatic::Type(");
+                t.write(out);
             }
             ParamSpec::Rule(r) => {
-                out.push_str("ParamSpec::Rule(");
-                r.emit(out);
+                out.push_str("ParamSpecStatic::Rule(");
+                r.write(out);
             }
         }
         out.push(')');
     }
 }
 
-/// Structs: every field, by name; the pattern is exhaustive, so a new field must be listed.
-macro_rules! emit_struct {
-    ($($t:ident { $($field:ident),* $(,)? })*) => {$(
-        impl Emit for $t {
-            fn emit(&self, out: &mut String) {
+/// Structs: the mirror type, and both directions, from the list of fields and their types.
+macro_rules! embed_struct {
+    ($($t:ident => $s:ident { $($field:ident: $ft:ty),* $(,)? })*) => {$(
+        #[doc = concat!("The mirror of [`", stringify!($t), "`].")]
+        #[doc(hidden)]
+        pub struct $s {
+            $(pub $field: <$ft as Embed>::Static,)*
+        }
+
+        impl Embed for $t {
+            type Static = $s;
+            fn build(s: &$s) -> $t {
+                $t { $($field: <$ft as Embed>::build(&s.$field),)* }
+            }
+            fn write(&self, out: &mut String) {
                 let $t { $($field),* } = self;
-                out.push_str(concat!(stringify!($t), " {"));
+                out.push_str(concat!(stringify!($s), " {"));
                 $(
                     out.push_str(concat!(stringify!($field), ": "));
-                    $field.emit(out);
+                    $field.write(out);
                     out.push(',');
                 )*
                 out.push('}');
@@ -231,44 +346,96 @@ macro_rules! emit_struct {
     )*};
 }
 
-emit_struct! {
-    RawConfig { gateway, defaults, upstreams, access, auth, rate_limits, transforms, cors, routes }
-    GatewaySettings { trusted_proxies, request_id_header, server_timing, log_client_geo, limits, token_cache_size }
-    Limits { max_uri_bytes, max_header_bytes, max_body_bytes }
-    RouteDefaults { access, rate_limit, cors, request, response }
-    Upstream { targets, timeout_ms, retries, allow_private, max_response_bytes }
-    Target { url, weight }
-    AccessList { allow_ips, deny_ips, allow_countries, deny_countries, allow_asns, deny_asns }
-    AuthProviders { jwt, api_keys }
-    JwtProvider {
-        issuer, audiences, jwks_url, keys, leeway_s, require_exp, header, jwks_min_ttl_s,
-        jwks_max_ttl_s, jwks_cooldown_s, allow_private, fail,
+embed_struct! {
+    RawConfig => RawConfigStatic {
+        gateway: GatewaySettings, defaults: RouteDefaults, upstreams: BTreeMap<String, Upstream>,
+        access: BTreeMap<String, AccessList>, auth: AuthProviders,
+        rate_limits: BTreeMap<String, RateLimitPolicy>, transforms: BTreeMap<String, Transform>,
+        cors: BTreeMap<String, CorsPolicy>, routes: Vec<Route>,
     }
-    InlineKey { kid, alg, secret, secret_base64, secret_env, jwk }
-    ApiKeySet { header, query, keys }
-    ApiKey { consumer, sha256, scopes }
-    RateLimitPolicy { key, limit, period_s, burst, shards, fail }
-    Transform { set_headers, add_headers, remove_headers, rename_headers, set_query, remove_query, json }
-    JsonEdit { set, remove, rename }
-    CorsPolicy { allow_origins, allow_methods, allow_headers, expose_headers, max_age_s, allow_credentials }
-    Route {
-        name, methods, host, path, upstream, respond, admin, rewrite, strip_prefix, auth, access,
-        rate_limit, cors, cache, validate, request, response,
+    GatewaySettings => GatewaySettingsStatic {
+        trusted_proxies: Vec<String>, request_id_header: String, server_timing: bool,
+        log_client_geo: bool, limits: Limits, token_cache_size: usize,
     }
-    Respond { status, body, headers }
-    RouteAuth { jwt, api_key, scopes, claims }
-    RouteCache { ttl_s, key_headers, per_consumer, fail }
-    Validation { path, query, headers, content_types, body_schema, max_body_bytes }
-    ParamRule { kind, required, min, max, one_of, pattern }
+    Limits => LimitsStatic { max_uri_bytes: usize, max_header_bytes: usize, max_body_bytes: usize }
+    RouteDefaults => RouteDefaultsStatic {
+        access: Option<String>, rate_limit: Option<String>, cors: Option<String>,
+        request: Option<String>, response: Option<String>,
+    }
+    Upstream => UpstreamStatic {
+        targets: Vec<Target>, timeout_ms: u32, retries: u32, allow_private: bool,
+        max_response_bytes: u64,
+    }
+    Target => TargetStatic { url: String, weight: u32 }
+    AccessList => AccessListStatic {
+        allow_ips: Vec<String>, deny_ips: Vec<String>, allow_countries: Vec<String>,
+        deny_countries: Vec<String>, allow_asns: Vec<u32>, deny_asns: Vec<u32>,
+    }
+    AuthProviders => AuthProvidersStatic {
+        jwt: BTreeMap<String, JwtProvider>, api_keys: BTreeMap<String, ApiKeySet>,
+    }
+    JwtProvider => JwtProviderStatic {
+        issuer: Option<String>, audiences: Vec<String>, jwks_url: Option<String>,
+        keys: Vec<InlineKey>, leeway_s: u32, require_exp: bool, header: String,
+        jwks_min_ttl_s: u32, jwks_max_ttl_s: u32, jwks_cooldown_s: u32, allow_private: bool,
+        fail: FailMode,
+    }
+    InlineKey => InlineKeyStatic {
+        kid: Option<String>, alg: Alg, secret: Option<String>, secret_base64: Option<String>,
+        secret_env: Option<String>, jwk: Option<Value>,
+    }
+    ApiKeySet => ApiKeySetStatic { header: Option<String>, query: Option<String>, keys: Vec<ApiKey> }
+    ApiKey => ApiKeyStatic { consumer: String, sha256: String, scopes: Vec<String> }
+    RateLimitPolicy => RateLimitPolicyStatic {
+        key: String, limit: u64, period_s: u64, burst: Option<u64>, shards: Option<u32>,
+        fail: FailMode,
+    }
+    Transform => TransformStatic {
+        set_headers: BTreeMap<String, String>, add_headers: BTreeMap<String, String>,
+        remove_headers: Vec<String>, rename_headers: BTreeMap<String, String>,
+        set_query: BTreeMap<String, String>, remove_query: Vec<String>, json: Option<JsonEdit>,
+    }
+    JsonEdit => JsonEditStatic {
+        set: BTreeMap<String, Value>, remove: Vec<String>, rename: BTreeMap<String, String>,
+    }
+    CorsPolicy => CorsPolicyStatic {
+        allow_origins: Vec<String>, allow_methods: Vec<String>, allow_headers: Vec<String>,
+        expose_headers: Vec<String>, max_age_s: Option<u32>, allow_credentials: bool,
+    }
+    Route => RouteStatic {
+        name: String, methods: Vec<String>, host: Option<String>, path: String,
+        upstream: Option<String>, respond: Option<Respond>, admin: Option<AdminAction>,
+        rewrite: Option<String>, strip_prefix: Option<String>, auth: Option<RouteAuth>,
+        access: Option<String>, rate_limit: Option<String>, cors: Option<String>,
+        cache: Option<RouteCache>, validate: Option<Validation>, request: Option<TransformRef>,
+        response: Option<TransformRef>,
+    }
+    Respond => RespondStatic { status: u16, body: String, headers: BTreeMap<String, String> }
+    RouteAuth => RouteAuthStatic {
+        jwt: Option<String>, api_key: Option<String>, scopes: Vec<String>,
+        claims: BTreeMap<String, Value>,
+    }
+    RouteCache => RouteCacheStatic {
+        ttl_s: u32, key_headers: Vec<String>, per_consumer: bool, fail: FailMode,
+    }
+    Validation => ValidationStatic {
+        path: BTreeMap<String, ParamSpec>, query: BTreeMap<String, ParamSpec>,
+        headers: BTreeMap<String, ParamSpec>, content_types: Vec<String>,
+        body_schema: Option<Value>, max_body_bytes: Option<usize>,
+    }
+    ParamRule => ParamRuleStatic {
+        kind: ParamType, required: bool, min: Option<f64>, max: Option<f64>,
+        one_of: Vec<String>, pattern: Option<String>,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn text<T: Emit>(v: &T) -> String {
+    fn text<T: Embed>(v: &T) -> String {
         let mut out = String::new();
-        v.emit(&mut out);
+        v.write(&mut out);
         out
     }
 
@@ -282,10 +449,7 @@ mod tests {
             (text(&-1e300f64), "-1e300f64"),
             (text(&f64::NAN), "f64::NAN"),
             (text(&f64::NEG_INFINITY), "f64::NEG_INFINITY"),
-            (
-                text(&String::from("a \"q\"\n\\")),
-                r#"String::from("a \"q\"\n\\")"#,
-            ),
+            (text(&String::from("a \"q\"\n\\")), r#""a \"q\"\n\\""#),
             (text(&None::<u32>), "None"),
         ];
         for (got, want) in rows {
@@ -294,15 +458,30 @@ mod tests {
     }
 
     #[test]
-    fn json_values_are_written_with_their_constructors() {
+    fn json_values_are_written_as_their_mirror_and_built_back() {
         let v = serde_json::json!({"a": [null, true, 1, -2, 2.5, "s"], "b": {}});
         assert_eq!(
             text(&v),
-            "Value::Object(Map::from_iter([(String::from(\"a\"),Value::Array(vec![Value::Null,\
-             Value::Bool(true),Value::from(1u64),Value::from(-2i64),Value::from(2.5f64),\
-             Value::String(String::from(\"s\")),])),(String::from(\"b\"),Value::Object(\
-             Map::from_iter([]))),]))"
+            "JsonStatic::Object(&[(\"a\",JsonStatic::Array(&[JsonStatic::Null,\
+             JsonStatic::Bool(true),JsonStatic::Unsigned(1),JsonStatic::Signed(-2),\
+             JsonStatic::Float(2.5f64),JsonStatic::String(\"s\"),])),\
+             (\"b\",JsonStatic::Object(&[])),])"
         );
+        static MIRROR: JsonStatic = JsonStatic::Object(&[
+            (
+                "a",
+                JsonStatic::Array(&[
+                    JsonStatic::Null,
+                    JsonStatic::Bool(true),
+                    JsonStatic::Unsigned(1),
+                    JsonStatic::Signed(-2),
+                    JsonStatic::Float(2.5f64),
+                    JsonStatic::String("s"),
+                ]),
+            ),
+            ("b", JsonStatic::Object(&[])),
+        ]);
+        assert_eq!(Value::build(&MIRROR), v);
     }
 
     #[test]
@@ -317,16 +496,16 @@ mod tests {
         });
         assert_eq!(
             text(&spec),
-            "ParamSpec::Rule(ParamRule {kind: ParamType::Int,required: true,min: Some(1.0f64),\
-             max: None,one_of: Vec::new(),pattern: None,})"
+            "ParamSpecStatic::Rule(ParamRuleStatic {kind: ParamType::Int,required: true,\
+             min: Some(1.0f64),max: None,one_of: &[],pattern: None,})"
         );
         assert_eq!(
             text(&Some(TransformRef::Named("t".into()))),
-            "Some(TransformRef::Named(String::from(\"t\")))"
+            "Some(TransformRefStatic::Named(\"t\"))"
         );
         assert_eq!(
             text(&BTreeMap::from([("k".to_string(), FailMode::Open)])),
-            "BTreeMap::from([(String::from(\"k\"),FailMode::Open),])"
+            "&[(\"k\",FailMode::Open),]"
         );
     }
 }

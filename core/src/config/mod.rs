@@ -5,7 +5,6 @@
 //! (route tables, CIDR ranges, keys, regexes, schemas).
 
 mod compile;
-#[cfg(feature = "toml")]
 pub mod emit;
 #[cfg(feature = "toml")]
 mod locate;
@@ -251,9 +250,9 @@ impl Config {
     }
 
     /// Loads the config an adapter embedded: [`Config::embed`] wrote it from a checked file as
-    /// Rust code that builds this [`raw::RawConfig`]. `secret_env` keys are read with `read` (the
-    /// platform's environment); an error is a missing or unusable secret, or a build that
-    /// checked with other features than it was compiled with.
+    /// Rust data that [`emit::build`] turns into this [`raw::RawConfig`]. `secret_env` keys are
+    /// read with `read` (the platform's environment); an error is a missing or unusable secret,
+    /// or a build that checked with other features than it was compiled with.
     pub fn from_embedded(
         raw: raw::RawConfig,
         read: &dyn Fn(&str) -> Option<String>,
@@ -281,10 +280,10 @@ impl Config {
         Ok(raw)
     }
 
-    /// A route by name.
     /// For adapters' build scripts: checks a TOML config exactly as `portcullis check` does and
-    /// returns it as a Rust block expression that builds its [`raw::RawConfig`] ([`emit`]), to
-    /// `include!` and load with [`Config::from_embedded`]: the worker links no config parser.
+    /// returns it as a Rust constant expression of its `'static` mirror ([`emit`]), for the
+    /// adapter's `static`; [`emit::build`] makes the [`raw::RawConfig`] of it, to load with
+    /// [`Config::from_embedded`]. The worker links no config parser.
     /// `built_with` says which optional parts the adapter is compiled with; a config that needs
     /// a missing one is refused. The error is the full listing.
     #[cfg(feature = "toml")]
@@ -320,7 +319,7 @@ impl Config {
                 if n == 1 { "" } else { "s" }
             ));
         }
-        Ok(emit::rust_expr(&raw))
+        Ok(emit::rust_static(&raw))
     }
 
     /// Every origin (`scheme://host:port`) the gateway may call: upstream targets and JWKS URLs.
@@ -369,6 +368,7 @@ impl Config {
         self.client_geo
     }
 
+    /// A route by name.
     pub fn route(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.name == name)
     }

@@ -7,9 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The JSON types some fields hold (`jwk`, `body_schema`, `set`, `claims`), for code that builds
-/// a config (`config::emit`, which writes such code).
-pub use serde_json::{Map, Value};
+/// The JSON type some fields hold (`jwk`, `body_schema`, `set`, `claims`).
+pub use serde_json::Value;
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -176,7 +176,10 @@ respond = { status = 202 }
         ..BuildFeatures::ALL
     };
     let code = crate::Config::embed(schema, "g.toml", BuildFeatures::ALL).unwrap();
-    assert!(code.contains("body_schema: Some(Value::Object("), "{code}");
+    assert!(
+        code.contains("body_schema: Some(JsonStatic::Object("),
+        "{code}"
+    );
     assert_eq!(
         crate::Config::embed(schema, "g.toml", no_schema).unwrap_err(),
         "g.toml: routes[0].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n1 error; nothing was built\n"
