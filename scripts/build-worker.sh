@@ -37,7 +37,8 @@ out="${WORKER_OUT_DIR:-build}"
 # The match is on the text, so it errs towards including it; if it ever missed, the build
 # script would still reject the config with a clear error rather than build a broken worker.
 # The asymmetric JWT algorithms (RSA big integers, P-256, Ed25519) are treated the same way: in
-# only when the config has a `jwks_url` or names one of those algorithms or an inline `jwk`.
+# only when the config has a `jwks_url` or names one of those algorithms or an inline `jwk`; and
+# so is the response cache (`http-cache-semantics`): in only when a route sets `cache`.
 features=
 config="${PORTCULLIS_CONFIG:-examples/gateway.toml}"
 if [ "$crate" = adapters/workers ]; then
@@ -45,6 +46,9 @@ if [ "$crate" = adapters/workers ]; then
   printf '%s\n' "$text" | grep -q body_schema && features="$features,json-schema"
   printf '%s\n' "$text" | grep -Eq 'jwks_url|jwk[[:space:]]*=|RS256|RS384|RS512|PS256|ES256|EdDSA' &&
     features="$features,asymmetric-jwt"
+  # response caching (RFC 9111 rules and date parsing): only when a route sets `cache`
+  printf '%s\n' "$text" | grep -Eq '(^|[^a-z_])cache[[:space:]]*[=.]|\.cache[[:space:]]*\]' &&
+    features="$features,response-cache"
 fi
 
 worker-build $mode --out-dir "$out" "$crate" ${features:+--features "${features#,}"}

@@ -457,10 +457,14 @@ impl Gateway {
         ctx.log
             .phase(Phase::Route, upstream.name.as_str(), t, host.monotonic_us());
 
-        // 6. cache, then the backend
+        // 6. cache (a build without `response-cache` has no cached routes), then the backend
+        #[cfg(feature = "response-cache")]
         let t = host.monotonic_us();
+        #[cfg(feature = "response-cache")]
         let mut cache_key = None;
+        #[cfg(feature = "response-cache")]
         let mut cache_request = None;
+        #[cfg(feature = "response-cache")]
         if let Some(rule) = &r.cache {
             let mut probe = Request::new(Bytes::new());
             *probe.method_mut() = method.clone();
@@ -569,6 +573,7 @@ impl Gateway {
         ctx.log.upstream_status = Some(res.status().as_u16());
         let mut res = res;
         transform::strip_hop_by_hop(res.headers_mut());
+        #[cfg(feature = "response-cache")]
         if let (Some(rule), Some(key), Some(probe)) = (&r.cache, cache_key, cache_request) {
             if let Some((bytes, ttl)) = cache::store(rule, &probe, &res, host.now()) {
                 let _ = host.store_put(&key, bytes, ttl).await; // a failed write only costs a later miss

@@ -967,6 +967,11 @@ pub fn compile(
                 format!("{path}.cache"),
                 "only `upstream` routes are cached: `respond` and `admin` routes need no cache",
             );
+        } else if r.cache.is_some() && !cfg!(feature = "response-cache") {
+            e.push(
+                format!("{path}.cache"),
+                "this build has no response cache (cargo feature `response-cache` is off)",
+            );
         }
         let mut validation = validate::Validation {
             max_body_bytes: g.limits.max_body_bytes,

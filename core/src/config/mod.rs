@@ -212,6 +212,8 @@ pub struct BuildFeatures {
     pub json_schema: bool,
     /// `asymmetric-jwt`: RS*, PS256, ES256 and EdDSA tokens, and keys from a JWKS.
     pub asymmetric_jwt: bool,
+    /// `response-cache`: routes with `cache`.
+    pub response_cache: bool,
 }
 
 impl BuildFeatures {
@@ -219,6 +221,7 @@ impl BuildFeatures {
     pub const ALL: BuildFeatures = BuildFeatures {
         json_schema: true,
         asymmetric_jwt: true,
+        response_cache: true,
     };
 }
 
@@ -296,6 +299,13 @@ impl Config {
             for (i, r) in raw.routes.iter().enumerate() {
                 if r.validate.as_ref().is_some_and(|v| v.body_schema.is_some()) {
                     missing.push(format!("{file}: routes[{i}].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n"));
+                }
+            }
+        }
+        if !built_with.response_cache {
+            for (i, r) in raw.routes.iter().enumerate() {
+                if r.cache.is_some() {
+                    missing.push(format!("{file}: routes[{i}].cache: this build has no response cache (cargo feature `response-cache` is off)\n"));
                 }
             }
         }

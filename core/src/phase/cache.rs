@@ -5,13 +5,23 @@
 //! a response with `Set-Cookie`, `private` or `no-store`, unless the route keys the cache per
 //! consumer. Purging bumps a generation number that is part of every key. Pure: the gateway
 //! reads and writes the store.
+//!
+//! Storing and serving sit behind the `response-cache` cargo feature (on by default; the
+//! Workers build turns it on when the config caches a route): without it a config with `cache`
+//! on a route fails to load.
 
+#[cfg(feature = "response-cache")]
 use crate::host::UnixMillis;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, Method, Request};
+#[cfg(feature = "response-cache")]
+use http::{HeaderValue, Response, StatusCode};
+#[cfg(feature = "response-cache")]
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
+#[cfg(feature = "response-cache")]
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+#[cfg(feature = "response-cache")]
 use std::time::{Duration, SystemTime};
 
 /// A route's cache settings.
@@ -28,6 +38,7 @@ pub struct CacheRule {
 /// The store key holding the current cache generation.
 pub const GENERATION_KEY: &str = "portcullis:cache-generation";
 
+#[cfg(feature = "response-cache")]
 fn at(now: UnixMillis) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(now)
 }
@@ -97,6 +108,7 @@ fn cache_control_has(headers: &HeaderMap, directive: &str) -> bool {
         })
 }
 
+#[cfg(feature = "response-cache")]
 /// A stored response: the policy (with the request it answered, for `Vary`) and the body.
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -105,6 +117,7 @@ struct Meta {
     headers: Vec<(String, String)>,
 }
 
+#[cfg(feature = "response-cache")]
 /// Whether and how to store a backend response: the bytes to store and their TTL.
 pub fn store(
     rule: &CacheRule,
@@ -171,6 +184,7 @@ pub fn store(
     Some((out, u32::try_from(ttl).unwrap_or(u32::MAX)))
 }
 
+#[cfg(feature = "response-cache")]
 /// A cached answer for `req`, if the stored entry is fresh and matches (`Vary`): the stored
 /// response with `Age`, or `304 Not Modified` when `If-None-Match` names its ETag.
 pub fn serve(stored: &[u8], req: &Request<Bytes>, now: UnixMillis) -> Option<Response<Bytes>> {
@@ -265,6 +279,7 @@ mod tests {
         b.body(Bytes::new()).unwrap()
     }
 
+    #[cfg(feature = "response-cache")]
     fn ok(headers: &[(&str, &str)]) -> Response<Bytes> {
         let mut b = Response::builder().status(200);
         for (k, v) in headers {
@@ -336,6 +351,7 @@ mod tests {
         assert_ne!(alice, bob);
     }
 
+    #[cfg(feature = "response-cache")]
     #[test]
     fn storability() {
         let r = rule(false);
@@ -376,6 +392,7 @@ mod tests {
         assert_eq!(private_per_consumer.map(|s| s.1), Some(60));
     }
 
+    #[cfg(feature = "response-cache")]
     #[test]
     fn serving_with_age_vary_and_304() {
         let r = rule(false);

@@ -135,6 +135,37 @@ keys = [{ kid = "a", alg = "HS256", secret_env = "JWT_SECRET" }]
 }
 
 #[test]
+fn a_cached_route_needs_a_build_with_the_response_cache() {
+    let src = r#"
+[upstreams.api]
+targets = [{ url = "https://api.example.com" }]
+
+[[routes]]
+name = "cached"
+path = "/c"
+upstream = "api"
+cache = { ttl_s = 5 }
+"#;
+    if !cfg!(feature = "response-cache") {
+        assert_eq!(
+            errors(src),
+            "gateway.toml:9:9 routes[0].cache: this build has no response cache (cargo feature `response-cache` is off)\n1 error; nothing was loaded\n"
+        );
+        return;
+    }
+    assert!(Config::from_toml(src).is_ok());
+    // an adapter's build script, checking for an adapter compiled without it
+    let without = crate::config::BuildFeatures {
+        response_cache: false,
+        ..crate::config::BuildFeatures::ALL
+    };
+    assert_eq!(
+        Config::embed(src, "g.toml", without).unwrap_err(),
+        "g.toml: routes[0].cache: this build has no response cache (cargo feature `response-cache` is off)\n1 error; nothing was built\n"
+    );
+}
+
+#[test]
 fn path_checks() {
     let src = r#"
 [[routes]]
