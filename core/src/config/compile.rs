@@ -346,7 +346,8 @@ fn env_secret(var: &str, alg: raw::Alg, secrets: Secrets<'_>) -> Result<Option<V
 }
 
 /// Checks `raw` and builds the config; `locate` maps a key path to a line and column, and
-/// `secrets` says where `secret_env` keys get their values.
+/// `secrets` says where `secret_env` keys get their values. The errors come in the order they
+/// were found; [`ConfigErrors::in_file_order`] sorts them by position.
 pub fn compile(
     raw: RawConfig,
     locate: &dyn Fn(&str) -> Option<(usize, usize)>,
@@ -640,16 +641,13 @@ pub fn compile(
     }
 
     // transforms and CORS
-    let transforms: BTreeMap<String, Rc<transform::Transform>> = raw
-        .transforms
-        .iter()
-        .map(|(name, t)| {
-            (
-                name.clone(),
-                Rc::new(compile_transform(&mut e, &format!("transforms.{name}"), t)),
-            )
-        })
-        .collect();
+    // inserted in the raw map's (sorted) order: `collect` would sort them again, and link a
+    // sort routine for this type into the wasm
+    let mut transforms: BTreeMap<String, Rc<transform::Transform>> = BTreeMap::new();
+    for (name, t) in &raw.transforms {
+        let compiled = compile_transform(&mut e, &format!("transforms.{name}"), t);
+        transforms.insert(name.clone(), Rc::new(compiled));
+    }
     let mut cors = Vec::new();
     for (name, c) in &raw.cors {
         let path = format!("cors.{name}");
@@ -1056,7 +1054,12 @@ pub fn compile(
     }
 
     if !e.list.is_empty() {
-        return Err(ConfigErrors::in_file_order(e.list));
+        // in the order found: callers whose `locate` knows positions sort them
+        // (`ConfigErrors::in_file_order`); the embedded config's have none, and its build
+        // then links no sort for them
+        return Err(ConfigErrors {
+            diagnostics: e.list,
+        });
     }
     // what adapters ask of the config on every request, worked out once here
     let largest_body_bytes = routes

@@ -82,6 +82,11 @@ impl ConfigErrors {
         ConfigErrors { diagnostics }
     }
 
+    /// These problems in file order ([`ConfigErrors::in_file_order`]).
+    pub fn sorted(self) -> ConfigErrors {
+        ConfigErrors::in_file_order(self.diagnostics)
+    }
+
     /// The listing, one problem a line, each prefixed with `file:line:col ` (`file: ` when the
     /// source kept no positions).
     pub fn render(&self, file: &str) -> String {
@@ -232,7 +237,7 @@ impl Config {
     #[cfg(feature = "toml")]
     pub fn from_toml(src: &str) -> Result<Config, ConfigErrors> {
         let (raw, locator) = locate::parse_toml(src)?;
-        compile(raw, &|path| locator.find(path), Secrets::Deferred)
+        compile(raw, &|path| locator.find(path), Secrets::Deferred).map_err(ConfigErrors::sorted)
     }
 
     /// [`Config::from_toml`], reading `secret_env` keys with `read` (e.g. the environment).
@@ -242,7 +247,7 @@ impl Config {
         read: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
         let (raw, locator) = locate::parse_toml(src)?;
-        compile(raw, &|path| locator.find(path), Secrets::From(read))
+        compile(raw, &|path| locator.find(path), Secrets::From(read)).map_err(ConfigErrors::sorted)
     }
 
     /// Loads a JSON config (the same keys as the TOML, e.g. what `portcullis json` writes), with
@@ -279,7 +284,8 @@ impl Config {
     #[cfg(feature = "toml")]
     pub fn raw_from_toml(src: &str) -> Result<raw::RawConfig, ConfigErrors> {
         let (raw, locator) = locate::parse_toml(src)?;
-        compile(raw.clone(), &|path| locator.find(path), Secrets::Deferred)?;
+        compile(raw.clone(), &|path| locator.find(path), Secrets::Deferred)
+            .map_err(ConfigErrors::sorted)?;
         Ok(raw)
     }
 
