@@ -32,6 +32,7 @@ fn embed() -> Result<String, String> {
     let built_with = portcullis_core::config::BuildFeatures {
         json_schema: std::env::var_os("CARGO_FEATURE_JSON_SCHEMA").is_some(),
         asymmetric_jwt: std::env::var_os("CARGO_FEATURE_ASYMMETRIC_JWT").is_some(),
+        hs384_hs512: std::env::var_os("CARGO_FEATURE_HS384_HS512").is_some(),
         response_cache: std::env::var_os("CARGO_FEATURE_RESPONSE_CACHE").is_some(),
     };
     let src = std::fs::read_to_string(&path)

@@ -38,7 +38,8 @@ out="${WORKER_OUT_DIR:-build}"
 # script would still reject the config with a clear error rather than build a broken worker.
 # The asymmetric JWT algorithms (RSA big integers, P-256, Ed25519) are treated the same way: in
 # only when the config has a `jwks_url` or names one of those algorithms or an inline `jwk`; and
-# so is the response cache (`http-cache-semantics`): in only when a route sets `cache`.
+# so are HS384/HS512 (SHA-512), in when the config names them or has a `jwks_url`, and the
+# response cache (`http-cache-semantics`), in only when a route sets `cache`.
 features=
 config="${PORTCULLIS_CONFIG:-examples/gateway.toml}"
 if [ "$crate" = adapters/workers ]; then
@@ -46,6 +47,8 @@ if [ "$crate" = adapters/workers ]; then
   printf '%s\n' "$text" | grep -q body_schema && features="$features,json-schema"
   printf '%s\n' "$text" | grep -Eq 'jwks_url|jwk[[:space:]]*=|RS256|RS384|RS512|PS256|ES256|EdDSA' &&
     features="$features,asymmetric-jwt"
+  # SHA-512 for HS384/HS512: when the config names them, or has a JWKS (which may hold such keys)
+  printf '%s\n' "$text" | grep -Eq 'jwks_url|HS384|HS512' && features="$features,hs384-hs512"
   # response caching (RFC 9111 rules and date parsing): only when a route sets `cache`
   printf '%s\n' "$text" | grep -Eq '(^|[^a-z_])cache[[:space:]]*[=.]|\.cache[[:space:]]*\]' &&
     features="$features,response-cache"
@@ -60,7 +63,8 @@ case "$out" in
   *) wasm="$crate/$out/index_bg.wasm" ;;
 esac
 if [ "$mode" = --release ] && [ "${WORKER_KEEP_NAMES:-0}" != 1 ]; then
-  "$WASM_OPT_BIN" "$wasm" -o "$wasm" --strip-debug --strip-producers \
+  # (and, wasm-bindgen being done with it, the `target_features` section)
+  "$WASM_OPT_BIN" "$wasm" -o "$wasm" --strip-debug --strip-producers --strip-target-features \
     --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
     --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
 fi

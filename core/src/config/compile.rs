@@ -19,12 +19,17 @@ struct Errs<'l> {
 
 impl Errs<'_> {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let path = path.into();
+        self.push_owned(path.into(), message.into());
+    }
+
+    /// The body of `push`, once: not copied for each pair of argument types it is called with.
+    #[inline(never)]
+    fn push_owned(&mut self, path: String, message: String) {
         let line_col = (self.locate)(&path);
         self.list.push(Diagnostic {
             path,
             line_col,
-            message: message.into(),
+            message,
         });
     }
 }
@@ -56,14 +61,24 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// The names of one table (`[access]`, `[upstreams]`…), in order: what references resolve
+/// against. Listed once per table, so that `lookup` is one function, not one per value type.
+fn names<T>(table: &BTreeMap<String, T>) -> Vec<&str> {
+    let mut out = Vec::with_capacity(table.len());
+    for k in table.keys() {
+        out.push(k.as_str());
+    }
+    out
+}
+
 /// A route's own reference, or the default when it names none.
-fn reference<T>(
+fn reference(
     e: &mut Errs<'_>,
     path: &str,
     what: &str,
     own: &Option<String>,
     default: Option<usize>,
-    names: &BTreeMap<String, T>,
+    names: &[&str],
 ) -> Option<usize> {
     match own {
         Some(name) => lookup(e, path, what, Some(name), names),
@@ -72,21 +87,21 @@ fn reference<T>(
 }
 
 /// Resolves a reference to a named policy; `"none"` opts out.
-fn lookup<T>(
+fn lookup(
     e: &mut Errs<'_>,
     path: &str,
     what: &str,
     name: Option<&str>,
-    names: &BTreeMap<String, T>,
+    names: &[&str],
 ) -> Option<usize> {
     let name = name?;
     if name == "none" {
         return None;
     }
-    match names.keys().position(|k| k == name) {
+    match names.iter().position(|k| *k == name) {
         Some(i) => Some(i),
         None => {
-            let hint = did_you_mean(name, names.keys().map(String::as_str));
+            let hint = did_you_mean(name, names.iter().copied());
             e.push(path, format!("unknown {what} {name:?}{hint}"));
             None
         }
@@ -702,41 +717,48 @@ pub fn compile(
     }
 
     // routes
+    let access_names = names(&raw.access);
+    let limit_names = names(&raw.rate_limits);
+    let cors_names = names(&raw.cors);
+    let transform_names = names(&raw.transforms);
+    let upstream_names = names(&raw.upstreams);
+    let jwt_names = names(&raw.auth.jwt);
+    let api_key_names = names(&raw.auth.api_keys);
     let d = &raw.defaults;
     let default_access = lookup(
         &mut e,
         "defaults.access",
         "access list",
         d.access.as_deref(),
-        &raw.access,
+        &access_names,
     );
     let default_limit = lookup(
         &mut e,
         "defaults.rate_limit",
         "rate limit",
         d.rate_limit.as_deref(),
-        &raw.rate_limits,
+        &limit_names,
     );
     let default_cors = lookup(
         &mut e,
         "defaults.cors",
         "CORS policy",
         d.cors.as_deref(),
-        &raw.cors,
+        &cors_names,
     );
     let default_request = lookup(
         &mut e,
         "defaults.request",
         "transform",
         d.request.as_deref(),
-        &raw.transforms,
+        &transform_names,
     );
     let default_response = lookup(
         &mut e,
         "defaults.response",
         "transform",
         d.response.as_deref(),
-        &raw.transforms,
+        &transform_names,
     );
     let transform_list: Vec<Rc<transform::Transform>> = transforms.values().cloned().collect();
 
@@ -788,7 +810,7 @@ pub fn compile(
                 &format!("{path}.upstream"),
                 "upstream",
                 Some(u),
-                &raw.upstreams,
+                &upstream_names,
             )
             .map(Action::Proxy),
             (None, Some(resp), None) => {
@@ -869,14 +891,14 @@ pub fn compile(
                     &format!("{ap}.jwt"),
                     "JWT provider",
                     a.jwt.as_deref(),
-                    &raw.auth.jwt,
+                    &jwt_names,
                 ),
                 api_key: lookup(
                     &mut e,
                     &format!("{ap}.api_key"),
                     "API-key set",
                     a.api_key.as_deref(),
-                    &raw.auth.api_keys,
+                    &api_key_names,
                 ),
                 scopes: a.scopes.clone(),
                 claims: a
@@ -892,7 +914,7 @@ pub fn compile(
             "access list",
             &r.access,
             default_access,
-            &raw.access,
+            &access_names,
         );
         let limit_i = reference(
             &mut e,
@@ -900,7 +922,7 @@ pub fn compile(
             "rate limit",
             &r.rate_limit,
             default_limit,
-            &raw.rate_limits,
+            &limit_names,
         );
         let cors_i = reference(
             &mut e,
@@ -908,7 +930,7 @@ pub fn compile(
             "CORS policy",
             &r.cors,
             default_cors,
-            &raw.cors,
+            &cors_names,
         );
         let transform_ref = |e: &mut Errs<'_>,
                              field: &str,
@@ -919,7 +941,7 @@ pub fn compile(
                 &format!("{path}.{field}"),
                 "transform",
                 Some(n),
-                &raw.transforms,
+                &transform_names,
             )
             .map(|i| transform_list[i].clone()),
             Some(raw::TransformRef::Inline(t)) => {

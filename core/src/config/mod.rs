@@ -217,6 +217,8 @@ pub struct BuildFeatures {
     pub json_schema: bool,
     /// `asymmetric-jwt`: RS*, PS256, ES256 and EdDSA tokens, and keys from a JWKS.
     pub asymmetric_jwt: bool,
+    /// `hs384-hs512`: HS384 and HS512 tokens.
+    pub hs384_hs512: bool,
     /// `response-cache`: routes with `cache`.
     pub response_cache: bool,
 }
@@ -226,6 +228,7 @@ impl BuildFeatures {
     pub const ALL: BuildFeatures = BuildFeatures {
         json_schema: true,
         asymmetric_jwt: true,
+        hs384_hs512: true,
         response_cache: true,
     };
 }
@@ -315,10 +318,22 @@ impl Config {
                 }
             }
         }
+        if !built_with.hs384_hs512 {
+            for (name, p) in &raw.auth.jwt {
+                if p.jwks_url.is_some() {
+                    missing.push(format!("{file}: auth.jwt.{name}.jwks_url: a JWKS may hold HS384 and HS512 keys, and this build does not verify them (cargo feature `hs384-hs512` is off)\n"));
+                }
+                for (i, k) in p.keys.iter().enumerate() {
+                    if matches!(k.alg, raw::Alg::HS384 | raw::Alg::HS512) {
+                        missing.push(format!("{file}: auth.jwt.{name}.keys[{i}].alg: {} is not verified by this build (cargo feature `hs384-hs512` is off)\n", k.alg.name()));
+                    }
+                }
+            }
+        }
         if !built_with.asymmetric_jwt {
             for (name, p) in &raw.auth.jwt {
                 if p.jwks_url.is_some() {
-                    missing.push(format!("{file}: auth.jwt.{name}.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies only HS256/384/512 (cargo feature `asymmetric-jwt` is off)\n"));
+                    missing.push(format!("{file}: auth.jwt.{name}.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies none of them (cargo feature `asymmetric-jwt` is off)\n"));
                 }
                 for (i, k) in p.keys.iter().enumerate() {
                     if !k.alg.is_hmac() {

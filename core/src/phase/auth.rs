@@ -12,7 +12,9 @@ use crate::problem::Reject;
 use http::{HeaderMap, HeaderName};
 #[cfg(feature = "asymmetric-jwt")]
 use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey};
-use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
+use jwt_compact::alg::{Hs256, Hs256Key};
+#[cfg(feature = "hs384-hs512")]
+use jwt_compact::alg::{Hs384, Hs384Key, Hs512, Hs512Key};
 #[cfg(feature = "asymmetric-jwt")]
 use jwt_compact::jwk::JsonWebKey;
 #[cfg(feature = "asymmetric-jwt")]
@@ -29,7 +31,9 @@ type Claims = Map<String, Value>;
 #[derive(Clone)]
 pub enum Verifier {
     Hs256(Hs256Key),
+    #[cfg(feature = "hs384-hs512")]
     Hs384(Hs384Key),
+    #[cfg(feature = "hs384-hs512")]
     Hs512(Hs512Key),
     #[cfg(feature = "asymmetric-jwt")]
     Rsa(Rsa, Box<RsaPublicKey>),
@@ -74,8 +78,17 @@ impl Key {
         }
         let verifier = match alg {
             Alg::HS256 => Verifier::Hs256(Hs256Key::new(secret)),
+            #[cfg(feature = "hs384-hs512")]
             Alg::HS384 => Verifier::Hs384(Hs384Key::new(secret)),
+            #[cfg(feature = "hs384-hs512")]
             _ => Verifier::Hs512(Hs512Key::new(secret)),
+            #[cfg(not(feature = "hs384-hs512"))]
+            _ => {
+                return Err(format!(
+                    "{} is not verified by this build (cargo feature `hs384-hs512` is off)",
+                    alg.name()
+                ))
+            }
         };
         Ok(Key { kid, alg, verifier })
     }
@@ -144,7 +157,9 @@ impl Key {
     ) -> Option<jwt_compact::Token<Claims, Claims>> {
         match &self.verifier {
             Verifier::Hs256(k) => Hs256.validator::<Claims>(k).validate(token).ok(),
+            #[cfg(feature = "hs384-hs512")]
             Verifier::Hs384(k) => Hs384.validator::<Claims>(k).validate(token).ok(),
+            #[cfg(feature = "hs384-hs512")]
             Verifier::Hs512(k) => Hs512.validator::<Claims>(k).validate(token).ok(),
             #[cfg(feature = "asymmetric-jwt")]
             Verifier::Rsa(alg, k) => alg.validator::<Claims>(k).validate(token).ok(),

@@ -315,7 +315,7 @@ keys = [
     assert!(crate::Config::embed(jwks, "g.toml", BuildFeatures::ALL).is_ok());
     assert_eq!(
         crate::Config::embed(jwks, "g.toml", hmac_only).unwrap_err(),
-        "g.toml: auth.jwt.a.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies only HS256/384/512 (cargo feature `asymmetric-jwt` is off)\n\
+        "g.toml: auth.jwt.a.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies none of them (cargo feature `asymmetric-jwt` is off)\n\
          g.toml: auth.jwt.b.keys[1].alg: EdDSA is not verified by this build (cargo feature `asymmetric-jwt` is off)\n\
          2 errors; nothing was built\n"
     );
