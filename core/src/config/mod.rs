@@ -301,7 +301,7 @@ impl Config {
     #[cfg(feature = "toml")]
     pub fn embed(src: &str, file: &str, built_with: BuildFeatures) -> Result<String, String> {
         let built = |listing: String| listing.replace("nothing was loaded", "nothing was built");
-        Config::from_toml(src).map_err(|e| built(e.render(file)))?;
+        // `raw_from_toml` compiles the file exactly as `from_toml` does, errors and all
         let raw = Config::raw_from_toml(src).map_err(|e| built(e.render(file)))?;
         let mut missing = Vec::new();
         if !built_with.json_schema {
