@@ -99,19 +99,26 @@ fn an_isolate_refuses_a_key_over_its_limit_without_calling_its_object() {
     );
 }
 
-/// A rate-limit Durable Object deletes its stored state once the state has expired (its
-/// alarm), so keys seen once do not keep storage forever. Runs on its own workerd, against the
-/// suite's build: `tests/workers/limiter-cleanup.mjs` sends one request to `/brief` (5 per
-/// second per client), reads the object's stored state through the namespace binding, and
-/// waits for it to be gone.
+/// A rate-limit Durable Object writes its state behind its answers and deletes it once it has
+/// expired: five admissions in a row are answered before anything is stored, then one alarm
+/// writes the state once for all five; a state living 4 s is written and later deleted; one
+/// that expires in 200 ms, before its write is due, is never written. Runs on its own workerd,
+/// against the suite's build (`tests/workers/limiter-cleanup.mjs`), reading the objects'
+/// storage through the namespace binding.
 #[test]
-fn the_limiter_deletes_expired_state() {
+fn the_limiter_writes_behind_its_answers_and_deletes_expired_state() {
     assert_eq!(
         node_check("limiter-cleanup.mjs"),
         [
-            "request: 200, ratelimit \"brief\";r=4;t=1",
-            "stored after the request: a state",
-            "stored once expired: nothing",
+            "five requests: 200 200 200 200 200",
+            "stored right after them: nothing yet",
+            "stored within 15000 ms: a state",
+            "writes: 1, admit requests: 5",
+            "lingering: 200, ratelimit \"lingering\";r=0;t=4",
+            "lingering stored: a state",
+            "lingering once expired: nothing",
+            "brief: 200, ratelimit \"brief\";r=4;t=1",
+            "brief after 2.5 s: stored nothing, writes 0",
         ]
     );
 }
