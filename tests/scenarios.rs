@@ -1,7 +1,7 @@
 //! Scenario tests: whole requests through `Gateway::handle` on the in-memory host, stepping a fake
 //! clock. Each test names the behaviour it checks.
 
-use portcullis_core::host::FetchError;
+use portcullis_core::host::{BodyPassesThrough, FetchError};
 use portcullis_tests::*;
 use serde_json::json;
 
@@ -1125,4 +1125,59 @@ fn cache_store_failures_follow_the_routes_fail_mode() {
         (503, Some("urn:portcullis:problem:unavailable"))
     );
     assert_eq!(host.sent.borrow().len(), 1);
+}
+
+#[test]
+fn the_upstream_body_may_pass_through_unless_the_route_caches_or_transforms_it() {
+    let gw = gateway(
+        r#"
+[upstreams.app]
+targets = [{ url = "https://backend.test" }]
+
+[[routes]]
+name = "headers-only"
+methods = ["GET"]
+path = "/plain"
+upstream = "app"
+response = { set_headers = { "x-served-by" = "portcullis" } }
+
+[[routes]]
+name = "json"
+methods = ["GET"]
+path = "/json"
+upstream = "app"
+response = { json = { remove = ["/secret"] } }
+
+[[routes]]
+name = "cached"
+methods = ["GET"]
+path = "/cached"
+upstream = "app"
+cache = { ttl_s = 30 }
+"#,
+    );
+    let b = Backend::default();
+    let host = b.host();
+    for path in ["/plain", "/json", "/cached"] {
+        b.push(ok(r#"{"secret":1}"#, &[("cache-control", "max-age=60")]));
+        let res = send(&gw, &host, req("GET", path, &[], ""), "192.0.2.1");
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+    }
+    let marked: Vec<(String, bool)> = host
+        .sent
+        .borrow()
+        .iter()
+        .map(|r| {
+            let marked = r.extensions().get::<BodyPassesThrough>().is_some();
+            (r.uri().path().to_string(), marked)
+        })
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            ("/plain".to_string(), true),
+            ("/json".to_string(), false),
+            ("/cached".to_string(), false),
+        ]
+    );
 }

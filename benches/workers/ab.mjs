@@ -3,7 +3,8 @@
 // adapters/workers built with PORTCULLIS_CONFIG=benches/gateway.toml) gets its own Miniflare;
 // measured at one connection: the pass-through worker, and per build the `bare` route (a proxy
 // with no policy), the `static` route (answered at the gateway) and `items` (the full policy
-// stack of the load benchmark, with its Durable Object call).
+// stack of the load benchmark, with its Durable Object call) and `unlimited` (the same stack
+// without the rate limit).
 // Usage: BUILDS=build-a,build-b [ROUNDS=7] [SECONDS=3] node benches/workers/ab.mjs
 // Loopback only; bounded by ROUNDS x SECONDS per target. Prints p50 medians and each round.
 import { Miniflare } from "miniflare";
@@ -28,6 +29,7 @@ for (const [i, b] of builds.entries()) {
   targets[`bare ${b}`] = { port, path: "/bare/42" };
   targets[`static ${b}`] = { port, path: "/static" };
   targets[`items ${b}`] = { port, path: "/items/42", headers: { authorization: `Bearer ${token}` } };
+  targets[`unlimited ${b}`] = { port, path: "/unlimited/42", headers: { authorization: `Bearer ${token}` } };
 }
 
 function once(agent, t) {

@@ -11,7 +11,7 @@
 
 use crate::config::raw::AdminAction;
 use crate::config::{Action, Config, Route};
-use crate::host::{FetchError, Host};
+use crate::host::{BodyPassesThrough, FetchError, Host};
 use crate::phase::access::{self, Client};
 use crate::phase::auth::{self, Consumer, Key, TokenCache, TokenError};
 use crate::phase::observe::{AccessLog, Phase};
@@ -533,6 +533,8 @@ impl Gateway {
         } else {
             0
         };
+        // the body reaches the client as the upstream sent it unless it is cached or transformed
+        let passes_through = r.cache.is_none() && r.response.as_ref().is_none_or(|t| !t.has_json());
         let mut outcome = Err(Reject::BadGateway);
         for attempt in 1..=attempts {
             let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
@@ -544,6 +546,9 @@ impl Gateway {
             *out.method_mut() = method.clone();
             *out.uri_mut() = uri;
             *out.headers_mut() = take_or_clone(&mut headers, last);
+            if passes_through {
+                out.extensions_mut().insert(BodyPassesThrough);
+            }
             ctx.log.upstream_attempts = attempt;
             match host
                 .fetch(out, upstream.timeout_ms, upstream.max_response_bytes)

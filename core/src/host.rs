@@ -42,6 +42,14 @@ pub enum FetchError {
     Other(String),
 }
 
+/// Marks an upstream request whose response body the gateway passes on untouched: its route
+/// neither caches the response nor transforms its JSON. A host may then answer [`Host::fetch`]
+/// with the body left out (empty) and send the upstream's own body to the client itself, as the
+/// Workers adapter does for short bodies of a declared length. A host that holds every body
+/// whole ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPassesThrough;
+
 /// What a runtime gives the gateway.
 #[allow(async_fn_in_trait)] // deliberately not Send: wasm futures are single-threaded
 pub trait Host {
@@ -60,7 +68,8 @@ pub trait Host {
     /// Writes a value that expires after `ttl_s` seconds.
     async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError>;
     /// Sends a request; redirects are not followed. A body over `max_body_bytes` is not read to
-    /// its end: the answer is [`FetchError::TooLarge`].
+    /// its end: the answer is [`FetchError::TooLarge`]. When the request carries
+    /// [`BodyPassesThrough`] the host may leave the body out of the answer and send it on itself.
     async fn fetch(
         &self,
         req: Request<Bytes>,

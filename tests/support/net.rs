@@ -172,7 +172,8 @@ fn read_body(
 /// `/private` a `Cache-Control: private`, `/latin1` the headers `X-Utf8` (UTF-8 `café`) and
 /// `X-Latin` (the same with the single byte 0xE9); anything else gets `Cache-Control: max-age=60`.
 /// `/bytes/N` answers a body of N `x`s instead of the echo, sent chunked (no `Content-Length`)
-/// when the path also has `/chunked`.
+/// when the path also has `/chunked`; with `/short` it declares N bytes, sends half of them and
+/// closes the connection.
 pub struct Upstream {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// `/slow/` requests whose caller closed the connection before the answer was due (a
@@ -294,6 +295,11 @@ fn serve_upstream(
             let head =
                 format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n");
             conn.write_all(head.as_bytes())?;
+            if segs.contains(&"short") {
+                conn.write_all(&body[..body.len() / 2])?;
+                conn.flush()?;
+                return conn.shutdown(Shutdown::Both);
+            }
             conn.write_all(&body)?;
         }
         return conn.flush();

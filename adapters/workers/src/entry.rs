@@ -42,7 +42,7 @@ async fn fetch(
     let Some(head) = request_head(&req) else {
         // workerd hands over only requests with a valid method and URL, so this is a guard
         let reject = Reject::BadPath("the request line could not be read");
-        return Ok(to_platform(reject.to_response(""))?);
+        return Ok(to_platform(reject.to_response(""), None)?);
     };
     // `request.cf` is made into a JS object on first use, a few percent of a proxied request's
     // CPU: read only when an access list names countries or ASNs, or the log asks for them
@@ -74,7 +74,8 @@ async fn fetch(
     let res = gateway
         .handle(http::Request::from_parts(head, body), client, &host)
         .await;
-    Ok(to_platform(res)?)
+    let stream = host.take_stream(&res);
+    Ok(to_platform(res, stream.as_ref())?)
 }
 
 /// The request's method, URL and headers as `http` parts, made here rather than by the `worker`
@@ -92,15 +93,22 @@ fn request_head(req: &web_sys::Request) -> Option<http::request::Parts> {
     Some(head)
 }
 
-/// The gateway's answer as the platform's response, its body one byte array, so the runtime
-/// sends `Content-Length`. (The `worker` crate's own conversion streams any `http` body through
-/// a JS `ReadableStream` that pulls from Rust: a chunked response, and slower; BENCHMARKS.md,
-/// "The answer as one byte array".)
-fn to_platform(res: http::Response<Bytes>) -> Result<web_sys::Response, JsValue> {
+/// The gateway's answer as the platform's response: its body is `stream` (the upstream's own,
+/// [`WorkersHost::take_stream`]) or else one byte array, so the runtime sends `Content-Length`
+/// either way. (The `worker` crate's own conversion streams any `http` body through a JS
+/// `ReadableStream` that pulls from Rust: a chunked response, and slower; BENCHMARKS.md, "The
+/// answer as one byte array".)
+fn to_platform(
+    res: http::Response<Bytes>,
+    stream: Option<&web_sys::ReadableStream>,
+) -> Result<web_sys::Response, JsValue> {
     let headers = crate::host::js_headers(res.headers().iter())?;
     let init = web_sys::ResponseInit::new();
     init.set_status(res.status().as_u16());
     init.set_headers(&headers);
+    if stream.is_some() {
+        return web_sys::Response::new_with_opt_readable_stream_and_init(stream, &init);
+    }
     // the constructor refuses any body, even an empty one, with 101, 204, 205 and 304
     let null_body = matches!(res.status().as_u16(), 101 | 204 | 205 | 304);
     let body = res.body();
