@@ -1,7 +1,7 @@
 //! Scenario tests: whole requests through `Gateway::handle` on the in-memory host, stepping a fake
 //! clock. Each test names the behaviour it checks.
 
-use portcullis_core::host::{BodyPassesThrough, FetchError};
+use portcullis_core::host::{BodyUse, FetchError};
 use portcullis_tests::*;
 use serde_json::json;
 
@@ -1163,21 +1163,15 @@ cache = { ttl_s = 30 }
         let res = send(&gw, &host, req("GET", path, &[], ""), "192.0.2.1");
         assert_eq!(res.status().as_u16(), 200, "{path}");
     }
-    let marked: Vec<(String, bool)> = host
+    let paths: Vec<String> = host
         .sent
         .borrow()
         .iter()
-        .map(|r| {
-            let marked = r.extensions().get::<BodyPassesThrough>().is_some();
-            (r.uri().path().to_string(), marked)
-        })
+        .map(|r| r.uri().path().to_string())
         .collect();
+    assert_eq!(paths, ["/plain", "/json", "/cached"]);
     assert_eq!(
-        marked,
-        [
-            ("/plain".to_string(), true),
-            ("/json".to_string(), false),
-            ("/cached".to_string(), false),
-        ]
+        *host.body_uses.borrow(),
+        [BodyUse::PassOn, BodyUse::Read, BodyUse::Read]
     );
 }

@@ -11,7 +11,7 @@
 
 use crate::config::raw::AdminAction;
 use crate::config::{Action, Config, Route};
-use crate::host::{BodyPassesThrough, FetchError, Host};
+use crate::host::{BodyUse, FetchError, Host};
 use crate::phase::access::{self, Client};
 use crate::phase::auth::{self, Consumer, Key, TokenCache, TokenError};
 use crate::phase::observe::{AccessLog, Phase};
@@ -534,7 +534,11 @@ impl Gateway {
             0
         };
         // the body reaches the client as the upstream sent it unless it is cached or transformed
-        let passes_through = r.cache.is_none() && r.response.as_ref().is_none_or(|t| !t.has_json());
+        let body_use = if r.cache.is_none() && r.response.as_ref().is_none_or(|t| !t.has_json()) {
+            BodyUse::PassOn
+        } else {
+            BodyUse::Read
+        };
         let mut outcome = Err(Reject::BadGateway);
         for attempt in 1..=attempts {
             let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
@@ -546,12 +550,14 @@ impl Gateway {
             *out.method_mut() = method.clone();
             *out.uri_mut() = uri;
             *out.headers_mut() = take_or_clone(&mut headers, last);
-            if passes_through {
-                out.extensions_mut().insert(BodyPassesThrough);
-            }
             ctx.log.upstream_attempts = attempt;
             match host
-                .fetch(out, upstream.timeout_ms, upstream.max_response_bytes)
+                .fetch(
+                    out,
+                    upstream.timeout_ms,
+                    upstream.max_response_bytes,
+                    body_use,
+                )
                 .await
             {
                 Ok(res) if attempt < attempts && route::is_retryable_status(res.status()) => {
@@ -783,7 +789,10 @@ impl Gateway {
         *req.uri_mut() = url.parse().ok()?;
         req.headers_mut()
             .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let fetched = match host.fetch(req, JWKS_TIMEOUT_MS, JWKS_MAX_BYTES).await {
+        let fetched = match host
+            .fetch(req, JWKS_TIMEOUT_MS, JWKS_MAX_BYTES, BodyUse::Read)
+            .await
+        {
             Ok(res) if res.status().is_success() => auth::parse_jwks(res.body()).ok().map(|keys| {
                 let ttl = auth::jwks_ttl_s(
                     res.headers(),

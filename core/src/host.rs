@@ -42,13 +42,18 @@ pub enum FetchError {
     Other(String),
 }
 
-/// Marks an upstream request whose response body the gateway passes on untouched: its route
-/// neither caches the response nor transforms its JSON. A host may then answer [`Host::fetch`]
-/// with the body left out (empty) and send the upstream's own body to the client itself, as the
-/// Workers adapter does for short bodies of a declared length. A host that holds every body
-/// whole ignores it.
+/// What the gateway does with the body of the response [`Host::fetch`] answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyPassesThrough;
+pub enum BodyUse {
+    /// Reads it (a JWKS document, a response to cache or whose JSON is transformed): the answer
+    /// holds it whole.
+    Read,
+    /// Passes it on untouched as the body of its own answer. A host may then leave it out of the
+    /// answer (empty) and send the upstream's own body to the client itself, as the Workers
+    /// adapter does for short bodies of a declared length. A host that holds every body whole
+    /// treats this as `Read`.
+    PassOn,
+}
 
 /// What a runtime gives the gateway.
 #[allow(async_fn_in_trait)] // deliberately not Send: wasm futures are single-threaded
@@ -68,13 +73,14 @@ pub trait Host {
     /// Writes a value that expires after `ttl_s` seconds.
     async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError>;
     /// Sends a request; redirects are not followed. A body over `max_body_bytes` is not read to
-    /// its end: the answer is [`FetchError::TooLarge`]. When the request carries
-    /// [`BodyPassesThrough`] the host may leave the body out of the answer and send it on itself.
+    /// its end: the answer is [`FetchError::TooLarge`]. `body` says whether the host may leave
+    /// the body out and send it on itself ([`BodyUse::PassOn`]).
     async fn fetch(
         &self,
         req: Request<Bytes>,
         timeout_ms: u32,
         max_body_bytes: usize,
+        body: BodyUse,
     ) -> Result<Response<Bytes>, FetchError>;
     /// Writes one access-log line (a JSON object).
     fn log(&self, line: &str);

@@ -15,7 +15,7 @@ pub mod problem;
 
 pub use config::{Config, ConfigErrors, Diagnostic, Secrets};
 pub use gateway::Gateway;
-pub use host::{BodyPassesThrough, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
+pub use host::{BodyUse, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
 pub use phase::access::Client;
 pub use problem::Reject;
 

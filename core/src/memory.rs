@@ -2,7 +2,7 @@
 //! source, exact counters and a key-value store in maps, and outbound requests answered by a
 //! function the caller supplies (a test backend). Single-threaded, like a wasm isolate.
 
-use crate::host::{FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
+use crate::host::{BodyUse, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
 use crate::phase::ratelimit::{self, Gcra, Quota, Verdict};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -29,6 +29,9 @@ pub struct MemoryHost {
     backend: Backend,
     /// Requests sent upstream, in order.
     pub sent: RefCell<Vec<Request<Bytes>>>,
+    /// What the gateway said it would do with each answer's body, in the same order (this host
+    /// always answers with the body whole).
+    pub body_uses: RefCell<Vec<BodyUse>>,
     /// Access-log lines, in order.
     pub logs: RefCell<Vec<String>>,
     /// Make every store and counter call fail (to test fail-open/closed).
@@ -51,6 +54,7 @@ impl MemoryHost {
             store: RefCell::default(),
             backend: Box::new(backend),
             sent: RefCell::default(),
+            body_uses: RefCell::default(),
             logs: RefCell::default(),
             fail_store: Cell::new(false),
             record: Cell::new(true),
@@ -159,10 +163,12 @@ impl Host for MemoryHost {
         req: Request<Bytes>,
         _timeout_ms: u32,
         max_body_bytes: usize,
+        body: BodyUse,
     ) -> Result<Response<Bytes>, FetchError> {
         let res = (self.backend)(&req);
         if self.record.get() {
             self.sent.borrow_mut().push(req);
+            self.body_uses.borrow_mut().push(body);
         }
         match res {
             Ok(r) if r.body().len() > max_body_bytes => Err(FetchError::TooLarge {

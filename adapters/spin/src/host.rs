@@ -6,7 +6,7 @@ use futures_util::future::{select, Either};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use portcullis_core::phase::ratelimit::{admit, Gcra, Quota, Verdict};
-use portcullis_core::{FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
+use portcullis_core::{BodyUse, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
 use spin_sdk::experimental::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::experimental::wasi::keyvalue::store::{self, Bucket};
 use spin_sdk::key_value::Store;
@@ -252,6 +252,8 @@ impl Host for SpinHost {
         req: Request<Bytes>,
         timeout_ms: u32,
         max_body_bytes: usize,
+        // every body is read whole here: `BodyUse::PassOn` allows streaming, it does not ask for it
+        _body: BodyUse,
     ) -> Result<Response<Bytes>, FetchError> {
         let (mut parts, body) = req.into_parts();
         parts.headers.remove(http::header::HOST); // wasi:http takes the authority from the URI

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Quota, RefusalMemo, Verdict};
-use portcullis_core::{BodyPassesThrough, FetchError, Host, HostError, UnixMillis};
+use portcullis_core::{BodyUse, FetchError, Host, HostError, UnixMillis};
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -38,14 +38,10 @@ pub struct WorkersHost {
     env: Env,
     /// Cached responses (`cache:` keys) go to the colo-local Cache API instead of KV.
     cache_api: bool,
-    /// Upstream bodies this request passes on as they are, by [`StreamedBody`] index.
-    streams: RefCell<Vec<Option<web_sys::ReadableStream>>>,
+    /// The last upstream answer's body when [`Host::fetch`] left it out to pass it on as it is,
+    /// with that answer's status.
+    stream: RefCell<Option<(StatusCode, web_sys::ReadableStream)>>,
 }
-
-/// In a response's extensions: its body is the upstream's stream kept by the host (the response's
-/// own body is empty); [`WorkersHost::take_stream`] hands it over.
-#[derive(Debug, Clone, Copy)]
-struct StreamedBody(usize);
 
 impl WorkersHost {
     pub fn new(env: Env) -> WorkersHost {
@@ -56,15 +52,18 @@ impl WorkersHost {
         WorkersHost {
             env,
             cache_api,
-            streams: RefCell::new(Vec::new()),
+            stream: RefCell::new(None),
         }
     }
 
-    /// The upstream stream that is `res`'s body, if [`Host::fetch`] kept one for it. A stream
-    /// not taken (an answer the gateway dropped for a retry) goes with the host.
+    /// The body of `res`, the gateway's answer, when it is the upstream's stream: the last
+    /// answer [`Host::fetch`] left its body out of (with [`BodyUse::PassOn`] the gateway answers
+    /// with that answer once it has it; each fetch drops the stream of the one before, an answer
+    /// dropped for a retry). Checked against the answer's status and empty body, so a stream
+    /// never goes out with any other answer.
     pub fn take_stream(&self, res: &Response<Bytes>) -> Option<web_sys::ReadableStream> {
-        let StreamedBody(i) = *res.extensions().get()?;
-        self.streams.borrow_mut().get_mut(i)?.take()
+        let (status, stream) = self.stream.borrow_mut().take()?;
+        (status == res.status() && res.body().is_empty()).then_some(stream)
     }
 
     fn kv(&self) -> Result<worker::KvStore, HostError> {
@@ -105,13 +104,10 @@ impl Host for WorkersHost {
         if let Some(refused) = REFUSALS.with(|m| m.borrow_mut().refusal(key, quota, now, cost)) {
             return Ok(refused);
         }
-        let ns = self
+        let stub = self
             .env
             .durable_object(LIMITER)
-            .map_err(|e| host_err("Durable Object binding", e))?;
-        let stub = ns
-            .id_from_name(key)
-            .and_then(|id| id.get_stub())
+            .and_then(|ns| ns.get_by_name(key))
             .map_err(|e| host_err("rate limiter", e))?;
         let url = format!(
             "https://limiter/{}",
@@ -121,30 +117,30 @@ impl Host for WorkersHost {
             .fetch_with_str(&url)
             .await
             .map_err(|e| host_err("rate limiter", e))?;
-        // the verdict is in a header, there as soon as the answer's head is; the body (the
-        // same text, or the reason for an error) is read only when it is missing
-        if res.status_code() == 200 {
-            if let Ok(Some(header)) = res.headers().get(crate::limiter::VERDICT_HEADER) {
-                let verdict = Verdict::decode(&header)
-                    .ok_or_else(|| HostError(format!("rate limiter answered {header:?}")))?;
-                if !verdict.allowed {
-                    if let Ok(Some(state)) = res.headers().get(crate::limiter::STATE_HEADER) {
-                        if let Some(state) = Gcra::decode(&state) {
-                            REFUSALS.with(|m| m.borrow_mut().remember(key, state, now));
-                        }
-                    }
-                }
-                return Ok(verdict);
-            }
-        }
-        let text = res.text().await.map_err(|e| host_err("rate limiter", e))?;
-        if res.status_code() != 200 {
+        // the verdict is in a header, there as soon as the answer's head is; the body is read
+        // only for an error, whose reason it holds
+        let header = res
+            .headers()
+            .get(crate::limiter::VERDICT_HEADER)
+            .ok()
+            .flatten();
+        let Some(header) = header.filter(|_| res.status_code() == 200) else {
+            let text = res.text().await.map_err(|e| host_err("rate limiter", e))?;
             return Err(HostError(format!(
                 "rate limiter answered {}: {text}",
                 res.status_code()
             )));
+        };
+        let verdict = Verdict::decode(&header)
+            .ok_or_else(|| HostError(format!("rate limiter answered {header:?}")))?;
+        if !verdict.allowed {
+            if let Ok(Some(state)) = res.headers().get(crate::limiter::STATE_HEADER) {
+                if let Some(state) = Gcra::decode(&state) {
+                    REFUSALS.with(|m| m.borrow_mut().remember(key, state, now));
+                }
+            }
         }
-        Verdict::decode(&text).ok_or_else(|| HostError(format!("rate limiter answered {text:?}")))
+        Ok(verdict)
     }
 
     async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
@@ -200,8 +196,9 @@ impl Host for WorkersHost {
         req: Request<Bytes>,
         timeout_ms: u32,
         max_body_bytes: usize,
+        body_use: BodyUse,
     ) -> Result<Response<Bytes>, FetchError> {
-        let passes_through = req.extensions().get::<BodyPassesThrough>().is_some();
+        self.stream.borrow_mut().take();
         // the platform's own timer: when it fires, the fetch or the reading of its body fails and
         // the runtime lets go of the upstream's connection (no Rust timer, no `AbortController`)
         let signal = web_sys::AbortSignal::timeout_with_u32(timeout_ms);
@@ -260,14 +257,12 @@ impl Host for WorkersHost {
         // encoded ones, whose declared length is not the length of the decoded stream.
         let streamable = announced.is_some_and(|n| n <= STREAM_MAX_BYTES)
             && !headers.contains_key(http::header::CONTENT_ENCODING);
-        if passes_through && streamable {
+        if body_use == BodyUse::PassOn && streamable {
             if let Some(stream) = res.body() {
-                let mut streams = self.streams.borrow_mut();
+                *self.stream.borrow_mut() = Some((status, stream));
                 let mut out = Response::new(Bytes::new());
                 *out.status_mut() = status;
                 *out.headers_mut() = headers;
-                out.extensions_mut().insert(StreamedBody(streams.len()));
-                streams.push(Some(stream));
                 return Ok(out);
             }
         }

@@ -15,9 +15,8 @@
 //! alarm runs (its machine fails, a deploy), the admissions of that last second are forgotten and
 //! may be admitted again.
 //!
-//! Its answer is [`Verdict::encode`], in the [`VERDICT_HEADER`] header and in the body; the worker
-//! reads the header, which it has as soon as the answer's head arrives, without waiting for the
-//! body. A refusal also carries the object's state ([`STATE_HEADER`]), which the worker keeps to
+//! Its answer is [`Verdict::encode`] in the [`VERDICT_HEADER`] header, with no body: the worker
+//! has it as soon as the answer's head arrives. A refusal also carries the object's state ([`STATE_HEADER`]), which the worker keeps to
 //! refuse the key's next requests itself while that state refuses them. Once the state has
 //! expired the alarm deletes it.
 
@@ -102,13 +101,12 @@ impl DurableObject for RateLimiter {
                 self.set_alarm(due).await?;
             }
         }
-        let encoded = verdict.encode();
         let headers = worker::Headers::new();
-        headers.set(VERDICT_HEADER, &encoded)?;
+        headers.set(VERDICT_HEADER, &verdict.encode())?;
         if !verdict.allowed {
             headers.set(STATE_HEADER, &next.encode())?;
         }
-        Ok(Response::ok(encoded)?.with_headers(headers))
+        Ok(Response::empty()?.with_headers(headers))
     }
 
     /// Writes a changed state that is still live, then sets the alarm for when it expires; once
