@@ -50,6 +50,26 @@ pub fn header_map(flat: &str) -> HeaderMap {
     map
 }
 
+/// Headers flattened into one string for JS, the reverse of [`header_map`]: each name and each
+/// value ([`to_js`]) followed by NUL, the last one not; `leave_out` (if any) is left out. JS makes
+/// the `Headers` object from it in one crossing (`crate::host::js_headers`) instead of two strings
+/// per header.
+pub fn flatten(headers: &HeaderMap, leave_out: Option<&HeaderName>) -> String {
+    let mut flat = String::with_capacity(512);
+    for (name, value) in headers {
+        if Some(name) == leave_out {
+            continue;
+        }
+        if !flat.is_empty() {
+            flat.push('\0');
+        }
+        flat.push_str(name.as_str());
+        flat.push('\0');
+        flat.push_str(&to_js(value.as_bytes()));
+    }
+    flat
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +111,35 @@ mod tests {
             ]
         );
         assert!(map.capacity() >= 5 + ROOM);
+    }
+
+    #[test]
+    fn a_header_map_flattens_in_order_and_reads_back_the_same() {
+        let mut map = HeaderMap::new();
+        map.append("accept", HeaderValue::from_static("*/*"));
+        map.append("set-cookie", HeaderValue::from_static("a=1"));
+        map.append("set-cookie", HeaderValue::from_static("b=2"));
+        map.append("x-empty", HeaderValue::from_static(""));
+        map.append("x-latin", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let flat = flatten(&map, None);
+        assert_eq!(
+            flat,
+            "accept\0*/*\0set-cookie\0a=1\0set-cookie\0b=2\0x-empty\0\0x-latin\0caf\u{fffd}"
+        );
+        // what cannot cross comes back as workerd makes it, the rest unchanged
+        map.insert("x-latin", HeaderValue::from_str("caf\u{fffd}").unwrap());
+        assert_eq!(header_map(&flat), map);
+        assert_eq!(flatten(&HeaderMap::new(), None), "");
+        // left out wherever it is, all its values
+        let accept = HeaderName::from_static("accept");
+        assert_eq!(
+            flatten(&map, Some(&HeaderName::from_static("set-cookie"))),
+            "accept\0*/*\0x-empty\0\0x-latin\0caf\u{fffd}"
+        );
+        assert_eq!(
+            flatten(&map, Some(&accept)),
+            "set-cookie\0a=1\0set-cookie\0b=2\0x-empty\0\0x-latin\0caf\u{fffd}"
+        );
     }
 
     #[test]

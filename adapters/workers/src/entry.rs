@@ -102,7 +102,7 @@ fn to_platform(
     res: http::Response<Bytes>,
     stream: Option<&web_sys::ReadableStream>,
 ) -> Result<web_sys::Response, JsValue> {
-    let headers = crate::host::js_headers(res.headers().iter())?;
+    let headers = crate::host::js_headers(res.headers(), None)?;
     let init = web_sys::ResponseInit::new();
     init.set_status(res.status().as_u16());
     init.set_headers(&headers);

@@ -1,7 +1,7 @@
 //! The core's [`Host`] port over Workers: KV, Durable Objects, the Cache API and `fetch`.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Quota, RefusalMemo, Verdict};
 use portcullis_core::{BodyUse, FetchError, Host, HostError, UnixMillis};
 use std::cell::RefCell;
@@ -28,6 +28,10 @@ const STREAM_MAX_BYTES: u64 = 64 * 1024;
 const REFUSAL_MEMO_KEYS: usize = 10_000;
 
 thread_local! {
+    /// Random values not yet used: a request takes five (its id and its trace context), and each
+    /// `crypto.getRandomValues` call is a crossing of the JS boundary, so they come 32 at a time.
+    /// The bytes, and how many of them are used (all of them at first).
+    static RANDOM: RefCell<([u8; 256], usize)> = const { RefCell::new(([0; 256], 256)) };
     /// Refusals this isolate remembers: a key over its limit is refused here, without a Durable
     /// Object call, until the object's state at its last refusal would admit the request
     /// ([`RefusalMemo`]). Never an admission, so the count stays the object's.
@@ -93,10 +97,19 @@ impl Host for WorkersHost {
     }
 
     fn random(&self) -> u64 {
-        let mut b = [0u8; 8];
-        // crypto.getRandomValues cannot fail for 8 bytes; zeros are still a valid (if poor) id
-        let _ = getrandom::getrandom(&mut b);
-        u64::from_le_bytes(b)
+        RANDOM.with(|pool| {
+            let (bytes, used) = &mut *pool.borrow_mut();
+            if *used == bytes.len() {
+                // crypto.getRandomValues cannot fail for 256 bytes; zeros are still valid (if
+                // poor) ids
+                let _ = getrandom::getrandom(bytes);
+                *used = 0;
+            }
+            let mut value = [0u8; 8];
+            value.copy_from_slice(&bytes[*used..*used + 8]);
+            *used += 8;
+            u64::from_le_bytes(value)
+        })
     }
 
     async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
@@ -207,11 +220,8 @@ impl Host for WorkersHost {
         init.set_redirect(web_sys::RequestRedirect::Manual);
         init.set_signal(Some(&signal));
         // the runtime sets Host from the URL
-        let sent = req
-            .headers()
-            .iter()
-            .filter(|(n, _)| *n != http::header::HOST);
-        let headers = js_headers(sent).map_err(js_err(FetchError::Other))?;
+        let headers = js_headers(req.headers(), Some(&http::header::HOST))
+            .map_err(js_err(FetchError::Other))?;
         init.set_headers(&headers);
         if !req.body().is_empty() {
             init.set_body(&js_sys::Uint8Array::from(&req.body()[..]));
@@ -298,15 +308,28 @@ pub(crate) fn header_map(headers: &web_sys::Headers) -> HeaderMap {
     crate::bytestring::header_map(&String::from(flat))
 }
 
-/// A JS `Headers` holding `headers`, each value byte for byte ([`crate::bytestring`]).
-pub(crate) fn js_headers<'a>(
-    headers: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+/// A JS `Headers` holding `headers` but `leave_out` ([`crate::bytestring`]), made in one crossing
+/// of the JS boundary from [`crate::bytestring::flatten`]'s string (two per header with
+/// `append`).
+pub(crate) fn js_headers(
+    headers: &HeaderMap,
+    leave_out: Option<&HeaderName>,
 ) -> Result<web_sys::Headers, JsValue> {
-    let out = web_sys::Headers::new()?;
-    for (name, value) in headers {
-        out.append(name.as_str(), &crate::bytestring::to_js(value.as_bytes()))?;
-    }
-    Ok(out)
+    headers_from_flat(&crate::bytestring::flatten(headers, leave_out))
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function headersFromFlat(flat) {
+  const headers = new Headers();
+  if (flat === "") return headers;
+  const parts = flat.split("\0");
+  for (let i = 0; i + 1 < parts.length; i += 2) headers.append(parts[i], parts[i + 1]);
+  return headers;
+}"#)]
+extern "C" {
+    /// `Headers` from names and values each followed by NUL, the last one not.
+    #[wasm_bindgen(js_name = headersFromFlat, catch)]
+    fn headers_from_flat(flat: &str) -> Result<web_sys::Headers, JsValue>;
 }
 
 fn js_err(kind: fn(String) -> FetchError) -> impl Fn(JsValue) -> FetchError {
