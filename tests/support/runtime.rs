@@ -74,8 +74,15 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // only the process this suite started; closing its stdin also stops it
+        // only the process this suite started. Closing its stdin stops it the clean way, which
+        // lets a Miniflare runner stop its workerd (killed outright, it leaves workerd running);
+        // it is killed only if it has not stopped within five seconds.
         if let Some(child) = &mut self.child {
+            drop(child.stdin.take());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -7,13 +7,15 @@
 //! anything between reading the state and replacing it, so "read, decide, update" is atomic per
 //! key: counts are exact however many isolates send requests.
 //!
-//! The state is written behind the answers: an alarm writes it [`WRITE_BEHIND_MS`] after the
-//! first change since the last write, one write for every admission in between. No request waits
-//! for a storage commit (on this machine's disk that commit was most of a request's time in the
-//! object), and a busy key costs one stored row a second instead of one per request. A state that
-//! has expired by then is not written at all. What it trades: if the object is reset before its
-//! alarm runs (its machine fails, a deploy), the admissions of that last second are forgotten and
-//! may be admitted again.
+//! Writes are never waited for (`allowUnconfirmed`: the output gate would hold the answer until
+//! the write is confirmed durable), and a busy key's are coalesced: a change is written at once
+//! when the object has not written in the last [`WRITE_BEHIND_MS`], and otherwise by an alarm when
+//! that time is up, one write for all the admissions in between. A key that sees a request now
+//! and then costs a write per change, a busy one a write a second instead of one per request,
+//! and its requests do not wait behind a storage commit each (on this machine's disk that commit
+//! was most of a request's time in the object). What it trades: if storage loses a write, or the
+//! object is reset before its alarm runs (its machine fails, a deploy), the admissions since its
+//! last durable write (at most about a second's) are forgotten and may be admitted again.
 //!
 //! Its answer is [`Verdict::encode`] in the [`VERDICT_HEADER`] header, with no body: the worker
 //! has it as soon as the answer's head arrives. A refusal also carries the object's state ([`STATE_HEADER`]), which the worker keeps to
@@ -22,14 +24,15 @@
 
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Verdict};
 use std::cell::{Cell, RefCell};
-use worker::{
-    durable_object, Date, DurableObject, Env, Request, Response, Result, ScheduledTime, State,
-};
+use worker::js_sys::{Function, Object, Promise, Reflect};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
 
 /// Storage key of the state inside the object.
 const STATE: &str = "gcra";
 
-/// How long after a change the object writes its state (see the module's notes).
+/// The shortest time between two writes of a key's state (see the module's notes).
 pub const WRITE_BEHIND_MS: u64 = 1000;
 
 /// The response header that carries the verdict.
@@ -49,6 +52,8 @@ pub struct RateLimiter {
     dirty: Cell<bool>,
     /// Whether storage holds a state (so that there is something to delete).
     stored: Cell<bool>,
+    /// When the object last wrote its state (ms since the epoch), if it has since it started.
+    written_at: Cell<Option<u64>>,
     /// When the alarm is set for (ms since the epoch), if it is (read from storage with the state).
     alarm_at: Cell<Option<u64>>,
     /// Admit requests answered since the object started (`/calls`, for tests and operators).
@@ -64,6 +69,7 @@ impl DurableObject for RateLimiter {
             memo: RefCell::new(None),
             dirty: Cell::new(false),
             stored: Cell::new(false),
+            written_at: Cell::new(None),
             alarm_at: Cell::new(None),
             calls: Cell::new(0),
             writes: Cell::new(0),
@@ -79,8 +85,7 @@ impl DurableObject for RateLimiter {
         let path = path.trim_start_matches('/');
         match path {
             "" => {
-                let stored: Option<String> = self.state.storage().get(STATE).await?;
-                return Response::ok(stored.unwrap_or_default());
+                return Response::ok(self.stored_state().await?.unwrap_or_default());
             }
             "calls" => return Response::ok(self.calls.get().to_string()),
             "writes" => return Response::ok(self.writes.get().to_string()),
@@ -96,9 +101,20 @@ impl DurableObject for RateLimiter {
         *self.memo.borrow_mut() = Some(Some(next));
         if current != Some(next) {
             self.dirty.set(true);
-            let due = now.saturating_add(WRITE_BEHIND_MS);
-            if self.alarm_at.get().is_none_or(|at| at > due) {
-                self.set_alarm(due).await?;
+            match self.written_at.get() {
+                // written less than WRITE_BEHIND_MS ago: the alarm writes it when that is up
+                Some(at) if at.saturating_add(WRITE_BEHIND_MS) > now => {
+                    let due = at.saturating_add(WRITE_BEHIND_MS);
+                    if self.alarm_at.get().is_none_or(|at| at > due) {
+                        self.set_alarm(due, true).await?;
+                    }
+                }
+                _ => {
+                    self.write(next, now, true).await?;
+                    if self.alarm_at.get().is_none() {
+                        self.set_alarm(cleanup_at(next), true).await?;
+                    }
+                }
             }
         }
         let headers = worker::Headers::new();
@@ -109,9 +125,9 @@ impl DurableObject for RateLimiter {
         Ok(Response::empty()?.with_headers(headers))
     }
 
-    /// Writes a changed state that is still live, then sets the alarm for when it expires; once
-    /// it has expired (an expired state means the same as none) deletes what is stored, so keys
-    /// seen once (a client address, say) do not keep storage.
+    /// Writes a change not yet written if the state is still live, then sets the alarm for when
+    /// it expires; once it has expired (an expired state means the same as none) deletes what is
+    /// stored, so keys seen once (a client address, say) do not keep storage.
     async fn alarm(&self) -> Result<Response> {
         let current = self.current().await?;
         // this alarm has run (read after `current`, which may have read it from storage)
@@ -120,19 +136,13 @@ impl DurableObject for RateLimiter {
         match current {
             Some(state) if state.expires_at_ms() > now => {
                 if self.dirty.get() {
-                    self.state.storage().put_raw(STATE, state.encode()).await?;
-                    self.stored.set(true);
-                    self.writes.set(self.writes.get() + 1);
-                    // an admission cannot run during the write (input gate), but should one
-                    // ever, its change is still unwritten and keeps its own due time
-                    self.dirty.set(*self.memo.borrow() != Some(Some(state)));
+                    self.write(state, now, false).await?;
                 }
                 if self.dirty.get() {
-                    self.set_alarm(now.saturating_add(WRITE_BEHIND_MS)).await?;
-                } else {
-                    // one second after the expiry, so the state has surely expired then
-                    self.set_alarm(state.expires_at_ms().saturating_add(1000))
+                    self.set_alarm(now.saturating_add(WRITE_BEHIND_MS), false)
                         .await?;
+                } else {
+                    self.set_alarm(cleanup_at(state), false).await?;
                 }
             }
             _ => {
@@ -148,16 +158,64 @@ impl DurableObject for RateLimiter {
     }
 }
 
+/// A storage write's options: `allowUnconfirmed` when `unconfirmed`, so that the answer to the
+/// request being handled leaves without waiting for the write to be confirmed durable.
+fn write_options(unconfirmed: bool) -> Result<JsValue> {
+    let options = Object::new();
+    Reflect::set(&options, &"allowUnconfirmed".into(), &unconfirmed.into())?;
+    Ok(options.into())
+}
+
+/// Waits for a storage call's promise.
+async fn settle(pending: JsValue) -> Result<()> {
+    JsFuture::from(pending.dyn_into::<Promise>()?).await?;
+    Ok(())
+}
+
+/// When the clean-up alarm for `state` runs: a second after it expires, so it surely has then.
+fn cleanup_at(state: Gcra) -> u64 {
+    state.expires_at_ms().saturating_add(1000)
+}
+
 impl RateLimiter {
+    /// Writes `state`, read from memory at `now`.
+    async fn write(&self, state: Gcra, now: u64, unconfirmed: bool) -> Result<()> {
+        let (storage, put) = self.storage_method("put")?;
+        let value = JsValue::from(state.encode());
+        let options = write_options(unconfirmed)?;
+        settle(put.call3(&storage, &STATE.into(), &value, &options)?).await?;
+        self.stored.set(true);
+        self.written_at.set(Some(now));
+        self.writes.set(self.writes.get() + 1);
+        // an admission cannot run during the write (input gate), but should one ever, its change
+        // is still unwritten
+        self.dirty.set(*self.memo.borrow() != Some(Some(state)));
+        Ok(())
+    }
+
     /// Sets the alarm for `at_ms` (ms since the epoch).
-    async fn set_alarm(&self, at_ms: u64) -> Result<()> {
-        let date = worker::js_sys::Date::new(&(at_ms as f64).into());
-        self.state
-            .storage()
-            .set_alarm(ScheduledTime::new(date))
-            .await?;
+    async fn set_alarm(&self, at_ms: u64, unconfirmed: bool) -> Result<()> {
+        let (storage, set) = self.storage_method("setAlarm")?;
+        let at = JsValue::from_f64(at_ms as f64);
+        settle(set.call2(&storage, &at, &write_options(unconfirmed)?)?).await?;
         self.alarm_at.set(Some(at_ms));
         Ok(())
+    }
+
+    /// The storage object and its method `name`, to call with options the `worker` crate's
+    /// wrappers do not take.
+    fn storage_method(&self, name: &str) -> Result<(JsValue, Function)> {
+        let storage = self.state.storage();
+        let storage: JsValue = AsRef::<JsValue>::as_ref(storage.as_raw()).clone();
+        let method = Reflect::get(&storage, &name.into())?.dyn_into()?;
+        Ok((storage, method))
+    }
+
+    /// The state as storage holds it ([`Gcra::encode`]), if it does.
+    async fn stored_state(&self) -> Result<Option<String>> {
+        let (storage, get) = self.storage_method("get")?;
+        let pending: Promise = get.call1(&storage, &STATE.into())?.dyn_into()?;
+        Ok(JsFuture::from(pending).await?.as_string())
     }
 
     /// The state: from memory, or read once from storage (with when the alarm is set).
@@ -165,9 +223,8 @@ impl RateLimiter {
         if let Some(state) = *self.memo.borrow() {
             return Ok(state);
         }
-        let storage = self.state.storage();
-        let stored: Option<String> = storage.get(STATE).await?;
-        let alarm = storage.get_alarm().await?;
+        let stored = self.stored_state().await?;
+        let alarm = self.state.storage().get_alarm().await?;
         self.alarm_at
             .set(alarm.map(|at| u64::try_from(at).unwrap_or(0)));
         self.stored.set(stored.is_some());
