@@ -29,11 +29,7 @@ fn gateway(env: &Env) -> Result<Rc<Gateway>, String> {
 }
 
 #[event(fetch)]
-async fn fetch(
-    req: web_sys::Request,
-    env: Env,
-    _ctx: Context,
-) -> worker::Result<web_sys::Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let gateway = gateway(&env).map_err(|listing| {
         // a gateway that cannot start (a missing secret): every request says why in the log
         worker::console_error!("portcullis cannot start: {listing}");
@@ -75,7 +71,26 @@ async fn fetch(
         .handle(http::Request::from_parts(head, body), client, &host)
         .await;
     let stream = host.take_stream(&res);
+    let lines = host.take_log_lines();
+    if !lines.is_empty() {
+        let _ = log_once_answered(ctx.as_ref(), &lines);
+    }
     Ok(to_platform(res, stream.as_ref())?)
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function logOnceAnswered(ctx, lines) {
+  ctx.waitUntil(new Promise((done) => setTimeout(() => {
+    for (const line of lines.split("\n")) console.log(line);
+    done();
+  }, 0)));
+}"#)]
+extern "C" {
+    /// Writes `lines` (separated by newlines) with `console.log` once the answer has gone: a
+    /// timer's turn later, so the answer does not wait for the log (about 0.04 ms of a request
+    /// on the local workerd, BENCHMARKS.md); `waitUntil` keeps the request alive until then.
+    #[wasm_bindgen(js_name = logOnceAnswered, catch)]
+    fn log_once_answered(ctx: &JsValue, lines: &str) -> Result<(), JsValue>;
 }
 
 /// The request's method, URL and headers as `http` parts, made here rather than by the `worker`

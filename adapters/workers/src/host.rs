@@ -7,7 +7,7 @@ use portcullis_core::{BodyUse, FetchError, Host, HostError, UnixMillis};
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{console_log, Date, Env};
+use worker::{Date, Env};
 
 /// KV namespace binding: the shared cache, JWKS copies and the cache generation.
 const KV: &str = "PORTCULLIS_KV";
@@ -45,6 +45,9 @@ pub struct WorkersHost {
     /// The last upstream answer's body when [`Host::fetch`] left it out to pass it on as it is,
     /// with that answer's status.
     stream: RefCell<Option<(StatusCode, web_sys::ReadableStream)>>,
+    /// The access-log lines of this request not yet written, each but the last followed by a
+    /// newline (a line is JSON, which has none of its own).
+    log_lines: RefCell<String>,
 }
 
 impl WorkersHost {
@@ -57,7 +60,13 @@ impl WorkersHost {
             env,
             cache_api,
             stream: RefCell::new(None),
+            log_lines: RefCell::new(String::new()),
         }
+    }
+
+    /// The log lines [`Host::log`] was given, to write with `console.log` one by one.
+    pub fn take_log_lines(&self) -> String {
+        std::mem::take(&mut *self.log_lines.borrow_mut())
     }
 
     /// The body of `res`, the gateway's answer, when it is the upstream's stream: the last
@@ -289,8 +298,13 @@ impl Host for WorkersHost {
         Ok(out)
     }
 
+    /// Kept for the entry to write once the answer has gone ([`WorkersHost::take_log_lines`]).
     fn log(&self, line: &str) {
-        console_log!("{line}");
+        let mut lines = self.log_lines.borrow_mut();
+        if !lines.is_empty() {
+            lines.push('\n');
+        }
+        lines.push_str(line);
     }
 }
 
