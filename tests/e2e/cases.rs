@@ -525,10 +525,8 @@ pub fn upstream_failures(s: &Suite) {
     );
 }
 
-/// Header values are bytes: UTF-8 text passes through the gateway both ways as the same bytes,
-/// never encoded twice, and so does a byte that is not UTF-8 where the runtime keeps it. The
-/// test's wire text is Latin-1: `"\u{c3}\u{a9}"` is the two bytes of UTF-8 "é", `'\u{e9}'` the
-/// one byte 0xE9. The upstream's `/latin1` answer carries both, as `x-utf8` and `x-latin`.
+/// A response body over the upstream's `max_response_bytes` is a 502 and is not asked for again,
+/// whether the upstream declares its length or sends it chunked; one at the limit passes whole.
 pub fn response_bodies_over_the_upstreams_limit(s: &Suite) {
     // `small` takes at most 4096 bytes; the server announces the length or sends it chunked
     for (path, want) in [
@@ -553,6 +551,10 @@ pub fn response_bodies_over_the_upstreams_limit(s: &Suite) {
     }
 }
 
+/// Header values are bytes: UTF-8 text passes through the gateway both ways as the same bytes,
+/// never encoded twice, and so does a byte that is not UTF-8 where the runtime keeps it. The
+/// test's wire text is Latin-1: `"\u{c3}\u{a9}"` is the two bytes of UTF-8 "é", `'\u{e9}'` the
+/// one byte 0xE9. The upstream's `/latin1` answer carries both, as `x-utf8` and `x-latin`.
 pub fn header_bytes_pass_unchanged(s: &Suite) {
     let path = format!("/backend/latin1/{}", s.unique());
     let sent = [("x-utf8", "caf\u{c3}\u{a9}"), ("x-latin", "caf\u{e9}")];
