@@ -18,9 +18,9 @@
 //! last durable write (at most about a second's) are forgotten and may be admitted again.
 //!
 //! Its answer is [`Verdict::encode`] in the [`VERDICT_HEADER`] header, with no body: the worker
-//! has it as soon as the answer's head arrives. A refusal also carries the object's state ([`STATE_HEADER`]), which the worker keeps to
-//! refuse the key's next requests itself while that state refuses them. Once the state has
-//! expired the alarm deletes it.
+//! has it as soon as the answer's head arrives. A refusal also carries the object's state
+//! ([`STATE_HEADER`]), which the worker keeps to refuse the key's next requests itself while that
+//! state refuses them. Once the state has expired the alarm deletes it.
 
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Verdict};
 use std::cell::{Cell, RefCell};
