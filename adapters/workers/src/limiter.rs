@@ -101,10 +101,13 @@ impl DurableObject for RateLimiter {
         *self.memo.borrow_mut() = Some(Some(next));
         if current != Some(next) {
             self.dirty.set(true);
-            match self.written_at.get() {
+            let next_write = self
+                .written_at
+                .get()
+                .map(|at| at.saturating_add(WRITE_BEHIND_MS));
+            match next_write {
                 // written less than WRITE_BEHIND_MS ago: the alarm writes it when that is up
-                Some(at) if at.saturating_add(WRITE_BEHIND_MS) > now => {
-                    let due = at.saturating_add(WRITE_BEHIND_MS);
+                Some(due) if due > now => {
                     if self.alarm_at.get().is_none_or(|at| at > due) {
                         self.set_alarm(due, true).await?;
                     }
@@ -166,10 +169,9 @@ fn write_options(unconfirmed: bool) -> Result<JsValue> {
     Ok(options.into())
 }
 
-/// Waits for a storage call's promise.
-async fn settle(pending: JsValue) -> Result<()> {
-    JsFuture::from(pending.dyn_into::<Promise>()?).await?;
-    Ok(())
+/// Waits for a storage call's promise; what it resolves to.
+async fn settle(pending: JsValue) -> Result<JsValue> {
+    Ok(JsFuture::from(pending.dyn_into::<Promise>()?).await?)
 }
 
 /// When the clean-up alarm for `state` runs: a second after it expires, so it surely has then.
@@ -214,8 +216,9 @@ impl RateLimiter {
     /// The state as storage holds it ([`Gcra::encode`]), if it does.
     async fn stored_state(&self) -> Result<Option<String>> {
         let (storage, get) = self.storage_method("get")?;
-        let pending: Promise = get.call1(&storage, &STATE.into())?.dyn_into()?;
-        Ok(JsFuture::from(pending).await?.as_string())
+        Ok(settle(get.call1(&storage, &STATE.into())?)
+            .await?
+            .as_string())
     }
 
     /// The state: from memory, or read once from storage (with when the alarm is set).
