@@ -266,6 +266,7 @@ fn phases(c: &mut Criterion) {
         burst: 100,
         shards: 1,
         key: ratelimit::LimitKey::Ip,
+        ip_prefix: ratelimit::IpPrefix::default(),
         fail_open: true,
     };
     let (_, state) = ratelimit::admit(&quota, None, NOW, 1);

@@ -15,8 +15,8 @@ use crate::host::{BodyUse, FetchError, Host};
 use crate::phase::access::{self, Client};
 use crate::phase::auth::{self, Consumer, Key, TokenCache, TokenError};
 use crate::phase::observe::{AccessLog, Phase};
-use crate::phase::ratelimit::{self, LimitKey, Quota, Verdict};
-use crate::phase::{cache, route, transform, validate};
+use crate::phase::ratelimit::{self, Quota, Verdict};
+use crate::phase::{cache, forward, route, transform, validate};
 use crate::problem::Reject;
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, Response};
@@ -79,6 +79,9 @@ struct Ctx<'a> {
     /// The address the connection came from, and whether it is a trusted proxy.
     peer: (std::net::IpAddr, bool),
     client: &'a Client,
+    /// The request's authority (`host[:port]`) and scheme, as forwarded and keyed.
+    authority: Option<&'a str>,
+    scheme: Option<&'a str>,
     route: Option<&'a Route>,
     consumer: Option<Rc<Consumer>>,
     /// The rate limit applied (index into the config's) and its verdict.
@@ -176,6 +179,7 @@ impl Gateway {
         };
         let client_ip = access::ip_text(client.ip);
         let req_host = route::request_host(&uri, &headers);
+        let authority = route::request_authority(&uri, &headers, req_host.as_deref());
         let origin = headers.get(header::ORIGIN).cloned();
         let log = AccessLog {
             ts_ms: host.now(),
@@ -197,6 +201,8 @@ impl Gateway {
             traceparent,
             peer,
             client: &client,
+            authority: authority.as_deref(),
+            scheme: uri.scheme_str(),
             route: None,
             consumer: None,
             limit: None,
@@ -212,7 +218,19 @@ impl Gateway {
             Ok(res) => res,
             Err(reject) => {
                 ctx.log.error = Some(reject.code());
-                reject.to_response(request_id)
+                let mut res = reject.to_response(request_id);
+                // the route's response headers (nosniff, HSTS, …) go on its refusals too
+                if let Some(tr) = ctx.route.and_then(|r| r.response.as_deref()) {
+                    let consumer = ctx.consumer.as_ref().map(|c| c.id.clone());
+                    let vars = transform::Vars {
+                        consumer: consumer.as_deref().unwrap_or(""),
+                        route: ctx.route.map_or("", |r| &r.name),
+                        request_id,
+                        client_ip: ctx.log.client_ip,
+                    };
+                    transform::apply_headers(tr, res.headers_mut(), &vars);
+                }
+                res
             }
         };
         // response processing that applies to every answer, refusals included
@@ -259,6 +277,7 @@ impl Gateway {
         // 1. validate: sizes and the path, before anything looks at them
         let t = host.monotonic_us();
         let checked = validate::check_sizes(&cfg.limits, uri, &headers)
+            .and_then(|()| validate::check_framing(uri, &headers))
             .and_then(|()| validate::normalize_path(uri.path()));
         let path = checked.inspect_err(|r| {
             ctx.log
@@ -282,16 +301,25 @@ impl Gateway {
             ctx.log
                 .phase(Phase::Validate, r.code(), t, host.monotonic_us())
         })?;
-        let r = &cfg.routes[found.route];
-        ctx.route = Some(r);
-        ctx.log.route = Some(&r.name);
+        let mut r = &cfg.routes[found.route];
+        let mut found = found;
         if preflight {
             if let Some(cors) = r.cors.map(|i| &cfg.cors[i]) {
+                ctx.route = Some(r);
+                ctx.log.route = Some(&r.name);
                 ctx.log
                     .phase(Phase::Validate, "preflight", t, host.monotonic_us());
                 return Ok(transform::preflight(cors, &headers, &r.methods));
             }
+            // no CORS here: an OPTIONS request like any other, 405 unless a route takes it
+            found = cfg.router.find(method, req_host, &path).inspect_err(|r| {
+                ctx.log
+                    .phase(Phase::Validate, r.code(), t, host.monotonic_us())
+            })?;
+            r = &cfg.routes[found.route];
         }
+        ctx.route = Some(r);
+        ctx.log.route = Some(&r.name);
         let query = uri.query();
         validate::check_params(&r.validation, found.params.iter(), query, &headers)
             .and_then(|()| validate::check_body(&r.validation, &headers, &body))
@@ -323,7 +351,11 @@ impl Gateway {
                 Some((c, via)) => {
                     auth::authorize(&rule.scopes, &rule.claims, &c).map(|()| Some((c, via)))
                 }
-                None => Ok(None), // a provider failed open
+                // a provider failed open: that lets a request in, but proves no scope or claim
+                None if !rule.scopes.is_empty() || !rule.claims.is_empty() => {
+                    Err(Reject::Unavailable)
+                }
+                None => Ok(None),
             });
             let decision = match &outcome {
                 Ok(Some((_, via))) => via,
@@ -331,44 +363,22 @@ impl Gateway {
                 Err(e) => e.code(),
             };
             ctx.log.phase(Phase::Auth, decision, t, host.monotonic_us());
+            if let Err(Reject::Unauthenticated(_)) = &outcome {
+                // a refused credential counts against an `ip` limit, so keys and passwords
+                // cannot be guessed without limit
+                if let Some(qi) = r.rate_limit {
+                    if cfg.rate_limits[qi].key == ratelimit::LimitKey::Ip {
+                        self.charge_limit(qi, r, ctx, &headers, host).await?;
+                    }
+                }
+            }
             ctx.consumer = outcome?.map(|(c, _)| c);
             ctx.log.consumer = ctx.consumer.as_ref().map(|c| c.id.clone());
         }
 
         // 4. rate limit
-        if let Some((qi, quota)) = r.rate_limit.map(|i| (i, &cfg.rate_limits[i])) {
-            let t = host.monotonic_us();
-            let mut key = self.limit_key(quota, r, ctx, &headers);
-            let shards = &self.limit_shards[qi];
-            let charged = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
-            match host.rate_limit(&key, charged, 1).await {
-                Ok(verdict) => {
-                    ctx.limit = Some((qi, verdict));
-                    ctx.log.rate_limit_remaining = Some(verdict.remaining);
-                    let decision = if verdict.allowed { "allow" } else { "limit" };
-                    ctx.log
-                        .phase(Phase::RateLimit, decision, t, host.monotonic_us());
-                    if !verdict.allowed {
-                        return Err(Reject::RateLimited {
-                            retry_after_s: verdict.retry_after_s,
-                            policy: quota.name.clone(),
-                        });
-                    }
-                }
-                Err(_) if quota.fail_open => {
-                    ctx.log
-                        .phase(Phase::RateLimit, "store-error:open", t, host.monotonic_us())
-                }
-                Err(_) => {
-                    ctx.log.phase(
-                        Phase::RateLimit,
-                        "store-error:closed",
-                        t,
-                        host.monotonic_us(),
-                    );
-                    return Err(Reject::Unavailable);
-                }
-            }
+        if let Some(qi) = r.rate_limit {
+            self.charge_limit(qi, r, ctx, &headers, host).await?;
         }
 
         // 5. route
@@ -416,42 +426,44 @@ impl Gateway {
             }
             Action::Proxy(i) => &cfg.upstreams[*i],
         };
+        let origin = forward::Origin {
+            peer: ctx.peer.0,
+            peer_trusted: ctx.peer.1,
+            client_ip,
+            authority: ctx.authority,
+            scheme: ctx.scheme,
+            cached: r.cache.is_some(),
+        };
         let mut up_query = query.map(Cow::Borrowed);
         let mut body = body;
-        transform::strip_hop_by_hop(&mut headers);
-        if let Some(tr) = &r.request {
+        forward::remove_untrusted(&mut headers, &origin);
+        let edited = r.request.as_ref().map_or(Ok(()), |tr| {
             transform::apply_headers(tr, &mut headers, &vars);
             up_query = transform::apply_query(tr, query);
             if tr.has_json() {
-                body = transform::apply_json(tr, &body);
-                headers.remove(header::CONTENT_LENGTH);
+                // a body the transform cannot read would reach a lenient backend unedited
+                body = transform::apply_request_json(tr, &body)?;
             }
+            Ok(())
+        });
+        let up_path_and_query = edited.and_then(|()| {
+            route::upstream_path_and_query(
+                &path,
+                &found.params,
+                r.rewrite.as_ref(),
+                r.strip_prefix.as_deref(),
+                up_query.as_deref(),
+            )
+        });
+        if let Err(e) = &up_path_and_query {
+            ctx.log
+                .phase(Phase::Route, e.code(), t, host.monotonic_us());
         }
-        let mut up_path_and_query = route::upstream_path_and_query(
-            &path,
-            &found.params,
-            r.rewrite.as_ref(),
-            r.strip_prefix.as_deref(),
-            up_query.as_deref(),
-        );
-        let original_host = headers.remove(header::HOST);
+        let mut up_path_and_query = up_path_and_query?;
+        forward::set_owned(&mut headers, &origin, body.len());
         headers.insert(cfg.request_id_header.clone(), ctx.request_id_value.clone());
         if let Ok(v) = HeaderValue::from_str(ctx.traceparent) {
             headers.insert(const { HeaderName::from_static(TRACEPARENT) }, v);
-        }
-        // behind trusted proxies the chain is kept and the peer appended; otherwise a client's
-        // own X-Forwarded-For is replaced, so upstreams never see a forged chain
-        let xff = const { HeaderName::from_static("x-forwarded-for") };
-        let forwarded = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-            Some(prev) if ctx.peer.1 => HeaderValue::from_str(&format!("{prev}, {}", ctx.peer.0)),
-            _ if ctx.peer.0 == ctx.client.ip => HeaderValue::from_str(client_ip),
-            _ => HeaderValue::from_str(&ctx.peer.0.to_string()),
-        };
-        if let Ok(v) = forwarded {
-            headers.insert(xff, v);
-        }
-        if let Some(h) = original_host {
-            headers.insert(const { HeaderName::from_static("x-forwarded-host") }, h);
         }
         ctx.log.upstream = Some(&upstream.name);
         ctx.log
@@ -459,73 +471,19 @@ impl Gateway {
 
         // 6. cache (a build without `response-cache` has no cached routes), then the backend
         #[cfg(feature = "response-cache")]
-        let t = host.monotonic_us();
-        #[cfg(feature = "response-cache")]
-        let mut cache_key = None;
-        #[cfg(feature = "response-cache")]
-        let mut cache_request = None;
-        #[cfg(feature = "response-cache")]
-        if let Some(rule) = &r.cache {
-            let mut probe = Request::new(Bytes::new());
-            *probe.method_mut() = method.clone();
-            *probe.headers_mut() = headers.clone();
-            if let Some(h) = &req_host {
-                probe.headers_mut().insert(
-                    header::HOST,
-                    HeaderValue::from_str(h).unwrap_or(HeaderValue::from_static("")),
-                );
-            }
-            let full = match &query {
-                Some(q) => format!("http://{}{path}?{q}", req_host.unwrap_or("gateway")),
-                None => format!("http://{}{path}", req_host.unwrap_or("gateway")),
-            };
-            *probe.uri_mut() = full.parse().unwrap_or_default();
-            // a store failure follows the rule's fail mode: open bypasses the cache, closed is 503;
-            // the inner result is Err(reason) when the request may not use the cache at all
-            let consumer = ctx.consumer.as_ref().map(|c| &*c.id);
-            let lookup = async {
-                let generation = cache_generation(host).await?;
-                Ok::<_, crate::host::HostError>(
-                    match cache::key(rule, generation, &r.name, &probe, consumer) {
-                        Ok(key) => Ok((host.store_get(&key).await?, key)),
-                        Err(why) => Err(why),
-                    },
-                )
-            }
-            .await;
-            match lookup {
-                Ok(Ok((stored, key))) => {
-                    if let Some(hit) = stored.and_then(|s| cache::serve(&s, &probe, host.now())) {
-                        ctx.log.cache = Some("hit");
-                        ctx.log.phase(Phase::Cache, "hit", t, host.monotonic_us());
-                        return Ok(self.process_response(r, hit, &vars, ctx, host));
+        let cache_probe = match &r.cache {
+            Some(rule) => {
+                let probe = self.cache_probe(method, &path, query, &headers, ctx);
+                match self.cache_lookup(rule, r, probe, ctx, host).await? {
+                    CacheLookup::Hit(hit) => {
+                        return Ok(self.process_response(r, hit, &vars, ctx, host))
                     }
-                    ctx.log.cache = Some("miss");
-                    ctx.log.phase(Phase::Cache, "miss", t, host.monotonic_us());
-                    cache_key = Some(key);
-                    cache_request = Some(probe);
-                }
-                Ok(Err(why)) => {
-                    ctx.log.cache = Some("bypass");
-                    ctx.log.phase(
-                        Phase::Cache,
-                        format!("bypass:{why}"),
-                        t,
-                        host.monotonic_us(),
-                    );
-                }
-                Err(_) if !rule.fail_open => {
-                    ctx.log
-                        .phase(Phase::Cache, "store-error:closed", t, host.monotonic_us());
-                    return Err(Reject::Unavailable);
-                }
-                Err(_) => {
-                    ctx.log.cache = Some("bypass");
-                    ctx.log
-                        .phase(Phase::Cache, "bypass:store-error", t, host.monotonic_us());
+                    CacheLookup::Miss(key, probe) => Some((rule, key, probe)),
+                    CacheLookup::Bypass => None,
                 }
             }
-        }
+            None => None,
+        };
 
         let t = host.monotonic_us();
         let attempts = 1 + if route::is_idempotent(method) {
@@ -585,10 +543,16 @@ impl Gateway {
         let mut res = res;
         transform::strip_hop_by_hop(res.headers_mut());
         #[cfg(feature = "response-cache")]
-        if let (Some(rule), Some(key), Some(probe)) = (&r.cache, cache_key, cache_request) {
+        if let Some((rule, key, probe)) = cache_probe {
             if let Some((bytes, ttl)) = cache::store(rule, &probe, &res, host.now()) {
-                let _ = host.store_put(&key, bytes, ttl).await; // a failed write only costs a later miss
+                // a failed write only costs a later miss
+                let _ = host.store_put(&key.entry, bytes, ttl).await;
             }
+        }
+        #[cfg(feature = "response-cache")]
+        if cfg.caches_responses {
+            self.invalidate(method, &path, query, res.status(), res.headers(), ctx, host)
+                .await;
         }
         Ok(self.process_response(r, res, &vars, ctx, host))
     }
@@ -631,33 +595,62 @@ impl Gateway {
         }
     }
 
-    /// The counter a request is charged to: `rl:<policy>:<who>` (a sharded policy adds `#<shard>`).
-    fn limit_key(
+    /// 4. Charges the request to the route's rate limit `qi`: the counter
+    /// `rl:<policy>:<key part>` (a sharded policy adds `#<shard>`), with the verdict in `ctx`.
+    async fn charge_limit<H: Host>(
         &self,
-        quota: &Quota,
+        qi: usize,
         r: &Route,
-        ctx: &Ctx<'_>,
+        ctx: &mut Ctx<'_>,
         headers: &http::HeaderMap,
-    ) -> String {
-        let mut key = String::with_capacity(48);
+        host: &H,
+    ) -> Result<(), Reject> {
+        let t = host.monotonic_us();
+        let quota = &self.config.rate_limits[qi];
+        let part = ratelimit::key_part(
+            quota,
+            &r.name,
+            ctx.client.ip,
+            ctx.consumer.as_deref(),
+            headers,
+        );
+        let mut key = String::with_capacity(4 + quota.name.len() + part.len() + 3);
         key.push_str("rl:");
         key.push_str(&quota.name);
         key.push(':');
-        match &quota.key {
-            LimitKey::Ip => key.push_str(ctx.log.client_ip),
-            LimitKey::Route => key.push_str(&r.name),
-            LimitKey::Consumer => {
-                key.push_str(ctx.consumer.as_ref().map_or("", |c| &*c.id));
+        key.push_str(&part);
+        let shards = &self.limit_shards[qi];
+        let charged = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
+        match host.rate_limit(&key, charged, 1).await {
+            Ok(verdict) => {
+                ctx.limit = Some((qi, verdict));
+                ctx.log.rate_limit_remaining = Some(verdict.remaining);
+                let decision = if verdict.allowed { "allow" } else { "limit" };
+                ctx.log
+                    .phase(Phase::RateLimit, decision, t, host.monotonic_us());
+                if !verdict.allowed {
+                    return Err(Reject::RateLimited {
+                        retry_after_s: verdict.retry_after_s,
+                        policy: quota.name.clone(),
+                    });
+                }
+                Ok(())
             }
-            LimitKey::Claim(c) => {
-                let text = ctx.consumer.as_ref().and_then(|x| x.claim_text(c));
-                key.push_str(text.as_deref().unwrap_or(""));
+            Err(_) if quota.fail_open => {
+                ctx.log
+                    .phase(Phase::RateLimit, "store-error:open", t, host.monotonic_us());
+                Ok(())
             }
-            LimitKey::Header(h) => {
-                key.push_str(headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or(""));
+            Err(_) => {
+                ctx.log.phase(
+                    Phase::RateLimit,
+                    "store-error:closed",
+                    t,
+                    host.monotonic_us(),
+                );
+                Err(Reject::Unavailable)
             }
         }
-        key
     }
 
     /// Finds and checks the request's credentials, and names the provider that vouched for
@@ -828,6 +821,114 @@ impl Gateway {
         Some(keys)
     }
 
+    /// The request as the cache sees it: absolute, with the scheme and authority the gateway
+    /// forwards, and the headers that go upstream.
+    #[cfg(feature = "response-cache")]
+    fn cache_probe(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+        ctx: &Ctx<'_>,
+    ) -> Request<Bytes> {
+        let mut probe = Request::new(Bytes::new());
+        *probe.method_mut() = method.clone();
+        *probe.headers_mut() = headers.clone();
+        *probe.uri_mut() = absolute_uri(ctx, path, query);
+        probe
+    }
+
+    /// Looks the request up in the cache (6); a store failure follows the rule's fail mode:
+    /// open bypasses the cache, closed is 503.
+    #[cfg(feature = "response-cache")]
+    async fn cache_lookup<H: Host>(
+        &self,
+        rule: &cache::CacheRule,
+        r: &Route,
+        probe: Request<Bytes>,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Result<CacheLookup, Reject> {
+        let t = host.monotonic_us();
+        // a consumer without an id has none to key by
+        let consumer = ctx.consumer.as_ref().and_then(|c| c.identified());
+        let lookup = async {
+            let generation = cache_generation(host).await?;
+            let key = match cache::key(rule, generation, &r.name, &probe, consumer) {
+                Ok(key) => key,
+                Err(why) => return Ok(Err(why)),
+            };
+            let stored = host.store_get(&key.entry).await?;
+            let mut hit = None;
+            if let Some(stored) = stored {
+                // an entry is served only if no unsafe request invalidated its URI since
+                let marker = host.store_get(&key.invalidation).await?;
+                let invalidated = marker.as_deref().and_then(cache::invalidated_at);
+                hit = cache::serve(&stored, &probe, host.now(), invalidated);
+            }
+            Ok::<_, crate::host::HostError>(Ok((hit, key)))
+        }
+        .await;
+        let (outcome, decision) = match lookup {
+            Ok(Ok((Some(hit), _))) => (CacheLookup::Hit(hit), Cow::Borrowed("hit")),
+            Ok(Ok((None, key))) => (CacheLookup::Miss(key, probe), Cow::Borrowed("miss")),
+            Ok(Err(why)) => (CacheLookup::Bypass, Cow::Owned(format!("bypass:{why}"))),
+            Err(_) if !rule.fail_open => {
+                ctx.log
+                    .phase(Phase::Cache, "store-error:closed", t, host.monotonic_us());
+                return Err(Reject::Unavailable);
+            }
+            Err(_) => (CacheLookup::Bypass, Cow::Borrowed("bypass:store-error")),
+        };
+        ctx.log.cache = Some(match &outcome {
+            CacheLookup::Hit(_) => "hit",
+            CacheLookup::Miss(..) => "miss",
+            CacheLookup::Bypass => "bypass",
+        });
+        ctx.log
+            .phase(Phase::Cache, decision, t, host.monotonic_us());
+        Ok(outcome)
+    }
+
+    /// After an unsafe request answered 2xx/3xx, marks its target URI and its `Location` and
+    /// `Content-Location` on the same authority as invalidated (RFC 9111 §4.4): entries stored
+    /// before the mark are not served again. A failed write is logged, not an error.
+    #[cfg(feature = "response-cache")]
+    #[allow(clippy::too_many_arguments)]
+    async fn invalidate<H: Host>(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        status: http::StatusCode,
+        res_headers: &http::HeaderMap,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) {
+        let target = absolute_uri(ctx, path, query);
+        let Some(uris) = cache::invalidated_uris(method, &target, status, res_headers) else {
+            return;
+        };
+        let t = host.monotonic_us();
+        let mut decision = "invalidate";
+        match cache_generation(host).await {
+            Ok(generation) => {
+                let now = host.now().to_string();
+                for uri in &uris {
+                    let key = cache::invalidation_key(generation, uri);
+                    let put = host.store_put(&key, now.clone().into_bytes(), cache::MAX_TTL_S);
+                    if put.await.is_err() {
+                        decision = "invalidate:store-error";
+                    }
+                }
+            }
+            Err(_) => decision = "invalidate:store-error",
+        }
+        ctx.log
+            .phase(Phase::Cache, decision, t, host.monotonic_us());
+    }
+
     /// Purges every cached response by moving to a new cache generation; returns it.
     pub async fn purge_cache<H: Host>(&self, host: &H) -> Result<u64, crate::host::HostError> {
         let current = cache_generation(host).await?;
@@ -840,6 +941,28 @@ impl Gateway {
         .await?;
         Ok(next)
     }
+}
+
+/// What the cache had for a request.
+#[cfg(feature = "response-cache")]
+enum CacheLookup {
+    Hit(Response<Bytes>),
+    /// Not there: the key to store the answer under, and the request as the cache saw it.
+    Miss(cache::CacheKey, Request<Bytes>),
+    Bypass,
+}
+
+/// `scheme://authority/path?query` as the gateway forwards and keys the request (`http` and
+/// `gateway` when the request named neither).
+#[cfg(feature = "response-cache")]
+fn absolute_uri(ctx: &Ctx<'_>, path: &str, query: Option<&str>) -> http::Uri {
+    let scheme = ctx.scheme.unwrap_or("http");
+    let authority = ctx.authority.unwrap_or("gateway");
+    let full = match query {
+        Some(q) => format!("{scheme}://{authority}{path}?{q}"),
+        None => format!("{scheme}://{authority}{path}"),
+    };
+    full.parse().unwrap_or_default()
 }
 
 /// The current cache generation (0 when none was stored yet or the value is unreadable).

@@ -16,6 +16,10 @@ pub enum Reject {
     UriTooLong { limit: usize },
     #[error("the request headers are larger than {limit} bytes")]
     HeadersTooLarge { limit: usize },
+    #[error("a request header line is longer than {limit} bytes")]
+    HeaderTooLarge { limit: usize },
+    #[error("the request is framed ambiguously: {0}")]
+    BadFraming(&'static str),
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("content type {0:?} is not accepted here")]
@@ -52,11 +56,14 @@ impl Reject {
     /// The HTTP status of this rejection.
     pub fn status(&self) -> StatusCode {
         match self {
-            Reject::BadPath(_) | Reject::InvalidParameter { .. } | Reject::InvalidBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Reject::BadPath(_)
+            | Reject::BadFraming(_)
+            | Reject::InvalidParameter { .. }
+            | Reject::InvalidBody(_) => StatusCode::BAD_REQUEST,
             Reject::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
-            Reject::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Reject::HeadersTooLarge { .. } | Reject::HeaderTooLarge { .. } => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             Reject::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reject::NotFound => StatusCode::NOT_FOUND,
@@ -76,6 +83,8 @@ impl Reject {
             Reject::BadPath(_) => "bad-path",
             Reject::UriTooLong { .. } => "uri-too-long",
             Reject::HeadersTooLarge { .. } => "headers-too-large",
+            Reject::HeaderTooLarge { .. } => "header-too-large",
+            Reject::BadFraming(_) => "bad-framing",
             Reject::BodyTooLarge { .. } => "body-too-large",
             Reject::UnsupportedMediaType(_) => "unsupported-media-type",
             Reject::InvalidParameter { .. } => "invalid-parameter",
@@ -159,6 +168,8 @@ mod tests {
                 "headers-too-large",
             ),
             (Reject::BodyTooLarge { limit: 1 }, 413, "body-too-large"),
+            (Reject::HeaderTooLarge { limit: 1 }, 431, "header-too-large"),
+            (Reject::BadFraming("x"), 400, "bad-framing"),
             (
                 Reject::UnsupportedMediaType("a/b".into()),
                 415,

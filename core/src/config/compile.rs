@@ -118,6 +118,12 @@ fn header_name(e: &mut Errs<'_>, path: &str, name: &str) -> Option<HeaderName> {
     }
 }
 
+/// The SHA-256 of the empty string, what `printf %s "$UNSET" | sha256sum` gives.
+const EMPTY_SHA256: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
 /// Why an address must not be an upstream without `allow_private`.
 pub fn private_reason(ip: IpAddr) -> Option<&'static str> {
     let ip = match ip {
@@ -389,6 +395,7 @@ pub fn compile(
     for (field, v) in [
         ("max_uri_bytes", g.limits.max_uri_bytes),
         ("max_header_bytes", g.limits.max_header_bytes),
+        ("max_header_line_bytes", g.limits.max_header_line_bytes),
         ("max_body_bytes", g.limits.max_body_bytes),
     ] {
         if v == 0 {
@@ -568,6 +575,8 @@ pub fn compile(
             jwks_max_ttl_s: p.jwks_max_ttl_s,
             jwks_cooldown_s: p.jwks_cooldown_s,
             fail_open: p.fail == raw::FailMode::Open,
+            consumer_claim: p.consumer_claim.clone(),
+            max_token_bytes: p.max_token_bytes,
         });
     }
 
@@ -587,6 +596,10 @@ pub fn compile(
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
             {
+                Some(digest) if digest == EMPTY_SHA256 => e.push(
+                    kp,
+                    "is the SHA-256 of the empty string (an unset variable?): an empty key is no credential",
+                ),
                 Some(digest) => {
                     if by_hash
                         .insert(digest, (k.consumer.clone(), k.scopes.clone()))
@@ -644,7 +657,23 @@ pub fn compile(
                 ),
             );
         }
+        for (field, v, max) in [
+            ("ipv4_prefix", q.ipv4_prefix, 32),
+            ("ipv6_prefix", q.ipv6_prefix, 128),
+        ] {
+            if v.is_some_and(|v| v == 0 || v > max) {
+                e.push(
+                    format!("{path}.{field}"),
+                    format!("must be between 1 and {max}"),
+                );
+            }
+        }
+        let defaults = ratelimit::IpPrefix::default();
         quotas.push(ratelimit::Quota {
+            ip_prefix: ratelimit::IpPrefix {
+                v4: q.ipv4_prefix.unwrap_or(defaults.v4),
+                v6: q.ipv6_prefix.unwrap_or(defaults.v6),
+            },
             name: name.clone(),
             limit: q.limit,
             period_ms: q.period_s.saturating_mul(1000),
@@ -975,11 +1004,24 @@ pub fn compile(
                     header_name(&mut e, &format!("{path}.cache.key_headers[{j}]"), h)
                 })
                 .collect();
+            // the credentials the route knows keep its responses out of the shared cache
+            let (mut credential_headers, mut credential_query) = (Vec::new(), Vec::new());
+            if let Some(a) = &auth {
+                if let Some(p) = a.jwt.map(|i| &jwt[i]) {
+                    credential_headers.push(p.header.clone());
+                }
+                if let Some(set) = a.api_key.map(|i| &api_keys[i]) {
+                    credential_headers.extend(set.header.clone());
+                    credential_query.extend(set.query.clone());
+                }
+            }
             cache::CacheRule {
                 ttl_s: c.ttl_s,
                 key_headers,
                 per_consumer: c.per_consumer,
                 fail_open: c.fail == raw::FailMode::Open,
+                credential_headers,
+                credential_query,
             }
         });
         if r.cache.is_some() && (r.respond.is_some() || r.admin.is_some()) {
@@ -1095,7 +1137,9 @@ pub fn compile(
                 && p.allow_asns.is_empty()
                 && p.deny_asns.is_empty())
         });
+    let caches_responses = routes.iter().any(|r| r.cache.is_some());
     Ok(Config {
+        caches_responses,
         routes,
         router,
         upstreams,
@@ -1108,6 +1152,7 @@ pub fn compile(
         limits: validate::Limits {
             max_uri_bytes: g.limits.max_uri_bytes,
             max_header_bytes: g.limits.max_header_bytes,
+            max_header_line_bytes: g.limits.max_header_line_bytes,
             max_body_bytes: g.limits.max_body_bytes,
         },
         request_id_header: request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),

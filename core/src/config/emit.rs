@@ -59,7 +59,7 @@ macro_rules! embed_copy {
         }
     )*};
 }
-embed_copy!(bool => "{}", u16 => "{}u16", u32 => "{}u32", u64 => "{}u64", usize => "{}usize");
+embed_copy!(bool => "{}", u8 => "{}u8", u16 => "{}u16", u32 => "{}u32", u64 => "{}u64", usize => "{}usize");
 
 impl Embed for f64 {
     type Static = f64;
@@ -357,7 +357,7 @@ embed_struct! {
         trusted_proxies: Vec<String>, request_id_header: String, server_timing: bool,
         log_client_geo: bool, limits: Limits, token_cache_size: usize,
     }
-    Limits => LimitsStatic { max_uri_bytes: usize, max_header_bytes: usize, max_body_bytes: usize }
+    Limits => LimitsStatic { max_uri_bytes: usize, max_header_bytes: usize, max_header_line_bytes: usize, max_body_bytes: usize }
     RouteDefaults => RouteDefaultsStatic {
         access: Option<String>, rate_limit: Option<String>, cors: Option<String>,
         request: Option<String>, response: Option<String>,
@@ -378,7 +378,7 @@ embed_struct! {
         issuer: Option<String>, audiences: Vec<String>, jwks_url: Option<String>,
         keys: Vec<InlineKey>, leeway_s: u32, require_exp: bool, header: String,
         jwks_min_ttl_s: u32, jwks_max_ttl_s: u32, jwks_cooldown_s: u32, allow_private: bool,
-        fail: FailMode,
+        fail: FailMode, consumer_claim: Option<String>, max_token_bytes: usize,
     }
     InlineKey => InlineKeyStatic {
         kid: Option<String>, alg: Alg, secret: Option<String>, secret_base64: Option<String>,
@@ -388,7 +388,7 @@ embed_struct! {
     ApiKey => ApiKeyStatic { consumer: String, sha256: String, scopes: Vec<String> }
     RateLimitPolicy => RateLimitPolicyStatic {
         key: String, limit: u64, period_s: u64, burst: Option<u64>, shards: Option<u32>,
-        fail: FailMode,
+        fail: FailMode, ipv4_prefix: Option<u8>, ipv6_prefix: Option<u8>,
     }
     Transform => TransformStatic {
         set_headers: BTreeMap<String, String>, add_headers: BTreeMap<String, String>,

@@ -203,6 +203,8 @@ pub struct Config {
     pub request_id_header: http::HeaderName,
     pub server_timing: bool,
     pub token_cache_size: usize,
+    /// Whether any route caches responses (then unsafe requests invalidate what they change).
+    pub caches_responses: bool,
     /// [`Config::largest_body_bytes`], worked out when the config is compiled.
     pub(crate) largest_body_bytes: usize,
     /// [`Config::needs_client_geo`], worked out when the config is compiled.

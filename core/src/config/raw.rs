@@ -85,6 +85,8 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// Largest sum of header names and values in bytes → 431.
     pub max_header_bytes: usize,
+    /// Largest single header line (name and value) in bytes → 431.
+    pub max_header_line_bytes: usize,
     /// Largest request body in bytes → 413.
     pub max_body_bytes: usize,
 }
@@ -94,6 +96,7 @@ impl Default for Limits {
         Self {
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
+            max_header_line_bytes: 8 * 1024,
             max_body_bytes: 1024 * 1024,
         }
     }
@@ -244,9 +247,22 @@ pub struct JwtProvider {
     /// Allow a JWKS URL on a private address (local development only).
     #[serde(default)]
     pub allow_private: bool,
-    /// When the JWKS cannot be had at all.
+    /// When the JWKS cannot be had at all. A fail-open provider never satisfies a route that
+    /// requires scopes or claims (503), and `admin` routes refuse one.
     #[serde(default = "closed")]
     pub fail: FailMode,
+    /// The claim that names the consumer. Unset: the first of `sub`, `client_id` and `azp`. A
+    /// token without it has no consumer: per-consumer caches are bypassed and consumer-keyed
+    /// rate limits count by client address.
+    #[serde(default)]
+    pub consumer_claim: Option<String>,
+    /// The longest token accepted, in bytes → 401.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+fn default_max_token_bytes() -> usize {
+    8 * 1024
 }
 
 fn default_leeway() -> u32 {
@@ -393,6 +409,13 @@ pub struct RateLimitPolicy {
     /// When the counter store fails.
     #[serde(default = "open")]
     pub fail: FailMode,
+    /// Prefix length an IPv4 `ip` key aggregates to (default 32: each address).
+    #[schemars(range(min = 1, max = 32))]
+    pub ipv4_prefix: Option<u8>,
+    /// Prefix length an IPv6 `ip` key aggregates to (default 64: a client's usual allocation,
+    /// which holds 2^64 addresses).
+    #[schemars(range(min = 1, max = 128))]
+    pub ipv6_prefix: Option<u8>,
 }
 
 /// Header, query and JSON body changes. Header values may use `{consumer}`, `{route}`,

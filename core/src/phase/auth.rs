@@ -246,6 +246,10 @@ pub struct JwtProvider {
     pub jwks_max_ttl_s: u32,
     pub jwks_cooldown_s: u32,
     pub fail_open: bool,
+    /// The claim naming the consumer (`None`: `sub`, `client_id`, `azp`).
+    pub consumer_claim: Option<String>,
+    /// The longest token accepted.
+    pub max_token_bytes: usize,
 }
 
 /// Why a token was not accepted.
@@ -272,6 +276,9 @@ pub fn verify_token(
     token: &str,
     now: UnixMillis,
 ) -> Result<Verified, TokenError> {
+    if token.len() > p.max_token_bytes {
+        return Err(TokenError::Invalid("token is too long"));
+    }
     let untrusted = UntrustedToken::<Claims>::try_from(token)
         .map_err(|_| TokenError::Invalid("malformed token"))?;
     let header = untrusted.header();
@@ -338,7 +345,7 @@ pub fn verify_token(
             return Err(TokenError::Invalid("wrong audience"));
         }
     }
-    let consumer = Consumer::from_claims(Rc::new(custom.clone()));
+    let consumer = Consumer::from_claims(Rc::new(custom.clone()), p.consumer_claim.as_deref());
     Ok(Verified {
         consumer: Rc::new(consumer),
         valid_until_ms,
@@ -505,7 +512,7 @@ pub struct ApiKeySet {
     pub by_hash: HashMap<[u8; 32], (String, Vec<String>)>,
 }
 
-/// The API key presented in the request, if any.
+/// The API key presented in the request, if any: an empty or blank value is no key.
 pub fn presented_api_key(
     set: &ApiKeySet,
     headers: &HeaderMap,
@@ -513,13 +520,16 @@ pub fn presented_api_key(
 ) -> Option<String> {
     if let Some(h) = &set.header {
         if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()) {
-            return Some(v.trim().to_string());
+            let v = v.trim();
+            if !v.is_empty() {
+                return Some(v.to_string());
+            }
         }
     }
     let name = set.query.as_deref()?;
     form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+        .find(|(k, v)| k == name && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_string())
 }
 
 /// Looks a key up by its SHA-256.
@@ -539,13 +549,17 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A consumer from verified JWT claims.
-    pub fn from_claims(claims: Rc<Claims>) -> Consumer {
-        let id = ["sub", "client_id", "azp"]
-            .iter()
-            .find_map(|c| claims.get(*c).and_then(Value::as_str))
-            .unwrap_or("")
-            .into();
+    /// A consumer from verified JWT claims; its id is the `id_claim` (by default the first of
+    /// `sub`, `client_id` and `azp`), empty when the token has none.
+    pub fn from_claims(claims: Rc<Claims>, id_claim: Option<&str>) -> Consumer {
+        let id = match id_claim {
+            Some(c) => claims.get(c).and_then(Value::as_str),
+            None => ["sub", "client_id", "azp"]
+                .iter()
+                .find_map(|c| claims.get(*c).and_then(Value::as_str)),
+        }
+        .unwrap_or("")
+        .into();
         let mut scopes: Vec<String> = Vec::new();
         for name in ["scope", "scp"] {
             match claims.get(name) {
@@ -557,6 +571,12 @@ impl Consumer {
             }
         }
         Consumer { id, scopes, claims }
+    }
+
+    /// The consumer's id, `None` for a token that names no consumer (an empty id is no id:
+    /// such tokens must not share one cache namespace or one rate-limit bucket).
+    pub fn identified(&self) -> Option<&str> {
+        (!self.id.is_empty()).then_some(&*self.id)
     }
 
     /// A claim as text, for rate-limit keys and logs.

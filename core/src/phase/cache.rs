@@ -1,10 +1,17 @@
 //! Response caching: the cache key, whether a request may use the cache at all, and storability
 //! and freshness per RFC 9111 (by `http-cache-semantics`, evaluated as a shared cache).
 //!
-//! Never shares a response to a request with `Authorization` (or an authenticated consumer), nor
-//! a response with `Set-Cookie`, `private` or `no-store`, unless the route keys the cache per
-//! consumer. Purging bumps a generation number that is part of every key. Pure: the gateway
-//! reads and writes the store.
+//! Never shares a response to a request that carried a credential the route knows
+//! (`Authorization`, `Cookie`, its API-key header or query parameter) or came from an
+//! authenticated consumer, nor a response with `Set-Cookie`, `private` or `no-store`, unless the
+//! route keys the cache per consumer; then a consumer without an id bypasses the cache. The key
+//! holds every input the gateway forwards that can change the answer (scheme, authority, path,
+//! query, the route's key headers, the consumer), each length-prefixed so that no two requests
+//! share a key. Freshness values an upstream or client sends are clamped to RFC 9111's 2^31
+//! seconds before the rules see them. A `POST`, `PUT`, `PATCH` or `DELETE` answered 2xx/3xx
+//! invalidates its target URI and its `Location`/`Content-Location` on the same authority
+//! (RFC 9111 §4.4) with a marker the lookup checks. Purging bumps a generation number that is
+//! part of every key. Pure: the gateway reads and writes the store.
 //!
 //! Storing and serving sit behind the `response-cache` cargo feature (on by default; the
 //! Workers build turns it on when the config caches a route): without it a config with `cache`
@@ -13,9 +20,9 @@
 #[cfg(feature = "response-cache")]
 use crate::host::UnixMillis;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, Method, Request};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
 #[cfg(feature = "response-cache")]
-use http::{HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 #[cfg(feature = "response-cache")]
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
 #[cfg(feature = "response-cache")]
@@ -27,71 +34,132 @@ use std::time::{Duration, SystemTime};
 /// A route's cache settings.
 #[derive(Debug, Clone)]
 pub struct CacheRule {
-    /// Freshness when the backend gives none.
+    /// Freshness when the backend gives none, for the statuses RFC 9111 lets a cache choose a
+    /// lifetime for (§4.2.2: 200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501).
     pub ttl_s: u32,
     pub key_headers: Vec<HeaderName>,
     pub per_consumer: bool,
     /// Go to the backend when the store fails (else 503).
     pub fail_open: bool,
+    /// Request headers beside `Authorization` and `Cookie` that carry a credential the route
+    /// knows (its API-key header).
+    pub credential_headers: Vec<HeaderName>,
+    /// Query parameters that carry a credential the route knows (its API-key parameter).
+    pub credential_query: Vec<String>,
 }
 
 /// The store key holding the current cache generation.
 pub const GENERATION_KEY: &str = "portcullis:cache-generation";
+
+/// The longest a cached entry or an invalidation marker is kept, in seconds (a year).
+pub const MAX_TTL_S: u32 = 365 * 86_400;
+
+/// RFC 9111 §1.2.2: a delta-seconds value over 2^31 is taken as 2^31.
+const DELTA_SECONDS_MAX: u64 = 1 << 31;
+
+/// Where a request's answer is kept: the entry's store key, and the key of the marker that
+/// invalidates every entry for the same URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    pub entry: String,
+    pub invalidation: String,
+}
 
 #[cfg(feature = "response-cache")]
 fn at(now: UnixMillis) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(now)
 }
 
-/// The cache key for a request, or why it bypasses the cache.
+/// Adds a field to a key's hash with its length first, so that no field's bytes can pass for
+/// another field's or a separator.
+fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
+
+/// The hash of what names the resource: scheme, authority, path and the query's pairs in order.
+fn uri_hash(uri: &http::Uri) -> [u8; 32] {
+    let mut h = Sha256::new();
+    field(&mut h, uri.scheme_str().unwrap_or("").as_bytes());
+    field(
+        &mut h,
+        uri.authority().map_or("", |a| a.as_str()).as_bytes(),
+    );
+    field(&mut h, uri.path().as_bytes());
+    let mut query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    query.sort();
+    h.update((query.len() as u64).to_be_bytes());
+    for (k, v) in &query {
+        field(&mut h, k.as_bytes());
+        field(&mut h, v.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The key of the marker that invalidates the entries for `uri` (scheme, authority, path, query).
+pub fn invalidation_key(generation: u64, uri: &http::Uri) -> String {
+    format!("cache-inv:{generation}:{}", hex::encode(uri_hash(uri)))
+}
+
+/// Whether the request carries a credential the route knows.
+fn has_credentials(rule: &CacheRule, req: &Request<Bytes>) -> bool {
+    let h = req.headers();
+    h.contains_key(header::AUTHORIZATION)
+        || h.contains_key(header::COOKIE)
+        || rule.credential_headers.iter().any(|n| h.contains_key(n))
+        || (!rule.credential_query.is_empty()
+            && req.uri().query().is_some_and(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .any(|(k, _)| rule.credential_query.iter().any(|c| *c == k))
+            }))
+}
+
+/// The cache key for a request (its URI absolute: scheme and authority as the gateway forwards
+/// them), or why it bypasses the cache. `consumer` is the authenticated consumer's id, `None`
+/// for a request with no consumer or a consumer without an id.
 pub fn key(
     rule: &CacheRule,
     generation: u64,
     route: &str,
     req: &Request<Bytes>,
     consumer: Option<&str>,
-) -> Result<String, &'static str> {
+) -> Result<CacheKey, &'static str> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Err("method");
     }
-    let authenticated = req.headers().contains_key(header::AUTHORIZATION) || consumer.is_some();
-    if authenticated && !rule.per_consumer {
+    let credentialed = has_credentials(rule, req);
+    if rule.per_consumer {
+        if credentialed && consumer.is_none() {
+            return Err("no-consumer-id");
+        }
+    } else if credentialed || consumer.is_some() {
         return Err("authenticated");
     }
     if cache_control_has(req.headers(), "no-store") {
         return Err("no-store");
     }
+    let uri = uri_hash(req.uri());
     let mut h = Sha256::new();
-    h.update(route.as_bytes());
-    h.update([0]);
-    h.update(req.uri().host().unwrap_or("").as_bytes());
-    h.update([0]);
-    h.update(req.uri().path().as_bytes());
-    h.update([0]);
-    let mut query: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    query.sort();
-    for (k, v) in &query {
-        h.update(k.as_bytes());
-        h.update([1]);
-        h.update(v.as_bytes());
-        h.update([2]);
-    }
+    h.update(uri);
+    field(&mut h, route.as_bytes());
+    h.update((rule.key_headers.len() as u64).to_be_bytes());
     for name in &rule.key_headers {
-        h.update([0]);
-        for v in req.headers().get_all(name) {
-            h.update(v.as_bytes());
-            h.update([3]);
+        let values = req.headers().get_all(name);
+        h.update((values.iter().count() as u64).to_be_bytes());
+        for v in values {
+            field(&mut h, v.as_bytes());
         }
     }
     if rule.per_consumer {
-        h.update([0]);
-        h.update(consumer.unwrap_or("").as_bytes());
+        field(&mut h, consumer.unwrap_or("").as_bytes());
     }
-    Ok(format!("cache:{generation}:{}", hex::encode(h.finalize())))
+    Ok(CacheKey {
+        entry: format!("cache:{generation}:{}", hex::encode(h.finalize())),
+        invalidation: format!("cache-inv:{generation}:{}", hex::encode(uri)),
+    })
 }
 
 fn cache_control_has(headers: &HeaderMap, directive: &str) -> bool {
@@ -108,13 +176,87 @@ fn cache_control_has(headers: &HeaderMap, directive: &str) -> bool {
         })
 }
 
+/// Clamps what the freshness rules compute with: each numeric `Cache-Control` argument and
+/// `Age` to 2^31 seconds (RFC 9111 §1.2.2); an `Age` that is not a number is removed. An
+/// upstream (or client) value can then never overflow the rules' arithmetic.
+pub fn clamp_freshness(headers: &mut HeaderMap) {
+    let clamp_number = |n: &str| -> Option<u64> {
+        let n = n.trim().trim_matches('"');
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(n.parse::<u64>().unwrap_or(u64::MAX).min(DELTA_SECONDS_MAX))
+    };
+    if let Some(age) = headers.get(header::AGE) {
+        let clamped = age.to_str().ok().and_then(clamp_number);
+        match clamped {
+            Some(n) => {
+                headers.insert(header::AGE, HeaderValue::from(n));
+            }
+            None => {
+                headers.remove(header::AGE);
+            }
+        }
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        return;
+    }
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| match d.split_once('=') {
+            Some((name, arg)) => match clamp_number(arg) {
+                Some(n) => format!("{}={n}", name.trim()),
+                None if arg.trim().bytes().any(|b| b.is_ascii_digit()) && !arg.contains('"') => {
+                    // a number that is not one (`max-age=-1`, `max-age=1e9`): stale at once
+                    format!("{}=0", name.trim())
+                }
+                None => d.trim().to_string(),
+            },
+            None => d.trim().to_string(),
+        })
+        .filter(|d| !d.is_empty())
+        .collect();
+    headers.remove(header::CACHE_CONTROL);
+    if let Ok(v) = HeaderValue::from_str(&directives.join(", ")) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+}
+
+/// The statuses a cache may give a lifetime the response does not state (RFC 9111 §4.2.2,
+/// RFC 9110 §15.1).
 #[cfg(feature = "response-cache")]
-/// A stored response: the policy (with the request it answered, for `Vary`) and the body.
+fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+#[cfg(feature = "response-cache")]
+/// A stored response: the policy (with the request it answered, for `Vary`), when it was
+/// stored, and the body.
 #[derive(Serialize, Deserialize)]
 struct Meta {
     policy: CachePolicy,
+    stored_ms: u64,
     status: u16,
     headers: Vec<(String, String)>,
+}
+
+#[cfg(feature = "response-cache")]
+/// The request as the freshness rules see it: the method GET, no `Authorization` (per-consumer
+/// keys already separate consumers), freshness values clamped.
+fn policy_request(req: &Request<Bytes>) -> Request<()> {
+    let mut policy_req = Request::new(());
+    *policy_req.method_mut() = Method::GET;
+    *policy_req.uri_mut() = req.uri().clone();
+    *policy_req.headers_mut() = req.headers().clone();
+    policy_req.headers_mut().remove(header::AUTHORIZATION);
+    clamp_freshness(policy_req.headers_mut());
+    policy_req
 }
 
 #[cfg(feature = "response-cache")]
@@ -129,48 +271,50 @@ pub fn store(
     if req.method() != Method::GET {
         return None;
     }
-    let h = res.headers();
-    if !rule.per_consumer && (h.contains_key(header::SET_COOKIE) || cache_control_has(h, "private"))
+    let mut h = res.headers().clone();
+    clamp_freshness(&mut h);
+    if !rule.per_consumer
+        && (h.contains_key(header::SET_COOKIE) || cache_control_has(&h, "private"))
     {
         return None;
     }
-    if cache_control_has(h, "no-store")
+    if cache_control_has(&h, "no-store")
         || h.get(header::VARY)
             .is_some_and(|v| v.as_bytes().trim_ascii() == b"*")
     {
         return None;
     }
-    // the route's TTL applies where the backend says nothing about freshness
+    // the route's TTL applies where the backend says nothing about freshness and RFC 9111 lets
+    // a cache choose a lifetime
     let mut judged = Response::new(());
     *judged.status_mut() = res.status();
     *judged.headers_mut() = h.clone();
-    let explicit = cache_control_has(h, "max-age")
-        || cache_control_has(h, "s-maxage")
-        || cache_control_has(h, "no-cache")
+    let explicit = cache_control_has(&h, "max-age")
+        || cache_control_has(&h, "s-maxage")
+        || cache_control_has(&h, "no-cache")
         || h.contains_key(header::EXPIRES);
-    if !explicit && rule.ttl_s > 0 {
+    if !explicit && rule.ttl_s > 0 && heuristically_cacheable(res.status()) {
         let v = HeaderValue::from_str(&format!("s-maxage={}", rule.ttl_s)).ok()?;
         judged.headers_mut().append(header::CACHE_CONTROL, v);
     }
-    let mut policy_req = Request::new(());
-    *policy_req.method_mut() = Method::GET;
-    *policy_req.uri_mut() = req.uri().clone();
-    *policy_req.headers_mut() = req.headers().clone();
-    policy_req.headers_mut().remove(header::AUTHORIZATION); // per-consumer keys already separate them
     let opts = CacheOptions {
         shared: !rule.per_consumer,
         ..Default::default()
     };
-    let policy = CachePolicy::new_options(&policy_req, &judged, at(now), opts);
+    let policy = CachePolicy::new_options(&policy_request(req), &judged, at(now), opts);
     if !policy.is_storable() {
         return None;
     }
-    let ttl = policy.time_to_live(at(now)).as_secs();
+    let ttl = policy
+        .time_to_live(at(now))
+        .as_secs()
+        .min(u64::from(MAX_TTL_S));
     if ttl == 0 {
         return None;
     }
     let meta = Meta {
         policy,
+        stored_ms: now,
         status: res.status().as_u16(),
         headers: h
             .iter()
@@ -181,22 +325,33 @@ pub fn store(
     let mut out = serde_json::to_vec(&meta).ok()?;
     out.push(b'\n');
     out.extend_from_slice(res.body());
-    Some((out, u32::try_from(ttl).unwrap_or(u32::MAX)))
+    Some((out, u32::try_from(ttl).unwrap_or(MAX_TTL_S)))
 }
 
 #[cfg(feature = "response-cache")]
-/// A cached answer for `req`, if the stored entry is fresh and matches (`Vary`): the stored
-/// response with `Age`, or `304 Not Modified` when `If-None-Match` names its ETag.
-pub fn serve(stored: &[u8], req: &Request<Bytes>, now: UnixMillis) -> Option<Response<Bytes>> {
+/// When an invalidation marker was written (its stored value), if it is one.
+pub fn invalidated_at(marker: &[u8]) -> Option<u64> {
+    std::str::from_utf8(marker).ok()?.trim().parse().ok()
+}
+
+#[cfg(feature = "response-cache")]
+/// A cached answer for `req`, if the stored entry is fresh, matches (`Vary`) and was stored after
+/// the URI's last invalidation (`invalidated`, ms): the stored response with `Age`, or `304 Not
+/// Modified` when `If-None-Match` names its ETag.
+pub fn serve(
+    stored: &[u8],
+    req: &Request<Bytes>,
+    now: UnixMillis,
+    invalidated: Option<u64>,
+) -> Option<Response<Bytes>> {
     let split = stored.iter().position(|b| *b == b'\n')?;
     let meta: Meta = serde_json::from_slice(&stored[..split]).ok()?;
+    if invalidated.is_some_and(|t| meta.stored_ms <= t) {
+        return None;
+    }
     let body = Bytes::copy_from_slice(&stored[split + 1..]);
-    let mut probe = Request::new(());
-    *probe.method_mut() = Method::GET;
-    *probe.uri_mut() = req.uri().clone();
-    *probe.headers_mut() = req.headers().clone();
-    probe.headers_mut().remove(header::AUTHORIZATION);
-    let BeforeRequest::Fresh(parts) = meta.policy.before_request(&probe, at(now)) else {
+    let BeforeRequest::Fresh(parts) = meta.policy.before_request(&policy_request(req), at(now))
+    else {
         return None;
     };
     let status = StatusCode::from_u16(meta.status).ok()?;
@@ -249,6 +404,56 @@ pub fn serve(stored: &[u8], req: &Request<Bytes>, now: UnixMillis) -> Option<Res
     Some(res)
 }
 
+/// The URIs an unsafe request answered `status` invalidates (RFC 9111 §4.4): the target, and
+/// `Location` and `Content-Location` when they name the same authority. `None` when it
+/// invalidates nothing (a safe method, or a status other than 2xx/3xx).
+pub fn invalidated_uris(
+    method: &Method,
+    target: &http::Uri,
+    status: http::StatusCode,
+    res_headers: &HeaderMap,
+) -> Option<Vec<http::Uri>> {
+    let unsafe_method = matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if !unsafe_method || !(status.is_success() || status.is_redirection()) {
+        return None;
+    }
+    let mut out = vec![target.clone()];
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(v) = res_headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let Ok(uri) = v.trim().parse::<http::Uri>() else {
+            continue;
+        };
+        let absolute = match (uri.authority(), uri.path_and_query()) {
+            // the same authority (case aside) and scheme, or a path on the target's own
+            (Some(a), Some(pq))
+                if a.as_str()
+                    .eq_ignore_ascii_case(target.authority().map_or("", |t| t.as_str()))
+                    && uri.scheme() == target.scheme() =>
+            {
+                same_origin(target, pq.as_str())
+            }
+            (None, Some(pq)) if pq.as_str().starts_with('/') => same_origin(target, pq.as_str()),
+            _ => None,
+        };
+        out.extend(absolute);
+    }
+    Some(out)
+}
+
+/// `path_and_query` on `target`'s scheme and authority.
+fn same_origin(target: &http::Uri, path_and_query: &str) -> Option<http::Uri> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = target.scheme().cloned();
+    parts.authority = target.authority().cloned();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
 /// Weak comparison of an `If-None-Match` list against an ETag (RFC 9110 §13.1.2).
 pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
@@ -268,6 +473,8 @@ mod tests {
             key_headers: vec![HeaderName::from_static("accept-language")],
             per_consumer,
             fail_open: true,
+            credential_headers: vec![HeaderName::from_static("x-api-key")],
+            credential_query: vec!["api_key".into()],
         }
     }
 
@@ -312,7 +519,7 @@ mod tests {
             a,
             "generation"
         );
-        assert!(a.starts_with("cache:1:"));
+        assert!(a.entry.starts_with("cache:1:"));
         assert_eq!(
             k(&get("http://h/x", &[("authorization", "Bearer t")]), None),
             Err("authenticated")
@@ -351,6 +558,161 @@ mod tests {
         assert_ne!(alice, bob);
     }
 
+    /// Every credential the route knows keeps a response out of the shared cache; per consumer,
+    /// a credential without a consumer id bypasses it.
+    #[test]
+    fn credentialed_requests_are_not_shared() {
+        let shared = rule(false);
+        for (uri, headers) in [
+            ("http://h/account", &[("cookie", "session=alice")][..]),
+            ("http://h/account", &[("x-api-key", "k")][..]),
+            ("http://h/account?api_key=k", &[][..]),
+            ("http://h/account", &[("authorization", "Basic YTpi")][..]),
+        ] {
+            assert_eq!(
+                key(&shared, 1, "r", &get(uri, headers), None),
+                Err("authenticated"),
+                "{uri} {headers:?}"
+            );
+        }
+        let per = rule(true);
+        assert_eq!(
+            key(
+                &per,
+                1,
+                "r",
+                &get("http://h/x", &[("authorization", "Bearer t")]),
+                None
+            ),
+            Err("no-consumer-id")
+        );
+        assert!(key(&per, 1, "r", &get("http://h/x", &[]), None).is_ok());
+    }
+
+    /// Field bytes cannot pass for separators: decoded query bytes once made
+    /// `?lang=en%02page%012` and `?lang=en&page=2` share a key.
+    #[test]
+    fn keys_are_unambiguous() {
+        let r = rule(false);
+        let k = |uri: &str, h: &[(&str, &str)]| key(&r, 1, "route", &get(uri, h), None).unwrap();
+        assert_ne!(
+            k("http://h/x?lang=en%02page%012", &[]),
+            k("http://h/x?lang=en&page=2", &[])
+        );
+        assert_ne!(k("http://h/x?a=1%01b", &[]), k("http://h/x?a=1&b", &[]));
+        assert_ne!(k("http://h:8080/x", &[]), k("http://h/x", &[]), "port");
+        assert_ne!(k("https://h/x", &[]), k("http://h/x", &[]), "scheme");
+        assert_ne!(
+            k(
+                "http://h/x",
+                &[("accept-language", "en"), ("accept-language", "fr")]
+            ),
+            k("http://h/x", &[("accept-language", "enfr")])
+        );
+        assert_ne!(
+            key(&r, 1, "ab", &get("http://h/x", &[]), None),
+            key(&r, 1, "a", &get("http://h/x", &[]), None)
+        );
+        // the invalidation key holds only the URI: every route and variant shares it
+        assert_eq!(
+            k("http://h/x?b=2&a=1", &[("accept-language", "fr")]).invalidation,
+            invalidation_key(1, &"http://h/x?a=1&b=2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn unsafe_methods_invalidate_their_target_and_locations() {
+        let target: http::Uri = "http://h/account?x=1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("location", "/account/7".parse().unwrap());
+        h.insert("content-location", "http://other/account".parse().unwrap());
+        let got = invalidated_uris(&Method::POST, &target, http::StatusCode::CREATED, &h)
+            .unwrap()
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(got, ["http://h/account?x=1", "http://h/account/7"]);
+        assert_eq!(
+            invalidated_uris(&Method::GET, &target, http::StatusCode::OK, &h),
+            None
+        );
+        assert_eq!(
+            invalidated_uris(&Method::DELETE, &target, http::StatusCode::NOT_FOUND, &h),
+            None
+        );
+        h.insert("content-location", "http://H/account/8".parse().unwrap());
+        let got = invalidated_uris(&Method::PUT, &target, http::StatusCode::SEE_OTHER, &h).unwrap();
+        assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn hostile_freshness_values_are_clamped() {
+        let mut h = HeaderMap::new();
+        h.insert("age", "18446744073709551614".parse().unwrap());
+        h.insert(
+            "cache-control",
+            "public, max-age=18446744073709551615, s-maxage=99999999999999999999999, max-age=-1, x=\"9\"".parse().unwrap(),
+        );
+        clamp_freshness(&mut h);
+        assert_eq!(h["age"], "2147483648");
+        assert_eq!(
+            h["cache-control"],
+            "public, max-age=2147483648, s-maxage=2147483648, max-age=0, x=9"
+        );
+        h.insert("age", "soon".parse().unwrap());
+        clamp_freshness(&mut h);
+        assert!(!h.contains_key("age"));
+    }
+
+    /// The upstream answer that once made a hit panic inside the freshness rules.
+    #[cfg(feature = "response-cache")]
+    #[test]
+    fn an_upstream_cannot_make_a_hit_panic() {
+        let r = rule(false);
+        let req = get("http://h/x", &[]);
+        let t0 = 1_700_000_000_000;
+        let huge = "18446744073709551615";
+        let mut stored = Vec::new();
+        for (age, max_age) in [
+            (huge, huge),
+            ("1", huge),
+            (huge, "60"),
+            ("0", "99999999999"),
+        ] {
+            let cc = format!("max-age={max_age}");
+            let res = ok(&[("age", age), ("cache-control", cc.as_str())]);
+            if let Some((bytes, ttl)) = store(&r, &req, &res, t0) {
+                assert!(ttl <= MAX_TTL_S, "{age} {max_age}");
+                stored.push(bytes);
+            }
+        }
+        assert_eq!(stored.len(), 2, "the fresh ones are stored");
+        let bytes = stored.remove(0);
+        for later in [1_000, 86_400_000, 400 * 86_400_000] {
+            assert!(serve(&bytes, &req, t0 + later, None).is_some(), "{later}");
+        }
+        let greedy = get(
+            "http://h/x",
+            &[(
+                "cache-control",
+                "max-stale=18446744073709551615, min-fresh=18446744073709551615",
+            )],
+        );
+        let _ = serve(&bytes, &greedy, t0 + 1_000, None);
+    }
+
+    #[cfg(feature = "response-cache")]
+    #[test]
+    fn an_invalidation_hides_older_entries() {
+        let r = rule(false);
+        let req = get("http://h/x", &[]);
+        let t0 = 1_700_000_000_000;
+        let (bytes, _) = store(&r, &req, &ok(&[("cache-control", "max-age=60")]), t0).unwrap();
+        assert!(serve(&bytes, &req, t0 + 1, Some(t0 - 1)).is_some());
+        assert!(serve(&bytes, &req, t0 + 1, Some(t0)).is_none());
+        assert_eq!(invalidated_at(b"1700000000000"), Some(t0));
+    }
+
     #[cfg(feature = "response-cache")]
     #[test]
     fn storability() {
@@ -371,6 +733,16 @@ mod tests {
                 store(&r, &req, &ok(headers), 1_000_000).map(|s| s.1),
                 ttl,
                 "{headers:?}"
+            );
+        }
+        // the route's TTL is a heuristic lifetime: only where RFC 9111 §4.2.2 allows one
+        for (status, want) in [(500, None), (302, None), (404, Some(30)), (301, Some(30))] {
+            let mut res = ok(&[]);
+            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                store(&r, &req, &res, 1_000_000).map(|s| s.1),
+                want,
+                "{status}"
             );
         }
         let head = Request::builder()
@@ -404,15 +776,21 @@ mod tests {
             ("vary", "accept"),
         ]);
         let (bytes, _) = store(&r, &req, &res, t0).unwrap();
-        let hit = serve(&bytes, &req, t0 + 12_000).unwrap();
+        let hit = serve(&bytes, &req, t0 + 12_000, None).unwrap();
         assert_eq!(
             (hit.status(), hit.body().as_ref()),
             (StatusCode::OK, &b"hello"[..])
         );
         assert_eq!(hit.headers()["age"], "12");
-        assert!(serve(&bytes, &req, t0 + 61_000).is_none(), "stale");
+        assert!(serve(&bytes, &req, t0 + 61_000, None).is_none(), "stale");
         assert!(
-            serve(&bytes, &get("http://h/x", &[("accept", "text/html")]), t0).is_none(),
+            serve(
+                &bytes,
+                &get("http://h/x", &[("accept", "text/html")]),
+                t0,
+                None
+            )
+            .is_none(),
             "vary"
         );
         let cond = get(
@@ -422,12 +800,12 @@ mod tests {
                 ("if-none-match", "W/\"v0\", \"v1\""),
             ],
         );
-        let nm = serve(&bytes, &cond, t0 + 1_000).unwrap();
+        let nm = serve(&bytes, &cond, t0 + 1_000, None).unwrap();
         assert_eq!(
             (nm.status(), nm.body().len()),
             (StatusCode::NOT_MODIFIED, 0)
         );
         assert_eq!(nm.headers()["etag"], "\"v1\"");
-        assert!(serve(b"garbage", &req, t0).is_none());
+        assert!(serve(b"garbage", &req, t0, None).is_none());
     }
 }

@@ -24,8 +24,95 @@ pub struct Quota {
     pub shards: u32,
     /// What requests are counted by.
     pub key: LimitKey,
+    /// How much of a client address an `ip` key (or a fallback to one) holds.
+    pub ip_prefix: IpPrefix,
     /// Let requests through when the counter store fails.
     pub fail_open: bool,
+}
+
+/// The prefix lengths an `ip` key aggregates addresses to: a client is handed a whole IPv6 /64
+/// as easily as one IPv4 address, so by default all of a /64 shares one budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPrefix {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl Default for IpPrefix {
+    fn default() -> IpPrefix {
+        IpPrefix { v4: 32, v6: 64 }
+    }
+}
+
+/// Counter keys longer than this are hashed (a client-chosen header value must not become a
+/// 30 KB store key).
+const MAX_KEY_PART: usize = 64;
+
+/// The client address as an `ip` key holds it: the address itself at a full-length prefix
+/// (IPv4-mapped IPv6 counts as IPv4), else the network, `2001:db8:1:2::/64`.
+pub fn ip_key(ip: std::net::IpAddr, prefix: IpPrefix) -> String {
+    use std::net::IpAddr;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let len = match ip {
+        IpAddr::V4(_) => prefix.v4.min(32),
+        IpAddr::V6(_) => prefix.v6.min(128),
+    };
+    if u32::from(len) == if ip.is_ipv4() { 32 } else { 128 } {
+        return crate::phase::access::ip_text(ip).as_str().to_string();
+    }
+    match ipnet::IpNet::new(ip, len) {
+        Ok(net) => net.trunc().to_string(),
+        Err(_) => ip.to_string(),
+    }
+}
+
+/// What a request is counted by, as the text of its counter key: `ip` the client's address
+/// (aggregated by [`IpPrefix`]), `consumer`/`claim:` the consumer's id or the claim, `header:`
+/// the header's value, `route` the route. A request without the consumer, claim or header
+/// counts by its address instead (`~ip:` before it, so it never meets a real value); a part
+/// longer than 64 bytes is hashed.
+pub fn key_part(
+    quota: &Quota,
+    route: &str,
+    client: std::net::IpAddr,
+    consumer: Option<&crate::phase::auth::Consumer>,
+    headers: &HeaderMap,
+) -> String {
+    use sha2::Digest;
+    let fallback = || format!("~ip:{}", ip_key(client, quota.ip_prefix));
+    let part = match &quota.key {
+        LimitKey::Ip => return ip_key(client, quota.ip_prefix),
+        LimitKey::Route => route.to_string(),
+        LimitKey::Consumer => match consumer.and_then(|c| c.identified()) {
+            Some(id) => id.to_string(),
+            None => return fallback(),
+        },
+        LimitKey::Claim(c) => match consumer.and_then(|x| x.claim_text(c)) {
+            Some(text) if !text.is_empty() => text,
+            _ => return fallback(),
+        },
+        LimitKey::Header(h) => {
+            let values: Vec<&[u8]> = headers.get_all(h).iter().map(|v| v.as_bytes()).collect();
+            match values.as_slice() {
+                [] => return fallback(),
+                [one] if one.iter().all(|b| b.is_ascii_graphic() || *b == b' ') => {
+                    String::from_utf8_lossy(one).into_owned()
+                }
+                // several lines or bytes that are not text: hashed whole
+                many => format!(
+                    "#{}",
+                    hex::encode(sha2::Sha256::digest(many.join(&b"\n"[..])))
+                ),
+            }
+        }
+    };
+    if part.len() > MAX_KEY_PART || part.starts_with('~') {
+        return format!("#{}", hex::encode(sha2::Sha256::digest(part.as_bytes())));
+    }
+    part
 }
 
 /// The most counters one key may be split over.
@@ -47,6 +134,7 @@ impl Quota {
             burst: part(self.burst).max(1),
             shards: 1,
             key: self.key.clone(),
+            ip_prefix: self.ip_prefix,
             fail_open: self.fail_open,
         }
     }
@@ -315,6 +403,7 @@ impl AdmitRequest {
             burst: self.burst,
             shards: 1,
             key: LimitKey::Route,
+            ip_prefix: IpPrefix::default(),
             fail_open: false,
         };
         admit(&quota, state, now, self.cost)
@@ -414,6 +503,7 @@ mod tests {
             burst,
             shards: 1,
             key: LimitKey::Ip,
+            ip_prefix: IpPrefix::default(),
             fail_open: true,
         }
     }

@@ -143,7 +143,8 @@ impl Router {
     }
 }
 
-/// The request's host: from the URI's authority or the `Host` header, lowercase, without port.
+/// The request's host: from the URI's authority or the `Host` header, lowercase, without port
+/// and without the trailing dot of a fully qualified name (`admin.test.` is `admin.test`).
 /// Borrowed from the URI when it is already in that form (the common case).
 pub fn request_host<'u>(
     uri: &'u http::Uri,
@@ -153,6 +154,7 @@ pub fn request_host<'u>(
     if let Some(a) = uri.authority().map(|a| a.as_str()) {
         // the common case: a lowercase name with no port, user info or IPv6 brackets
         if !a.is_empty()
+            && !a.ends_with('.')
             && !a
                 .bytes()
                 .any(|b| matches!(b, b'@' | b':' | b'[' | b'A'..=b'Z'))
@@ -169,6 +171,11 @@ pub fn request_host<'u>(
     } else {
         raw.find(':').unwrap_or(raw.len())
     };
+    let end = if raw[..end].ends_with('.') && end > 1 {
+        end - 1
+    } else {
+        end
+    };
     let host = match raw {
         Cow::Borrowed(s) => Cow::Borrowed(&s[..end]),
         Cow::Owned(mut s) => {
@@ -183,10 +190,45 @@ pub fn request_host<'u>(
     })
 }
 
-/// A rewrite template: literal text and `{param}` holes.
+/// The request's authority as the gateway names it upstream and in cache keys: the host as
+/// [`request_host`] gives it, then `:port` when the request names a port that is not the
+/// scheme's default.
+pub fn request_authority(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    host: Option<&str>,
+) -> Option<String> {
+    let host = host?;
+    let raw = match uri.authority() {
+        Some(a) => a.as_str(),
+        None => headers.get(http::header::HOST)?.to_str().ok()?,
+    };
+    let after_host = match raw.rfind(']') {
+        Some(i) => &raw[i + 1..],
+        None => raw.rsplit('@').next().unwrap_or(raw),
+    };
+    let port = after_host
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty());
+    let default = match uri.scheme_str() {
+        Some("https") => "443",
+        _ => "80",
+    };
+    Some(match port {
+        Some(p) if p != default && p.bytes().all(|b| b.is_ascii_digit()) => format!("{host}:{p}"),
+        _ => host.to_string(),
+    })
+}
+
+/// A rewrite template: literal text and `{param}` holes, with an optional query
+/// (`/search?q={term}`) whose holes are filled query-safe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// Where the query's parts start in `parts` (`parts.len()` when the template has none).
+    query_at: usize,
+    has_query: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,30 +243,50 @@ impl Template {
         if !s.starts_with('/') {
             return Err(format!("{s:?} must start with /"));
         }
+        if s.contains('#') {
+            return Err(format!("{s:?} has a fragment (#)"));
+        }
+        let (path, query) = match s.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (s, None),
+        };
         let mut parts = Vec::new();
-        let mut rest = s;
+        Template::parse_into(s, path, &mut parts)?;
+        let query_at = parts.len();
+        if let Some(q) = query {
+            Template::parse_into(s, q, &mut parts)?;
+        }
+        Ok(Template {
+            parts,
+            query_at,
+            has_query: query.is_some(),
+        })
+    }
+
+    fn parse_into(whole: &str, text: &str, parts: &mut Vec<Part>) -> Result<(), String> {
+        let mut rest = text;
         while let Some(open) = rest.find('{') {
             if open > 0 {
                 parts.push(Part::Lit(rest[..open].to_string()));
             }
             let close = rest[open..]
                 .find('}')
-                .ok_or_else(|| format!("{s:?} has an unclosed {{"))?
+                .ok_or_else(|| format!("{whole:?} has an unclosed {{"))?
                 + open;
             let name = rest[open + 1..close].trim_start_matches('*');
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("{s:?} has a bad parameter name {name:?}"));
+                return Err(format!("{whole:?} has a bad parameter name {name:?}"));
             }
             parts.push(Part::Param(name.to_string()));
             rest = &rest[close + 1..];
         }
         if rest.contains('}') {
-            return Err(format!("{s:?} has an unopened }}"));
+            return Err(format!("{whole:?} has an unopened }}"));
         }
         if !rest.is_empty() {
             parts.push(Part::Lit(rest.to_string()));
         }
-        Ok(Template { parts })
+        Ok(())
     }
 
     /// The parameter names the template uses.
@@ -235,7 +297,8 @@ impl Template {
         })
     }
 
-    /// The length [`Template::render_into`] writes, so the caller can size a buffer once.
+    /// The length [`Template::render_into`] writes at least (query-safe escapes add to it), so
+    /// the caller can size a buffer once.
     pub fn rendered_len<'v>(&self, param: &impl Fn(&str) -> Option<&'v str>) -> usize {
         self.parts
             .iter()
@@ -243,17 +306,36 @@ impl Template {
                 Part::Lit(l) => l.len(),
                 Part::Param(n) => param(n).map_or(0, str::len),
             })
-            .sum()
+            .sum::<usize>()
+            + usize::from(self.has_query)
     }
 
     /// Fills the template, appending to `out`. Parameter values are already percent-encoded
-    /// path text; `param` looks a parameter's value up by name.
+    /// path text; `param` looks a parameter's value up by name. In the query, a value's `&`,
+    /// `=`, `+` and `#` are percent-encoded, so a value cannot add query parameters.
     pub fn render_into<'v>(&self, param: &impl Fn(&str) -> Option<&'v str>, out: &mut String) {
-        for p in &self.parts {
+        for (i, p) in self.parts.iter().enumerate() {
+            if i == self.query_at && self.has_query {
+                out.push('?');
+            }
             match p {
                 Part::Lit(l) => out.push_str(l),
+                Part::Param(n) if i >= self.query_at => {
+                    for c in param(n).unwrap_or("").chars() {
+                        match c {
+                            '&' => out.push_str("%26"),
+                            '=' => out.push_str("%3D"),
+                            '+' => out.push_str("%2B"),
+                            '#' => out.push_str("%23"),
+                            c => out.push(c),
+                        }
+                    }
+                }
                 Part::Param(n) => out.push_str(param(n).unwrap_or("")),
             }
+        }
+        if self.has_query && self.query_at == self.parts.len() {
+            out.push('?');
         }
     }
 }
@@ -277,15 +359,19 @@ pub fn pattern_params(pattern: &str) -> Vec<String> {
 }
 
 /// The path and query to send upstream: the path rewritten, or with the prefix stripped, or as
-/// matched (`/` when that leaves nothing), then `?query` unless the query is empty. Built at
-/// exactly its length, so the upstream URI can take the string's bytes without a copy.
+/// matched (`/` when that leaves nothing), then the request's query unless it is empty (after
+/// `&` when the rewrite has a query of its own). Built at exactly its length when nothing needs
+/// escaping, so the upstream URI can take the string's bytes without a copy.
+///
+/// The path sent is in normal form: a rewrite whose parameters would form a dot segment (`..`
+/// captured by `/files/{name}.txt`) or an empty one is refused.
 pub fn upstream_path_and_query(
     path: &str,
     params: &matchit::Params<'_, '_>,
     rewrite: Option<&Template>,
     strip_prefix: Option<&str>,
     query: Option<&str>,
-) -> String {
+) -> Result<String, Reject> {
     let query = query.filter(|q| !q.is_empty());
     let query_len = query.map_or(0, |q| q.len() + 1);
     let lookup = |name: &str| params.get(name);
@@ -294,6 +380,12 @@ pub fn upstream_path_and_query(
             let len = t.rendered_len(&lookup);
             let mut out = String::with_capacity(len.max(1) + query_len);
             t.render_into(&lookup, &mut out);
+            let rendered_path = out.split('?').next().unwrap_or("");
+            if !is_normal_upstream_path(rendered_path) {
+                return Err(Reject::BadPath(
+                    "a path parameter would form a dot segment or an empty one upstream",
+                ));
+            }
             out
         }
         None => {
@@ -310,10 +402,36 @@ pub fn upstream_path_and_query(
         out.push('/');
     }
     if let Some(q) = query {
-        out.push('?');
+        if !out.contains('?') {
+            out.push('?');
+        } else if !out.ends_with(['?', '&']) {
+            out.push('&');
+        }
         out.push_str(q);
     }
-    out
+    Ok(out)
+}
+
+/// Whether a rendered upstream path is in normal form: it starts with `/`, and no segment but
+/// the last is empty, none is `.` or `..` (also as `%2E`, also with `;` parameters), and none
+/// holds a backslash.
+fn is_normal_upstream_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return path.is_empty();
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    segments.iter().enumerate().all(|(i, seg)| {
+        if seg.is_empty() {
+            return i == last;
+        }
+        if seg.contains('\\') {
+            return false;
+        }
+        let name = seg.split(';').next().unwrap_or("");
+        let name = name.replace("%2e", ".").replace("%2E", ".");
+        !matches!(name.as_str(), "." | "..")
+    })
 }
 
 /// Picks a target by weight from a 64-bit random number.
@@ -461,7 +579,7 @@ mod tests {
             ("/x", &none, None, None, Some("a=%20&b"), "/x?a=%20&b"),
         ];
         for (path, params, rewrite, strip, query, want) in rows {
-            let got = upstream_path_and_query(path, params, rewrite, strip, query);
+            let got = upstream_path_and_query(path, params, rewrite, strip, query).unwrap();
             assert_eq!(got, want);
             assert_eq!(
                 got.capacity(),
@@ -470,10 +588,14 @@ mod tests {
             );
         }
         // a rewrite that renders nothing still sends a path
-        let empty = Template { parts: vec![] };
+        let empty = Template {
+            parts: vec![],
+            query_at: 0,
+            has_query: false,
+        };
         assert_eq!(
             upstream_path_and_query("/x", &none, Some(&empty), None, None),
-            "/"
+            Ok("/".into())
         );
         assert_eq!(
             Template::parse("users/{id}"),
@@ -484,6 +606,69 @@ mod tests {
             Err("\"/u/{id\" has an unclosed {".into())
         );
         assert_eq!(pattern_params("/a/{id}/b/{*rest}"), ["id", "rest"]);
+    }
+
+    /// A parameter that shares a segment with literal text can capture `..` (the path
+    /// `/files/...txt` is normal); what goes upstream must still be.
+    #[test]
+    fn rewrites_never_send_dot_segments() {
+        let mut m = matchit::Router::new();
+        m.insert("/files/{name}.txt", 0).unwrap();
+        m.insert("/v1/file-{name}", 1).unwrap();
+        let t = Template::parse("/storage/public/{name}/content").unwrap();
+        let refused = Err(Reject::BadPath(
+            "a path parameter would form a dot segment or an empty one upstream",
+        ));
+        for (path, want) in [
+            ("/files/...txt", refused.clone()),
+            ("/files/..txt", refused.clone()),
+            ("/files/..;x.txt", refused.clone()),
+            ("/files/%2E%2E.txt", refused.clone()),
+            ("/v1/file-..", refused.clone()),
+            ("/files/a..txt", Ok("/storage/public/a./content")),
+            ("/files/report.txt", Ok("/storage/public/report/content")),
+        ] {
+            let found = m.at(path).unwrap();
+            let got = upstream_path_and_query(path, &found.params, Some(&t), None, None);
+            assert_eq!(got, want.map(String::from), "{path}");
+        }
+    }
+
+    /// A parameter substituted into a template's query cannot add parameters.
+    #[test]
+    fn template_queries_are_filled_query_safe() {
+        let mut m = matchit::Router::new();
+        m.insert("/search/{term}", ()).unwrap();
+        let t = Template::parse("/v2/search?scope=public&q={term}").unwrap();
+        let rows = [
+            ("/search/shoes", None, "/v2/search?scope=public&q=shoes"),
+            (
+                "/search/shoes&scope=internal",
+                None,
+                "/v2/search?scope=public&q=shoes%26scope%3Dinternal",
+            ),
+            ("/search/a+b#", None, "/v2/search?scope=public&q=a%2Bb%23"),
+            (
+                "/search/x",
+                Some("page=2"),
+                "/v2/search?scope=public&q=x&page=2",
+            ),
+        ];
+        for (path, query, want) in rows {
+            let found = m.at(path).unwrap();
+            let got = upstream_path_and_query(path, &found.params, Some(&t), None, query);
+            assert_eq!(got.as_deref(), Ok(want), "{path}");
+        }
+        let bare = Template::parse("/v2/list?").unwrap();
+        let none = matchit::Params::new();
+        assert_eq!(
+            upstream_path_and_query("/x", &none, Some(&bare), None, Some("a=1")).as_deref(),
+            Ok("/v2/list?a=1")
+        );
+        assert_eq!(
+            Template::parse("/a#frag"),
+            Err("\"/a#frag\" has a fragment (#)".into())
+        );
     }
 
     #[test]
@@ -517,6 +702,37 @@ mod tests {
     }
 
     #[test]
+    fn authorities() {
+        let h = http::HeaderMap::new();
+        for (uri, want) in [
+            ("http://API.example:8080/x", Some("api.example:8080")),
+            ("http://api.example:80/x", Some("api.example")),
+            ("https://api.example:443/x", Some("api.example")),
+            ("https://api.example:80/x", Some("api.example:80")),
+            ("http://[2001:db8::1]:8080/x", Some("[2001:db8::1]:8080")),
+            ("http://[2001:db8::1]/x", Some("[2001:db8::1]")),
+            ("http://u:p@api.example./x", Some("api.example")),
+        ] {
+            let uri: http::Uri = uri.parse().unwrap();
+            let host = request_host(&uri, &h);
+            assert_eq!(
+                request_authority(&uri, &h, host.as_deref()).as_deref(),
+                want,
+                "{uri}"
+            );
+        }
+        let mut h = http::HeaderMap::new();
+        h.insert("host", "Admin.Test.:3000".parse().unwrap());
+        let uri: http::Uri = "/x".parse().unwrap();
+        let host = request_host(&uri, &h);
+        assert_eq!(host.as_deref(), Some("admin.test"));
+        assert_eq!(
+            request_authority(&uri, &h, host.as_deref()).as_deref(),
+            Some("admin.test:3000")
+        );
+    }
+
+    #[test]
     fn hosts() {
         let h = http::HeaderMap::new();
         assert_eq!(
@@ -544,6 +760,9 @@ mod tests {
             ("http://[2001:db8::1]:8080/x", "[2001:db8::1]"),
             ("http://[2001:db8::1]/x", "[2001:db8::1]"),
             ("http://u@GW.example/x", "gw.example"),
+            // a fully qualified name's trailing dot names the same host
+            ("http://admin.test./x", "admin.test"),
+            ("http://Admin.Test.:8080/x", "admin.test"),
         ] {
             let uri: http::Uri = uri.parse().unwrap();
             assert_eq!(request_host(&uri, &h).as_deref(), Some(host), "{uri}");

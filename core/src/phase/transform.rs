@@ -5,6 +5,7 @@
 //! Pure rewrites of `http` parts; header values may name `{consumer}`, `{route}`,
 //! `{request_id}` and `{client_ip}`, filled from [`Vars`].
 
+use crate::problem::Reject;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 use serde_json::Value;
@@ -137,8 +138,15 @@ pub fn apply_headers(t: &Transform, headers: &mut HeaderMap, vars: &Vars<'_>) {
         headers.remove(name);
     }
     for (name, value) in &t.set_headers {
-        if let Some(v) = value.render(vars) {
-            headers.insert(name.clone(), v);
+        match value.render(vars) {
+            Some(v) => {
+                headers.insert(name.clone(), v);
+            }
+            // a value that cannot be a header (CR, LF, DEL in `{consumer}`): the client's own
+            // value must not pass in its place
+            None => {
+                headers.remove(name);
+            }
         }
     }
     for (name, value) in &t.add_headers {
@@ -168,7 +176,38 @@ pub fn apply_query<'q>(t: &Transform, query: Option<&'q str>) -> Option<Cow<'q, 
     Some(Cow::Owned(out.finish()))
 }
 
-/// Applies JSON edits to a body; a body that is not JSON is returned untouched.
+/// Applies JSON edits to a request body. An empty body is left as it is; one that is not JSON
+/// exactly as the gateway reads it (a BOM, a trailing comma, nesting over 128, a lone surrogate,
+/// a number out of range, a duplicate key) is refused: a lenient backend would read it with
+/// the edits undone.
+pub fn apply_request_json(t: &Transform, body: &Bytes) -> Result<Bytes, Reject> {
+    if !t.has_json() || body.is_empty() {
+        return Ok(body.clone());
+    }
+    let mut doc = crate::phase::validate::parse_json_strict(body)
+        .map_err(|e| Reject::InvalidBody(format!("not JSON the transform can edit ({e})")))?;
+    edit_json(t, &mut doc);
+    serde_json::to_vec(&doc)
+        .map(Bytes::from)
+        .map_err(|e| Reject::InvalidBody(e.to_string()))
+}
+
+fn edit_json(t: &Transform, doc: &mut Value) {
+    for (from, to) in &t.json_rename {
+        if let Some(v) = take(doc, from) {
+            put(doc, to, v);
+        }
+    }
+    for p in &t.json_remove {
+        take(doc, p);
+    }
+    for (p, v) in &t.json_set {
+        put(doc, p, v.clone());
+    }
+}
+
+/// Applies JSON edits to a response body; a body that is not JSON is returned untouched (the
+/// upstream's answer is passed on as it came).
 pub fn apply_json(t: &Transform, body: &Bytes) -> Bytes {
     if !t.has_json() || body.is_empty() {
         return body.clone();
@@ -176,17 +215,7 @@ pub fn apply_json(t: &Transform, body: &Bytes) -> Bytes {
     let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
         return body.clone();
     };
-    for (from, to) in &t.json_rename {
-        if let Some(v) = take(&mut doc, from) {
-            put(&mut doc, to, v);
-        }
-    }
-    for p in &t.json_remove {
-        take(&mut doc, p);
-    }
-    for (p, v) in &t.json_set {
-        put(&mut doc, p, v.clone());
-    }
+    edit_json(t, &mut doc);
     Bytes::from(serde_json::to_vec(&doc).unwrap_or_else(|_| body.to_vec()))
 }
 

@@ -11,9 +11,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Normalizes a request path: decodes percent-encoded unreserved characters, uppercases the hex
-/// of the others, merges `//`, removes `.` and `..` segments. Refuses encoded `/`, `\` and NUL,
-/// raw `\` and control characters, and paths that climb above the root.
-/// A path that is already normal comes back borrowed.
+/// of the others, merges `//`, removes `.` and `..` segments; other bytes, raw UTF-8 included,
+/// are kept as they are. Refuses encoded `/`, `\`, NUL and control characters, percent-encoded
+/// bytes that are not UTF-8 (the overlong `%C0%AE` among them), raw `\` and control characters,
+/// a dot segment with parameters (`..;`, which Tomcat, Jetty and Spring read as `..`), and paths
+/// that climb above the root. A path that is already normal comes back borrowed.
 pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, Reject> {
     if !raw.starts_with('/') {
         return Err(Reject::BadPath("the path must start with /"));
@@ -24,76 +26,106 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, Reject> {
     normalize_slow(raw).map(Cow::Owned)
 }
 
+/// The value of the two hex digits at `bytes[i + 1..i + 3]` (after a `%` at `i`).
+fn percent_byte(bytes: &[u8], i: usize) -> Result<u8, Reject> {
+    let hex = bytes
+        .get(i + 1..i + 3)
+        .ok_or(Reject::BadPath("truncated percent-encoding"))?;
+    std::str::from_utf8(hex)
+        .ok()
+        .and_then(|h| u8::from_str_radix(h, 16).ok())
+        .ok_or(Reject::BadPath("invalid percent-encoding"))
+}
+
+/// Whether a segment (already decoded) is `.` or `..`, alone or with parameters (`..;x`).
+fn dot_segment(seg: &[u8]) -> Option<bool> {
+    let (name, has_params) = match seg.iter().position(|b| *b == b';') {
+        Some(at) => (&seg[..at], true),
+        None => (seg, false),
+    };
+    matches!(name, b"." | b"..").then_some(has_params)
+}
+
 /// The full normalization, for paths that need it.
 fn normalize_slow(raw: &str) -> Result<String, Reject> {
     let bytes = raw.as_bytes();
-    let mut decoded = String::with_capacity(raw.len());
+    // the path with unreserved characters decoded; `plain` is every escape decoded, to check that
+    // what the escapes spell is UTF-8
+    let mut decoded: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut plain: Vec<u8> = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         match b {
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .ok_or(Reject::BadPath("truncated percent-encoding"))?;
-                let v = std::str::from_utf8(hex)
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or(Reject::BadPath("invalid percent-encoding"))?;
+                let v = percent_byte(bytes, i)?;
                 match v {
                     b'/' | b'\\' | 0 => return Err(Reject::BadPath("encoded /, \\ or NUL")),
-                    b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
-                        decoded.push(b as char)
+                    v if v < 0x20 || v == 0x7f => {
+                        return Err(Reject::BadPath("encoded control character"))
                     }
-                    b => {
-                        decoded.push('%');
-                        decoded.push_str(&format!("{b:02X}"));
+                    v if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => {
+                        decoded.push(v)
+                    }
+                    v => {
+                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                        decoded.extend_from_slice(&[
+                            b'%',
+                            HEX[usize::from(v >> 4)],
+                            HEX[usize::from(v & 15)],
+                        ]);
                     }
                 }
+                plain.push(v);
                 i += 3;
             }
             b'\\' => return Err(Reject::BadPath("backslash in path")),
             b if b < 0x20 || b == 0x7f => return Err(Reject::BadPath("control character in path")),
             _ => {
-                decoded.push(b as char);
+                decoded.push(b);
+                plain.push(b);
                 i += 1;
             }
         }
     }
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    if std::str::from_utf8(&plain).is_err() {
+        return Err(Reject::BadPath("percent-encoded bytes that are not UTF-8"));
+    }
+    let mut out: Vec<&[u8]> = Vec::new();
+    let segments: Vec<&[u8]> = decoded.split(|b| *b == b'/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     let mut trailing = false;
     for (n, seg) in segments.iter().enumerate() {
-        match *seg {
-            "" => trailing = n == last,
-            "." => trailing = n == last,
-            ".." => {
+        match (*seg, dot_segment(seg)) {
+            (_, Some(true)) => return Err(Reject::BadPath("a dot segment with parameters")),
+            (b"", _) | (b".", _) => trailing = n == last,
+            (b"..", _) => {
                 if out.pop().is_none() {
                     return Err(Reject::BadPath("the path climbs above the root"));
                 }
                 trailing = n == last;
             }
-            s => {
+            (s, _) => {
                 out.push(s);
                 trailing = false;
             }
         }
     }
-    let mut path = String::with_capacity(decoded.len());
+    let mut path = Vec::with_capacity(decoded.len());
     for s in &out {
-        path.push('/');
-        path.push_str(s);
+        path.push(b'/');
+        path.extend_from_slice(s);
     }
     if path.is_empty() || trailing {
-        path.push('/');
+        path.push(b'/');
     }
-    Ok(path)
+    // only ASCII was replaced, at character boundaries, so the bytes are still UTF-8
+    String::from_utf8(path).map_err(|_| Reject::BadPath("the path is not UTF-8"))
 }
 
 /// Whether a path is already in normal form: no `%`, `\\`, control bytes, empty segment or dot
-/// segment (the common case, answered in one pass).
-fn is_normal(p: &[u8]) -> bool {
+/// segment, with or without parameters (the common case, answered in one pass).
+pub fn is_normal(p: &[u8]) -> bool {
     let mut prev = b'/';
     for (i, &b) in p.iter().enumerate().skip(1) {
         if b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f {
@@ -103,10 +135,9 @@ fn is_normal(p: &[u8]) -> bool {
             return false;
         }
         if b == b'.' && prev == b'/' {
-            // "." or ".." as a whole segment
             let rest = &p[i..];
             let seg_end = rest.iter().position(|c| *c == b'/').unwrap_or(rest.len());
-            if matches!(&rest[..seg_end], b"." | b"..") {
+            if dot_segment(&rest[..seg_end]).is_some() {
                 return false;
             }
         }
@@ -120,6 +151,8 @@ fn is_normal(p: &[u8]) -> bool {
 pub struct Limits {
     pub max_uri_bytes: usize,
     pub max_header_bytes: usize,
+    /// The longest single header line (name and value).
+    pub max_header_line_bytes: usize,
     pub max_body_bytes: usize,
 }
 
@@ -131,16 +164,81 @@ pub fn check_sizes(limits: &Limits, uri: &Uri, headers: &HeaderMap) -> Result<()
             limit: limits.max_uri_bytes,
         });
     }
-    let header_bytes: usize = headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len())
-        .sum();
+    let mut header_bytes = 0;
+    for (k, v) in headers {
+        let line = k.as_str().len() + v.len();
+        if line > limits.max_header_line_bytes {
+            return Err(Reject::HeaderTooLarge {
+                limit: limits.max_header_line_bytes,
+            });
+        }
+        header_bytes += line;
+    }
     if header_bytes > limits.max_header_bytes {
         return Err(Reject::HeadersTooLarge {
             limit: limits.max_header_bytes,
         });
     }
     Ok(())
+}
+
+/// Checks how the request is framed, where a gateway and the server behind it could read it
+/// differently (request smuggling, host confusion): refuses more than one `Host` line, an
+/// absolute-form target whose authority is not the `Host` header's, `Content-Length` beside
+/// `Transfer-Encoding`, and `Content-Length` values that disagree or are not numbers.
+pub fn check_framing(uri: &Uri, headers: &HeaderMap) -> Result<(), Reject> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Reject::BadFraming("more than one Host header"));
+    }
+    if let (Some(authority), Some(host)) = (uri.authority(), host) {
+        let same = host
+            .to_str()
+            .is_ok_and(|h| same_authority(authority.as_str(), h, uri.scheme_str()));
+        if !same {
+            return Err(Reject::BadFraming(
+                "the request target's host is not the Host header's",
+            ));
+        }
+    }
+    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if headers.contains_key(http::header::TRANSFER_ENCODING) {
+            return Err(Reject::BadFraming(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        let value = |v: &http::HeaderValue| {
+            let s = v.to_str().ok()?.trim();
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then_some(s.parse::<u64>().ok()?)
+        };
+        let n = value(first).ok_or(Reject::BadFraming("Content-Length is not a number"))?;
+        if lengths.any(|v| value(v) != Some(n)) {
+            return Err(Reject::BadFraming("Content-Length values disagree"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a target's authority and a `Host` value name the same host and port: letters' case,
+/// user info, a trailing dot and the scheme's default port do not count.
+fn same_authority(authority: &str, host: &str, scheme: Option<&str>) -> bool {
+    let default_port = match scheme {
+        Some("https") => ":443",
+        _ => ":80",
+    };
+    let canon = |a: &str| -> String {
+        let a = a.rsplit('@').next().unwrap_or(a).to_ascii_lowercase();
+        let a = a.strip_suffix(default_port).unwrap_or(&a);
+        let (h, port) = match a.rfind(':') {
+            Some(i) if !a[i..].contains(']') => (&a[..i], &a[i..]),
+            _ => (a, ""),
+        };
+        format!("{}{port}", h.strip_suffix('.').unwrap_or(h))
+    };
+    canon(authority) == canon(host.trim())
 }
 
 /// A parameter's value type.
@@ -320,19 +418,7 @@ pub fn check_params<'a>(
         }
     }
     if !v.query.is_empty() {
-        let pairs: Vec<(String, String)> = query
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        for (name, rule) in &v.query {
-            let mut seen = false;
-            for (_, value) in pairs.iter().filter(|(k, _)| k == name) {
-                seen = true;
-                rule.check(value).map_err(|e| bad("query", name, e))?;
-            }
-            if !seen && rule.required {
-                return Err(bad("query", name, "is required".into()));
-            }
-        }
+        check_query(v, query.unwrap_or(""))?;
     }
     for (name, rule) in &v.headers {
         let mut seen = false;
@@ -349,6 +435,122 @@ pub fn check_params<'a>(
         }
     }
     Ok(())
+}
+
+/// The name a backend may read a query parameter's name as: lowercase, without brackets and
+/// control bytes (`LIMIT`, `limit[]` and `limit%00` are all `limit` to some framework).
+fn loose_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control() && !matches!(c, '[' | ']'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Checks the query against the route's rules. Pairs are split at `&` and at `;` (which some
+/// backends also split at), so `a=1;limit=500` holds a `limit`. A constrained parameter that
+/// appears twice, or under a name that differs from it only by case, brackets or control
+/// bytes, is refused: the gateway and the backend could read different values.
+fn check_query(v: &Validation, query: &str) -> Result<(), Reject> {
+    let bad = |name: &str, reason: &str| Reject::InvalidParameter {
+        location: "query",
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    let pairs: Vec<(String, String)> = query
+        .split(['&', ';'])
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| form_urlencoded::parse(p.as_bytes()).into_owned())
+        .collect();
+    for (name, rule) in &v.query {
+        let loose = loose_name(name);
+        let mut seen = false;
+        for (k, value) in &pairs {
+            if k == name {
+                if seen {
+                    return Err(bad(name, "appears more than once"));
+                }
+                seen = true;
+                rule.check(value).map_err(|e| bad(name, &e))?;
+            } else if loose_name(k) == loose {
+                return Err(bad(name, &format!("is also given as {k:?}")));
+            }
+        }
+        if !seen && rule.required {
+            return Err(bad(name, "is required"));
+        }
+    }
+    Ok(())
+}
+
+/// Parses JSON as strictly as the gateway and any backend can agree on it: what `serde_json`
+/// accepts (no BOM, no trailing comma, nesting up to 128, no lone surrogate, numbers in range)
+/// and no object with the same key twice, which first-wins and last-wins parsers read apart.
+pub fn parse_json_strict(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// A `serde_json::Value` that refuses duplicate object keys.
+struct StrictValue;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictValue {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictValue {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(StrictValue)? {
+            out.push(v);
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(StrictValue)?;
+            if out.insert(k.clone(), v).is_some() {
+                return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+            }
+        }
+        Ok(serde_json::Value::Object(out))
+    }
 }
 
 /// The media type of a `Content-Type` value: lowercase, without parameters.
@@ -396,8 +598,8 @@ pub fn check_body(v: &Validation, headers: &HeaderMap, body: &[u8]) -> Result<()
         {
             return Err(Reject::UnsupportedMediaType(media.unwrap_or_default()));
         }
-        let doc: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| Reject::InvalidBody(format!("not JSON ({e})")))?;
+        let doc =
+            parse_json_strict(body).map_err(|e| Reject::InvalidBody(format!("not JSON ({e})")))?;
         schema.check(&doc).map_err(Reject::InvalidBody)?;
     }
     Ok(())
@@ -421,7 +623,7 @@ mod tests {
 
     #[test]
     fn path_normalization() {
-        let rows: [(&str, Result<&str, &str>); 21] = [
+        let rows: &[(&str, Result<&str, &str>)] = &[
             ("/", Ok("/")),
             ("/.well-known/x", Ok("/.well-known/x")),
             ("/a/..b/c.", Ok("/a/..b/c.")),
@@ -443,8 +645,33 @@ mod tests {
             ("/a%00", Err("encoded /, \\ or NUL")),
             ("/a\\b", Err("backslash in path")),
             ("/a%zz", Err("invalid percent-encoding")),
+            // `..;` is `..` to Tomcat, Jetty and Spring: refused, encoded or not
+            (
+                "/static/..;/admin/users",
+                Err("a dot segment with parameters"),
+            ),
+            ("/static/.;x/admin", Err("a dot segment with parameters")),
+            (
+                "/static/%2e%2e;/admin",
+                Err("a dot segment with parameters"),
+            ),
+            ("/static/%2E%2E%3B/admin", Ok("/static/..%3B/admin")),
+            ("/static/..;", Err("a dot segment with parameters")),
+            ("/a/x;..", Ok("/a/x;..")),
+            // escapes that do not spell UTF-8, and encoded control characters
+            (
+                "/static/%C0%AE%C0%AE/x",
+                Err("percent-encoded bytes that are not UTF-8"),
+            ),
+            ("/a%FF", Err("percent-encoded bytes that are not UTF-8")),
+            ("/a%0D%0Ab", Err("encoded control character")),
+            ("/a%7f", Err("encoded control character")),
+            ("/a%c3", Err("percent-encoded bytes that are not UTF-8")),
+            // raw UTF-8 keeps its bytes
+            ("/static/caf\u{e9}//x", Ok("/static/caf\u{e9}/x")),
+            ("/\u{65e5}/./%e6%9c%ac", Ok("/\u{65e5}/%E6%9C%AC")),
         ];
-        for (input, want) in rows {
+        for &(input, want) in rows {
             let got = normalize_path(input).map(Cow::into_owned);
             let want = want.map(String::from).map_err(Reject::BadPath);
             assert_eq!(got, want, "{input}");
@@ -575,8 +802,39 @@ mod tests {
             ),
             (
                 "7",
-                Some("a=1&limit=5&limit=x"),
+                Some("a=1&limit=x"),
                 ("query", "limit", "must be an integer"),
+            ),
+            // the ways a backend could read another value than the one checked
+            (
+                "7",
+                Some("a=1&limit=5&limit=500"),
+                ("query", "limit", "appears more than once"),
+            ),
+            (
+                "7",
+                Some("limit=5&limit[]=500"),
+                ("query", "limit", "is also given as \"limit[]\""),
+            ),
+            (
+                "7",
+                Some("limit=5&LIMIT=500"),
+                ("query", "limit", "is also given as \"LIMIT\""),
+            ),
+            (
+                "7",
+                Some("limit=5&limit%00=500"),
+                ("query", "limit", "is also given as \"limit\\0\""),
+            ),
+            (
+                "7",
+                Some("limit=5&a=1;limit=500"),
+                ("query", "limit", "appears more than once"),
+            ),
+            (
+                "7",
+                Some("a=1;limit=500"),
+                ("query", "limit", "must be at most 100"),
             ),
         ];
         for (id, q, (location, name, reason)) in rows {
@@ -600,11 +858,110 @@ mod tests {
         );
     }
 
+    /// Bodies two JSON parsers could read differently are refused.
+    #[test]
+    fn strict_json() {
+        let nested = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        for (body, ok) in [
+            (&br#"{"role":"user","n":[1,2.5,null,true]}"#[..], true),
+            (b"\xEF\xBB\xBF{\"a\":1}", false), // a UTF-8 BOM
+            (br#"{"a":1,}"#, false),           // a trailing comma
+            (br#"{"a":"\ud800"}"#, false),     // a lone surrogate
+            (br#"{"a":1e400}"#, false),        // out of range
+            (br#"{"is_admin":false,"is_admin":true}"#, false),
+            (br#"{"a":{"b":1,"b":2}}"#, false),
+            (br#"[{"b":1},{"b":2}]"#, true),
+            (nested.as_bytes(), false), // nesting over 128
+            (br#"{"a":1} x"#, false),
+        ] {
+            assert_eq!(
+                parse_json_strict(body).is_ok(),
+                ok,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            parse_json_strict(br#"{"k":1,"k":2}"#),
+            Err("duplicate key \"k\" at line 1 column 13".into())
+        );
+    }
+
+    #[test]
+    fn framing() {
+        fn h(rows: &[(&str, &str)]) -> HeaderMap {
+            let mut m = HeaderMap::new();
+            for (k, v) in rows {
+                m.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        }
+        let origin: Uri = "/x".parse().unwrap();
+        let absolute: Uri = "http://api.example/x".parse().unwrap();
+        let rows: &[(&Uri, &[(&str, &str)], Result<(), &str>)] = &[
+            (&origin, &[("host", "a")], Ok(())),
+            (
+                &origin,
+                &[("host", "a"), ("host", "b")],
+                Err("more than one Host header"),
+            ),
+            (&absolute, &[("host", "api.example")], Ok(())),
+            (&absolute, &[("host", "API.example.:80")], Ok(())),
+            (
+                &absolute,
+                &[("host", "admin.example")],
+                Err("the request target's host is not the Host header's"),
+            ),
+            (
+                &absolute,
+                &[("host", "api.example:8080")],
+                Err("the request target's host is not the Host header's"),
+            ),
+            (&absolute, &[], Ok(())),
+            (
+                &origin,
+                &[("content-length", "4"), ("transfer-encoding", "chunked")],
+                Err("both Content-Length and Transfer-Encoding"),
+            ),
+            (
+                &origin,
+                &[("content-length", "4"), ("content-length", "5")],
+                Err("Content-Length values disagree"),
+            ),
+            (
+                &origin,
+                &[("content-length", "4"), ("content-length", "4")],
+                Ok(()),
+            ),
+            (
+                &origin,
+                &[("content-length", "+4")],
+                Err("Content-Length is not a number"),
+            ),
+            (
+                &origin,
+                &[("content-length", "4, 4")],
+                Err("Content-Length is not a number"),
+            ),
+        ];
+        for (uri, headers, want) in rows {
+            assert_eq!(
+                check_framing(uri, &h(headers)),
+                want.map_err(Reject::BadFraming),
+                "{uri} {headers:?}"
+            );
+        }
+    }
+
     #[test]
     fn sizes() {
         let limits = Limits {
             max_uri_bytes: 10,
             max_header_bytes: 10,
+            max_header_line_bytes: 8,
             max_body_bytes: 10,
         };
         let h = HeaderMap::new();
@@ -613,12 +970,20 @@ mod tests {
             Err(Reject::UriTooLong { limit: 10 })
         );
         let mut big = HeaderMap::new();
-        big.insert("x-long", "123456".parse().unwrap());
+        big.insert("a", "12345".parse().unwrap());
+        big.insert("b", "12345".parse().unwrap());
         assert_eq!(
             check_sizes(&limits, &"/".parse().unwrap(), &big),
             Err(Reject::HeadersTooLarge { limit: 10 })
         );
         assert_eq!(check_sizes(&limits, &"/ok".parse().unwrap(), &h), Ok(()));
+        // one line over its own limit, though the sum is within the total
+        let mut long = HeaderMap::new();
+        long.insert("x", "12345678".parse().unwrap());
+        assert_eq!(
+            check_sizes(&limits, &"/".parse().unwrap(), &long),
+            Err(Reject::HeaderTooLarge { limit: 8 })
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ fn provider() -> JwtProvider {
         jwks_max_ttl_s: 3600,
         jwks_cooldown_s: 30,
         fail_open: false,
+        consumer_claim: None,
+        max_token_bytes: 8192,
     }
 }
 
@@ -527,7 +529,7 @@ fn api_keys_and_authorization() {
     assert_eq!(check_api_key(&set, "k-124"), None);
 
     let claims: Map<String, Value> = json!({"sub": "alice", "scope": "users:read users:write", "tier": "gold", "groups": ["a", "b"]}).as_object().unwrap().clone();
-    let c = Consumer::from_claims(Rc::new(claims));
+    let c = Consumer::from_claims(Rc::new(claims), None);
     assert_eq!((&*c.id, c.scopes.len()), ("alice", 2));
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let rows = [
@@ -570,4 +572,75 @@ fn api_keys_and_authorization() {
     assert_eq!(bearer(&bearer_h, &http::header::AUTHORIZATION), Some("abc"));
     bearer_h.insert("authorization", "Basic abc".parse().unwrap());
     assert_eq!(bearer(&bearer_h, &http::header::AUTHORIZATION), None);
+}
+
+/// A token with none of `sub`, `client_id` and `azp` names no consumer; a provider may name
+/// the claim that does.
+#[test]
+fn tokens_without_an_identity_have_no_consumer() {
+    let anonymous = hs_token(&kid_less(), json!({"sub": null}));
+    let v = check(&[hs_key()], &anonymous).unwrap();
+    assert_eq!((&*v.consumer.id, v.consumer.identified()), ("", None));
+    let named = hs_token(&kid_less(), json!({"sub": null, "tenant_user": "t-9"}));
+    let p = JwtProvider {
+        consumer_claim: Some("tenant_user".into()),
+        keys: vec![hs_key()],
+        ..provider()
+    };
+    let v = verify_token(&p, &[&hs_key()], &named, NOW).unwrap();
+    assert_eq!(v.consumer.identified(), Some("t-9"));
+    // the named claim replaces the defaults: `sub` alone no longer names anyone
+    let with_sub = hs_token(&kid_less(), json!({}));
+    let v = verify_token(&p, &[&hs_key()], &with_sub, NOW).unwrap();
+    assert_eq!(v.consumer.identified(), None);
+}
+
+/// A validly signed token over the provider's limit is refused before it is parsed.
+#[test]
+fn long_tokens_are_refused() {
+    let padding = "x".repeat(16 * 1024);
+    let long = hs_token(&kid_less(), json!({"pad": padding}));
+    assert!(long.len() > 16 * 1024);
+    assert_eq!(
+        check(&[hs_key()], &long).map(|_| ()),
+        Err(TokenError::Invalid("token is too long"))
+    );
+    let p = JwtProvider {
+        max_token_bytes: 64 * 1024,
+        ..provider()
+    };
+    assert!(verify_token(&p, &[&hs_key()], &long, NOW).is_ok());
+}
+
+/// An empty or blank API key is no credential at all.
+#[test]
+fn empty_api_keys_are_not_presented() {
+    let set = ApiKeySet {
+        name: "k".into(),
+        label: "api_key:k".into(),
+        header: Some(http::HeaderName::from_static("x-api-key")),
+        query: Some("api_key".into()),
+        by_hash: Default::default(),
+    };
+    for (header, query) in [
+        (Some(""), None),
+        (Some("   "), None),
+        (None, Some("api_key=")),
+        (None, Some("api_key=%20%20")),
+        (Some(" "), Some("api_key=")),
+    ] {
+        let mut h = HeaderMap::new();
+        if let Some(v) = header {
+            h.insert("x-api-key", v.parse().unwrap());
+        }
+        assert_eq!(
+            presented_api_key(&set, &h, query),
+            None,
+            "{header:?} {query:?}"
+        );
+    }
+}
+
+fn kid_less() -> Header<Map<String, Value>> {
+    Header::new(Map::new())
 }
