@@ -297,6 +297,22 @@ fn validation_rejections_have_their_statuses() {
         (
             req("GET", "/health", &[("x-big", &"b".repeat(40_000))], ""),
             431,
+            "header-too-large",
+        ),
+        (
+            req(
+                "GET",
+                "/health",
+                &[
+                    ("x-a", &"a".repeat(8_000)),
+                    ("x-b", &"b".repeat(8_000)),
+                    ("x-c", &"c".repeat(8_000)),
+                    ("x-d", &"d".repeat(8_000)),
+                    ("x-e", &"e".repeat(8_000)),
+                ],
+                "",
+            ),
+            431,
             "headers-too-large",
         ),
     ];

@@ -7,6 +7,12 @@
 //!
 //! Only set them when every request passes through a proxy that overwrites those headers;
 //! otherwise a client can claim any address. Pure, so it is tested natively.
+//!
+//! Trust: Spin copies the client's headers into the request and then *appends* its own
+//! `spin-client-addr`, so a client-sent `spin-client-addr` comes first. Only the last value is
+//! Spin's; [`identify`] reads that one, and [`remove_runtime_headers`] takes every value out of
+//! the request before the gateway sees it, so none reaches an upstream. A configured header
+//! that is missing or unreadable falls back to Spin's own address, never to another header.
 
 use http::HeaderMap;
 use portcullis_core::Client;
@@ -35,25 +41,31 @@ impl Trusted {
     }
 }
 
-/// The client: from the trusted header when configured and valid, else `spin-client-addr`,
-/// else `0.0.0.0` (matches no allow-list entry but `0.0.0.0/0`).
-pub fn identify(headers: &HeaderMap, trusted: &Trusted) -> Client {
-    let header = |name: &Option<String>| {
-        name.as_deref()
-            .and_then(|n| headers.get(n))
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let from_trusted = header(&trusted.ip).and_then(|s| s.parse::<IpAddr>().ok());
-    let from_spin = headers
-        .get("spin-client-addr")
+/// The header Spin appends with the connection's address.
+pub const SPIN_CLIENT_ADDR: &str = "spin-client-addr";
+
+/// The last value of `name`: the one the nearest hop (Spin, or the proxy in front) added.
+fn last<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(name)
+        .iter()
+        .next_back()
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| {
-            s.parse::<SocketAddr>()
-                .map(|a| a.ip())
-                .or_else(|_| s.parse::<IpAddr>())
-                .ok()
-        });
+        .map(str::trim)
+}
+
+/// The client: from the trusted header when configured and valid (its last value), else the
+/// last `spin-client-addr` (the one Spin appended), else `0.0.0.0` (matches no allow-list entry
+/// but `0.0.0.0/0`).
+pub fn identify(headers: &HeaderMap, trusted: &Trusted) -> Client {
+    let header = |name: &Option<String>| name.as_deref().and_then(|n| last(headers, n));
+    let from_trusted = header(&trusted.ip).and_then(|s| s.parse::<IpAddr>().ok());
+    let from_spin = last(headers, SPIN_CLIENT_ADDR).and_then(|s| {
+        s.parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| s.parse::<IpAddr>())
+            .ok()
+    });
     let ip = from_trusted
         .or(from_spin)
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -65,6 +77,19 @@ pub fn identify(headers: &HeaderMap, trusted: &Trusted) -> Client {
         .and_then(|a| a.trim_start_matches("AS").parse().ok())
         .filter(|a| *a != 0);
     client
+}
+
+/// Removes what Spin added to the request (`spin-*`, `spin-client-addr` among them) once the
+/// client is identified: runtime metadata is not the client's to send upstream.
+pub fn remove_runtime_headers(headers: &mut HeaderMap) {
+    let names: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
 }
 
 #[cfg(test)]
@@ -121,10 +146,38 @@ mod tests {
                 ("10.0.0.1", None, None),
             ),
             (&[][..], &none, ("0.0.0.0", None, None)),
+            // Spin appends its own value after the client's: only the last one counts
+            (
+                &[
+                    ("spin-client-addr", "10.0.0.1:1"),
+                    ("spin-client-addr", "198.51.100.4:40000"),
+                ][..],
+                &none,
+                ("198.51.100.4", None, None),
+            ),
+            // the trusted header is missing: Spin's address, never the client's forgery
+            (
+                &[
+                    ("spin-client-addr", "10.0.0.1:1"),
+                    ("spin-client-addr", "198.51.100.4:40000"),
+                ][..],
+                &trusted,
+                ("198.51.100.4", None, None),
+            ),
+            // a proxy in front appends too: its value is the last
+            (
+                &[
+                    ("true-client-ip", "10.9.9.9"),
+                    ("true-client-ip", "203.0.113.9"),
+                    ("spin-client-addr", "198.51.100.4:40000"),
+                ][..],
+                &trusted,
+                ("203.0.113.9", None, None),
+            ),
         ] {
             let mut map = HeaderMap::new();
             for (n, v) in headers {
-                map.insert(*n, v.parse().unwrap());
+                map.append(*n, v.parse().unwrap());
             }
             let c = identify(&map, trusted);
             assert_eq!(
@@ -133,5 +186,28 @@ mod tests {
                 "{headers:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod runtime_headers {
+    use super::*;
+
+    #[test]
+    fn spin_headers_do_not_reach_the_gateway() {
+        let mut map = HeaderMap::new();
+        for (n, v) in [
+            ("spin-client-addr", "10.0.0.1:1"),
+            ("spin-client-addr", "198.51.100.4:1"),
+            ("spin-full-url", "http://x/"),
+            ("x-kept", "1"),
+        ] {
+            map.append(n, v.parse().unwrap());
+        }
+        remove_runtime_headers(&mut map);
+        assert_eq!(
+            map.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["x-kept"]
+        );
     }
 }

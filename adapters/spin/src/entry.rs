@@ -1,6 +1,6 @@
 //! The HTTP handler: Spin request → `http::Request<Bytes>` → `Gateway::handle` → response.
 
-use crate::client::{identify, Trusted};
+use crate::client::{identify, remove_runtime_headers, Trusted};
 use crate::expiry::Sweep;
 use crate::host::SpinHost;
 use bytes::{Bytes, BytesMut};
@@ -39,6 +39,7 @@ async fn handle(
     let _ = parts.headers.try_reserve(HEADER_ROOM);
     let trusted = Trusted::from_env(|v| std::env::var(v).ok());
     let client = identify(&parts.headers, &trusted);
+    remove_runtime_headers(&mut parts.headers);
     let body = read_capped(body, gateway.config().largest_body_bytes()).await;
     let host = SpinHost::open().await;
     let res = gateway

@@ -101,7 +101,7 @@ fn uri_hash(uri: &http::Uri) -> [u8; 32] {
 
 /// The key of the marker that invalidates the entries for `uri` (scheme, authority, path, query).
 pub fn invalidation_key(generation: u64, uri: &http::Uri) -> String {
-    format!("cache-inv:{generation}:{}", hex::encode(uri_hash(uri)))
+    format!("cache:inv:{generation}:{}", hex::encode(uri_hash(uri)))
 }
 
 /// Whether the request carries a credential the route knows.
@@ -158,7 +158,7 @@ pub fn key(
     }
     Ok(CacheKey {
         entry: format!("cache:{generation}:{}", hex::encode(h.finalize())),
-        invalidation: format!("cache-inv:{generation}:{}", hex::encode(uri)),
+        invalidation: format!("cache:inv:{generation}:{}", hex::encode(uri)),
     })
 }
 

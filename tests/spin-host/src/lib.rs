@@ -9,8 +9,12 @@
 //! What it provides: `wasi:http@0.3` (incoming and outgoing), `wasi:cli`/`clocks`/`random`, and
 //! `spin:key-value@3.0.0` and `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`) over one
 //! in-memory map shared by every instance, so state outlives a request as Spin's SQLite store
-//! does. Like Spin, it instantiates the component per request and
-//! sets `spin-client-addr` to the connection's address.
+//! does. Like Spin, it copies the client's headers and then *appends* `spin-client-addr` with
+//! the connection's address (a client-sent one comes first), and removes `Connection`. Unlike
+//! Spin 4.1, which reuses an instance for up to 128 requests, it instantiates the component per
+//! request: the shortest instance lifetime Spin allows, so state a component keeps in memory
+//! is never there for the next request. The suite also runs on real Spin (`tests/e2e_spin_real.rs`),
+//! which reuses instances, so both lifetimes are tested.
 //!
 //! The component's stdout (the access log) is collected line by line in [`Server::logs`], and
 //! echoed to the process's stdout when asked.
@@ -256,8 +260,11 @@ async fn run(
     peer: std::net::SocketAddr,
 ) -> wasmtime::Result<http::Response<Full<Bytes>>> {
     let (mut parts, body) = req.into_parts();
-    // what Spin adds to every request; a client cannot set it
-    parts.headers.insert(
+    // what Spin does to every request: the client's headers stay as sent (a client-sent
+    // `spin-client-addr` among them), its own `spin-client-addr` is appended after them, and
+    // `Connection` is removed
+    parts.headers.remove(http::header::CONNECTION);
+    parts.headers.append(
         "spin-client-addr",
         http::HeaderValue::from_str(&peer.to_string())?,
     );
