@@ -80,6 +80,10 @@ fn check(args: &[String]) -> Result<(), Failure> {
     println!("ok: {}", config.summary());
     // the config is valid, so it parses; the keys whose secret is read when the gateway starts
     let raw = Config::raw_from_toml(&src).map_err(|e| Failure::Config(e.render(&path)))?;
+    // settings that work but that a careful operator would not deploy: said, not refused
+    for w in portcullis_core::config::warnings(&raw) {
+        eprintln!("warning: {path}: {w}");
+    }
     for (provider, jwt) in &raw.auth.jwt {
         for (i, key) in jwt.keys.iter().enumerate() {
             if let Some(name) = &key.secret_env {

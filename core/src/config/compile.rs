@@ -124,43 +124,74 @@ const EMPTY_SHA256: [u8; 32] = [
     0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
-/// Why an address must not be an upstream without `allow_private`.
+/// Why an address must not be an upstream without `allow_private`: every special-purpose range
+/// of the IANA IPv4 and IPv6 registries that is not globally reachable, and the IPv6 forms that
+/// embed an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo), judged by that address.
 pub fn private_reason(ip: IpAddr) -> Option<&'static str> {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let v4 = |v4: Ipv4Addr| -> Option<&'static str> {
+        let o = v4.octets();
+        let n = u32::from(v4);
+        let within = |net: u32, bits: u32| n >> (32 - bits) == net >> (32 - bits);
+        if v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200) {
+            Some("a cloud metadata address")
+        } else if o[0] == 127 {
+            Some("a loopback address")
+        } else if v4.is_private() || within(0x6440_0000, 10) {
+            Some("a private address")
+        } else if v4.is_link_local() {
+            Some("a link-local address")
+        } else if o[0] == 0 || o[0] >= 224 {
+            // "this network", multicast, reserved and broadcast
+            Some("not a routable address")
+        } else if within(0xc000_0000, 24) // 192.0.0.0/24, IETF protocol assignments
+            || within(0xc612_0000, 15) // 198.18.0.0/15, benchmarking
+            || within(0xc000_0200, 24) // documentation
+            || within(0xc633_6400, 24)
+            || within(0xcb00_7100, 24)
+            || within(0xc058_6300, 24) // 6to4 relay anycast
+        {
+            Some("a special-purpose address")
+        } else {
+            None
+        }
     };
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            if v4 == std::net::Ipv4Addr::new(169, 254, 169, 254)
-                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
-            {
-                Some("a cloud metadata address")
-            } else if v4.is_loopback() {
-                Some("a loopback address")
-            } else if v4.is_private() || (o[0] == 100 && (64..128).contains(&o[1])) {
-                Some("a private address")
-            } else if v4.is_link_local() {
-                Some("a link-local address")
-            } else if v4.is_unspecified() || v4.is_broadcast() {
-                Some("not a routable address")
-            } else {
-                None
-            }
-        }
+        IpAddr::V4(a) => v4(a),
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            if v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-                Some("a cloud metadata address")
-            } else if v6.is_loopback() {
-                Some("a loopback address")
-            } else if s[0] & 0xfe00 == 0xfc00 {
+            let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+            if let Some(a) = v6.to_ipv4_mapped() {
+                return v4(a);
+            }
+            if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+                return Some("a cloud metadata address");
+            }
+            if v6.is_loopback() || v6.is_unspecified() {
+                return Some("a loopback address");
+            }
+            // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16),
+            // Teredo (2001::/32, the client address inverted)
+            if s[..6] == [0; 6] || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]) {
+                return v4(embedded(s[6], s[7])).or(Some("an address that embeds IPv4"));
+            }
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                return v4(embedded(s[6], s[7])).or(Some("an address that embeds IPv4"));
+            }
+            if s[0] == 0x2002 {
+                return v4(embedded(s[1], s[2])).or(Some("an address that embeds IPv4"));
+            }
+            if s[0] == 0x2001 && s[1] == 0 {
+                return v4(embedded(!s[6], !s[7])).or(Some("an address that embeds IPv4"));
+            }
+            if s[0] & 0xfe00 == 0xfc00 {
                 Some("a private address")
-            } else if s[0] & 0xffc0 == 0xfe80 {
+            } else if s[0] & 0xffc0 == 0xfe80 || s[0] & 0xffc0 == 0xfec0 {
                 Some("a link-local address")
-            } else if v6.is_unspecified() {
+            } else if s[0] & 0xff00 == 0xff00 {
                 Some("not a routable address")
+            } else if (s[0] == 0x2001 && s[1] == 0xdb8) || s[0] == 0x100 && s[1..4] == [0; 3] {
+                Some("a special-purpose address")
             } else {
                 None
             }
@@ -168,7 +199,9 @@ pub fn private_reason(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// Checks an outbound URL: http(s), a host, and no private address unless allowed.
+/// Checks an outbound URL: http(s), a host, and no private address unless allowed. Hosts are
+/// read as the runtimes' `fetch` reads them (WHATWG URL rules, in a build with the config
+/// parser), so no spelling of a private address passes.
 fn outbound_url(
     e: &mut Errs<'_>,
     path: &str,
@@ -184,18 +217,19 @@ fn outbound_url(
     };
     let host = target.host();
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let reason = match bare.parse::<IpAddr>() {
-        Ok(ip) => private_reason(ip),
-        Err(_) => {
-            let h = bare.to_ascii_lowercase();
-            if h == "localhost" || h.ends_with(".localhost") {
-                Some("a loopback address")
-            } else if h == "metadata.google.internal" || h == "metadata" {
-                Some("a cloud metadata address")
-            } else {
-                None
-            }
+    #[cfg(feature = "toml")]
+    let address = match super::lint::fetch_address(url) {
+        Ok(address) => address,
+        Err(why) => {
+            e.push(path, format!("{url:?} {why}"));
+            return None;
         }
+    };
+    #[cfg(not(feature = "toml"))]
+    let address = bare.parse::<IpAddr>().ok();
+    let reason = match address {
+        Some(ip) => private_reason(ip),
+        None => super::lint::special_name(bare),
     };
     if let (Some(reason), false) = (reason, allow_private) {
         e.push(
@@ -825,6 +859,15 @@ pub fn compile(
                         "an admin route needs `auth`: without it anyone could call it",
                     );
                 }
+                let provider = r.auth.as_ref().and_then(|a| a.jwt.as_deref());
+                if let Some(p) = provider.and_then(|name| raw.auth.jwt.get(name)) {
+                    if p.fail == raw::FailMode::Open {
+                        e.push(
+                            format!("{path}.auth.jwt"),
+                            "an admin route cannot use a provider with fail = \"open\": while its JWKS is down any bearer string would pass",
+                        );
+                    }
+                }
                 let safe = |m: &str| ["GET", "HEAD", "OPTIONS", "TRACE"].contains(&m);
                 if r.methods.is_empty() || r.methods.iter().any(|m| safe(m)) {
                     e.push(
@@ -846,7 +889,7 @@ pub fn compile(
                 let rp = format!("{path}.respond");
                 let status = http::StatusCode::from_u16(resp.status)
                     .ok()
-                    .filter(|s| s.as_u16() >= 200);
+                    .filter(|s| (200..=599).contains(&s.as_u16()));
                 if status.is_none() {
                     e.push(
                         format!("{rp}.status"),

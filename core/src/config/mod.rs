@@ -5,6 +5,7 @@
 //! (route tables, CIDR ranges, keys, regexes, schemas).
 
 mod compile;
+pub mod lint;
 pub mod emit;
 #[cfg(feature = "toml")]
 mod locate;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::rc::Rc;
 
 pub use compile::compile;
+pub use lint::warnings;
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -513,3 +513,70 @@ max_response_bytes = 104857600
         8 << 20
     );
 }
+
+/// Every spelling of a private, loopback, metadata or special-purpose address that a runtime's
+/// `fetch` would reach is refused as an upstream (issue 16, item 16).
+#[test]
+fn private_addresses_in_every_spelling_are_refused() {
+    for host in [
+        "2852039166",
+        "0251.0376.0376.0376",
+        "0xa9fea9fe",
+        "127.1",
+        "0",
+        "localhost.",
+        "metadata.google.internal.",
+        "foo.localhost.",
+        "instance-data",
+        "192.0.0.192",
+        "[64:ff9b::a9fe:a9fe]",
+        "[2002:a9fe:a9fe::]",
+        "[::127.0.0.1]",
+        "[fe80::1%25eth0]",
+        "198.18.0.1",
+        "224.0.0.1",
+        "240.0.0.1",
+    ] {
+        let toml = format!(
+            "[upstreams.u]\ntargets = [{{ url = \"http://{host}/\" }}]\n[[routes]]\nname = \"r\"\npath = \"/\"\nupstream = \"u\"\n"
+        );
+        let Err(e) = Config::from_toml(&toml) else {
+            panic!("{host} was accepted as an upstream");
+        };
+        let listing = e.render("t.toml");
+        assert!(listing.contains("upstreams.u.targets[0].url"), "{host}: {listing}");
+    }
+    let ok = "[upstreams.u]\ntargets = [{ url = \"https://api.example.com/\" }]\n[[routes]]\nname = \"r\"\npath = \"/\"\nupstream = \"u\"\n";
+    assert!(Config::from_toml(ok).is_ok());
+}
+
+#[test]
+fn admin_routes_refuse_fail_open_providers_and_respond_statuses_stay_in_range() {
+    let toml = r#"
+[auth.jwt.idp]
+issuer = "i"
+audiences = ["a"]
+jwks_url = "https://idp.example/jwks"
+fail = "open"
+[[routes]]
+name = "purge"
+methods = ["POST"]
+path = "/purge"
+admin = "purge_cache"
+auth = { jwt = "idp" }
+[[routes]]
+name = "odd"
+path = "/odd"
+respond = { status = 600 }
+[auth.api_keys.k]
+keys = [{ consumer = "c", sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" }]
+"#;
+    let listing = Config::from_toml(toml).unwrap_err().render("t.toml");
+    for needle in [
+        "routes[0].auth.jwt: an admin route cannot use a provider with fail = \"open\"",
+        "routes[1].respond.status: 600 is not a final HTTP status",
+        "auth.api_keys.k.keys[0].sha256: is the SHA-256 of the empty string",
+    ] {
+        assert!(listing.contains(needle), "missing {needle:?} in:\n{listing}");
+    }
+}
