@@ -279,6 +279,8 @@ fn phases(c: &mut Criterion) {
         key_headers: vec![],
         per_consumer: false,
         fail_open: true,
+        credential_headers: Vec::new(),
+        credential_query: Vec::new(),
     };
     let req = Request::builder()
         .uri("http://gw.bench/items/42?b=2&a=1")
@@ -294,7 +296,7 @@ fn phases(c: &mut Criterion) {
         b.iter(|| cache::key(&rule, 0, "items", black_box(&req), None))
     });
     g.bench_function("cache/serve", |b| {
-        b.iter(|| cache::serve(black_box(&stored), &req, NOW + 1_000))
+        b.iter(|| cache::serve(black_box(&stored), &req, NOW + 1_000, None))
     });
 
     let tr = transform::Transform {

@@ -613,7 +613,7 @@ impl Gateway {
         }
     }
 
-    /// 4. Charges the request to the route's rate limit `qi`: the counter
+    /// Rate limiting (phase 4): charges the request to the route's rate limit `qi`, the counter
     /// `rl:<policy>:<key part>` (a sharded policy adds `#<shard>`), with the verdict in `ctx`.
     async fn charge_limit<H: Host>(
         &self,

@@ -110,6 +110,48 @@ fn assert_problem(r: &Reply, status: u16, code: &str) {
     );
 }
 
+/// Issue 16, item 1: a client-sent `spin-client-addr` (which Spin keeps, then appends its own
+/// after it) never names the client, even when the configured client-address header is
+/// missing: a request from the suite's real address (loopback) with a forged
+/// `spin-client-addr` in the deny list passes, and the forgery reaches no upstream.
+pub fn forged_client_addresses_are_ignored(s: &Suite) {
+    let marker = format!("forged-{}", s.unique());
+    let target = format!("/backend/{marker}");
+    let r = request(
+        &s.gw.addr,
+        "GET",
+        &target,
+        &[
+            ("spin-client-addr", "203.0.113.5:1"),
+            ("x-forwarded-host", "evil.test"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = s.upstream.requests_for(&marker);
+    assert_eq!(seen.len(), 1);
+    let names: Vec<&str> = seen[0].headers.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(!names.contains(&"spin-client-addr"), "{names:?}");
+    assert!(
+        seen[0]
+            .headers
+            .iter()
+            .all(|(k, v)| k != "x-forwarded-host" || v != "evil.test"),
+        "{:?}",
+        seen[0].headers
+    );
+    // the deny list still works on the address the runtime reports
+    let denied = s.send_from(
+        "203.0.113.5",
+        "GET",
+        "/api/items/1",
+        &[("x-api-key", "partner-key-1")],
+        b"",
+    );
+    assert_problem(&denied, 403, "access-denied");
+}
+
 pub fn validation_rejections(s: &Suite) {
     let key = [("x-api-key", "partner-key-1")];
     for (method, target, headers, body, status, code) in [
@@ -617,7 +659,7 @@ pub fn access_log_line(s: &Suite) {
 macro_rules! e2e_cases {
     ($suite:path) => {
         $crate::e2e_cases!(@each $suite;
-            validation_rejections, ip_deny_list, api_key_auth_and_request_transforms,
+            forged_client_addresses_are_ignored, validation_rejections, ip_deny_list, api_key_auth_and_request_transforms,
             jwt_auth_rotation_and_outage, hmac_secret_from_the_environment,
             exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, shared_cache, cors,

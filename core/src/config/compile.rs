@@ -149,7 +149,8 @@ pub fn private_reason(ip: IpAddr) -> Option<&'static str> {
             || within(0xc000_0200, 24) // documentation
             || within(0xc633_6400, 24)
             || within(0xcb00_7100, 24)
-            || within(0xc058_6300, 24) // 6to4 relay anycast
+            || within(0xc058_6300, 24)
+        // 6to4 relay anycast
         {
             Some("a special-purpose address")
         } else {

@@ -24,8 +24,8 @@ pub fn warnings(raw: &RawConfig) -> Vec<Diagnostic> {
         })
     };
     for (i, cidr) in raw.gateway.trusted_proxies.iter().enumerate() {
-        let everything = crate::phase::access::parse_cidr(cidr)
-            .is_ok_and(|net| net.prefix_len() == 0);
+        let everything =
+            crate::phase::access::parse_cidr(cidr).is_ok_and(|net| net.prefix_len() == 0);
         if everything {
             warn(
                 format!("gateway.trusted_proxies[{i}]"),
@@ -39,19 +39,34 @@ pub fn warnings(raw: &RawConfig) -> Vec<Diagnostic> {
             warn(format!("{path}.issuer"), "a JWKS provider without `issuer` accepts tokens the key set's owner issued for anyone");
         }
         if p.jwks_url.is_some() && p.audiences.is_empty() {
-            warn(format!("{path}.audiences"), "a JWKS provider without `audiences` accepts tokens meant for other services");
+            warn(
+                format!("{path}.audiences"),
+                "a JWKS provider without `audiences` accepts tokens meant for other services",
+            );
         }
         if p.leeway_s > 3600 {
-            warn(format!("{path}.leeway_s"), "more than an hour of clock skew keeps expired tokens valid");
+            warn(
+                format!("{path}.leeway_s"),
+                "more than an hour of clock skew keeps expired tokens valid",
+            );
         }
         if !p.require_exp {
-            warn(format!("{path}.require_exp"), "tokens without `exp` are accepted: they never expire");
+            warn(
+                format!("{path}.require_exp"),
+                "tokens without `exp` are accepted: they never expire",
+            );
         }
         if p.jwks_url.is_some() && p.jwks_cooldown_s == 0 {
-            warn(format!("{path}.jwks_cooldown_s"), "0: every token with an unknown `kid` makes a JWKS fetch");
+            warn(
+                format!("{path}.jwks_cooldown_s"),
+                "0: every token with an unknown `kid` makes a JWKS fetch",
+            );
         }
         if p.jwks_url.is_some() && p.jwks_min_ttl_s == 0 {
-            warn(format!("{path}.jwks_min_ttl_s"), "0: an IdP's `max-age=0` makes every request fetch the key set");
+            warn(
+                format!("{path}.jwks_min_ttl_s"),
+                "0: an IdP's `max-age=0` makes every request fetch the key set",
+            );
         }
         for (i, k) in p.keys.iter().enumerate() {
             if let Some(secret) = &k.secret {
@@ -63,7 +78,12 @@ pub fn warnings(raw: &RawConfig) -> Vec<Diagnostic> {
     }
     for (name, q) in &raw.rate_limits {
         let key = q.key.to_ascii_lowercase();
-        let chosen = ["x-forwarded-for", "forwarded", "x-real-ip", "true-client-ip"];
+        let chosen = [
+            "x-forwarded-for",
+            "forwarded",
+            "x-real-ip",
+            "true-client-ip",
+        ];
         if let Some(h) = key.strip_prefix("header:").filter(|h| chosen.contains(h)) {
             warn(
                 format!("rate_limits.{name}.key"),
@@ -84,7 +104,8 @@ fn weak_secret(secret: &[u8]) -> Option<&'static str> {
         seen[usize::from(*b)] = true;
     }
     let distinct = seen.iter().filter(|s| **s).count();
-    (distinct < 10).then_some("has little entropy (fewer than 10 distinct bytes): use a random secret")
+    (distinct < 10)
+        .then_some("has little entropy (fewer than 10 distinct bytes): use a random secret")
 }
 
 /// The address a runtime's `fetch` would connect to for `url`'s host, when the host is an
@@ -196,8 +217,16 @@ period_s = 1
             assert_eq!(got.as_deref(), want, "{url}");
         }
         assert!(fetch_address("http://[fe80::1%25eth0]/").is_err());
-        assert_eq!(fetch_domain("http://Localhost./").as_deref(), Some("localhost"));
-        for name in ["localhost.", "foo.localhost.", "metadata.google.internal.", "instance-data"] {
+        assert_eq!(
+            fetch_domain("http://Localhost./").as_deref(),
+            Some("localhost")
+        );
+        for name in [
+            "localhost.",
+            "foo.localhost.",
+            "metadata.google.internal.",
+            "instance-data",
+        ] {
             assert!(special_name(name).is_some(), "{name}");
         }
     }

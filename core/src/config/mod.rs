@@ -5,8 +5,8 @@
 //! (route tables, CIDR ranges, keys, regexes, schemas).
 
 mod compile;
-pub mod lint;
 pub mod emit;
+pub mod lint;
 #[cfg(feature = "toml")]
 mod locate;
 pub mod raw;

@@ -901,7 +901,8 @@ mod tests {
         }
         let origin: Uri = "/x".parse().unwrap();
         let absolute: Uri = "http://api.example/x".parse().unwrap();
-        let rows: &[(&Uri, &[(&str, &str)], Result<(), &str>)] = &[
+        type Row<'a> = (&'a Uri, &'a [(&'a str, &'a str)], Result<(), &'static str>);
+        let rows: &[Row<'_>] = &[
             (&origin, &[("host", "a")], Ok(())),
             (
                 &origin,

@@ -544,7 +544,10 @@ fn private_addresses_in_every_spelling_are_refused() {
             panic!("{host} was accepted as an upstream");
         };
         let listing = e.render("t.toml");
-        assert!(listing.contains("upstreams.u.targets[0].url"), "{host}: {listing}");
+        assert!(
+            listing.contains("upstreams.u.targets[0].url"),
+            "{host}: {listing}"
+        );
     }
     let ok = "[upstreams.u]\ntargets = [{ url = \"https://api.example.com/\" }]\n[[routes]]\nname = \"r\"\npath = \"/\"\nupstream = \"u\"\n";
     assert!(Config::from_toml(ok).is_ok());
@@ -577,6 +580,9 @@ keys = [{ consumer = "c", sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b
         "routes[1].respond.status: 600 is not a final HTTP status",
         "auth.api_keys.k.keys[0].sha256: is the SHA-256 of the empty string",
     ] {
-        assert!(listing.contains(needle), "missing {needle:?} in:\n{listing}");
+        assert!(
+            listing.contains(needle),
+            "missing {needle:?} in:\n{listing}"
+        );
     }
 }
