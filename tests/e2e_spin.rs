@@ -178,17 +178,3 @@ fn a_rate_limit_update_waits_for_the_sweeper_to_delete() {
     assert_eq!(classify(&after, now_ms), Stored::Live);
 }
 
-/// Issue 16, item 28: found on real Spin, which passes both `Host` lines through: the gateway
-/// refuses the request rather than route by one and forward the other.
-#[test]
-fn two_host_headers_are_refused() {
-    let s = suite();
-    let r = s.send("GET", "/backend/two-hosts", &[("host", "admin.test")], b"");
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert_eq!(
-        r.json()["type"],
-        "urn:portcullis:problem:bad-framing",
-        "{}",
-        r.text()
-    );
-}
