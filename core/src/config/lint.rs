@@ -8,6 +8,7 @@
 
 use super::raw::RawConfig;
 use super::Diagnostic;
+#[cfg(feature = "toml")]
 use std::net::IpAddr;
 
 /// The HMAC secret `examples/gateway.toml` ships with.
