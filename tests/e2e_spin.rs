@@ -177,4 +177,3 @@ fn a_rate_limit_update_waits_for_the_sweeper_to_delete() {
         .expect("the request stored its state after the delete");
     assert_eq!(classify(&after, now_ms), Stored::Live);
 }
-
