@@ -720,12 +720,6 @@ fn ambiguous_framing_is_refused() {
     let rows = [
         two_hosts,
         req(
-            "GET",
-            "http://admin.test/where",
-            &[("host", "public.test")],
-            "",
-        ),
-        req(
             "POST",
             "/account",
             &[("content-length", "4"), ("transfer-encoding", "chunked")],
