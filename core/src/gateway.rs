@@ -295,7 +295,7 @@ impl Gateway {
         // 1. validate: sizes and the path, before anything looks at them
         let t = host.monotonic_us();
         let checked = validate::check_sizes(&cfg.limits, uri, &headers)
-            .and_then(|()| validate::check_framing(uri, &headers))
+            .and_then(|()| validate::check_framing(&headers))
             .and_then(|()| validate::normalize_path(uri.path()));
         let path = checked.inspect_err(|r| {
             ctx.log

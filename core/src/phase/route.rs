@@ -428,9 +428,8 @@ fn is_normal_upstream_path(path: &str) -> bool {
         if seg.contains('\\') {
             return false;
         }
-        let name = seg.split(';').next().unwrap_or("");
-        let name = name.replace("%2e", ".").replace("%2E", ".");
-        !matches!(name.as_str(), "." | "..")
+        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
+        crate::phase::validate::dot_segment(decoded.as_bytes()).is_none()
     })
 }
 

@@ -38,7 +38,7 @@ fn percent_byte(bytes: &[u8], i: usize) -> Result<u8, Reject> {
 }
 
 /// Whether a segment (already decoded) is `.` or `..`, alone or with parameters (`..;x`).
-fn dot_segment(seg: &[u8]) -> Option<bool> {
+pub(crate) fn dot_segment(seg: &[u8]) -> Option<bool> {
     let (name, has_params) = match seg.iter().position(|b| *b == b';') {
         Some(at) => (&seg[..at], true),
         None => (seg, false),
@@ -186,7 +186,7 @@ pub fn check_sizes(limits: &Limits, uri: &Uri, headers: &HeaderMap) -> Result<()
 /// differently (request smuggling, host confusion): refuses more than one `Host` line,
 /// `Content-Length` beside
 /// `Transfer-Encoding`, and `Content-Length` values that disagree or are not numbers.
-pub fn check_framing(_uri: &Uri, headers: &HeaderMap) -> Result<(), Reject> {
+pub fn check_framing(headers: &HeaderMap) -> Result<(), Reject> {
     let mut hosts = headers.get_all(http::header::HOST).iter();
     hosts.next();
     if hosts.next().is_some() {
@@ -870,49 +870,38 @@ mod tests {
             }
             m
         }
-        let origin: Uri = "/x".parse().unwrap();
-        let absolute: Uri = "http://api.example/x".parse().unwrap();
-        type Row<'a> = (&'a Uri, &'a [(&'a str, &'a str)], Result<(), &'static str>);
+        type Row<'a> = (&'a [(&'a str, &'a str)], Result<(), &'static str>);
         let rows: &[Row<'_>] = &[
-            (&origin, &[("host", "a")], Ok(())),
+            (&[("host", "a")], Ok(())),
             (
-                &origin,
                 &[("host", "a"), ("host", "b")],
                 Err("more than one Host header"),
             ),
-            (&absolute, &[("host", "api.example")], Ok(())),
-            (&absolute, &[], Ok(())),
+            (&[("host", "api.example")], Ok(())),
+            (&[], Ok(())),
             (
-                &origin,
                 &[("content-length", "4"), ("transfer-encoding", "chunked")],
                 Err("both Content-Length and Transfer-Encoding"),
             ),
             (
-                &origin,
                 &[("content-length", "4"), ("content-length", "5")],
                 Err("Content-Length values disagree"),
             ),
+            (&[("content-length", "4"), ("content-length", "4")], Ok(())),
             (
-                &origin,
-                &[("content-length", "4"), ("content-length", "4")],
-                Ok(()),
-            ),
-            (
-                &origin,
                 &[("content-length", "+4")],
                 Err("Content-Length is not a number"),
             ),
             (
-                &origin,
                 &[("content-length", "4, 4")],
                 Err("Content-Length is not a number"),
             ),
         ];
-        for (uri, headers, want) in rows {
+        for (headers, want) in rows {
             assert_eq!(
-                check_framing(uri, &h(headers)),
+                check_framing(&h(headers)),
                 want.map_err(Reject::BadFraming),
-                "{uri} {headers:?}"
+                "{headers:?}"
             );
         }
     }
