@@ -96,12 +96,25 @@ impl WasiHttpView for Ctx {
     }
 }
 
-/// Outbound HTTP as Spin allows it: only to `allowed_outbound_hosts`.
+/// Outbound HTTP as Spin allows it: only to `allowed_outbound_hosts`. With `incoming` set, the
+/// hooks that turn the client's request into the component's: Spin 4.1 hands the component
+/// every header but `Connection` (two `Host` lines, `Transfer-Encoding` beside
+/// `Content-Length`), where wasmtime's default would also hide `Host`, `Transfer-Encoding` and
+/// the other hop-by-hop names.
 struct Outbound {
     allowed: Arc<Vec<String>>,
+    incoming: bool,
 }
 
 impl WasiHttpHooks for Outbound {
+    fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
+        if self.incoming {
+            Arc::new(|name| name == http::header::CONNECTION)
+        } else {
+            Arc::new(|name| wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name))
+        }
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -260,6 +273,17 @@ async fn run(
     peer: std::net::SocketAddr,
 ) -> wasmtime::Result<http::Response<Full<Bytes>>> {
     let (mut parts, body) = req.into_parts();
+    // Spin 4.1 reads request header values as UTF-8 and answers 500 with an empty body, without
+    // running the component, when one is not ("incomplete utf-8 byte sequence")
+    if parts
+        .headers
+        .values()
+        .any(|v| std::str::from_utf8(v.as_bytes()).is_err())
+    {
+        let mut res = http::Response::new(Full::new(Bytes::new()));
+        *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        return Ok(res);
+    }
     // what Spin does to every request: the client's headers stay as sent (a client-sent
     // `spin-client-addr` among them), its own `spin-client-addr` is appended after them, and
     // `Connection` is removed
@@ -299,6 +323,7 @@ async fn run(
             http: WasiHttpCtx::new(),
             hooks: Outbound {
                 allowed: Arc::new(app.spec.allowed_outbound_hosts.clone()),
+                incoming: false,
             },
             kv: kv::State::new(app.spec.key_value_stores.clone(), app.kv.clone()),
         },
@@ -333,10 +358,11 @@ async fn handle(
         > + Send
         + 'static,
 ) -> wasmtime::Result<http::Response<Full<Bytes>>> {
-    let (req, io) = WasiRequest::from_http(
-        &mut store.data_mut().hooks,
-        http::Request::from_parts(parts, body),
-    );
+    let mut incoming = Outbound {
+        allowed: store.data().hooks.allowed.clone(),
+        incoming: true,
+    };
+    let (req, io) = WasiRequest::from_http(&mut incoming, http::Request::from_parts(parts, body));
     store
         .run_concurrent(async |store| {
             let (res, ()) = tokio::try_join!(
