@@ -11,6 +11,24 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::rc::Rc;
 
+/// Whether this build reports what is wrong with a config. A build without the config parser
+/// (`toml`: the Workers and Spin components) only loads the config its build script embedded,
+/// and that script compiled the same config with every check (`Config::embed`), so the
+/// component does not carry the checks' messages and pure checks again (about 6 KB of the
+/// default worker, gzip). What only the runtime knows, a `secret_env` value, is checked and
+/// reported in every build.
+const CHECKS: bool = cfg!(feature = "toml");
+
+/// `e.push(path, message)` in a build that checks ([`CHECKS`]); in one that does not, nothing,
+/// and the check's message is compiled out.
+macro_rules! refuse {
+    ($e:expr, $path:expr, $message:expr $(,)?) => {
+        if CHECKS {
+            $e.push($path, $message)
+        }
+    };
+}
+
 /// Collects problems.
 struct Errs<'l> {
     list: Vec<Diagnostic>,
@@ -101,8 +119,10 @@ fn lookup(
     match names.iter().position(|k| *k == name) {
         Some(i) => Some(i),
         None => {
-            let hint = did_you_mean(name, names.iter().copied());
-            e.push(path, format!("unknown {what} {name:?}{hint}"));
+            refuse!(e, path, {
+                let hint = did_you_mean(name, names.iter().copied());
+                format!("unknown {what} {name:?}{hint}")
+            });
             None
         }
     }
@@ -112,7 +132,7 @@ fn header_name(e: &mut Errs<'_>, path: &str, name: &str) -> Option<HeaderName> {
     match HeaderName::from_bytes(name.as_bytes()) {
         Ok(h) => Some(h),
         Err(_) => {
-            e.push(path, format!("{name:?} is not a valid header name"));
+            refuse!(e, path, format!("{name:?} is not a valid header name"));
             None
         }
     }
@@ -212,17 +232,20 @@ fn outbound_url(
     let target = match crate::phase::transform::Target::parse(url) {
         Ok(target) => target,
         Err(why) => {
-            e.push(path, format!("{url:?} {why}"));
+            refuse!(e, path, format!("{url:?} {why}"));
             return None;
         }
     };
+    if !CHECKS {
+        return Some(target);
+    }
     let host = target.host();
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     #[cfg(feature = "toml")]
     let address = match super::lint::fetch_address(url) {
         Ok(address) => address,
         Err(why) => {
-            e.push(path, format!("{url:?} {why}"));
+            refuse!(e, path, format!("{url:?} {why}"));
             return None;
         }
     };
@@ -233,7 +256,8 @@ fn outbound_url(
         None => super::lint::special_name(bare),
     };
     if let (Some(reason), false) = (reason, allow_private) {
-        e.push(
+        refuse!(
+            e,
             path,
             format!("{host} is {reason}; set allow_private = true to allow it"),
         );
@@ -248,7 +272,8 @@ fn methods(e: &mut Errs<'_>, path: &str, list: &[String]) -> Vec<Method> {
         let upper = m.to_ascii_uppercase();
         match Method::from_bytes(upper.as_bytes()) {
             Ok(method) if m.bytes().all(|b| b.is_ascii_alphabetic()) => out.push(method),
-            _ => e.push(
+            _ => refuse!(
+                e,
                 format!("{path}[{i}]"),
                 format!("{m:?} is not an HTTP method"),
             ),
@@ -270,7 +295,7 @@ fn compile_transform(e: &mut Errs<'_>, path: &str, t: &raw::Transform) -> transf
                         v.push((h, t))
                     }
                 }
-                Err(m) => e.push(p, m),
+                Err(m) => refuse!(e, p, m),
             }
         }
         v
@@ -298,7 +323,7 @@ fn compile_transform(e: &mut Errs<'_>, path: &str, t: &raw::Transform) -> transf
         let ptr = |e: &mut Errs<'_>, p: String, s: &str| match transform::pointer_tokens(s) {
             Ok(_) => true,
             Err(m) => {
-                e.push(p, m);
+                refuse!(e, p, m);
                 false
             }
         };
@@ -341,20 +366,21 @@ fn compile_param(
     };
     for (name, bound) in [("min", rule.min), ("max", rule.max)] {
         if bound.is_some_and(|b| !b.is_finite()) {
-            e.push(format!("{path}.{name}"), "must be a finite number");
+            refuse!(e, format!("{path}.{name}"), "must be a finite number");
             return None;
         }
     }
     if let (Some(min), Some(max)) = (rule.min, rule.max) {
         if min > max {
-            e.push(path, format!("min {min} is greater than max {max}"));
+            refuse!(e, path, format!("min {min} is greater than max {max}"));
         }
     }
     let pattern = match &rule.pattern {
         Some(p) => match regex_lite::Regex::new(p) {
             Ok(r) => Some(r),
             Err(err) => {
-                e.push(
+                refuse!(
+                    e,
                     format!("{path}.pattern"),
                     format!("invalid regular expression: {err}"),
                 );
@@ -422,7 +448,7 @@ pub fn compile(
         .enumerate()
         .filter_map(|(i, c)| {
             access::parse_cidr(c)
-                .map_err(|m| e.push(format!("gateway.trusted_proxies[{i}]"), m))
+                .map_err(|m| refuse!(e, format!("gateway.trusted_proxies[{i}]"), m))
                 .ok()
         })
         .collect();
@@ -434,7 +460,11 @@ pub fn compile(
         ("max_body_bytes", g.limits.max_body_bytes),
     ] {
         if v == 0 {
-            e.push(format!("gateway.limits.{field}"), "must be greater than 0");
+            refuse!(
+                e,
+                format!("gateway.limits.{field}"),
+                "must be greater than 0"
+            );
         }
     }
 
@@ -443,7 +473,7 @@ pub fn compile(
     for (name, u) in &raw.upstreams {
         let path = format!("upstreams.{name}");
         if u.targets.is_empty() {
-            e.push(format!("{path}.targets"), "needs at least one target");
+            refuse!(e, format!("{path}.targets"), "needs at least one target");
         }
         let mut targets = Vec::new();
         for (i, t) in u.targets.iter().enumerate() {
@@ -457,19 +487,21 @@ pub fn compile(
             }
         }
         if !u.targets.is_empty() && u.targets.iter().all(|t| t.weight == 0) {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.targets"),
                 "at least one target needs a weight above 0",
             );
         }
         if u.timeout_ms == 0 {
-            e.push(format!("{path}.timeout_ms"), "must be greater than 0");
+            refuse!(e, format!("{path}.timeout_ms"), "must be greater than 0");
         }
         if u.retries > 10 {
-            e.push(format!("{path}.retries"), "must be at most 10");
+            refuse!(e, format!("{path}.retries"), "must be at most 10");
         }
         if !(1..=raw::MAX_RESPONSE_BYTES_LIMIT).contains(&u.max_response_bytes) {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.max_response_bytes"),
                 format!(
                     "must be between 1 and {} (100 MiB: the gateway holds a response whole)",
@@ -496,7 +528,7 @@ pub fn compile(
                 .enumerate()
                 .filter_map(|(i, c)| {
                     access::parse_cidr(c)
-                        .map_err(|m| e.push(format!("{path}.{field}[{i}]"), m))
+                        .map_err(|m| refuse!(e, format!("{path}.{field}[{i}]"), m))
                         .ok()
                 })
                 .collect::<Vec<_>>()
@@ -509,7 +541,8 @@ pub fn compile(
         ] {
             for (i, c) in list.iter().enumerate() {
                 if !access::is_country_code(c) {
-                    e.push(
+                    refuse!(
+                        e,
                         format!("{path}.{field}[{i}]"),
                         format!(
                             "{c:?} is not an ISO 3166-1 alpha-2 code (two uppercase letters) or T1"
@@ -534,7 +567,7 @@ pub fn compile(
     for (name, p) in &raw.auth.jwt {
         let path = format!("auth.jwt.{name}");
         if p.keys.is_empty() && p.jwks_url.is_none() {
-            e.push(&path, "needs `keys` or `jwks_url`");
+            refuse!(e, &path, "needs `keys` or `jwks_url`");
         }
         let jwks_url = p
             .jwks_url
@@ -590,7 +623,8 @@ pub fn compile(
             }
         }
         if p.jwks_min_ttl_s > p.jwks_max_ttl_s {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.jwks_min_ttl_s"),
                 "must not be greater than jwks_max_ttl_s",
             );
@@ -631,7 +665,7 @@ pub fn compile(
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
             {
-                Some(digest) if digest == EMPTY_SHA256 => e.push(
+                Some(digest) if digest == EMPTY_SHA256 => refuse!(e,
                     kp,
                     "is the SHA-256 of the empty string (an unset variable?): an empty key is no credential",
                 ),
@@ -640,10 +674,10 @@ pub fn compile(
                         .insert(digest, (k.consumer.clone(), k.scopes.clone()))
                         .is_some()
                     {
-                        e.push(kp, "the same key is listed twice");
+                        refuse!(e, kp, "the same key is listed twice");
                     }
                 }
-                None => e.push(kp, "must be 64 hex digits (the SHA-256 of the key)"),
+                None => refuse!(e, kp, "must be 64 hex digits (the SHA-256 of the key)"),
             }
         }
         api_keys.push(auth::ApiKeySet {
@@ -660,29 +694,36 @@ pub fn compile(
     for (name, q) in &raw.rate_limits {
         let path = format!("rate_limits.{name}");
         let key = ratelimit::LimitKey::parse(&q.key)
-            .map_err(|m| e.push(format!("{path}.key"), m))
+            .map_err(|m| refuse!(e, format!("{path}.key"), m))
             .ok();
         if q.limit == 0 || q.limit > 1_000_000_000 {
-            e.push(format!("{path}.limit"), "must be between 1 and 1000000000");
+            refuse!(
+                e,
+                format!("{path}.limit"),
+                "must be between 1 and 1000000000"
+            );
         }
         if q.period_s == 0 || q.period_s > 31_536_000 {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.period_s"),
                 "must be between 1 and 31536000 (a year)",
             );
         }
         if q.burst == Some(0) {
-            e.push(format!("{path}.burst"), "must be greater than 0");
+            refuse!(e, format!("{path}.burst"), "must be greater than 0");
         }
         let shards = q.shards.unwrap_or(1);
         let burst = q.burst.unwrap_or(q.limit);
         if !(1..=ratelimit::MAX_SHARDS).contains(&shards) {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.shards"),
                 format!("must be between 1 and {}", ratelimit::MAX_SHARDS),
             );
         } else if u64::from(shards) > q.limit.min(burst) && q.limit > 0 && burst > 0 {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.shards"),
                 format!(
                     "{shards} shards cannot each hold a part of limit {} and burst {burst}: \
@@ -697,7 +738,8 @@ pub fn compile(
             ("ipv6_prefix", q.ipv6_prefix, 128),
         ] {
             if v.is_some_and(|v| v == 0 || v > max) {
-                e.push(
+                refuse!(
+                    e,
                     format!("{path}.{field}"),
                     format!("must be between 1 and {max}"),
                 );
@@ -732,13 +774,15 @@ pub fn compile(
         let path = format!("cors.{name}");
         let any = c.allow_origins.iter().any(|o| o == "*");
         if any && c.allow_credentials {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.allow_credentials"),
                 "cannot be true when allow_origins has \"*\"",
             );
         }
         if c.allow_origins.is_empty() {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.allow_origins"),
                 "needs at least one origin (or \"*\")",
             );
@@ -747,7 +791,8 @@ pub fn compile(
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
                 || o.ends_with('/')
             {
-                e.push(
+                refuse!(
+                    e,
                     format!("{path}.allow_origins[{i}]"),
                     format!("{o:?} is not an origin like https://app.example.com"),
                 );
@@ -831,15 +876,17 @@ pub fn compile(
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
         if r.name.is_empty() {
-            e.push(format!("{path}.name"), "must not be empty");
+            refuse!(e, format!("{path}.name"), "must not be empty");
         } else if !names.insert(r.name.clone()) {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.name"),
                 format!("{:?} is used by another route", r.name),
             );
         }
         if !r.path.starts_with('/') {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.path"),
                 format!("{:?} must start with /", r.path),
             );
@@ -847,7 +894,7 @@ pub fn compile(
             validate::normalize_path(&r.path.replace(['{', '}', '*'], "x"))
         {
             if normalized != r.path.replace(['{', '}', '*'], "x") {
-                e.push(format!("{path}.path"), format!("{:?} is not in normal form (no //, . or .. segments, no needless %-encoding)", r.path));
+                refuse!(e, format!("{path}.path"), format!("{:?} is not in normal form (no //, . or .. segments, no needless %-encoding)", r.path));
             }
         }
         let route_methods = methods(&mut e, &format!("{path}.methods"), &r.methods);
@@ -855,7 +902,8 @@ pub fn compile(
         let action = match (&r.upstream, &r.respond, r.admin) {
             (None, None, Some(admin)) => {
                 if r.auth.is_none() {
-                    e.push(
+                    refuse!(
+                        e,
                         format!("{path}.admin"),
                         "an admin route needs `auth`: without it anyone could call it",
                     );
@@ -863,7 +911,7 @@ pub fn compile(
                 let provider = r.auth.as_ref().and_then(|a| a.jwt.as_deref());
                 if let Some(p) = provider.and_then(|name| raw.auth.jwt.get(name)) {
                     if p.fail == raw::FailMode::Open {
-                        e.push(
+                        refuse!(e,
                             format!("{path}.auth.jwt"),
                             "an admin route cannot use a provider with fail = \"open\": while its JWKS is down any bearer string would pass",
                         );
@@ -871,7 +919,7 @@ pub fn compile(
                 }
                 let safe = |m: &str| ["GET", "HEAD", "OPTIONS", "TRACE"].contains(&m);
                 if r.methods.is_empty() || r.methods.iter().any(|m| safe(m)) {
-                    e.push(
+                    refuse!(e,
                         format!("{path}.methods"),
                         "an admin route changes state: list only methods such as POST, never GET, HEAD, OPTIONS or TRACE",
                     );
@@ -892,7 +940,8 @@ pub fn compile(
                     .ok()
                     .filter(|s| (200..=599).contains(&s.as_u16()));
                 if status.is_none() {
-                    e.push(
+                    refuse!(
+                        e,
                         format!("{rp}.status"),
                         format!("{} is not a final HTTP status", resp.status),
                     );
@@ -907,7 +956,7 @@ pub fn compile(
                                 headers.append(n, v);
                             }
                         }
-                        Err(_) => e.push(hp, "header values must not contain CR, LF or NUL"),
+                        Err(_) => refuse!(e, hp, "header values must not contain CR, LF or NUL"),
                     }
                 }
                 status.map(|status| {
@@ -919,11 +968,12 @@ pub fn compile(
                 })
             }
             (None, None, None) => {
-                e.push(&path, "needs `upstream`, `respond` or `admin`");
+                refuse!(e, &path, "needs `upstream`, `respond` or `admin`");
                 None
             }
             _ => {
-                e.push(
+                refuse!(
+                    e,
                     &path,
                     "give one of `upstream`, `respond` and `admin`, not several",
                 );
@@ -937,7 +987,8 @@ pub fn compile(
                 Ok(t) => {
                     for p in t.params() {
                         if !params.iter().any(|x| x == p) {
-                            e.push(
+                            refuse!(
+                                e,
                                 format!("{path}.rewrite"),
                                 format!("{{{p}}} is not a parameter of path {:?}", r.path),
                             );
@@ -946,17 +997,17 @@ pub fn compile(
                     Some(t)
                 }
                 Err(m) => {
-                    e.push(format!("{path}.rewrite"), m);
+                    refuse!(e, format!("{path}.rewrite"), m);
                     None
                 }
             });
         if r.rewrite.is_some() && r.strip_prefix.is_some() {
-            e.push(&path, "give `rewrite` or `strip_prefix`, not both");
+            refuse!(e, &path, "give `rewrite` or `strip_prefix`, not both");
         }
         let auth = r.auth.as_ref().map(|a| {
             let ap = format!("{path}.auth");
             if a.jwt.is_none() && a.api_key.is_none() {
-                e.push(&ap, "needs `jwt` or `api_key`");
+                refuse!(e, &ap, "needs `jwt` or `api_key`");
             }
             AuthRule {
                 jwt: lookup(
@@ -1030,7 +1081,8 @@ pub fn compile(
                 ratelimit::LimitKey::Consumer | ratelimit::LimitKey::Claim(_)
             );
             if needs_consumer && auth.is_none() {
-                e.push(
+                refuse!(
+                    e,
                     format!("{path}.rate_limit"),
                     format!(
                         "policy {:?} counts by consumer or claim, but the route has no `auth`",
@@ -1069,12 +1121,14 @@ pub fn compile(
             }
         });
         if r.cache.is_some() && (r.respond.is_some() || r.admin.is_some()) {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.cache"),
                 "only `upstream` routes are cached: `respond` and `admin` routes need no cache",
             );
         } else if r.cache.is_some() && !cfg!(feature = "response-cache") {
-            e.push(
+            refuse!(
+                e,
                 format!("{path}.cache"),
                 "this build has no response cache (cargo feature `response-cache` is off)",
             );
@@ -1087,7 +1141,8 @@ pub fn compile(
             let vp = format!("{path}.validate");
             for (name, spec) in &v.path {
                 if !params.iter().any(|p| p == name) {
-                    e.push(
+                    refuse!(
+                        e,
                         format!("{vp}.path.{name}"),
                         format!("{name:?} is not a parameter of path {:?}", r.path),
                     );
@@ -1118,12 +1173,12 @@ pub fn compile(
             if let Some(schema) = &v.body_schema {
                 match validate::BodySchema::compile(schema) {
                     Ok(s) => validation.body_schema = Some(s),
-                    Err(err) => e.push(format!("{vp}.body_schema"), err),
+                    Err(err) => refuse!(e, format!("{vp}.body_schema"), err),
                 }
             }
             if let Some(max) = v.max_body_bytes {
                 if max == 0 {
-                    e.push(format!("{vp}.max_body_bytes"), "must be greater than 0");
+                    refuse!(e, format!("{vp}.max_body_bytes"), "must be greater than 0");
                 }
                 validation.max_body_bytes = max;
             }
@@ -1158,7 +1213,7 @@ pub fn compile(
         },
     ));
     for (i, m) in conflicts {
-        e.push(format!("routes[{i}].path"), m);
+        refuse!(e, format!("routes[{i}].path"), m);
     }
 
     if !e.list.is_empty() {
