@@ -47,6 +47,32 @@ impl SpinHost {
 /// The store the gateway uses (granted in spin.toml's `key_value_stores`).
 const STORE: &str = "default";
 
+/// What a rate-limit key's creation counter is stored under (see [`creation_turn`]).
+pub const CREATION_SUFFIX: &str = "~new";
+
+/// How many times (1 ms apart, so at least that many milliseconds) a request reads a key
+/// another request is creating before it takes the creation over: that request may have
+/// stopped between its turn and its write. A creator that is merely slow and loses its turn so
+/// costs one extra admission; the wait is long enough for that to need a stalled instance.
+const CREATION_WAITS: u32 = 250;
+
+/// Whether this request creates the rate-limit entry `key`, which it found absent: the one that
+/// `increment` on `key~new` (atomic in every Spin store) answers 1 does; the counter stays until
+/// the sweeper deletes the entry, and the counter with it. A request that has waited
+/// [`CREATION_WAITS`] reads (its `waited`) for an entry that never came resets the counter, so
+/// a creator that stopped halfway blocks the key for milliseconds, not for good.
+fn creation_turn(bucket: &Bucket, key: &str, waited: u32) -> Result<bool, HostError> {
+    let counter = format!("{key}{CREATION_SUFFIX}");
+    if waited == CREATION_WAITS {
+        bucket
+            .delete(&counter)
+            .map_err(|e| kv_error("creation counter reset", e))?;
+    }
+    let turn =
+        atomics::increment(bucket, &counter, 1).map_err(|e| kv_error("creation counter", e))?;
+    Ok(turn == 1)
+}
+
 /// Swaps `value` in through `cas`: `true` when done, `false` when the entry changed since `cas`
 /// read it (a lost race).
 fn swapped(cas: Cas, value: &[u8], what: &str) -> Result<bool, HostError> {
@@ -131,6 +157,9 @@ impl SpinHost {
         key: &str,
         now: UnixMillis,
     ) -> Result<bool, HostError> {
+        if key.ends_with(CREATION_SUFFIX) {
+            return Ok(false); // deleted with its entry, below
+        }
         if !expiry::is_rate_limit(key) {
             let stored = bucket.get(key).map_err(|e| kv_error("sweep get", e))?;
             if stored.is_some_and(|v| classify(&v, now) == Stored::Expired) {
@@ -160,6 +189,11 @@ impl SpinHost {
         if self.now().saturating_sub(marked) >= expiry::TOMBSTONE_HOLD_MS / 2 {
             return Ok(false);
         }
+        // the creation counter first: a request that finds the entry gone then takes the first
+        // turn; one that finds the tombstone waits
+        bucket
+            .delete(&format!("{key}{CREATION_SUFFIX}"))
+            .map_err(|e| kv_error("sweep delete", e))?;
         bucket
             .delete(key)
             .map_err(|e| kv_error("sweep delete", e))?;
@@ -193,15 +227,36 @@ impl Host for SpinHost {
     /// races the call fails, and the rate limit's `fail_open` decides. A fresh sweep tombstone
     /// (`expiry.rs`) is waited out: it is gone once the sweeper deletes it, and reads as no state
     /// once it is older than `TOMBSTONE_HOLD_MS`, so the wait ends either way.
+    ///
+    /// A key with no entry at all is never swapped: Spin 4.1's SQLite store turns a swap from "no
+    /// entry" into a blind write (`INSERT … ON CONFLICT DO UPDATE`), so two requests that both
+    /// found none would both be admitted as the first. One request creates the entry: the one
+    /// its creation counter ([`creation_turn`]) gives the first turn; the others wait for it.
     async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
         let bucket = self.bucket()?;
-        let mut lost = 0;
-        while lost < CAS_ATTEMPTS {
-            let now = self.now();
+        let (mut lost, mut waited) = (0, 0);
+        while lost < CAS_ATTEMPTS && waited <= 2 * CREATION_WAITS {
             let cas = Cas::new(bucket, key).map_err(|e| kv_error("compare-and-swap", e))?;
             let stored = cas
                 .current()
                 .map_err(|e| kv_error("compare-and-swap read", e))?;
+            // the clock after the read: whoever wrote the state read it before writing, so this
+            // request never applies an earlier time to a later state (which would show it one
+            // fewer remaining than it has)
+            let now = self.now();
+            if stored.is_none() {
+                if creation_turn(bucket, key, waited)? {
+                    let (verdict, next) = admit(quota, None, now, cost);
+                    bucket
+                        .set(key, &wrap(next.encode().as_bytes(), next.expires_at_ms()))
+                        .map_err(|e| kv_error("rate-limit state write", e))?;
+                    return Ok(verdict);
+                }
+                // another request is creating it: read again shortly
+                waited += 1;
+                spin_sdk::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
             if let Some(Stored::Tombstone { fresh: true }) =
                 stored.as_deref().map(|v| classify(v, now))
             {
@@ -226,7 +281,8 @@ impl Host for SpinHost {
             spin_sdk::time::sleep(Duration::from_micros(100 * jitter)).await;
         }
         Err(HostError(format!(
-            "rate limit {key:?}: {CAS_ATTEMPTS} compare-and-swap attempts lost to concurrent updates"
+            "rate limit {key:?}: {lost} compare-and-swap attempts lost to concurrent updates, \
+             {waited} reads waiting for its creation"
         )))
     }
 

@@ -149,9 +149,12 @@ impl atomics::Host for View<'_> {
             .table
             .delete(cas)
             .map_err(|e| CasError::StoreError(other(e)))?;
+        // as Spin 4.1's SQLite store does: a handle that read a value swaps only if the value is
+        // still that one (`UPDATE … WHERE value = old`), but one that read no entry writes
+        // blindly (`INSERT … ON CONFLICT DO UPDATE`), over whatever another writer put there
         let swapped = self
             .with_map(&handle.label, |map| {
-                if map.get(&handle.key) != handle.read.as_ref() {
+                if handle.read.is_some() && map.get(&handle.key) != handle.read.as_ref() {
                     return false;
                 }
                 map.insert(handle.key.clone(), value);
@@ -245,6 +248,17 @@ mod tests {
             Some(b"2".to_vec())
         );
         assert!(view.swap(fresh, b"3".to_vec()).is_ok());
+
+        // as in Spin 4.1: a handle that read no entry writes blindly, over a value another
+        // writer put there meanwhile (so two "first" writers both succeed)
+        let first = view.new(bucket(), "new".into()).unwrap();
+        let second = view.new(bucket(), "new".into()).unwrap();
+        assert!(view.swap(first, b"a".to_vec()).is_ok());
+        assert!(view.swap(second, b"b".to_vec()).is_ok());
+        assert_eq!(
+            view.get(bucket(), "new".into()).unwrap(),
+            Some(b"b".to_vec())
+        );
         assert_eq!(view.get(bucket(), "k".into()).unwrap(), Some(b"3".to_vec()));
     }
 
