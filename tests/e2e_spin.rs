@@ -5,7 +5,7 @@
 #[path = "e2e/cases.rs"]
 mod cases;
 
-use cases::{Platform, Suite};
+use cases::{ClWithTe, NonUtf8Header, Platform, Suite, TwoHosts};
 use portcullis_spin::expiry::{classify, tombstone, Stored};
 use portcullis_tests::net::Reply;
 use portcullis_tests::runtime::{build_spin, start_spin};
@@ -17,7 +17,9 @@ fn suite() -> &'static Suite {
         Suite::new(
             Platform {
                 client_ip_header: "x-test-client-ip",
-                keeps_non_utf8_header_bytes: true,
+                non_utf8_header: NonUtf8Header::RefusedInRequests,
+                cl_with_te: ClWithTe::ContentLengthDropped,
+                two_hosts: TwoHosts::Passed,
             },
             || {
                 let out = build_spin("tests/e2e/gateway.toml", "tests/e2e/spin.toml");

@@ -6,7 +6,7 @@
 #[path = "e2e/cases.rs"]
 mod cases;
 
-use cases::{Platform, Suite};
+use cases::{ClWithTe, NonUtf8Header, Platform, Suite, TwoHosts};
 use portcullis_core::Config;
 use portcullis_tests::net::{request, Reply};
 use portcullis_tests::runtime::{
@@ -21,7 +21,9 @@ fn suite() -> &'static Suite {
         Suite::new(
             Platform {
                 client_ip_header: "cf-connecting-ip",
-                keeps_non_utf8_header_bytes: false,
+                non_utf8_header: NonUtf8Header::Replaced,
+                cl_with_te: ClWithTe::Passed,
+                two_hosts: TwoHosts::RefusedByRuntime(500),
             },
             || {
                 let out = build_worker("tests/e2e/gateway.toml", "build-e2e");

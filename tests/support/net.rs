@@ -61,8 +61,6 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
@@ -71,8 +69,17 @@ pub fn request(
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    s.write_all(&latin1(&head))?;
-    s.write_all(body)?;
+    let mut wire = latin1(&head);
+    wire.extend_from_slice(body);
+    send_raw(addr, &wire, method == "HEAD")
+}
+
+/// Sends `wire` as it is (a whole request, framing included, which the caller may make
+/// ambiguous on purpose) and reads the answer; `head` says the request was a HEAD.
+pub fn send_raw(addr: &str, wire: &[u8], head: bool) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(wire)?;
     let mut r = BufReader::new(s);
     let (status_line, headers) = read_head(&mut r)?;
     let status = status_line
@@ -80,7 +87,7 @@ pub fn request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| bad(&status_line))?;
-    let body = read_body(&mut r, &headers, method == "HEAD" || status == 304)?;
+    let body = read_body(&mut r, &headers, head || status == 304)?;
     Ok(Reply {
         status,
         headers,

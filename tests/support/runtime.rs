@@ -41,8 +41,11 @@ pub struct Running {
     pub logs: Arc<Mutex<Vec<String>>>,
     /// The key-value stores, when the runtime's host runs in-process (Spin) and so can show them.
     pub stores: Option<spin_test_host::StoreData>,
-    /// The runtime's process, when it runs in one (Workers); Spin's host runs in-process.
+    /// The runtime's process, when it runs in one (Workers, real Spin); the Spin test host runs
+    /// in-process.
     child: Option<Child>,
+    /// Whether closing the process's stdin stops it (the Miniflare runner); real Spin is killed.
+    stops_on_eof: bool,
 }
 
 impl Running {
@@ -79,7 +82,8 @@ impl Drop for Running {
         // it is killed only if it has not stopped within five seconds.
         if let Some(child) = &mut self.child {
             drop(child.stdin.take());
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let wait_s = if self.stops_on_eof { 5 } else { 0 };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
             while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
@@ -131,6 +135,7 @@ pub fn start_workers_with(out_dir: &str, env: &[(&str, &str)]) -> Running {
         logs,
         stores: None,
         child: Some(child),
+        stops_on_eof: true,
     }
 }
 
@@ -165,5 +170,90 @@ pub fn start_spin(manifest: &str) -> Running {
         logs: server.logs,
         stores: Some(server.stores),
         child: None,
+        stops_on_eof: false,
+    }
+}
+
+/// The real Spin CLI named by `SPIN_BIN`, or `None` when the variable is unset. Spin is in no
+/// package registry; `../shared/tools/SPIN.md` on the project's machines says where one is.
+pub fn real_spin() -> Option<PathBuf> {
+    let bin = PathBuf::from(std::env::var_os("SPIN_BIN")?);
+    let bin = if bin.is_relative() {
+        repo_root().join(bin)
+    } else {
+        bin
+    };
+    assert!(
+        bin.is_file(),
+        "SPIN_BIN names {}, which is not a file",
+        bin.display()
+    );
+    Some(bin)
+}
+
+/// Serves the component `manifest` names with the real Spin CLI (`spin up`) on a free port,
+/// with a fresh state directory (so a fresh key-value store) and `args` added (instance reuse
+/// settings, say). The component's output, which Spin prints on its stderr, becomes the log.
+pub fn start_real_spin(spin: &std::path::Path, manifest: &str, args: &[&str]) -> Running {
+    let root = repo_root();
+    // a free port: bound, read and let go (spin's own --find-free-port prints no parseable line)
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let state = std::env::temp_dir().join(format!("portcullis-spin-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut child = Command::new(spin)
+        .arg("up")
+        .arg("--from")
+        .arg(root.join(manifest))
+        .arg("--listen")
+        .arg(&addr)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--log-dir")
+        .arg(state.join("logs"))
+        .arg("--disable-cache")
+        .args(args)
+        .current_dir(&root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {} up: {e}", spin.display()));
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    for pipe in [
+        Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("piped stderr")),
+    ] {
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "spin up exited ({status}) before it listened:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spin up did not listen on {addr} within 60 s:\n{}",
+            logs.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Running {
+        addr,
+        logs,
+        stores: None,
+        child: Some(child),
+        stops_on_eof: false,
     }
 }

@@ -1,0 +1,37 @@
+//! Starts the end-to-end [`Suite`] on the real Spin CLI, for `e2e_spin_real` and
+//! `e2e_spin_fresh`.
+
+use crate::cases::{ClWithTe, NonUtf8Header, Platform, Suite, TwoHosts};
+use portcullis_tests::runtime::{build_spin, real_spin, start_real_spin};
+
+/// The suite on real Spin started with `args`, or `None` (said loudly) without a Spin.
+pub fn start(args: &'static [&'static str]) -> Option<Suite> {
+    let Some(spin) = real_spin() else {
+        let required = std::env::var("PORTCULLIS_REQUIRE_SPIN").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "PORTCULLIS_REQUIRE_SPIN=1 but SPIN_BIN is not set: no real Spin to run the suite on"
+        );
+        eprintln!(
+            "\n*** NOT RUN on real Spin: set SPIN_BIN to a Spin 4.1 CLI (see CONTRIBUTING.md) ***\n"
+        );
+        return None;
+    };
+    Some(Suite::new(
+        Platform {
+            client_ip_header: "x-test-client-ip",
+            non_utf8_header: NonUtf8Header::RefusedInRequests,
+            cl_with_te: ClWithTe::Passed,
+            two_hosts: TwoHosts::Passed,
+        },
+        || {
+            let out = build_spin("tests/e2e/gateway.toml", "tests/e2e/spin.toml");
+            assert!(
+                out.status.success(),
+                "building the component failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            start_real_spin(&spin, "tests/e2e/spin.toml", args)
+        },
+    ))
+}
