@@ -599,6 +599,23 @@ fn hostile_freshness_values_cannot_make_a_hit_panic() {
     }
 }
 
+/// Found by the `handle` fuzz target: an upstream status `http` accepts but no client can read
+/// (890, or a stray 103) is answered 502, never passed on (workerd's `Response` would throw).
+#[test]
+fn an_upstream_status_outside_200_to_599_is_a_bad_gateway() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    for code in [890, 103, 600] {
+        b.push(status(code));
+        let res = send(&gw, &host, req("GET", "/account", &[], ""), "192.0.2.1");
+        assert_eq!(problem(&res), p(502, "bad-gateway"), "upstream {code}");
+    }
+    b.push(status(599));
+    let res = send(&gw, &host, req("GET", "/account", &[], ""), "192.0.2.1");
+    assert_eq!(res.status(), 599);
+}
+
 /// Item 19: a `set` whose value cannot be a header removes the client's own value.
 #[test]
 fn a_header_that_cannot_be_set_is_removed() {

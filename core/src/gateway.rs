@@ -533,6 +533,11 @@ impl Gateway {
         ctx.log.upstream_us = Some(upstream_us);
         let res = outcome?;
         ctx.log.upstream_status = Some(res.status().as_u16());
+        // `http` accepts any status up to 999, and a fetch may surface a stray 1xx: an answer
+        // outside 200–599 is not one a client can read (workerd's `Response` refuses it)
+        if !(200..=599).contains(&res.status().as_u16()) {
+            return Err(Reject::BadGateway);
+        }
         let mut res = res;
         transform::strip_hop_by_hop(res.headers_mut());
         #[cfg(feature = "response-cache")]
