@@ -5,7 +5,7 @@
 #[path = "e2e/cases.rs"]
 mod cases;
 
-use cases::{ClWithTe, NonUtf8Header, Platform, Suite, TwoHosts};
+use cases::{ClWithTe, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
 use portcullis_spin::expiry::{classify, tombstone, Stored};
 use portcullis_tests::net::Reply;
 use portcullis_tests::runtime::{build_spin, start_spin};
@@ -20,6 +20,7 @@ fn suite() -> &'static Suite {
                 non_utf8_header: NonUtf8Header::RefusedInRequests,
                 cl_with_te: ClWithTe::ContentLengthDropped,
                 two_hosts: TwoHosts::Passed,
+                other_host_target: OtherHostTarget::ConnectionClosed,
             },
             || {
                 let out = build_spin("tests/e2e/gateway.toml", "tests/e2e/spin.toml");

@@ -6,7 +6,7 @@
 #[path = "e2e/cases.rs"]
 mod cases;
 
-use cases::{ClWithTe, NonUtf8Header, Platform, Suite, TwoHosts};
+use cases::{ClWithTe, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
 use portcullis_core::Config;
 use portcullis_tests::net::{request, Reply};
 use portcullis_tests::runtime::{
@@ -24,6 +24,7 @@ fn suite() -> &'static Suite {
                 non_utf8_header: NonUtf8Header::Replaced,
                 cl_with_te: ClWithTe::Passed,
                 two_hosts: TwoHosts::RefusedByRuntime(500),
+                other_host_target: OtherHostTarget::RefusedByRuntime(500),
             },
             || {
                 let out = build_worker("tests/e2e/gateway.toml", "build-e2e");

@@ -27,6 +27,19 @@ pub struct Platform {
     pub cl_with_te: ClWithTe,
     /// What the runtime does with a request holding two `Host` lines.
     pub two_hosts: TwoHosts,
+    /// What the runtime does with an absolute-form target whose host is not `Host`.
+    pub other_host_target: OtherHostTarget,
+}
+
+/// What a runtime does with an absolute-form request-target (`GET http://a/ HTTP/1.1`) whose
+/// host is not the `Host` header's: no runtime hands it to the gateway.
+#[allow(dead_code)] // each runtime's suite constructs only its own
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OtherHostTarget {
+    /// Closes the connection without an answer (Spin 4.1, and so the test host).
+    ConnectionClosed,
+    /// Answers this status itself (Miniflare under `wrangler dev`: 500).
+    RefusedByRuntime(u16),
 }
 
 /// What a runtime does with a request holding two `Host` lines.
@@ -189,8 +202,8 @@ pub fn forged_client_addresses_are_ignored(s: &Suite) {
 }
 
 /// Issue 16 items 28 and 29: a request that two readers could frame or address differently
-/// never reaches the upstream: `Content-Length` beside `Transfer-Encoding`, or two `Host`
-/// lines. Who refuses it differs (workerd's parser refuses some itself, with its own 400); the
+/// never reaches the upstream: `Content-Length` beside `Transfer-Encoding`, two `Host` lines,
+/// or an absolute-form target naming another host than `Host`. Who refuses it differs (workerd's parser refuses some itself, with its own 400); the
 /// gateway refuses what the runtime lets through, with its problem answer.
 pub fn ambiguous_requests_are_refused(s: &Suite) {
     let ip_header = s.platform.client_ip_header;
@@ -231,6 +244,24 @@ pub fn ambiguous_requests_are_refused(s: &Suite) {
     match s.platform.two_hosts {
         TwoHosts::Passed => assert_problem(&r, 400, "bad-framing"),
         TwoHosts::RefusedByRuntime(status) => assert_eq!(r.status, status, "{}", r.text()),
+    }
+    assert!(s.upstream.requests_for(&path).is_empty());
+
+    let path = format!("/backend/framing/{}", s.unique());
+    let ip_line = format!("{ip_header}: {ip}\r\nconnection: close\r\n\r\n");
+    let wire = latin1(&format!(
+        "GET http://evil.example{path} HTTP/1.1\r\nhost: {}\r\n{ip_line}",
+        s.gw.addr
+    ));
+    let r = send_raw(&s.gw.addr, &wire, false);
+    match s.platform.other_host_target {
+        OtherHostTarget::ConnectionClosed => {
+            assert!(r.is_err(), "answered: {:?}", r.map(|r| r.status))
+        }
+        OtherHostTarget::RefusedByRuntime(status) => {
+            let r = r.expect("the runtime answers");
+            assert_eq!(r.status, status, "{}", r.text());
+        }
     }
     assert!(s.upstream.requests_for(&path).is_empty());
 }

@@ -1,7 +1,7 @@
 //! Starts the end-to-end [`Suite`] on the real Spin CLI, for `e2e_spin_real` and
 //! `e2e_spin_fresh`.
 
-use crate::cases::{ClWithTe, NonUtf8Header, Platform, Suite, TwoHosts};
+use crate::cases::{ClWithTe, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
 use portcullis_tests::runtime::{build_spin, real_spin, start_real_spin};
 
 /// The suite on real Spin started with `args`, or `None` (said loudly) without a Spin.
@@ -23,6 +23,7 @@ pub fn start(args: &'static [&'static str]) -> Option<Suite> {
             non_utf8_header: NonUtf8Header::RefusedInRequests,
             cl_with_te: ClWithTe::Passed,
             two_hosts: TwoHosts::Passed,
+            other_host_target: OtherHostTarget::ConnectionClosed,
         },
         || {
             let out = build_spin("tests/e2e/gateway.toml", "tests/e2e/spin.toml");

@@ -10,7 +10,11 @@
 //! `spin:key-value@3.0.0` and `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`) over one
 //! in-memory map shared by every instance, so state outlives a request as Spin's SQLite store
 //! does. Like Spin, it copies the client's headers and then *appends* `spin-client-addr` with
-//! the connection's address (a client-sent one comes first), and removes `Connection`. Unlike
+//! the connection's address (a client-sent one comes first), and removes `Connection`; it hands
+//! the component every other header (two `Host` lines, `Transfer-Encoding`), answers an empty
+//! 500 itself to a header value that is not UTF-8, closes the connection on an absolute-form
+//! target that names another host than `Host`, and its `wasi:keyvalue` swap from "no entry"
+//! writes blindly, as Spin's SQLite store does. Unlike
 //! Spin 4.1, which reuses an instance for up to 128 requests, it instantiates the component per
 //! request: the shortest instance lifetime Spin allows, so state a component keeps in memory
 //! is never there for the next request. The suite also runs on real Spin (`tests/e2e_spin_real.rs`),
@@ -238,15 +242,33 @@ async fn accept(app: Arc<App>, listener: std::net::TcpListener) {
         };
         let app = app.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(serve(&app, req, peer).await) }
+                async move {
+                    // Spin 4.1 closes the connection without an answer when an absolute-form
+                    // target names another host than `Host`; an error here makes hyper do that
+                    if names_two_hosts(&req) {
+                        return Err("absolute-form target and Host disagree");
+                    }
+                    Ok(serve(&app, req, peer).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// Whether the request-target is in absolute form and names another authority than `Host`.
+fn names_two_hosts<B>(req: &http::Request<B>) -> bool {
+    let (Some(target), Some(host)) = (req.uri().authority(), req.headers().get(http::header::HOST))
+    else {
+        return false;
+    };
+    !target
+        .as_str()
+        .eq_ignore_ascii_case(host.to_str().unwrap_or(""))
 }
 
 /// One request, one fresh instance (as Spin does).
