@@ -12,7 +12,7 @@ use super::transform;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that name the client or the original request, which only a proxy may set.
-const CLIENT_IDENTITY: [HeaderName; 7] = [
+const CLIENT_IDENTITY: [HeaderName; 8] = [
     header::FORWARDED,
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("true-client-ip"),
@@ -20,6 +20,8 @@ const CLIENT_IDENTITY: [HeaderName; 7] = [
     HeaderName::from_static("x-client-ip"),
     HeaderName::from_static("x-cluster-client-ip"),
     HeaderName::from_static("fastly-client-ip"),
+    // Spin's own; its adapter removes every `spin-*` header, and on Workers a client sends it
+    HeaderName::from_static("spin-client-addr"),
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -134,6 +136,7 @@ mod tests {
             ("true-client-ip", "10.0.0.1"),
             ("cf-connecting-ip", "10.0.0.1"),
             ("x-client-ip", "10.0.0.1"),
+            ("spin-client-addr", "10.0.0.1:1"),
             ("x-forwarded-proto", "http"),
             ("x-forwarded-host", "evil.example"),
             ("x-forwarded-port", "80"),
@@ -187,6 +190,7 @@ mod tests {
         let kept = [
             ("cf-connecting-ip", "10.0.0.1"),
             ("forwarded", "for=10.0.0.1;host=evil;proto=http"),
+            ("spin-client-addr", "10.0.0.1:1"),
             ("true-client-ip", "10.0.0.1"),
             ("x-client-ip", "10.0.0.1"),
             ("x-real-ip", "10.0.0.1"),
