@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         [
             "tests/e2e/gateway.toml",
             "benches/gateway.toml",
+            "fuzz/gateway.toml",
+            "fuzz/jwt.toml",
             "tests/fixtures/emit.toml",
         ]
         .map(String::from),

@@ -8,7 +8,7 @@ mod cases;
 use cases::{ClWithTe, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
 use portcullis_spin::expiry::{classify, tombstone, Stored};
 use portcullis_tests::net::Reply;
-use portcullis_tests::runtime::{build_spin, start_spin};
+use portcullis_tests::runtime::{build_spin, build_spin_ok, start_spin};
 use std::sync::OnceLock;
 
 fn suite() -> &'static Suite {
@@ -23,12 +23,7 @@ fn suite() -> &'static Suite {
                 other_host_target: OtherHostTarget::ConnectionClosed,
             },
             || {
-                let out = build_spin("tests/e2e/gateway.toml", "tests/e2e/spin.toml");
-                assert!(
-                    out.status.success(),
-                    "building the component failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                build_spin_ok("tests/e2e/gateway.toml", "tests/e2e/spin.toml");
                 start_spin("tests/e2e/spin.toml")
             },
         )

@@ -1,4 +1,4 @@
-//! Every config in `examples/` (and the suites' own: end-to-end, load benchmark) loads, and the
+//! Every config in `examples/` (and the suites' own: end-to-end, load benchmark, fuzzing) loads, and the
 //! default config does what its comments promise.
 
 use portcullis_core::Config;
@@ -19,6 +19,9 @@ fn examples() -> Vec<std::path::PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     files.push(root.join("tests/e2e/gateway.toml"));
     files.push(root.join("benches/gateway.toml"));
+    // the fuzz targets' configs: a target whose config stopped loading would panic at once
+    files.push(root.join("fuzz/gateway.toml"));
+    files.push(root.join("fuzz/jwt.toml"));
     files
 }
 

@@ -2,7 +2,7 @@
 //! `e2e_spin_fresh`.
 
 use crate::cases::{ClWithTe, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
-use portcullis_tests::runtime::{build_spin, real_spin, start_real_spin};
+use portcullis_tests::runtime::{build_spin_ok, real_spin, start_real_spin};
 
 /// The suite on real Spin started with `args`, or `None` (said loudly) without a Spin.
 pub fn start(args: &'static [&'static str]) -> Option<Suite> {
@@ -26,12 +26,7 @@ pub fn start(args: &'static [&'static str]) -> Option<Suite> {
             other_host_target: OtherHostTarget::ConnectionClosed,
         },
         || {
-            let out = build_spin("tests/e2e/gateway.toml", "tests/e2e/spin.toml");
-            assert!(
-                out.status.success(),
-                "building the component failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            build_spin_ok("tests/e2e/gateway.toml", "tests/e2e/spin.toml");
             start_real_spin(&spin, "tests/e2e/spin.toml", args)
         },
     ))

@@ -161,6 +161,16 @@ pub fn build_spin(config: &str, manifest: &str) -> Output {
         .expect("run cargo build for the Spin component")
 }
 
+/// [`build_spin`], failing with the build's own messages when it fails.
+pub fn build_spin_ok(config: &str, manifest: &str) {
+    let out = build_spin(config, manifest);
+    assert!(
+        out.status.success(),
+        "building the component failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Serves the component `manifest` names with the wasmtime test host, on a free port.
 pub fn start_spin(manifest: &str) -> Running {
     let server = spin_test_host::start(&repo_root().join(manifest), "127.0.0.1:0", false)
