@@ -44,7 +44,7 @@ pub struct Running {
     /// The runtime's process, when it runs in one (Workers, real Spin); the Spin test host runs
     /// in-process.
     child: Option<Child>,
-    /// Whether closing the process's stdin stops it (the Miniflare runner); real Spin is killed.
+    /// Whether closing the process's stdin stops it (the Miniflare runner, real Spin's wrapper).
     stops_on_eof: bool,
 }
 
@@ -214,7 +214,13 @@ pub fn start_real_spin(spin: &std::path::Path, manifest: &str, args: &[&str]) ->
     let addr = format!("127.0.0.1:{port}");
     let state = std::env::temp_dir().join(format!("portcullis-spin-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
-    let mut child = Command::new(spin)
+    // Spin does not stop when its stdin closes, and a suite's `Running` lives in a static that
+    // is never dropped: a shell runs it and stops it once the test process's end closes the
+    // pipe, as the Miniflare runner stops itself; the shell ends when Spin does
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 3<&0; "$0" "$@" & spin=$!; (cat <&3 >/dev/null; kill "$spin" 2>/dev/null) & wait "$spin""#)
+        .arg(spin)
         .arg("up")
         .arg("--from")
         .arg(root.join(manifest))
@@ -264,6 +270,6 @@ pub fn start_real_spin(spin: &std::path::Path, manifest: &str, args: &[&str]) ->
         logs,
         stores: None,
         child: Some(child),
-        stops_on_eof: false,
+        stops_on_eof: true,
     }
 }
