@@ -56,13 +56,18 @@ pub const CREATION_SUFFIX: &str = "~new";
 /// costs one extra admission; the wait is long enough for that to need a stalled instance.
 const CREATION_WAITS: u32 = 250;
 
+/// The key of `key`'s creation counter.
+fn creation_counter(key: &str) -> String {
+    format!("{key}{CREATION_SUFFIX}")
+}
+
 /// Whether this request creates the rate-limit entry `key`, which it found absent: the one that
 /// `increment` on `key~new` (atomic in every Spin store) answers 1 does; the counter stays until
 /// the sweeper deletes the entry, and the counter with it. A request that has waited
 /// [`CREATION_WAITS`] reads (its `waited`) for an entry that never came resets the counter, so
 /// a creator that stopped halfway blocks the key for milliseconds, not for good.
 fn creation_turn(bucket: &Bucket, key: &str, waited: u32) -> Result<bool, HostError> {
-    let counter = format!("{key}{CREATION_SUFFIX}");
+    let counter = creation_counter(key);
     if waited == CREATION_WAITS {
         bucket
             .delete(&counter)
@@ -192,7 +197,7 @@ impl SpinHost {
         // the creation counter first: a request that finds the entry gone then takes the first
         // turn; one that finds the tombstone waits
         bucket
-            .delete(&format!("{key}{CREATION_SUFFIX}"))
+            .delete(&creation_counter(key))
             .map_err(|e| kv_error("sweep delete", e))?;
         bucket
             .delete(key)
@@ -244,14 +249,8 @@ impl Host for SpinHost {
             // request never applies an earlier time to a later state (which would show it one
             // fewer remaining than it has)
             let now = self.now();
-            if stored.is_none() {
-                if creation_turn(bucket, key, waited)? {
-                    let (verdict, next) = admit(quota, None, now, cost);
-                    bucket
-                        .set(key, &wrap(next.encode().as_bytes(), next.expires_at_ms()))
-                        .map_err(|e| kv_error("rate-limit state write", e))?;
-                    return Ok(verdict);
-                }
+            let creating = stored.is_none();
+            if creating && !creation_turn(bucket, key, waited)? {
                 // another request is creating it: read again shortly
                 waited += 1;
                 spin_sdk::time::sleep(Duration::from_millis(1)).await;
@@ -272,6 +271,13 @@ impl Host for SpinHost {
                 return Ok(verdict); // refused: nothing to write
             }
             let value = wrap(next.encode().as_bytes(), next.expires_at_ms());
+            if creating {
+                // this request's turn: it alone writes the entry (a swap would write as blindly)
+                bucket
+                    .set(key, &value)
+                    .map_err(|e| kv_error("rate-limit state write", e))?;
+                return Ok(verdict);
+            }
             if swapped(cas, &value, "compare-and-swap write")? {
                 return Ok(verdict);
             }
