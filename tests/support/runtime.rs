@@ -93,6 +93,19 @@ impl Drop for Running {
     }
 }
 
+/// Appends each line a process writes to `logs`, from a thread of its own, until the pipe ends.
+fn collect_lines(
+    lines: impl Iterator<Item = std::io::Result<String>> + Send + 'static,
+    logs: &Arc<Mutex<Vec<String>>>,
+) {
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+}
+
 /// Runs the worker built into `adapters/workers/OUT_DIR` on workerd (Miniflare), on a free port.
 pub fn start_workers(out_dir: &str) -> Running {
     start_workers_with(out_dir, &[])
@@ -124,12 +137,7 @@ pub fn start_workers_with(out_dir: &str, env: &[(&str, &str)]) -> Running {
         }
     };
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let sink = logs.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    collect_lines(lines, &logs);
     Running {
         addr,
         logs,
@@ -239,17 +247,10 @@ pub fn start_real_spin(spin: &std::path::Path, manifest: &str, args: &[&str]) ->
         .spawn()
         .unwrap_or_else(|e| panic!("start {} up: {e}", spin.display()));
     let logs = Arc::new(Mutex::new(Vec::new()));
-    for pipe in [
-        Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("piped stderr")),
-    ] {
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-    }
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    collect_lines(BufReader::new(stdout).lines(), &logs);
+    collect_lines(BufReader::new(stderr).lines(), &logs);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::net::TcpStream::connect(&addr).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
