@@ -1,7 +1,10 @@
 //! Scenario tests: whole requests through `Gateway::handle` on the in-memory host, stepping a fake
 //! clock. Each test names the behaviour it checks.
 
+use bytes::Bytes;
 use portcullis_core::host::{BodyUse, FetchError};
+use portcullis_core::memory::{self, MemoryHost, MemoryStream};
+use portcullis_core::{Body, Gateway};
 use portcullis_tests::*;
 use serde_json::json;
 
@@ -188,7 +191,7 @@ fn the_access_log_names_the_clients_country_asn_and_edge_location_when_known() {
         edge_location: Some("FRA".into()),
         ..client("192.0.2.1")
     };
-    let res = pollster::block_on(gw.handle(req("GET", "/health", &[], ""), located, &host));
+    let res = send_as(&gw, &host, req("GET", "/health", &[], ""), located);
     assert_eq!(res.status(), 200);
     send(&gw, &host, req("GET", "/health", &[], ""), "192.0.2.1");
     let logs = host.log_records();
@@ -375,11 +378,12 @@ fn denied_addresses_and_forwarded_clients() {
     }
     let mut c = client("192.0.2.1");
     c.country = Some("KP".into());
-    let res = pollster::block_on(gw.handle(
+    let res = send_as(
+        &gw,
+        &host,
         req("GET", "/v1/users/7", &[("authorization", &t)], ""),
         c,
-        &host,
-    ));
+    );
     assert_eq!(
         json_body(&res)["detail"],
         "access denied: client country is denied"
@@ -735,7 +739,7 @@ fn upstream_failures_become_502_and_504_problems() {
 }
 
 #[test]
-fn a_response_body_over_the_upstreams_limit_is_a_502_and_not_retried() {
+fn a_response_body_over_the_upstreams_limit_is_a_502_when_read_and_passes_when_streamed() {
     let gw = gateway(
         r#"
 [upstreams.small]
@@ -744,19 +748,26 @@ retries = 2
 max_response_bytes = 16
 
 [[routes]]
-name = "small"
+name = "edited"
 methods = ["GET"]
-path = "/small"
+path = "/edited"
+upstream = "small"
+response = { json = { remove = ["/secret"] } }
+
+[[routes]]
+name = "streamed"
+methods = ["GET"]
+path = "/streamed"
 upstream = "small"
 "#,
     );
     let b = Backend::default();
     let host = b.host();
     b.push(ok(&"x".repeat(16), &[]));
-    let res = send(&gw, &host, req("GET", "/small", &[], ""), "192.0.2.1");
+    let res = send(&gw, &host, req("GET", "/edited", &[], ""), "192.0.2.1");
     assert_eq!((res.status().as_u16(), res.body().len()), (200, 16));
     b.push(ok(&"x".repeat(17), &[]));
-    let res = send(&gw, &host, req("GET", "/small", &[], ""), "192.0.2.1");
+    let res = send(&gw, &host, req("GET", "/edited", &[], ""), "192.0.2.1");
     assert_eq!(
         (res.status().as_u16(), json_body(&res)["type"].as_str()),
         (502, Some("urn:portcullis:problem:bad-gateway"))
@@ -767,6 +778,15 @@ upstream = "small"
         "a body too large is not asked for again"
     );
     assert_eq!(host.log_records()[1]["upstream_attempts"], 1);
+    // a body the gateway does not read has no limit: it passes as the upstream's stream
+    let big = "y".repeat(100_000);
+    b.push(ok(&big, &[]));
+    let res = send(&gw, &host, req("GET", "/streamed", &[], ""), "192.0.2.1");
+    assert_eq!((res.status().as_u16(), res.body().len()), (200, 100_000));
+    assert_eq!(
+        *host.body_uses.borrow(),
+        [BodyUse::Read, BodyUse::Read, BodyUse::PassOn]
+    );
 }
 
 #[test]
@@ -1189,5 +1209,141 @@ cache = { ttl_s = 30 }
     assert_eq!(
         *host.body_uses.borrow(),
         [BodyUse::PassOn, BodyUse::Read, BodyUse::Read]
+    );
+}
+
+const UPLOADS: &str = r#"
+[upstreams.app]
+targets = [{ url = "https://backend.test" }]
+retries = 2
+
+[[routes]]
+name = "upload"
+methods = ["PUT"]
+path = "/files/{name}"
+upstream = "app"
+validate = { max_body_bytes = 1000 }
+
+[[routes]]
+name = "checked"
+methods = ["POST"]
+path = "/orders"
+upstream = "app"
+validate = { max_body_bytes = 64, body_schema = { type = "object", required = ["item"] } }
+"#;
+
+/// A request as an adapter hands it over: the body as a stream of `chunk`-byte pieces.
+fn streamed(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    broken: bool,
+) -> http::Request<Body<MemoryStream>> {
+    let mut stream = MemoryStream::chunked(&Bytes::copy_from_slice(body), 100);
+    stream.broken = broken;
+    req(method, uri, headers, "").map(|_| Body::Stream(stream))
+}
+
+fn run(
+    gw: &Gateway,
+    host: &MemoryHost,
+    r: http::Request<Body<MemoryStream>>,
+) -> http::Response<Bytes> {
+    pollster::block_on(gw.handle(r, client("192.0.2.1"), host)).map(|b| memory::body_bytes(&b))
+}
+
+#[test]
+fn an_upload_on_a_route_that_does_not_read_it_goes_upstream_as_a_stream_once() {
+    let gw = gateway(UPLOADS);
+    let b = Backend::default();
+    let host = b.host();
+    b.push(status(503));
+    let body = vec![7u8; 1000];
+    let res = run(
+        &gw,
+        &host,
+        streamed(
+            "PUT",
+            "/files/a",
+            &[("content-length", "1000")],
+            &body,
+            false,
+        ),
+    );
+    // a stream is sent once: the 503 is the answer, not retried
+    assert_eq!(res.status(), 503);
+    let sent = host.sent.borrow();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0].body()[..], &body[..]);
+    assert_eq!(
+        sent[0].headers()["content-length"],
+        "1000",
+        "the declared length goes on"
+    );
+    assert_eq!(*host.streamed.borrow(), [true]);
+}
+
+#[test]
+fn a_streamed_upload_over_the_limit_is_a_413_before_or_while_it_goes_upstream() {
+    let gw = gateway(UPLOADS);
+    let b = Backend::default();
+    let host = b.host();
+    // declared too long: refused before the upstream is called
+    let res = run(
+        &gw,
+        &host,
+        streamed(
+            "PUT",
+            "/files/a",
+            &[("content-length", "1001")],
+            &[1; 1001],
+            false,
+        ),
+    );
+    assert_eq!(res.status(), 413);
+    assert!(host.sent.borrow().is_empty());
+    // no length declared: the upload is cut at the limit on its way, and the client gets 413
+    let res = run(
+        &gw,
+        &host,
+        streamed("PUT", "/files/a", &[], &[1; 1001], false),
+    );
+    let problem: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(
+        (res.status().as_u16(), problem["type"].as_str()),
+        (413, Some("urn:portcullis:problem:body-too-large"))
+    );
+    assert_eq!(host.log_records()[1]["error"], "body-too-large");
+}
+
+#[test]
+fn a_body_the_route_validates_is_read_up_to_its_limit_and_then_checked() {
+    let gw = gateway(UPLOADS);
+    let b = Backend::default();
+    let host = b.host();
+    b.push(ok("{}", &[]));
+    let json = [("content-type", "application/json")];
+    let res = run(
+        &gw,
+        &host,
+        streamed("POST", "/orders", &json, br#"{"item":1}"#, false),
+    );
+    assert_eq!(res.status(), 200);
+    assert_eq!(*host.streamed.borrow(), [false], "read, then sent as bytes");
+    assert_eq!(host.sent.borrow()[0].headers()["content-length"], "10");
+    let statuses: Vec<u16> = [
+        streamed("POST", "/orders", &json, br#"{"other":1}"#, false),
+        streamed("POST", "/orders", &json, &[b' '; 65], false),
+        streamed("POST", "/orders", &json, br#"{"item":1}"#, true),
+    ]
+    .into_iter()
+    .map(|r| run(&gw, &host, r).status().as_u16())
+    .collect();
+    assert_eq!(statuses, [400, 413, 400]);
+    assert_eq!(
+        host.sent.borrow().len(),
+        1,
+        "none of them reached the upstream"
     );
 }

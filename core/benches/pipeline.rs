@@ -13,7 +13,7 @@ use jwt_compact::{AlgorithmExt, Claims, Header};
 use portcullis_core::config::raw::Alg;
 use portcullis_core::memory::{with_header_room, MemoryHost};
 use portcullis_core::phase::{access, auth, cache, observe, ratelimit, transform, validate};
-use portcullis_core::{Client, Config, Gateway, HEADER_ROOM};
+use portcullis_core::{Body, Client, Config, Gateway, HEADER_ROOM};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::hint::black_box;
@@ -180,7 +180,11 @@ fn pipeline(c: &mut Criterion) {
             let gw =
                 Gateway::new(Config::from_toml(&config(routes, deny, &hs_key, 10_000)).unwrap());
             let host = backend();
-            let res = pollster::block_on(gw.handle(request(&hs_token), client.clone(), &host));
+            let res = pollster::block_on(gw.handle(
+                request(&hs_token).map(Body::Bytes),
+                client.clone(),
+                &host,
+            ));
             assert_eq!(res.status(), 200, "{:?}", res.body());
             g.bench_function(
                 BenchmarkId::from_parameter(format!("{routes}-routes/{deny}-cidrs")),
@@ -188,7 +192,9 @@ fn pipeline(c: &mut Criterion) {
                     // the adapter hands the gateway an already-parsed request: build it untimed
                     b.iter_batched(
                         || request(&hs_token),
-                        |r| pollster::block_on(gw.handle(r, client.clone(), &host)),
+                        |r| {
+                            pollster::block_on(gw.handle(r.map(Body::Bytes), client.clone(), &host))
+                        },
                         BatchSize::SmallInput,
                     )
                 },
@@ -204,13 +210,14 @@ fn pipeline(c: &mut Criterion) {
         let gw = Gateway::new(Config::from_toml(&config(1_000, 10_000, &key, 0)).unwrap());
         let host = backend();
         assert_eq!(
-            pollster::block_on(gw.handle(request(&token), client.clone(), &host)).status(),
+            pollster::block_on(gw.handle(request(&token).map(Body::Bytes), client.clone(), &host))
+                .status(),
             200
         );
         g.bench_function(alg.name(), |b| {
             b.iter_batched(
                 || request(&token),
-                |r| pollster::block_on(gw.handle(r, client.clone(), &host)),
+                |r| pollster::block_on(gw.handle(r.map(Body::Bytes), client.clone(), &host)),
                 BatchSize::SmallInput,
             )
         });

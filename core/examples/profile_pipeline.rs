@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use portcullis_core::memory::{with_header_room, MemoryHost};
-use portcullis_core::{Client, Config, Gateway, HEADER_ROOM};
+use portcullis_core::{Body, Client, Config, Gateway, HEADER_ROOM};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -83,7 +83,7 @@ fn token() -> String {
 /// count just this (`--toggle-collect=profile_pipeline::handle`).
 #[inline(never)]
 fn handle(gw: &Gateway, req: Request<Bytes>, client: &Client, host: &MemoryHost) -> u16 {
-    pollster::block_on(gw.handle(req, client.clone(), host))
+    pollster::block_on(gw.handle(req.map(Body::Bytes), client.clone(), host))
         .status()
         .as_u16()
 }

@@ -4,6 +4,7 @@
 //! The core calls these and nothing else for IO. Futures are not `Send`: wasm runtimes are
 //! single-threaded, and the adapters' futures hold JS or WASI handles.
 
+use crate::body::{Body, ReadError};
 use crate::phase::ratelimit::{Quota, Verdict};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -30,13 +31,17 @@ pub enum FetchError {
     /// No connection could be made (refused, reset, DNS): safe to retry.
     #[error("connect error: {0}")]
     Connect(String),
-    /// The timeout passed.
+    /// The timeout passed before the response's head arrived.
     #[error("timed out")]
     Timeout,
-    /// The response's body is longer than the caller's limit (its head may say so, or reading
-    /// stopped there).
+    /// The response's body is longer than [`Exchange::max_response_bytes`] (its head may say
+    /// so, or reading stopped there).
     #[error("the response body is over {limit} bytes")]
     TooLarge { limit: usize },
+    /// The request's streamed body went past [`Exchange::max_request_bytes`]: the upload was
+    /// aborted there, before any answer.
+    #[error("the request body is over {limit} bytes")]
+    RequestTooLarge { limit: usize },
     /// Anything else.
     #[error("fetch error: {0}")]
     Other(String),
@@ -46,18 +51,37 @@ pub enum FetchError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyUse {
     /// Reads it (a JWKS document, a response to cache or whose JSON is transformed): the answer
-    /// holds it whole.
+    /// holds it whole, as [`Body::Bytes`], or the fetch fails with [`FetchError::TooLarge`].
     Read,
-    /// Passes it on untouched as the body of its own answer. A host may then leave it out of the
-    /// answer (empty) and send the upstream's own body to the client itself, as the Workers
-    /// adapter does for short bodies of a declared length. A host that holds every body whole
-    /// treats this as `Read`.
+    /// Passes it on untouched as the body of its own answer: the host answers with its stream
+    /// ([`Body::Stream`]), of any length, and cuts it when it idles longer than
+    /// [`Exchange::idle_timeout_ms`].
     PassOn,
+}
+
+/// The terms of one outbound exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// Time allowed until the response's head: past it, [`FetchError::Timeout`].
+    pub timeout_ms: u32,
+    /// Longest gap between two chunks of a passed-on body: past it the stream is cut (the
+    /// client sees a body cut short) and the host logs that it was.
+    pub idle_timeout_ms: u32,
+    /// The longest response body read ([`BodyUse::Read`]).
+    pub max_response_bytes: usize,
+    /// The longest request body streamed upstream: the upload is aborted past it
+    /// ([`FetchError::RequestTooLarge`]).
+    pub max_request_bytes: usize,
+    pub body: BodyUse,
+    /// The request's id, for the line the host logs when it cuts a stream.
+    pub request_id: &'a str,
 }
 
 /// What a runtime gives the gateway.
 #[allow(async_fn_in_trait)] // deliberately not Send: wasm futures are single-threaded
 pub trait Host {
+    /// The platform's body stream, which the gateway passes on untouched.
+    type Stream;
     /// Wall-clock time.
     fn now(&self) -> UnixMillis;
     /// A monotonic reading in microseconds, for durations only.
@@ -72,16 +96,16 @@ pub trait Host {
     async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// Writes a value that expires after `ttl_s` seconds.
     async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError>;
-    /// Sends a request; redirects are not followed. A body over `max_body_bytes` is not read to
-    /// its end: the answer is [`FetchError::TooLarge`]. `body` says whether the host may leave
-    /// the body out and send it on itself ([`BodyUse::PassOn`]).
+    /// Reads a stream whole, but never more than one byte past `limit`
+    /// ([`ReadError::TooLarge`]).
+    async fn read_stream(&self, stream: Self::Stream, limit: usize) -> Result<Bytes, ReadError>;
+    /// Sends a request, on the terms of `exchange`; redirects are not followed. A streamed
+    /// request body goes upstream as the client sends it.
     async fn fetch(
         &self,
-        req: Request<Bytes>,
-        timeout_ms: u32,
-        max_body_bytes: usize,
-        body: BodyUse,
-    ) -> Result<Response<Bytes>, FetchError>;
+        req: Request<Body<Self::Stream>>,
+        exchange: &Exchange<'_>,
+    ) -> Result<Response<Body<Self::Stream>>, FetchError>;
     /// Writes one access-log line (a JSON object).
     fn log(&self, line: &str);
 }

@@ -5,6 +5,7 @@
 //! [`Gateway::handle`]; each phase of the request's journey is a module under [`phase`].
 #![forbid(unsafe_code)]
 
+pub mod body;
 pub mod config;
 pub mod gateway;
 pub mod host;
@@ -13,9 +14,10 @@ pub mod memory;
 pub mod phase;
 pub mod problem;
 
+pub use body::{Body, ReadError};
 pub use config::{Config, ConfigErrors, Diagnostic, Secrets};
 pub use gateway::Gateway;
-pub use host::{BodyUse, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
+pub use host::{BodyUse, Exchange, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
 pub use phase::access::Client;
 pub use problem::Reject;
 

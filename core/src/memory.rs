@@ -2,7 +2,8 @@
 //! source, exact counters and a key-value store in maps, and outbound requests answered by a
 //! function the caller supplies (a test backend). Single-threaded, like a wasm isolate.
 
-use crate::host::{BodyUse, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
+use crate::body::{Body, ReadError};
+use crate::host::{BodyUse, Exchange, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
 use crate::phase::ratelimit::{self, Gcra, Quota, Verdict};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -19,6 +20,46 @@ pub fn with_header_room(headers: HeaderMap) -> HeaderMap {
 
 type Backend = Box<dyn Fn(&Request<Bytes>) -> Result<Response<Bytes>, FetchError>>;
 
+/// This host's stream: the chunks of a body, in order, and whether it breaks off after them
+/// (the peer cut it short).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryStream {
+    pub chunks: Vec<Bytes>,
+    pub broken: bool,
+}
+
+impl MemoryStream {
+    /// A whole body in chunks of at most `size` bytes.
+    pub fn chunked(body: &Bytes, size: usize) -> MemoryStream {
+        let chunks = (0..body.len())
+            .step_by(size.max(1))
+            .map(|i| body.slice(i..(i + size).min(body.len())))
+            .collect();
+        MemoryStream {
+            chunks,
+            broken: false,
+        }
+    }
+
+    /// Its bytes, read to the end (`Err` with what came when it breaks off).
+    pub fn concat(&self) -> Result<Bytes, Bytes> {
+        let all: Vec<u8> = self.chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        if self.broken {
+            Err(all.into())
+        } else {
+            Ok(all.into())
+        }
+    }
+}
+
+/// A body's bytes as this host holds them: a stream read to its end (or where it broke off).
+pub fn body_bytes(body: &Body<MemoryStream>) -> Bytes {
+    match body {
+        Body::Bytes(b) => b.clone(),
+        Body::Stream(s) => s.concat().unwrap_or_else(|cut| cut),
+    }
+}
+
 /// The in-memory host.
 pub struct MemoryHost {
     now_ms: Cell<u64>,
@@ -27,11 +68,15 @@ pub struct MemoryHost {
     counters: RefCell<HashMap<String, Gcra>>,
     store: RefCell<HashMap<String, (Vec<u8>, u64)>>,
     backend: Backend,
-    /// Requests sent upstream, in order.
+    /// Requests sent upstream, in order (a streamed body read to its end).
     pub sent: RefCell<Vec<Request<Bytes>>>,
-    /// What the gateway said it would do with each answer's body, in the same order (this host
-    /// always answers with the body whole).
+    /// What the gateway said it would do with each answer's body, in the same order: this host
+    /// answers `PassOn` with the body as a stream of [`MemoryHost::chunk_bytes`] chunks.
     pub body_uses: RefCell<Vec<BodyUse>>,
+    /// Whether each request's body went upstream as a stream, in the same order.
+    pub streamed: RefCell<Vec<bool>>,
+    /// The size of the chunks of a body this host streams.
+    pub chunk_bytes: Cell<usize>,
     /// Access-log lines, in order.
     pub logs: RefCell<Vec<String>>,
     /// Make every store and counter call fail (to test fail-open/closed).
@@ -55,6 +100,8 @@ impl MemoryHost {
             backend: Box::new(backend),
             sent: RefCell::default(),
             body_uses: RefCell::default(),
+            streamed: RefCell::default(),
+            chunk_bytes: Cell::new(16 * 1024),
             logs: RefCell::default(),
             fail_store: Cell::new(false),
             record: Cell::new(true),
@@ -103,6 +150,8 @@ impl MemoryHost {
 }
 
 impl Host for MemoryHost {
+    type Stream = MemoryStream;
+
     fn now(&self) -> UnixMillis {
         self.now_ms.get()
     }
@@ -158,23 +207,55 @@ impl Host for MemoryHost {
         Ok(())
     }
 
+    async fn read_stream(&self, stream: MemoryStream, limit: usize) -> Result<Bytes, ReadError> {
+        let mut out = Vec::new();
+        for chunk in &stream.chunks {
+            if out.len() + chunk.len() > limit {
+                return Err(ReadError::TooLarge { limit });
+            }
+            out.extend_from_slice(chunk);
+        }
+        if stream.broken {
+            return Err(ReadError::Broken("the stream broke off".into()));
+        }
+        Ok(out.into())
+    }
+
     async fn fetch(
         &self,
-        req: Request<Bytes>,
-        _timeout_ms: u32,
-        max_body_bytes: usize,
-        body: BodyUse,
-    ) -> Result<Response<Bytes>, FetchError> {
+        req: Request<Body<MemoryStream>>,
+        exchange: &Exchange<'_>,
+    ) -> Result<Response<Body<MemoryStream>>, FetchError> {
+        let (head, body) = req.into_parts();
+        let streamed = matches!(body, Body::Stream(_));
+        if let Body::Stream(s) = &body {
+            // the upload is cut where it passes the limit, as the adapters cut it
+            let sent: usize = s.chunks.iter().map(Bytes::len).sum();
+            if sent > exchange.max_request_bytes {
+                return Err(FetchError::RequestTooLarge {
+                    limit: exchange.max_request_bytes,
+                });
+            }
+        }
+        let req = Request::from_parts(head, body_bytes(&body));
         let res = (self.backend)(&req);
         if self.record.get() {
             self.sent.borrow_mut().push(req);
-            self.body_uses.borrow_mut().push(body);
+            self.body_uses.borrow_mut().push(exchange.body);
+            self.streamed.borrow_mut().push(streamed);
         }
-        match res {
-            Ok(r) if r.body().len() > max_body_bytes => Err(FetchError::TooLarge {
-                limit: max_body_bytes,
-            }),
-            other => other,
+        let res = res?;
+        match exchange.body {
+            BodyUse::Read if res.body().len() > exchange.max_response_bytes => {
+                Err(FetchError::TooLarge {
+                    limit: exchange.max_response_bytes,
+                })
+            }
+            BodyUse::Read => Ok(res.map(Body::Bytes)),
+            BodyUse::PassOn => {
+                let size = self.chunk_bytes.get();
+                Ok(res.map(|b| Body::Stream(MemoryStream::chunked(&b, size))))
+            }
         }
     }
 

@@ -5,7 +5,10 @@
 //!
 //! What the platforms force to differ is in [`Platform`], and nowhere else.
 
-use portcullis_tests::net::{latin1, request, send_raw, JwksServer, Reply, Upstream};
+use portcullis_tests::net::{
+    download, fnv1a_from, latin1, pattern, request, send_raw, sse_sent, upload, watch, JwksServer,
+    Reply, Upstream,
+};
 use portcullis_tests::runtime::Running;
 use portcullis_tests::{jwks, EcKey};
 use serde_json::json;
@@ -229,7 +232,14 @@ pub fn ambiguous_requests_are_refused(s: &Suite) {
             assert_eq!(r.status, 200, "{}", r.text());
             assert_eq!(got.len(), 1);
             assert_eq!(got[0].body, b"abcd");
-            assert_eq!(got[0].header("content-length"), Some("4"));
+            // streamed on as it came: chunked, with no length beside it
+            assert_eq!(
+                (
+                    got[0].header("content-length"),
+                    got[0].header("transfer-encoding")
+                ),
+                (None, Some("chunked"))
+            );
         }
     }
 
@@ -737,15 +747,19 @@ pub fn upstream_failures(s: &Suite) {
     );
 }
 
-/// A response body over the upstream's `max_response_bytes` is a 502 and is not asked for again,
-/// whether the upstream declares its length or sends it chunked; one at the limit passes whole.
+/// A response body the gateway reads, over the upstream's `max_response_bytes`, is a 502 and is
+/// not asked for again, whether the upstream declares its length or sends it chunked; one at the
+/// limit passes whole. A body the gateway passes on has no limit.
 pub fn response_bodies_over_the_upstreams_limit(s: &Suite) {
-    // `small` takes at most 4096 bytes; the server announces the length or sends it chunked
+    // `small` reads at most 4096 bytes (`/small-read`, which edits JSON), and passes bodies of any
+    // length on (`/small`); the server announces the length or sends it chunked
     for (path, want) in [
-        ("/small/bytes/4096", 200),
-        ("/small/bytes/4097", 502),
-        ("/small/bytes/100/chunked", 200),
-        ("/small/bytes/200000/chunked", 502),
+        ("/small-read/bytes/4096", 200),
+        ("/small-read/bytes/4097", 502),
+        ("/small-read/bytes/100/chunked", 200),
+        ("/small-read/bytes/200000/chunked", 502),
+        ("/small/bytes/200000", 200),
+        ("/small/bytes/200000/chunked", 200),
     ] {
         let n = s.unique();
         let r = s.send("GET", &format!("{path}?n={n}"), &[], b"");
@@ -823,6 +837,153 @@ pub fn access_log_line(s: &Suite) {
     assert_eq!(rec["upstream_attempts"], 1);
 }
 
+/// Server-Sent Events pass as the upstream sends them: 5 events 200 ms apart, the first reaches
+/// the client before the upstream has sent the third, and all 5 arrive in order.
+pub fn events_reach_the_client_as_the_upstream_sends_them(s: &Suite) {
+    let target = format!("/small/sse/5/every/200/{}", s.unique());
+    let ip = s.client_ip();
+    let headers = [(s.platform.client_ip_header, ip.as_str())];
+    let got = watch(
+        &s.gw.addr,
+        &target,
+        &headers,
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), Some("text/event-stream"));
+    let upstream = format!("/sse/5/every/200/{}", target.rsplit('/').next().unwrap());
+    let sent = sse_sent(&upstream);
+    assert_eq!(sent.len(), 5, "the upstream sent 5 events");
+    let first = got
+        .arrived("data: event 0")
+        .expect("the first event arrived");
+    assert!(
+        first < sent[2],
+        "the first event arrived {:?} after the third was sent",
+        first.duration_since(sent[2])
+    );
+    let body = String::from_utf8_lossy(&got.raw_body()).into_owned();
+    let at: Vec<usize> = (0..5)
+        .map(|i| {
+            body.find(&format!("data: event {i}\n"))
+                .expect("every event")
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "in order: {body}");
+}
+
+/// A body the upstream cuts short reaches the client cut short (the declared length, then less
+/// than that, then the connection's end), never as a complete-looking answer: short and long.
+pub fn a_body_cut_short_by_the_upstream_reaches_the_client_cut_short(s: &Suite) {
+    for n in [1000u64, 70_000] {
+        let target = format!("/small/bytes/{n}/short/{}", s.unique());
+        let ip = s.client_ip();
+        let headers = [(s.platform.client_ip_header, ip.as_str())];
+        let got = watch(
+            &s.gw.addr,
+            &target,
+            &headers,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+        assert_eq!(got.status, 200, "{target}");
+        let body = got.raw_body();
+        match got.header("content-length") {
+            Some(declared) => {
+                assert_eq!(declared, n.to_string());
+                assert_eq!(body.len() as u64, n / 2, "{target}");
+            }
+            // chunked: the terminating chunk never comes
+            None => assert!(
+                !body.ends_with(b"0\r\n\r\n") && body.len() < n as usize + 64,
+                "{target}"
+            ),
+        }
+    }
+}
+
+/// An upstream body that sends nothing for longer than `idle_timeout_ms` (1 s on `small`) is cut:
+/// the client has the first chunk, never the late one, and the log says why.
+pub fn a_stream_that_idles_past_its_timeout_is_cut(s: &Suite) {
+    let target = format!("/small/idle/3000/{}", s.unique());
+    let ip = s.client_ip();
+    let headers = [(s.platform.client_ip_header, ip.as_str())];
+    let started = std::time::Instant::now();
+    let got = watch(
+        &s.gw.addr,
+        &target,
+        &headers,
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+    let took = started.elapsed();
+    assert_eq!(got.status, 200);
+    let body = String::from_utf8_lossy(&got.raw_body()).into_owned();
+    assert!(body.contains("first") && !body.contains("late"), "{body:?}");
+    assert!(
+        took < std::time::Duration::from_millis(2900),
+        "cut after {took:?}, not at the idle timeout"
+    );
+    let id = got
+        .header("x-request-id")
+        .expect("a request id")
+        .to_string();
+    let cut = s.gw.await_log_lines_with("stream-cut");
+    assert!(
+        cut.iter()
+            .any(|l| l["request_id"] == id.as_str() && l["reason"] == "idle"),
+        "{cut:?}"
+    );
+}
+
+/// A 256 MiB download and a 64 MiB upload (declared and chunked) pass byte-exact; an upload
+/// without a declared length is cut at the route's limit (128 MiB) with 413.
+pub fn large_bodies_stream_through_byte_exact(s: &Suite) {
+    let ip = s.client_ip();
+    let headers = [(s.platform.client_ip_header, ip.as_str())];
+    let size: u64 = 256 << 20;
+    let target = format!("/small/big/{size}/{}", s.unique());
+    let (status, declared, len, sum) =
+        download(&s.gw.addr, &target, &headers).unwrap_or_else(|e| panic!("GET {target}: {e}"));
+    let mut expected = 0xcbf2_9ce4_8422_2325u64;
+    let mut at = 0;
+    while at < size {
+        let n = (size - at).min(1 << 20);
+        expected = fnv1a_from(expected, &pattern(at, n as usize));
+        at += n;
+    }
+    assert_eq!(
+        (status, declared, len, sum),
+        (200, Some(size), size, expected)
+    );
+
+    let up: u64 = 64 << 20;
+    let mut expected = 0xcbf2_9ce4_8422_2325u64;
+    let mut at = 0;
+    while at < up {
+        let n = (up - at).min(1 << 20);
+        expected = fnv1a_from(expected, &pattern(at, n as usize));
+        at += n;
+    }
+    for chunked in [false, true] {
+        let target = format!("/small/sink/{}", s.unique());
+        let r = upload(&s.gw.addr, "PUT", &target, up, chunked)
+            .unwrap_or_else(|e| panic!("PUT {target}: {e}"));
+        assert_eq!(r.status, 200, "chunked {chunked}: {}", r.text());
+        assert_eq!(
+            r.json(),
+            json!({"length": up, "fnv": expected}),
+            "chunked {chunked}"
+        );
+    }
+    let over = (128 << 20) + 1;
+    let target = format!("/small/sink/{}", s.unique());
+    let r = upload(&s.gw.addr, "PUT", &target, over, true)
+        .unwrap_or_else(|e| panic!("PUT {target}: {e}"));
+    assert_eq!(r.status, 413, "{}", r.text());
+}
+
 /// One `#[test]` per case, against the suite `$suite()` returns; with `optional`, `$suite()`
 /// returns an `Option` and an absent suite (a runtime not installed, which said so) runs none.
 #[macro_export]
@@ -841,7 +1002,10 @@ macro_rules! e2e_cases {
             exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, shared_cache, cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
-            header_bytes_pass_unchanged, access_log_line);
+            header_bytes_pass_unchanged, access_log_line,
+            events_reach_the_client_as_the_upstream_sends_them,
+            a_body_cut_short_by_the_upstream_reaches_the_client_cut_short,
+            a_stream_that_idles_past_its_timeout_is_cut, large_bodies_stream_through_byte_exact);
     };
     (@each $suite:path; $($case:ident),*) => {
         $(#[test] fn $case() { cases::$case($suite()); })*

@@ -10,8 +10,8 @@ use jwt_compact::alg::{Es256, Hs256, Hs256Key};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{AlgorithmExt, Claims, Header};
 use portcullis_core::host::FetchError;
-use portcullis_core::memory::MemoryHost;
-use portcullis_core::{Client, Config, Gateway};
+use portcullis_core::memory::{self, MemoryHost, MemoryStream};
+use portcullis_core::{Body, Client, Config, Gateway};
 use serde_json::{json, Map, Value};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -109,7 +109,23 @@ pub fn client(ip: &str) -> Client {
 
 /// Runs one request.
 pub fn send(gw: &Gateway, host: &MemoryHost, r: Request<Bytes>, from: &str) -> Response<Bytes> {
-    pollster::block_on(gw.handle(r, client(from), host))
+    send_as(gw, host, r, client(from))
+}
+
+/// Runs one request from `client`, as an adapter hands it over: a body as the platform's stream
+/// (in 4 KiB chunks), none as empty bytes. The answer's body is read to its end.
+pub fn send_as(
+    gw: &Gateway,
+    host: &MemoryHost,
+    r: Request<Bytes>,
+    client: Client,
+) -> Response<Bytes> {
+    let r = r.map(|b| match b.is_empty() {
+        true => Body::Bytes(b),
+        false => Body::Stream(MemoryStream::chunked(&b, 4096)),
+    });
+    let res = pollster::block_on(gw.handle(r, client, host));
+    res.map(|b| memory::body_bytes(&b))
 }
 
 /// The response body as JSON.

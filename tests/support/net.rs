@@ -240,6 +240,18 @@ fn serve_upstream(
     } else {
         Vec::new()
     };
+    if target.contains("/sink") {
+        // an upload's length and checksum, answered instead of the echo and not kept
+        let digest = json!({"length": body.len(), "fnv": fnv1a(&body)}).to_string();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            digest.len()
+        );
+        let mut conn = conn;
+        conn.write_all(head.as_bytes())?;
+        conn.write_all(digest.as_bytes())?;
+        return conn.flush();
+    }
     let got = Received {
         method,
         target: target.clone(),
@@ -286,6 +298,41 @@ fn serve_upstream(
     } else {
         "cache-control: max-age=60\r\n"
     });
+    if let (Some(n), Some(ms)) = (after("sse"), after("every")) {
+        // `n` events `ms` apart, each sent as its own chunk, the time of each recorded
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-store\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n")?;
+        for i in 0..n {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            let event = format!("id: {i}\ndata: event {i}\n\n");
+            conn.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;
+            conn.flush()?;
+            sent_at(&target, std::time::Instant::now());
+        }
+        conn.write_all(b"0\r\n\r\n")?;
+        return conn.flush();
+    }
+    if let Some(ms) = after("idle") {
+        // a chunk, then nothing for `ms`, then another and the end
+        conn.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nfirst\r\n")?;
+        conn.flush()?;
+        std::thread::sleep(Duration::from_millis(ms));
+        conn.write_all(b"4\r\nlate\r\n0\r\n\r\n")?;
+        return conn.flush();
+    }
+    if let Some(n) = after("big") {
+        // `n` bytes of [`pattern`], with their length declared, 64 KiB at a time
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n");
+        conn.write_all(head.as_bytes())?;
+        let mut at = 0u64;
+        while at < n {
+            let len = (n - at).min(65_536);
+            conn.write_all(&pattern(at, len as usize))?;
+            at += len;
+        }
+        return conn.flush();
+    }
     if let Some(n) = after("bytes") {
         let body = vec![b'x'; usize::try_from(n).unwrap_or(0)];
         if segs.contains(&"chunked") {
@@ -325,6 +372,44 @@ fn serve_upstream(
     conn.write_all(&latin1(&head))?;
     conn.write_all(echo.as_bytes())?;
     conn.flush()
+}
+
+/// When the upstream sent each event of each `/sse/` answer, by target.
+static SSE_SENT: Mutex<Vec<(String, std::time::Instant)>> = Mutex::new(Vec::new());
+
+fn sent_at(target: &str, at: std::time::Instant) {
+    SSE_SENT.lock().unwrap().push((target.to_string(), at));
+}
+
+/// When the upstream sent the events of the `/sse/` answer to `target`, in order.
+pub fn sse_sent(target: &str) -> Vec<std::time::Instant> {
+    let all = SSE_SENT.lock().unwrap();
+    all.iter()
+        .filter(|(t, _)| t == target)
+        .map(|(_, at)| *at)
+        .collect()
+}
+
+/// The bytes at `offset..offset + len` of the endless pattern `/big/` answers with: not
+/// repeating at any short period, so a chunk lost, doubled or swapped changes the checksum.
+pub fn pattern(offset: u64, len: usize) -> Vec<u8> {
+    (offset..offset + len as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// FNV-1a, 64 bits: the suite's checksum of large bodies.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_from(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// FNV-1a continued from `state`, for a body read in pieces.
+pub fn fnv1a_from(mut state: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        state ^= u64::from(*b);
+        state = state.wrapping_mul(0x0100_0000_01b3);
+    }
+    state
 }
 
 /// The JWKS server: `GET /jwks.json` answers the current document with `max-age=60`, or 503
@@ -379,4 +464,208 @@ impl JwksServer {
         conn.write_all(head.as_bytes())?;
         conn.write_all(body.as_bytes())
     }
+}
+
+/// A response read as it arrives: the status, the head's headers, each read's bytes with the
+/// moment they came (the body still in its wire framing), and whether the connection ended
+/// cleanly rather than with an error (a reset).
+#[derive(Debug)]
+pub struct Arrivals {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub reads: Vec<(std::time::Instant, Vec<u8>)>,
+    pub clean_end: bool,
+}
+
+impl Arrivals {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// When `needle` had arrived whole.
+    pub fn arrived(&self, needle: &str) -> Option<std::time::Instant> {
+        let mut seen = Vec::new();
+        for (at, bytes) in &self.reads {
+            seen.extend_from_slice(bytes);
+            if seen.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return Some(*at);
+            }
+        }
+        None
+    }
+
+    /// Everything after the head, in its wire framing.
+    pub fn raw_body(&self) -> Vec<u8> {
+        self.reads
+            .iter()
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect()
+    }
+}
+
+/// Sends a GET and records the answer as it arrives, until the connection ends or `limit` passes.
+pub fn watch(
+    addr: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> std::io::Result<Arrivals> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(limit))?;
+    let mut head = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(&latin1(&head))?;
+    let mut r = BufReader::new(s);
+    let (status_line, headers) = read_head(&mut r)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad(&status_line))?;
+    let mut reads = Vec::new();
+    let buffered = r.buffer().to_vec();
+    if !buffered.is_empty() {
+        reads.push((std::time::Instant::now(), buffered));
+    }
+    let mut s = r.into_inner();
+    let mut buf = vec![0; 64 * 1024];
+    let clean_end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => reads.push((std::time::Instant::now(), buf[..n].to_vec())),
+            Err(_) => break false,
+        }
+    };
+    Ok(Arrivals {
+        status,
+        headers,
+        reads,
+        clean_end,
+    })
+}
+
+/// A large body's download: the status, the declared length, how many body bytes came, their
+/// checksum ([`fnv1a`]), without holding them.
+pub fn download(
+    addr: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, Option<u64>, u64, u64)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(&latin1(&head))?;
+    let mut r = BufReader::with_capacity(256 * 1024, s);
+    let (status_line, headers) = read_head(&mut r)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad(&status_line))?;
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let declared = get("content-length").and_then(|v| v.parse::<u64>().ok());
+    let (mut len, mut sum) = (0u64, 0xcbf2_9ce4_8422_2325u64);
+    let mut take = |r: &mut BufReader<TcpStream>, mut n: Option<u64>| -> std::io::Result<()> {
+        let mut buf = vec![0; 256 * 1024];
+        loop {
+            let want = n.map_or(buf.len(), |n| (n as usize).min(buf.len()));
+            if want == 0 {
+                return Ok(());
+            }
+            let got = r.read(&mut buf[..want])?;
+            if got == 0 {
+                return match n {
+                    None => Ok(()),
+                    Some(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                };
+            }
+            len += got as u64;
+            sum = fnv1a_from(sum, &buf[..got]);
+            n = n.map(|n| n - got as u64);
+        }
+    };
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = u64::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| bad(&size))?;
+            if n == 0 {
+                break;
+            }
+            take(&mut r, Some(n))?;
+            let mut crlf = [0; 2];
+            r.read_exact(&mut crlf)?;
+        }
+    } else {
+        take(&mut r, declared)?;
+    }
+    Ok((status, declared, len, sum))
+}
+
+/// Uploads `total` bytes of [`pattern`] with `method`, with their length declared or chunked, 64
+/// KiB at a time, and reads the answer.
+pub fn upload(
+    addr: &str,
+    method: &str,
+    target: &str,
+    total: u64,
+    chunked: bool,
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let framing = if chunked {
+        "transfer-encoding: chunked".to_string()
+    } else {
+        format!("content-length: {total}")
+    };
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{framing}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes())?;
+    let mut at = 0u64;
+    // a gateway may answer (413) and close before the whole body is sent: a write error then
+    // is not the test's failure, the answer is what counts
+    let mut sending = || -> std::io::Result<()> {
+        while at < total {
+            let len = (total - at).min(65_536);
+            let piece = pattern(at, len as usize);
+            if chunked {
+                s.write_all(format!("{len:x}\r\n").as_bytes())?;
+                s.write_all(&piece)?;
+                s.write_all(b"\r\n")?;
+            } else {
+                s.write_all(&piece)?;
+            }
+            at += len;
+        }
+        if chunked {
+            s.write_all(b"0\r\n\r\n")?;
+        }
+        Ok(())
+    };
+    let _ = sending();
+    let mut r = BufReader::new(s);
+    let (status_line, headers) = read_head(&mut r)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad(&status_line))?;
+    let body = read_body(&mut r, &headers, false)?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }

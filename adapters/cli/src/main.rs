@@ -171,7 +171,9 @@ fn explain(args: &[String]) -> Result<(), Failure> {
     host.seed(nanos ^ u64::from(std::process::id()));
     let gateway = Gateway::new(config);
     println!("request   {method} {path} from {}", client.ip);
+    let request = request.map(portcullis_core::Body::Bytes);
     let response = pollster::block_on(gateway.handle(request, client, &host));
+    let response = response.map(|b| portcullis_core::memory::body_bytes(&b));
     let log = host.log_records().pop().unwrap_or_default();
     if let Some(route) = log["route"].as_str() {
         println!("matched   {route}");

@@ -1,11 +1,11 @@
-//! The HTTP handler: Spin request → `http::Request<Bytes>` → `Gateway::handle` → response.
+//! The HTTP handler: Spin request → `http::Request<Body>` → `Gateway::handle` → response.
+//! Bodies stay wasi:http streams unless the gateway reads one.
 
 use crate::client::{identify, remove_runtime_headers, Trusted};
 use crate::expiry::Sweep;
 use crate::host::SpinHost;
-use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
-use portcullis_core::{Gateway, Host, HEADER_ROOM};
+use crate::stream::SpinStream;
+use portcullis_core::{Body, Gateway, Host, HEADER_ROOM};
 use std::rc::Rc;
 
 thread_local! {
@@ -27,7 +27,7 @@ fn gateway() -> Result<Rc<Gateway>, String> {
 #[spin_sdk::http_service]
 async fn handle(
     req: spin_sdk::http::Request,
-) -> Result<http::Response<Full<Bytes>>, spin_sdk::http::Error> {
+) -> Result<http::Response<SpinStream>, spin_sdk::http::Error> {
     let gateway = gateway().map_err(|listing| {
         // a gateway that cannot start (a missing secret): every request says why in the log
         eprintln!("portcullis cannot start: {listing}");
@@ -40,7 +40,11 @@ async fn handle(
     let trusted = Trusted::from_env(|v| std::env::var(v).ok());
     let client = identify(&parts.headers, &trusted);
     remove_runtime_headers(&mut parts.headers);
-    let body = read_capped(body, gateway.config().largest_body_bytes()).await;
+    let body = if has_body(&parts.headers) {
+        Body::Stream(SpinStream::new(body))
+    } else {
+        Body::default()
+    };
     let host = SpinHost::open().await;
     let res = gateway
         .handle(http::Request::from_parts(parts, body), client, &host)
@@ -56,21 +60,16 @@ async fn handle(
             eprintln!("portcullis: sweeping expired entries: {}", e.0);
         }
     }
-    Ok(res.map(Full::new))
+    Ok(res.map(|body| match body {
+        Body::Stream(stream) => stream,
+        Body::Bytes(bytes) => SpinStream::bytes(bytes),
+    }))
 }
 
-/// Reads the body, but never more than one byte past `cap`: a longer body reaches the core
-/// truncated there, and the core's size check answers 413 with its log line.
-async fn read_capped<B: http_body::Body<Data = Bytes> + Unpin>(mut body: B, cap: usize) -> Bytes {
-    let mut buf = BytesMut::new();
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Ok(chunk) = frame.into_data() {
-            let room = cap + 1 - buf.len();
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if buf.len() > cap {
-                break;
-            }
-        }
-    }
-    buf.freeze()
+/// Whether a request has a body (RFC 9112 §6.3: a length above 0, or a transfer coding).
+fn has_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }

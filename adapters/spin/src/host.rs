@@ -1,15 +1,19 @@
 //! The core's [`Host`] port over Spin: the key-value store, outbound HTTP, stdout.
 
 use crate::expiry::{self, classify, tombstone, unwrap_live, wrap, Schedule, Stored, Sweep};
+use crate::stream::{read_capped, SpinStream};
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
 use portcullis_core::phase::ratelimit::{admit, Gcra, Quota, Verdict};
-use portcullis_core::{BodyUse, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
+use portcullis_core::{
+    Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, UnixMillis, HEADER_ROOM,
+};
 use spin_sdk::experimental::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::experimental::wasi::keyvalue::store::{self, Bucket};
 use spin_sdk::key_value::Store;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many times a rate-limit update retries after losing a compare-and-swap race.
@@ -207,6 +211,8 @@ impl SpinHost {
 }
 
 impl Host for SpinHost {
+    type Stream = SpinStream;
+
     fn now(&self) -> UnixMillis {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -309,44 +315,68 @@ impl Host for SpinHost {
             .map_err(|e| HostError(format!("key-value set: {e:?}")))
     }
 
+    async fn read_stream(&self, stream: SpinStream, limit: usize) -> Result<Bytes, ReadError> {
+        read_capped(stream, limit).await
+    }
+
     async fn fetch(
         &self,
-        req: Request<Bytes>,
-        timeout_ms: u32,
-        max_body_bytes: usize,
-        // every body is read whole here: `BodyUse::PassOn` allows streaming, it does not ask for it
-        _body: BodyUse,
-    ) -> Result<Response<Bytes>, FetchError> {
+        req: Request<Body<SpinStream>>,
+        exchange: &Exchange<'_>,
+    ) -> Result<Response<Body<SpinStream>>, FetchError> {
         let (mut parts, body) = req.into_parts();
         parts.headers.remove(http::header::HOST); // wasi:http takes the authority from the URI
-        let exchange = async {
-            let res = spin_sdk::http::send(Request::from_parts(parts, Full::new(body)))
-                .await
-                .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
-            let (mut parts, mut body) = res.into_parts();
-            // room for the headers the gateway adds to the answer (rate-limit fields, CORS, …)
-            let _ = parts.headers.try_reserve(HEADER_ROOM);
-            // read frame by frame, and stop as soon as the body is over the limit
-            let mut buf = bytes::BytesMut::new();
-            while let Some(frame) = body.frame().await {
-                let frame =
-                    frame.map_err(|e| FetchError::Connect(format!("reading the body: {e:?}")))?;
-                if let Ok(chunk) = frame.into_data() {
-                    if buf.len() + chunk.len() > max_body_bytes {
-                        return Err(FetchError::TooLarge {
-                            limit: max_body_bytes,
-                        });
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-            }
-            Ok(Response::from_parts(parts, buf.freeze()))
+        let over = Rc::new(Cell::new(false));
+        let body = match body {
+            Body::Bytes(b) => SpinStream::bytes(b),
+            // a declared length is held by the runtime; a stream without one is cut past the limit
+            Body::Stream(s) => s.capped(exchange.max_request_bytes as u64, over.clone()),
         };
-        let timer = spin_sdk::time::sleep(Duration::from_millis(u64::from(timeout_ms)));
-        match select(Box::pin(exchange), Box::pin(timer)).await {
-            Either::Left((result, _)) => result,
-            Either::Right(((), _)) => Err(FetchError::Timeout),
-        }
+        let url = parts.uri.to_string();
+        // the timer covers the time to the response's head; the body has the idle timeout
+        let sent = spin_sdk::http::send(Request::from_parts(parts, body));
+        let timer = spin_sdk::time::sleep(Duration::from_millis(u64::from(exchange.timeout_ms)));
+        let res = match select(Box::pin(sent), Box::pin(timer)).await {
+            Either::Left((Ok(res), _)) => res,
+            Either::Left((Err(_), _)) if over.get() => {
+                return Err(FetchError::RequestTooLarge {
+                    limit: exchange.max_request_bytes,
+                })
+            }
+            Either::Left((Err(e), _)) => return Err(FetchError::Connect(format!("{e:?}"))),
+            Either::Right(((), _)) => return Err(FetchError::Timeout),
+        };
+        let (mut parts, body) = res.into_parts();
+        // room for the headers the gateway adds to the answer (rate-limit fields, CORS, …)
+        let _ = parts.headers.try_reserve(HEADER_ROOM);
+        let cut = format!(
+            "{{\"request_id\":{:?},\"event\":\"stream-cut\",\"reason\":\"idle\",\"idle_timeout_ms\":{},\"upstream\":{:?}}}",
+            exchange.request_id, exchange.idle_timeout_ms, url
+        );
+        let stream = SpinStream::new(body).watched(
+            Duration::from_millis(u64::from(exchange.idle_timeout_ms)),
+            cut,
+        );
+        let body = match exchange.body {
+            BodyUse::PassOn => Body::Stream(stream),
+            BodyUse::Read => {
+                let limit = exchange.max_response_bytes;
+                let announced = parts
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if announced.is_some_and(|n| n > limit as u64) {
+                    return Err(FetchError::TooLarge { limit });
+                }
+                Body::Bytes(read_capped(stream, limit).await.map_err(|e| match e {
+                    ReadError::TooLarge { limit } => FetchError::TooLarge { limit },
+                    ReadError::Broken(why) => {
+                        FetchError::Connect(format!("reading the body: {why}"))
+                    }
+                })?)
+            }
+        };
+        Ok(Response::from_parts(parts, body))
     }
 
     fn log(&self, line: &str) {

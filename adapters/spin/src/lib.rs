@@ -22,6 +22,8 @@ pub mod expiry;
 mod entry;
 #[cfg(target_arch = "wasm32")]
 mod host;
+#[cfg(target_arch = "wasm32")]
+mod stream;
 
 /// The config this component was built with: `build.rs` checked it and wrote it as `'static` data
 /// (`portcullis_core::config::emit`), so no config parser is linked and nothing is parsed here.

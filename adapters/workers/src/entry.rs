@@ -1,9 +1,8 @@
-//! The fetch handler: platform request → `http::Request<Bytes>` → `Gateway::handle` → response.
+//! The fetch handler: platform request → `http::Request<Body>` → `Gateway::handle` → response.
+//! Bodies stay the platform's `ReadableStream`s unless the gateway reads one.
 
 use crate::host::WorkersHost;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use portcullis_core::{Gateway, Reject};
+use portcullis_core::{Body, Gateway, Reject};
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::worker_sys::ext::RequestExt;
@@ -38,7 +37,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let Some(head) = request_head(&req) else {
         // workerd hands over only requests with a valid method and URL, so this is a guard
         let reject = Reject::BadPath("the request line could not be read");
-        return Ok(to_platform(reject.to_response(""), None)?);
+        return Ok(to_platform(reject.to_response("").map(Body::Bytes))?);
     };
     // `request.cf` is made into a JS object on first use, a few percent of a proxied request's
     // CPU: read only when an access list names countries or ASNs, or the log asks for them
@@ -61,21 +60,19 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         cf.as_ref().and_then(|cf| cf.asn()),
         colo,
     );
-    let cap = gateway.config().largest_body_bytes();
     let body = match req.body() {
-        Some(stream) => read_capped(worker::Body::new(stream), cap).await,
-        None => Bytes::new(),
+        Some(stream) => Body::Stream(stream),
+        None => Body::default(),
     };
     let host = WorkersHost::new(env);
     let res = gateway
         .handle(http::Request::from_parts(head, body), client, &host)
         .await;
-    let stream = host.take_stream(&res);
     let lines = host.take_log_lines();
     if !lines.is_empty() {
         let _ = log_once_answered(ctx.as_ref(), &lines);
     }
-    Ok(to_platform(res, stream.as_ref())?)
+    Ok(to_platform(res)?)
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
@@ -108,41 +105,27 @@ fn request_head(req: &web_sys::Request) -> Option<http::request::Parts> {
     Some(head)
 }
 
-/// The gateway's answer as the platform's response: its body is `stream` (the upstream's own,
-/// [`WorkersHost::take_stream`]) or else one byte array, so the runtime sends `Content-Length`
-/// either way. (The `worker` crate's own conversion streams any `http` body through a JS
-/// `ReadableStream` that pulls from Rust: a chunked response, and slower; BENCHMARKS.md, "The
-/// answer as one byte array".)
+/// The gateway's answer as the platform's response: its body is the upstream's stream, passed
+/// on, or one byte array, so the runtime sends `Content-Length`. (The `worker` crate's own
+/// conversion streams any `http` body through a JS `ReadableStream` that pulls from Rust: a
+/// chunked response, and slower; BENCHMARKS.md, "The answer as one byte array".)
 fn to_platform(
-    res: http::Response<Bytes>,
-    stream: Option<&web_sys::ReadableStream>,
+    res: http::Response<Body<web_sys::ReadableStream>>,
 ) -> Result<web_sys::Response, JsValue> {
     let headers = crate::host::js_headers(res.headers(), None)?;
     let init = web_sys::ResponseInit::new();
     init.set_status(res.status().as_u16());
     init.set_headers(&headers);
-    if stream.is_some() {
-        return web_sys::Response::new_with_opt_readable_stream_and_init(stream, &init);
-    }
     // the constructor refuses any body, even an empty one, with 101, 204, 205 and 304
     let null_body = matches!(res.status().as_u16(), 101 | 204 | 205 | 304);
-    let body = res.body();
-    let body = (!null_body && !body.is_empty()).then(|| js_sys::Uint8Array::from(&body[..]));
-    web_sys::Response::new_with_opt_js_u8_array_and_init(body.as_ref(), &init)
-}
-
-/// Reads the body, but never more than one byte past `cap`: a longer body reaches the core
-/// truncated there, and the core's size check answers 413 (with its log line) as it would for a
-/// declared length. A client cannot make the isolate buffer more than the config allows.
-async fn read_capped(mut body: worker::Body, cap: usize) -> Bytes {
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else { break };
-        let room = cap + 1 - buf.len();
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() > cap {
-            break;
+    match res.body() {
+        Body::Stream(stream) if !null_body => {
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(stream), &init)
         }
+        Body::Bytes(body) if !null_body && !body.is_empty() => {
+            let body = js_sys::Uint8Array::from(&body[..]);
+            web_sys::Response::new_with_opt_js_u8_array_and_init(Some(&body), &init)
+        }
+        _ => web_sys::Response::new_with_opt_js_u8_array_and_init(None, &init),
     }
-    buf.freeze()
 }

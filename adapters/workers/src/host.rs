@@ -1,11 +1,15 @@
 //! The core's [`Host`] port over Workers: KV, Durable Objects, the Cache API and `fetch`.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Quota, RefusalMemo, Verdict};
-use portcullis_core::{BodyUse, FetchError, Host, HostError, UnixMillis};
+use portcullis_core::{
+    Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, UnixMillis,
+};
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
+use web_sys::ReadableStream;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Date, Env};
 
@@ -19,10 +23,6 @@ const CACHE_VAR: &str = "PORTCULLIS_CACHE";
 const KV_MIN_TTL_S: u32 = 60;
 /// Where the Cache API keeps entries (a name, never fetched).
 const CACHE_API_ORIGIN: &str = "https://portcullis.cache.invalid/";
-
-/// The longest body (by its declared length) that goes to the client as the upstream's own
-/// stream; see [`WorkersHost::fetch`]'s notes.
-const STREAM_MAX_BYTES: u64 = 64 * 1024;
 
 /// How many keys an isolate remembers refusals for.
 const REFUSAL_MEMO_KEYS: usize = 10_000;
@@ -42,9 +42,6 @@ pub struct WorkersHost {
     env: Env,
     /// Cached responses (`cache:` keys) go to the colo-local Cache API instead of KV.
     cache_api: bool,
-    /// The last upstream answer's body when [`Host::fetch`] left it out to pass it on as it is,
-    /// with that answer's status.
-    stream: RefCell<Option<(StatusCode, web_sys::ReadableStream)>>,
     /// The access-log lines of this request not yet written, each but the last followed by a
     /// newline (a line is JSON, which has none of its own).
     log_lines: RefCell<String>,
@@ -59,7 +56,6 @@ impl WorkersHost {
         WorkersHost {
             env,
             cache_api,
-            stream: RefCell::new(None),
             log_lines: RefCell::new(String::new()),
         }
     }
@@ -67,16 +63,6 @@ impl WorkersHost {
     /// The log lines [`Host::log`] was given, to write with `console.log` one by one.
     pub fn take_log_lines(&self) -> String {
         std::mem::take(&mut *self.log_lines.borrow_mut())
-    }
-
-    /// The body of `res`, the gateway's answer, when it is the upstream's stream: the last
-    /// answer [`Host::fetch`] left its body out of (with [`BodyUse::PassOn`] the gateway answers
-    /// with that answer once it has it; each fetch drops the stream of the one before, an answer
-    /// dropped for a retry). Checked against the answer's status and empty body, so a stream
-    /// never goes out with any other answer.
-    pub fn take_stream(&self, res: &Response<Bytes>) -> Option<web_sys::ReadableStream> {
-        let (status, stream) = self.stream.borrow_mut().take()?;
-        (status == res.status() && res.body().is_empty()).then_some(stream)
     }
 
     fn kv(&self) -> Result<worker::KvStore, HostError> {
@@ -95,6 +81,8 @@ fn host_err(what: &str, e: impl std::fmt::Display) -> HostError {
 }
 
 impl Host for WorkersHost {
+    type Stream = ReadableStream;
+
     fn now(&self) -> UnixMillis {
         Date::now().as_millis()
     }
@@ -213,86 +201,96 @@ impl Host for WorkersHost {
             .map_err(|e| host_err("KV put", e))
     }
 
+    async fn read_stream(&self, stream: ReadableStream, limit: usize) -> Result<Bytes, ReadError> {
+        read_capped(stream, limit).await
+    }
+
     async fn fetch(
         &self,
-        req: Request<Bytes>,
-        timeout_ms: u32,
-        max_body_bytes: usize,
-        body_use: BodyUse,
-    ) -> Result<Response<Bytes>, FetchError> {
-        self.stream.borrow_mut().take();
-        // the platform's own timer: when it fires, the fetch or the reading of its body fails and
-        // the runtime lets go of the upstream's connection (no Rust timer, no `AbortController`)
-        let signal = web_sys::AbortSignal::timeout_with_u32(timeout_ms);
+        req: Request<Body<ReadableStream>>,
+        exchange: &Exchange<'_>,
+    ) -> Result<Response<Body<ReadableStream>>, FetchError> {
+        let (head, body) = req.into_parts();
         let init = web_sys::RequestInit::new();
-        init.set_method(req.method().as_str());
+        init.set_method(head.method.as_str());
         init.set_redirect(web_sys::RequestRedirect::Manual);
-        init.set_signal(Some(&signal));
         // the runtime sets Host from the URL
-        let headers = js_headers(req.headers(), Some(&http::header::HOST))
+        let headers = js_headers(&head.headers, Some(&http::header::HOST))
             .map_err(js_err(FetchError::Other))?;
         init.set_headers(&headers);
-        if !req.body().is_empty() {
-            init.set_body(&js_sys::Uint8Array::from(&req.body()[..]));
-        }
-        // `fetch(url, init)` itself: `worker::Fetch` would build the request a second time, from
-        // an init whose `signal` is null, which by the Fetch standard replaces the abort signal
-        // set here (the runtime still cancels a fetch when the request ends, which for a
-        // timeout is right away)
-        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let pending = global.fetch_with_str_and_init(&req.uri().to_string(), &init);
-        // a failure once the signal has fired is the timeout, whatever the runtime calls it
-        let failed = |what: &str, e: JsValue| {
-            if signal.aborted() {
-                FetchError::Timeout
-            } else {
-                FetchError::Connect(format!("{what}{}", worker::Error::from(e)))
+        // a stream of a declared length goes as it is (the runtime holds it to that length);
+        // one without is counted on its way and cut past the limit
+        let declared = head.headers.contains_key(http::header::CONTENT_LENGTH);
+        let (upload, cap) = match body {
+            Body::Bytes(b) if !b.is_empty() => {
+                init.set_body(&js_sys::Uint8Array::from(&b[..]));
+                (None, 0.0)
             }
+            Body::Stream(s) if declared => {
+                init.set_body(&s);
+                (None, 0.0)
+            }
+            Body::Stream(s) => (Some(s), exchange.max_request_bytes as f64),
+            Body::Bytes(_) => (None, 0.0),
         };
+        let pending = upstream_fetch(
+            &head.uri.to_string(),
+            &init,
+            upload.as_ref(),
+            cap,
+            exchange.timeout_ms,
+        )
+        .map_err(js_err(FetchError::Other))?;
         let res: web_sys::Response = JsFuture::from(pending)
             .await
             .and_then(|r| r.dyn_into())
-            .map_err(|e| failed("", e))?;
+            .map_err(|e| match e.as_string().as_deref() {
+                Some(TIMED_OUT) => FetchError::Timeout,
+                Some(REQUEST_TOO_LARGE) => FetchError::RequestTooLarge {
+                    limit: exchange.max_request_bytes,
+                },
+                _ => FetchError::Connect(format!("{}", worker::Error::from(e))),
+            })?;
         let status = StatusCode::from_u16(res.status())
             .map_err(|_| FetchError::Other(format!("invalid status {}", res.status())))?;
         let headers = header_map(&res.headers());
-        let too_large = FetchError::TooLarge {
-            limit: max_body_bytes,
-        };
-        // a body announced as too long is not read: dropping the response lets the runtime
-        // close the upstream's stream
-        let announced = headers
+        // the length of a body the runtime decodes is not the declared one
+        let length = headers
             .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if announced.is_some_and(|n| n > max_body_bytes as u64) {
-            return Err(too_large);
-        }
-        // A short body of a declared length that the gateway passes on untouched goes to the
-        // client as the upstream's own stream, the answer made around it: not copied into the
-        // isolate and out again (about 0.05 ms of a proxied request here, BENCHMARKS.md). What
-        // that changes: a body the upstream cuts short reaches the client cut short (its
-        // connection is reset) instead of as a 502. Longer bodies are held whole, so that the
-        // upstream's timeout, which also ends the stream, cannot cut off a slow client; so are
-        // encoded ones, whose declared length is not the length of the decoded stream.
-        let streamable = announced.is_some_and(|n| n <= STREAM_MAX_BYTES)
-            && !headers.contains_key(http::header::CONTENT_ENCODING);
-        if body_use == BodyUse::PassOn && streamable {
-            if let Some(stream) = res.body() {
-                *self.stream.borrow_mut() = Some((status, stream));
-                let mut out = Response::new(Bytes::new());
-                *out.status_mut() = status;
-                *out.headers_mut() = headers;
-                return Ok(out);
+            .filter(|_| !headers.contains_key(http::header::CONTENT_ENCODING))
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map_or(-1.0, |n| n as f64);
+        // the body, watched for idling: passed on as it streams, or read
+        let stream = res.body().map(|b| {
+            pass_on(
+                &b,
+                exchange.idle_timeout_ms,
+                exchange.request_id,
+                &head.uri.to_string(),
+                length,
+            )
+        });
+        let body = match (exchange.body, stream) {
+            (BodyUse::PassOn, Some(stream)) => Body::Stream(stream),
+            (_, None) => Body::Bytes(Bytes::new()),
+            (BodyUse::Read, Some(stream)) => {
+                let limit = exchange.max_response_bytes;
+                // a body announced as too long is not read: cancelling the stream lets the
+                // runtime close the upstream's connection
+                let announced = headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if announced.is_some_and(|n| n > limit as u64) {
+                    let _ = stream.cancel();
+                    return Err(FetchError::TooLarge { limit });
+                }
+                Body::Bytes(read_capped(stream, limit).await.map_err(|e| match e {
+                    ReadError::TooLarge { limit } => FetchError::TooLarge { limit },
+                    ReadError::Broken(why) => FetchError::Connect(why),
+                })?)
             }
-        }
-        let body = body_bytes(&res)
-            .await
-            .map_err(|e| failed("reading the body: ", e))?;
-        // one without a length (chunked) is read whole by `arrayBuffer()`, then refused
-        if body.len() > max_body_bytes {
-            return Err(too_large);
-        }
-        let mut out = Response::new(Bytes::from(body));
+        };
+        let mut out = Response::new(body);
         *out.status_mut() = status;
         *out.headers_mut() = headers;
         Ok(out)
@@ -308,12 +306,113 @@ impl Host for WorkersHost {
     }
 }
 
-/// A response's whole body, read at once with `arrayBuffer()`. Reading it as a stream (the
-/// `worker` crate's `bytes()`) takes a reader and gives it back per chunk, which a CPU profile put
-/// above everything else the adapter does for a proxied request (BENCHMARKS.md).
+/// A response's whole body, read at once with `arrayBuffer()` (the Cache API's entries). Reading
+/// it as a stream takes a reader and gives it back per chunk, which a CPU profile put above
+/// everything else the adapter does for a proxied request (BENCHMARKS.md).
 async fn body_bytes(res: &web_sys::Response) -> Result<Vec<u8>, JsValue> {
     let buffer = JsFuture::from(res.array_buffer()?).await?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Reads a stream, but never more than one byte past `limit`: reading stops there and the
+/// stream is cancelled, so a peer cannot make the isolate hold more than the config allows.
+pub(crate) async fn read_capped(stream: ReadableStream, limit: usize) -> Result<Bytes, ReadError> {
+    let mut body = worker::Body::new(stream);
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ReadError::Broken(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// What [`upstream_fetch`] rejects with when its head timer fires.
+const TIMED_OUT: &str = "portcullis:timeout";
+/// What [`upstream_fetch`] rejects with when an upload passes its limit.
+const REQUEST_TOO_LARGE: &str = "portcullis:request-too-large";
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function upstreamFetch(url, init, upload, cap, headMs) {
+  const abort = new AbortController();
+  let why = null;
+  if (upload) {
+    let n = 0;
+    init.body = upload.pipeThrough(new TransformStream({
+      transform(chunk, out) {
+        n += chunk.byteLength;
+        if (n > cap) {
+          why = "portcullis:request-too-large";
+          abort.abort();
+          out.error(new Error(why));
+        } else out.enqueue(chunk);
+      },
+    }));
+  }
+  init.signal = abort.signal;
+  const timer = setTimeout(() => { why = "portcullis:timeout"; abort.abort(); }, headMs);
+  return fetch(url, init).then(
+    (res) => { clearTimeout(timer); return res; },
+    (e) => { clearTimeout(timer); throw why || String(e); },
+  );
+}
+
+export function passOn(body, idleMs, requestId, url, length) {
+  const reader = body.getReader();
+  const watched = new ReadableStream({
+    async pull(out) {
+      let timer;
+      const idle = new Promise((_, cut) => { timer = setTimeout(() => cut("idle"), idleMs); });
+      try {
+        const { done, value } = await Promise.race([reader.read(), idle]);
+        if (done) out.close(); else out.enqueue(value);
+      } catch (e) {
+        if (e === "idle") {
+          console.log(JSON.stringify({ request_id: requestId, event: "stream-cut", reason: "idle", idle_timeout_ms: idleMs, upstream: url }));
+          reader.cancel("idle").catch(() => {});
+          out.error(new Error("the upstream's body idled past idle_timeout_ms"));
+        } else out.error(e);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    cancel(reason) { return reader.cancel(reason); },
+  }, { highWaterMark: 0 });
+  if (length < 0) return watched;
+  // a declared length goes on to the client (a plain stream would be sent chunked)
+  const fixed = new FixedLengthStream(length);
+  watched.pipeTo(fixed.writable).catch(() => {});
+  return fixed.readable;
+}"#)]
+extern "C" {
+    /// `fetch(url, init)` whose timer covers the time to the response's head only (the
+    /// platform's `AbortSignal.timeout` would also cut the body): it rejects with [`TIMED_OUT`]
+    /// when the timer fires first. `upload`, a stream without a declared length, becomes the
+    /// body, counted on its way and cut past `cap` bytes ([`REQUEST_TOO_LARGE`]).
+    #[wasm_bindgen(js_name = upstreamFetch, catch)]
+    fn upstream_fetch(
+        url: &str,
+        init: &web_sys::RequestInit,
+        upload: Option<&ReadableStream>,
+        cap: f64,
+        head_ms: u32,
+    ) -> Result<js_sys::Promise, JsValue>;
+
+    /// The upstream's body as a stream that gives each chunk on as it comes (pulled one at a
+    /// time: nothing is held back) and is cut, with a log line, when the upstream sends nothing
+    /// for `idle_ms` while the client waits. A `length` of 0 or more is the body's declared
+    /// length, which the stream keeps (a body that ends short of it errors, and the client's
+    /// connection is reset).
+    #[wasm_bindgen(js_name = passOn)]
+    fn pass_on(
+        body: &ReadableStream,
+        idle_ms: u32,
+        request_id: &str,
+        url: &str,
+        length: f64,
+    ) -> ReadableStream;
 }
 
 /// The `http` header map of a JS `Headers`, read in one crossing ([`crate::bytestring::header_map`]).

@@ -496,6 +496,13 @@ pub fn compile(
         if u.timeout_ms == 0 {
             refuse!(e, format!("{path}.timeout_ms"), "must be greater than 0");
         }
+        if u.idle_timeout_ms == 0 {
+            refuse!(
+                e,
+                format!("{path}.idle_timeout_ms"),
+                "must be greater than 0"
+            );
+        }
         if u.retries > 10 {
             refuse!(e, format!("{path}.retries"), "must be at most 10");
         }
@@ -504,7 +511,7 @@ pub fn compile(
                 e,
                 format!("{path}.max_response_bytes"),
                 format!(
-                    "must be between 1 and {} (100 MiB: the gateway holds a response whole)",
+                    "must be between 1 and {} (100 MiB: the gateway holds a response it reads whole)",
                     raw::MAX_RESPONSE_BYTES_LIMIT
                 ),
             );
@@ -514,6 +521,7 @@ pub fn compile(
             targets,
             weights: u.targets.iter().map(|t| t.weight).collect(),
             timeout_ms: u.timeout_ms,
+            idle_timeout_ms: u.idle_timeout_ms,
             retries: u.retries,
             max_response_bytes: usize::try_from(u.max_response_bytes).unwrap_or(usize::MAX),
         });

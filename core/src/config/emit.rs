@@ -363,8 +363,8 @@ embed_struct! {
         request: Option<String>, response: Option<String>,
     }
     Upstream => UpstreamStatic {
-        targets: Vec<Target>, timeout_ms: u32, retries: u32, allow_private: bool,
-        max_response_bytes: u64,
+        targets: Vec<Target>, timeout_ms: u32, idle_timeout_ms: u32, retries: u32,
+        allow_private: bool, max_response_bytes: u64,
     }
     Target => TargetStatic { url: String, weight: u32 }
     AccessList => AccessListStatic {

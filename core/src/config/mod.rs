@@ -154,8 +154,9 @@ pub struct Upstream {
     pub targets: Vec<crate::phase::transform::Target>,
     pub weights: Vec<u32>,
     pub timeout_ms: u32,
+    pub idle_timeout_ms: u32,
     pub retries: u32,
-    /// The longest response body read from it; a longer one is a 502.
+    /// The longest response body read from it (to cache or transform); a longer one is a 502.
     pub max_response_bytes: usize,
 }
 

@@ -124,24 +124,35 @@ pub struct RouteDefaults {
 pub struct Upstream {
     /// Where requests go; one is picked per attempt by weight.
     pub targets: Vec<Target>,
-    /// Time allowed for one attempt, in milliseconds → 504 when passed.
+    /// Time allowed for one attempt until the response's head arrives, in milliseconds → 504
+    /// when passed. A body passed on as it streams is bounded by `idle_timeout_ms` instead.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u32,
+    /// Longest gap between two chunks of a response body passed on as it streams (an event
+    /// stream, a download), in milliseconds (default 60 s): past it the stream is cut, the
+    /// client's body ends short and the log says so. Event streams should send something (a
+    /// comment line) more often than this.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u32,
     /// Extra attempts for idempotent methods after a connect error, 502, 503 or 504.
     #[serde(default)]
     pub retries: u32,
     /// Allow loopback, private, link-local and metadata addresses (local development only).
     #[serde(default)]
     pub allow_private: bool,
-    /// Longest response body taken from the upstream, in bytes (default 8 MiB, at most
-    /// 100 MiB): the gateway holds each response whole, so a longer one is refused with 502
-    /// rather than read.
+    /// Longest response body the gateway reads, in bytes (default 8 MiB, at most 100 MiB): it
+    /// reads one only to cache it or to transform its JSON, and refuses a longer one with 502
+    /// rather than read it. A body passed on as it streams has no limit.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: u64,
 }
 
 fn default_timeout_ms() -> u32 {
     10_000
+}
+
+fn default_idle_timeout_ms() -> u32 {
+    60_000
 }
 
 fn default_max_response_bytes() -> u64 {

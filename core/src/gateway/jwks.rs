@@ -12,7 +12,8 @@
 )]
 
 use super::Gateway;
-use crate::host::{BodyUse, Host};
+use crate::body::Body;
+use crate::host::{BodyUse, Exchange, Host};
 use crate::phase::auth::{self, Key};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
@@ -112,22 +113,32 @@ impl Gateway {
             }
             self.write_jwks_record(pi, host).await;
         }
-        let mut req = Request::new(Bytes::new());
+        let mut req = Request::new(Body::default());
         *req.uri_mut() = url.parse().ok()?;
         req.headers_mut()
             .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let fetched = match host
-            .fetch(req, JWKS_TIMEOUT_MS, JWKS_MAX_BYTES, BodyUse::Read)
-            .await
-        {
-            Ok(res) if res.status().is_success() => auth::parse_jwks(res.body()).ok().map(|keys| {
-                let ttl = auth::jwks_ttl_s(
-                    res.headers(),
-                    provider.jwks_min_ttl_s,
-                    provider.jwks_max_ttl_s,
-                );
-                (keys, ttl, res.into_body())
-            }),
+        let exchange = Exchange {
+            timeout_ms: JWKS_TIMEOUT_MS,
+            idle_timeout_ms: JWKS_TIMEOUT_MS,
+            max_response_bytes: JWKS_MAX_BYTES,
+            max_request_bytes: 0,
+            body: BodyUse::Read,
+            request_id: "",
+        };
+        let fetched = match host.fetch(req, &exchange).await {
+            Ok(res) if res.status().is_success() => {
+                let (head, body) = res.into_parts();
+                // asked to read it, a host answers with the bytes
+                let body = body.bytes().cloned().unwrap_or_default();
+                auth::parse_jwks(&body).ok().map(|keys| {
+                    let ttl = auth::jwks_ttl_s(
+                        &head.headers,
+                        provider.jwks_min_ttl_s,
+                        provider.jwks_max_ttl_s,
+                    );
+                    (keys, ttl, body)
+                })
+            }
             _ => None,
         };
         let Some((keys, ttl, body)) = fetched else {

@@ -64,8 +64,9 @@ pub fn remove_untrusted(headers: &mut HeaderMap, origin: &Origin<'_>) {
 /// Sets the headers the gateway owns (after the route's request transform): `X-Forwarded-For`
 /// (a trusted proxy's chain with the peer appended, all of its lines joined, else the client
 /// alone), `X-Forwarded-Host` and `X-Forwarded-Proto` from what the gateway matched,
-/// `X-Forwarded-Port` removed, and `Content-Length` equal to the body sent.
-pub fn set_owned(headers: &mut HeaderMap, origin: &Origin<'_>, body_len: usize) {
+/// `X-Forwarded-Port` removed, and `Content-Length` equal to the body sent (`body_len`; `None`
+/// for a body streamed as the client sends it, whose own `Content-Length` stays).
+pub fn set_owned(headers: &mut HeaderMap, origin: &Origin<'_>, body_len: Option<usize>) {
     let chain = if origin.peer_trusted {
         let lines: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -98,6 +99,9 @@ pub fn set_owned(headers: &mut HeaderMap, origin: &Origin<'_>, body_len: usize) 
         );
     }
     headers.remove(&X_FORWARDED_PORT);
+    let Some(body_len) = body_len else {
+        return;
+    };
     let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
     if had_length || body_len > 0 {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
@@ -150,7 +154,7 @@ mod tests {
         h
     }
 
-    fn forward(o: &Origin<'_>, body_len: usize) -> Vec<(String, String)> {
+    fn forward(o: &Origin<'_>, body_len: Option<usize>) -> Vec<(String, String)> {
         let mut h = forged();
         remove_untrusted(&mut h, o);
         set_owned(&mut h, o, body_len);
@@ -174,7 +178,7 @@ mod tests {
     #[test]
     fn a_direct_client_cannot_name_itself_or_the_request() {
         assert_eq!(
-            forward(&origin(false, false), 0),
+            forward(&origin(false, false), Some(0)),
             pairs(&[
                 ("content-length", "0"),
                 ("x-forwarded-for", "192.0.2.10"),
@@ -204,8 +208,8 @@ mod tests {
             ("x-other", "kept"),
         ];
         let all: Vec<_> = kept.iter().chain(owned.iter()).copied().collect();
-        assert_eq!(forward(&origin(true, false), 3), pairs(&all));
-        assert_eq!(forward(&origin(true, true), 3), pairs(&owned));
+        assert_eq!(forward(&origin(true, false), Some(3)), pairs(&all));
+        assert_eq!(forward(&origin(true, true), Some(3)), pairs(&owned));
     }
 
     #[test]
@@ -217,12 +221,17 @@ mod tests {
         };
         let mut h = forged();
         remove_untrusted(&mut h, &o);
-        set_owned(&mut h, &o, 0);
+        set_owned(&mut h, &o, Some(0));
         assert!(!h.contains_key("x-forwarded-host"));
         assert!(!h.contains_key("x-forwarded-proto"));
         // no Content-Length was sent and there is no body: none is added
         let mut bare = HeaderMap::new();
-        set_owned(&mut bare, &o, 0);
+        set_owned(&mut bare, &o, Some(0));
         assert!(!bare.contains_key("content-length"));
+        // a streamed body keeps the length the client declared
+        let mut streamed = HeaderMap::new();
+        streamed.insert("content-length", "12345".parse().unwrap());
+        set_owned(&mut streamed, &o, None);
+        assert_eq!(streamed["content-length"], "12345");
     }
 }

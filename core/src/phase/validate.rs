@@ -538,9 +538,11 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
     )
 }
 
-/// Checks the body: size, content type and JSON Schema.
-pub fn check_body(v: &Validation, headers: &HeaderMap, body: &[u8]) -> Result<(), Reject> {
-    if body.len() > v.max_body_bytes {
+/// Checks the body: size, content type and JSON Schema. `body` is `None` for a stream not read
+/// (its length unknown): then the declared length and the content type are checked, and the
+/// schema, which needs the body, is left to a second call with the body read.
+pub fn check_body(v: &Validation, headers: &HeaderMap, body: Option<&[u8]>) -> Result<(), Reject> {
+    if body.is_some_and(|b| b.len() > v.max_body_bytes) {
         return Err(Reject::BodyTooLarge {
             limit: v.max_body_bytes,
         });
@@ -558,7 +560,8 @@ pub fn check_body(v: &Validation, headers: &HeaderMap, body: &[u8]) -> Result<()
         return Ok(()); // nothing looks at the content type
     }
     let media = media_type(headers);
-    if !v.content_types.is_empty() && (!body.is_empty() || media.is_some()) {
+    let has_body = body.is_none_or(|b| !b.is_empty());
+    if !v.content_types.is_empty() && (has_body || media.is_some()) {
         let m = media.clone().unwrap_or_default();
         if !v.content_types.contains(&m) {
             return Err(Reject::UnsupportedMediaType(m));
@@ -571,6 +574,9 @@ pub fn check_body(v: &Validation, headers: &HeaderMap, body: &[u8]) -> Result<()
         {
             return Err(Reject::UnsupportedMediaType(media.unwrap_or_default()));
         }
+        let Some(body) = body else {
+            return Ok(());
+        };
         let doc =
             parse_json_strict(body).map_err(|e| Reject::InvalidBody(format!("not JSON ({e})")))?;
         schema.check(&doc).map_err(Reject::InvalidBody)?;
@@ -955,23 +961,34 @@ mod tests {
         );
         let mut text = HeaderMap::new();
         text.insert("content-type", "text/plain".parse().unwrap());
-        assert_eq!(check_body(&v, &json, br#"{"name":"a"}"#), Ok(()));
+        assert_eq!(check_body(&v, &json, Some(br#"{"name":"a"}"#)), Ok(()));
         assert_eq!(
-            check_body(&v, &text, b"hi"),
+            check_body(&v, &text, Some(b"hi")),
             Err(Reject::UnsupportedMediaType("text/plain".into()))
         );
         assert_eq!(
-            check_body(&v, &json, &[b' '; 65]),
+            check_body(&v, &json, Some(&[b' '; 65])),
             Err(Reject::BodyTooLarge { limit: 64 })
         );
         assert_eq!(
-            check_body(&v, &json, br#"{"name":1}"#),
+            check_body(&v, &json, Some(br#"{"name":1}"#)),
             Err(Reject::InvalidBody(
                 "at /name: 1 is not of type \"string\"".into()
             ))
         );
         assert!(
-            matches!(check_body(&v, &json, b"{"), Err(Reject::InvalidBody(m)) if m.starts_with("not JSON"))
+            matches!(check_body(&v, &json, Some(b"{")), Err(Reject::InvalidBody(m)) if m.starts_with("not JSON"))
+        );
+        // a stream not read yet: what the head says is checked, the schema waits for the body
+        assert_eq!(check_body(&v, &json, None), Ok(()));
+        assert_eq!(
+            check_body(&v, &text, None),
+            Err(Reject::UnsupportedMediaType("text/plain".into()))
+        );
+        json.insert("content-length", "65".parse().unwrap());
+        assert_eq!(
+            check_body(&v, &json, None),
+            Err(Reject::BodyTooLarge { limit: 64 })
         );
     }
 }

@@ -250,7 +250,7 @@ async fn accept(app: Arc<App>, listener: std::net::TcpListener) {
                     if names_two_hosts(&req) {
                         return Err("absolute-form target and Host disagree");
                     }
-                    Ok(serve(&app, req, peer).await)
+                    Ok(serve(app, req, peer).await)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -271,29 +271,73 @@ fn names_two_hosts<B>(req: &http::Request<B>) -> bool {
         .eq_ignore_ascii_case(host.to_str().unwrap_or(""))
 }
 
-/// One request, one fresh instance (as Spin does).
+/// The answer's body as it streams out of the component, frame by frame.
+pub struct Streamed(tokio::sync::mpsc::Receiver<Result<http_body::Frame<Bytes>, String>>);
+
+impl http_body::Body for Streamed {
+    type Data = Bytes;
+    type Error = String;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, String>>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Where a request's answer goes: its head once, then its body's frames as they come (Spin
+/// streams an answer's body to the client; a host that collected it first would hide a
+/// gateway that holds bodies back).
+struct Sink {
+    head: Option<tokio::sync::oneshot::Sender<Result<http::response::Parts, String>>>,
+    body: tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, String>>,
+}
+
+/// One request, one fresh instance (as Spin does). The instance runs on its own task until
+/// its answer's body has gone out.
 async fn serve(
-    app: &App,
+    app: Arc<App>,
     req: http::Request<hyper::body::Incoming>,
     peer: std::net::SocketAddr,
-) -> http::Response<Full<Bytes>> {
-    match run(app, req, peer).await {
-        Ok(res) => res,
-        Err(e) => {
+) -> http::Response<http_body_util::Either<Full<Bytes>, Streamed>> {
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+    let (body_tx, body_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut sink = Sink {
+            head: Some(head_tx),
+            body: body_tx,
+        };
+        if let Err(e) = run(&app, req, peer, &mut sink).await {
             eprintln!("spin-test-host: {e:#}");
-            let mut res =
-                http::Response::new(Full::new(Bytes::from(format!("component failed: {e}"))));
-            *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            res
+            match sink.head.take() {
+                Some(head) => drop(head.send(Err(format!("component failed: {e}")))),
+                // the head went out: the body ends with the error (the client sees it cut)
+                None => drop(sink.body.send(Err(e.to_string())).await),
+            }
         }
+    });
+    match head_rx.await {
+        Ok(Ok(parts)) => {
+            http::Response::from_parts(parts, http_body_util::Either::Right(Streamed(body_rx)))
+        }
+        Ok(Err(why)) => failed(why),
+        Err(_) => failed("component failed before answering".into()),
     }
+}
+
+fn failed(why: String) -> http::Response<http_body_util::Either<Full<Bytes>, Streamed>> {
+    let mut res = http::Response::new(http_body_util::Either::Left(Full::new(Bytes::from(why))));
+    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    res
 }
 
 async fn run(
     app: &App,
     req: http::Request<hyper::body::Incoming>,
     peer: std::net::SocketAddr,
-) -> wasmtime::Result<http::Response<Full<Bytes>>> {
+    sink: &mut Sink,
+) -> wasmtime::Result<()> {
     let (mut parts, body) = req.into_parts();
     // Spin 4.1 reads request header values as UTF-8 and answers 500 with an empty body, without
     // running the component, when one is not ("incomplete utf-8 byte sequence")
@@ -302,9 +346,12 @@ async fn run(
         .values()
         .any(|v| std::str::from_utf8(v.as_bytes()).is_err())
     {
-        let mut res = http::Response::new(Full::new(Bytes::new()));
-        *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-        return Ok(res);
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = http::StatusCode::INTERNAL_SERVER_ERROR;
+        if let Some(head) = sink.head.take() {
+            let _ = head.send(Ok(parts));
+        }
+        return Ok(());
     }
     // what Spin does to every request: the client's headers stay as sent (a client-sent
     // `spin-client-addr` among them), its own `spin-client-addr` is appended after them, and
@@ -355,7 +402,7 @@ async fn run(
     if let Ok(mut times) = app.instantiate_us.lock() {
         times.push(started.elapsed().as_micros() as u64);
     }
-    let result = handle(&mut store, service, parts, body).await;
+    let result = handle(&mut store, service, parts, body, sink).await;
     let out = stdout.contents();
     let mut logs = app
         .logs
@@ -379,7 +426,8 @@ async fn handle(
             Error = wasmtime_wasi_http::p3::bindings::http::types::ErrorCode,
         > + Send
         + 'static,
-) -> wasmtime::Result<http::Response<Full<Bytes>>> {
+    sink: &mut Sink,
+) -> wasmtime::Result<()> {
     let mut incoming = Outbound {
         allowed: store.data().hooks.allowed.clone(),
         incoming: true,
@@ -398,13 +446,18 @@ async fn handle(
                         }
                     };
                     let res = store.with(|store| res.into_http(store, async { Ok(()) }))?;
-                    let (parts, body) = res.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map_err(|e| wasmtime::format_err!("response body: {e:?}"))?
-                        .to_bytes();
-                    Ok(http::Response::from_parts(parts, Full::new(body)))
+                    let (parts, mut body) = res.into_parts();
+                    if let Some(head) = sink.head.take() {
+                        let _ = head.send(Ok(parts));
+                    }
+                    while let Some(frame) = body.frame().await {
+                        let frame =
+                            frame.map_err(|e| wasmtime::format_err!("response body: {e:?}"))?;
+                        if sink.body.send(Ok(frame)).await.is_err() {
+                            break; // the client went away
+                        }
+                    }
+                    Ok(())
                 },
                 async {
                     io.await

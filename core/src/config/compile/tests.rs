@@ -503,8 +503,8 @@ max_response_bytes = 104857600
 "#;
     assert_eq!(
         errors(src),
-        "gateway.toml:4:22 upstreams.none.max_response_bytes: must be between 1 and 104857600 (100 MiB: the gateway holds a response whole)\n\
-         gateway.toml:8:22 upstreams.huge.max_response_bytes: must be between 1 and 104857600 (100 MiB: the gateway holds a response whole)\n\
+        "gateway.toml:4:22 upstreams.none.max_response_bytes: must be between 1 and 104857600 (100 MiB: the gateway holds a response it reads whole)\n\
+         gateway.toml:8:22 upstreams.huge.max_response_bytes: must be between 1 and 104857600 (100 MiB: the gateway holds a response it reads whole)\n\
          2 errors; nothing was loaded\n"
     );
     let ok = "[upstreams.d]\ntargets = [{ url = \"https://d.example.com\" }]\n";

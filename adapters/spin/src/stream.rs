@@ -1,0 +1,127 @@
+//! The body stream the gateway passes on untouched ([`portcullis_core::Body::Stream`]): the
+//! client's request body or an upstream's response body, as wasi:http@0.3 hands it over, read
+//! frame by frame as the other side pulls. Two guards ride on it: an upload is cut past the
+//! route's limit, and an upstream's body that sends nothing for the idle timeout is cut (with a
+//! log line).
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use spin_sdk::wasip3::http::types::ErrorCode;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+type Inner = Pin<Box<dyn Body<Data = Bytes, Error = ErrorCode>>>;
+type Timer = Pin<Box<dyn Future<Output = ()>>>;
+
+/// A body on its way through the gateway.
+pub struct SpinStream {
+    inner: Inner,
+    /// Bytes still allowed, and the flag set when the stream passed them.
+    cap: Option<(u64, Rc<Cell<bool>>)>,
+    /// The idle timeout, the timer running while a frame is awaited, and the log line to write
+    /// when it fires.
+    idle: Option<(Duration, Option<Timer>, String)>,
+}
+
+impl SpinStream {
+    pub fn new(body: impl Body<Data = Bytes, Error = ErrorCode> + 'static) -> SpinStream {
+        SpinStream {
+            inner: Box::pin(body),
+            cap: None,
+            idle: None,
+        }
+    }
+
+    /// Bytes the gateway made (a refusal, a fixed or cached answer).
+    pub fn bytes(bytes: Bytes) -> SpinStream {
+        let full = http_body_util::Full::new(bytes);
+        SpinStream::new(full.map_err(|never| match never {}))
+    }
+
+    /// Cut past `limit` bytes; `over` is set when it was.
+    pub fn capped(mut self, limit: u64, over: Rc<Cell<bool>>) -> SpinStream {
+        self.cap = Some((limit, over));
+        self
+    }
+
+    /// Cut when no frame comes for `idle`; `log` is the line written then.
+    pub fn watched(mut self, idle: Duration, log: String) -> SpinStream {
+        self.idle = Some((idle, None, log));
+        self
+    }
+}
+
+impl Body for SpinStream {
+    type Data = Bytes;
+    type Error = ErrorCode;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
+        let this = self.get_mut();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some((_, timer, _)) = &mut this.idle {
+                    *timer = None; // the next wait starts its own
+                }
+                if let (Some(Ok(f)), Some((left, over))) = (&frame, &mut this.cap) {
+                    let len = f.data_ref().map_or(0, |d| d.len() as u64);
+                    if len > *left {
+                        over.set(true);
+                        return Poll::Ready(Some(Err(ErrorCode::HttpRequestBodySize(None))));
+                    }
+                    *left -= len;
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let Some((idle, timer, log)) = &mut this.idle else {
+                    return Poll::Pending;
+                };
+                let idle = *idle;
+                let timer = timer.get_or_insert_with(|| Box::pin(spin_sdk::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                println!("{log}");
+                // the upstream's body is dropped, which closes its stream
+                this.inner = Box::pin(http_body_util::Empty::new().map_err(|never| match never {}));
+                this.idle = None;
+                Poll::Ready(Some(Err(ErrorCode::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads `stream` whole, but never more than one byte past `limit`.
+pub async fn read_capped(
+    mut stream: SpinStream,
+    limit: usize,
+) -> Result<Bytes, portcullis_core::ReadError> {
+    use portcullis_core::ReadError;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = stream.frame().await {
+        let frame = frame.map_err(|e| ReadError::Broken(format!("{e:?}")))?;
+        if let Ok(chunk) = frame.into_data() {
+            if buf.len() + chunk.len() > limit {
+                return Err(ReadError::TooLarge { limit });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    Ok(buf.freeze())
+}

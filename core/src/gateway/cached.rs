@@ -1,0 +1,204 @@
+//! Step 6, the cache: a lookup before the backend, the answer stored after it, the URIs an
+//! unsafe request changed marked invalid, and the purge action's new generation.
+
+#[cfg(feature = "response-cache")]
+use super::Ctx;
+use super::Gateway;
+use crate::host::Host;
+use crate::phase::cache;
+#[cfg(feature = "response-cache")]
+use {
+    super::upstream::Outbound,
+    crate::body::Body,
+    crate::config::Route,
+    crate::phase::observe::Phase,
+    crate::problem::Reject,
+    bytes::Bytes,
+    http::{Method, Request, Response},
+    std::borrow::Cow,
+};
+
+/// What the cache had for a request.
+#[cfg(feature = "response-cache")]
+pub(super) enum Lookup<'r> {
+    Hit(Response<Bytes>),
+    /// Not there: where to store the answer.
+    Miss(Miss<'r>),
+    Bypass,
+}
+
+/// A miss: the rule, the key to store the answer under, and the request as the cache saw it.
+#[cfg(feature = "response-cache")]
+pub(super) struct Miss<'r> {
+    rule: &'r cache::CacheRule,
+    key: cache::CacheKey,
+    probe: Request<Bytes>,
+}
+
+impl Gateway {
+    /// Looks the request up in the cache (6): the request as the cache sees it is absolute,
+    /// with the scheme and authority the gateway forwards and the headers that go upstream. A
+    /// store failure follows the rule's fail mode: open bypasses the cache, closed is 503.
+    #[cfg(feature = "response-cache")]
+    pub(super) async fn cache_lookup<'r, S, H: Host>(
+        &self,
+        r: &'r Route,
+        out: &Outbound<'_, S>,
+        path: &str,
+        query: Option<&str>,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Result<Lookup<'r>, Reject> {
+        let Some(rule) = &r.cache else {
+            return Ok(Lookup::Bypass);
+        };
+        let t = host.monotonic_us();
+        let mut probe = Request::new(Bytes::new());
+        *probe.method_mut() = out.method.clone();
+        *probe.headers_mut() = out.headers.clone();
+        *probe.uri_mut() = absolute_uri(ctx, path, query);
+        // a consumer without an id has none to key by
+        let consumer = ctx.consumer.as_ref().and_then(|c| c.identified());
+        let lookup = async {
+            let generation = cache_generation(host).await?;
+            let key = match cache::key(rule, generation, &r.name, &probe, consumer) {
+                Ok(key) => key,
+                Err(why) => return Ok(Err(why)),
+            };
+            let stored = host.store_get(&key.entry).await?;
+            let mut hit = None;
+            if let Some(stored) = stored {
+                // an entry is served only if no unsafe request invalidated its URI since
+                let marker = host.store_get(&key.invalidation).await?;
+                let invalidated = marker.as_deref().and_then(cache::invalidated_at);
+                hit = cache::serve(&stored, &probe, host.now(), invalidated);
+            }
+            Ok::<_, crate::host::HostError>(Ok((hit, key)))
+        }
+        .await;
+        let (outcome, decision) = match lookup {
+            Ok(Ok((Some(hit), _))) => (Lookup::Hit(hit), Cow::Borrowed("hit")),
+            Ok(Ok((None, key))) => (
+                Lookup::Miss(Miss { rule, key, probe }),
+                Cow::Borrowed("miss"),
+            ),
+            Ok(Err(why)) => (Lookup::Bypass, Cow::Owned(format!("bypass:{why}"))),
+            Err(_) if !rule.fail_open => {
+                ctx.mark(Phase::Cache, "store-error:closed", t, host);
+                return Err(Reject::Unavailable);
+            }
+            Err(_) => (Lookup::Bypass, Cow::Borrowed("bypass:store-error")),
+        };
+        ctx.log.cache = Some(match &outcome {
+            Lookup::Hit(_) => "hit",
+            Lookup::Miss(..) => "miss",
+            Lookup::Bypass => "bypass",
+        });
+        ctx.mark(Phase::Cache, decision, t, host);
+        Ok(outcome)
+    }
+
+    /// After the backend (6): a miss's answer stored when it may be (a failed write only costs
+    /// a later miss), and an unsafe request's URIs invalidated.
+    #[cfg(feature = "response-cache")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn after_upstream<S, H: Host>(
+        &self,
+        miss: Option<Miss<'_>>,
+        res: Response<Body<S>>,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Response<Body<S>> {
+        let (head, body) = res.into_parts();
+        let mut head = head;
+        if let (Some(miss), Body::Bytes(bytes)) = (miss, &body) {
+            // a cached route has its upstream's body read
+            let view = Response::from_parts(head, bytes.clone());
+            if let Some((entry, ttl)) = cache::store(miss.rule, &miss.probe, &view, host.now()) {
+                let _ = host.store_put(&miss.key.entry, entry, ttl).await;
+            }
+            head = view.into_parts().0;
+        }
+        if self.config.caches_responses {
+            self.invalidate(method, path, query, head.status, &head.headers, ctx, host)
+                .await;
+        }
+        Response::from_parts(head, body)
+    }
+
+    /// After an unsafe request answered 2xx/3xx, marks its target URI and its `Location` and
+    /// `Content-Location` on the same authority as invalidated (RFC 9111 §4.4): entries stored
+    /// before the mark are not served again. A failed write is logged, not an error.
+    #[cfg(feature = "response-cache")]
+    #[allow(clippy::too_many_arguments)]
+    async fn invalidate<H: Host>(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        status: http::StatusCode,
+        res_headers: &http::HeaderMap,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) {
+        let target = absolute_uri(ctx, path, query);
+        let Some(uris) = cache::invalidated_uris(method, &target, status, res_headers) else {
+            return;
+        };
+        let t = host.monotonic_us();
+        let mut decision = "invalidate";
+        match cache_generation(host).await {
+            Ok(generation) => {
+                let now = host.now().to_string();
+                for uri in &uris {
+                    let key = cache::invalidation_key(generation, uri);
+                    let put = host.store_put(&key, now.clone().into_bytes(), cache::MAX_TTL_S);
+                    if put.await.is_err() {
+                        decision = "invalidate:store-error";
+                    }
+                }
+            }
+            Err(_) => decision = "invalidate:store-error",
+        }
+        ctx.mark(Phase::Cache, decision, t, host);
+    }
+
+    /// Purges every cached response by moving to a new cache generation; returns it.
+    pub async fn purge_cache<H: Host>(&self, host: &H) -> Result<u64, crate::host::HostError> {
+        let current = cache_generation(host).await?;
+        let next = current + 1;
+        host.store_put(
+            cache::GENERATION_KEY,
+            next.to_string().into_bytes(),
+            365 * 86_400,
+        )
+        .await?;
+        Ok(next)
+    }
+}
+
+/// `scheme://authority/path?query` as the gateway forwards and keys the request (`http` and
+/// `gateway` when the request named neither).
+#[cfg(feature = "response-cache")]
+fn absolute_uri(ctx: &Ctx<'_>, path: &str, query: Option<&str>) -> http::Uri {
+    let scheme = ctx.scheme.unwrap_or("http");
+    let authority = ctx.authority.unwrap_or("gateway");
+    let full = match query {
+        Some(q) => format!("{scheme}://{authority}{path}?{q}"),
+        None => format!("{scheme}://{authority}{path}"),
+    };
+    full.parse().unwrap_or_default()
+}
+
+/// The current cache generation (0 when none was stored yet or the value is unreadable).
+async fn cache_generation<H: Host>(host: &H) -> Result<u64, crate::host::HostError> {
+    Ok(host
+        .store_get(cache::GENERATION_KEY)
+        .await?
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0))
+}

@@ -1,0 +1,191 @@
+//! Steps 3 and 4: who the client is (a JWT, verified against inline keys or a JWKS, or an API
+//! key) and whether that proves the route's scopes and claims; then the rate limit.
+
+use super::{Ctx, Gateway};
+use crate::config::Route;
+use crate::host::Host;
+use crate::phase::auth::{self, Consumer, Key, TokenError};
+use crate::phase::observe::Phase;
+use crate::phase::ratelimit;
+use crate::problem::Reject;
+use std::rc::Rc;
+
+impl Gateway {
+    /// Step 3, auth: the route's credentials, then its scopes and claims; the consumer goes in `ctx`.
+    pub(super) async fn authenticate<'a, H: Host>(
+        &'a self,
+        r: &'a Route,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+        ctx: &mut Ctx<'a>,
+        host: &H,
+    ) -> Result<(), Reject> {
+        let Some(rule) = &r.auth else {
+            return Ok(());
+        };
+        let t = host.monotonic_us();
+        let outcome = self.credentials(rule, headers, query, host).await;
+        let outcome = outcome.and_then(|c| match c {
+            Some((c, via)) => {
+                auth::authorize(&rule.scopes, &rule.claims, &c).map(|()| Some((c, via)))
+            }
+            // a provider failed open: that lets a request in, but proves no scope or claim
+            None if !rule.scopes.is_empty() || !rule.claims.is_empty() => Err(Reject::Unavailable),
+            None => Ok(None),
+        });
+        let decision = match &outcome {
+            Ok(Some((_, via))) => via,
+            Ok(None) => "fail-open",
+            Err(e) => e.code(),
+        };
+        ctx.mark(Phase::Auth, decision, t, host);
+        if let Err(Reject::Unauthenticated(_)) = &outcome {
+            // a refused credential counts against an `ip` limit, so keys and passwords cannot be
+            // guessed without limit
+            if let Some(qi) = r.rate_limit {
+                if self.config.rate_limits[qi].key == ratelimit::LimitKey::Ip {
+                    self.charge_limit(qi, r, ctx, headers, host).await?;
+                }
+            }
+        }
+        ctx.consumer = outcome?.map(|(c, _)| c);
+        ctx.log.consumer = ctx.consumer.as_ref().map(|c| c.id.clone());
+        Ok(())
+    }
+
+    /// Finds and checks the request's credentials, and names the provider that vouched for
+    /// them (`jwt:NAME`, `api_key:NAME`). `Ok(None)`: a provider failed open.
+    async fn credentials<H: Host>(
+        &self,
+        rule: &crate::config::AuthRule,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+        host: &H,
+    ) -> Result<Option<(Rc<Consumer>, &str)>, Reject> {
+        if let Some(pi) = rule.jwt {
+            let provider = &self.config.jwt[pi];
+            if let Some(token) = auth::bearer(headers, &provider.header) {
+                let consumer = self.verify_jwt(pi, token, host).await?;
+                return Ok(consumer.map(|c| (c, provider.label.as_str())));
+            }
+        }
+        if let Some(si) = rule.api_key {
+            let set = &self.config.api_keys[si];
+            if let Some(key) = auth::presented_api_key(set, headers, query) {
+                return match auth::check_api_key(set, &key) {
+                    Some((consumer, scopes)) => Ok(Some((
+                        Rc::new(Consumer {
+                            id: consumer.as_str().into(),
+                            scopes: scopes.clone(),
+                            claims: Rc::default(),
+                        }),
+                        set.label.as_str(),
+                    ))),
+                    None => Err(Reject::Unauthenticated("unknown API key".into())),
+                };
+            }
+        }
+        Err(Reject::Unauthenticated("no credentials".into()))
+    }
+
+    async fn verify_jwt<H: Host>(
+        &self,
+        pi: usize,
+        token: &str,
+        host: &H,
+    ) -> Result<Option<Rc<Consumer>>, Reject> {
+        let provider = &self.config.jwt[pi];
+        let now = host.now();
+        let cached = self.tokens.borrow().get(pi, token, now);
+        if let Some(v) = cached {
+            return Ok(Some(v.consumer));
+        }
+        let mut remote = match &provider.jwks_url {
+            Some(_) => match self.jwks_keys(pi, false, host).await {
+                Some(keys) => keys,
+                None if provider.keys.is_empty() => {
+                    return if provider.fail_open {
+                        Ok(None)
+                    } else {
+                        Err(Reject::Unavailable)
+                    };
+                }
+                None => Rc::default(),
+            },
+            None => Rc::default(),
+        };
+        let mut result = {
+            let all: Vec<&Key> = provider.keys.iter().chain(remote.iter()).collect();
+            auth::verify_token(provider, &all, token, now)
+        };
+        if result == Err(TokenError::UnknownKid) && provider.jwks_url.is_some() {
+            if let Some(fresh) = self.jwks_keys(pi, true, host).await {
+                remote = fresh;
+                let all: Vec<&Key> = provider.keys.iter().chain(remote.iter()).collect();
+                result = auth::verify_token(provider, &all, token, now);
+            }
+        }
+        match result {
+            Ok(verified) => {
+                let consumer = verified.consumer.clone();
+                self.tokens.borrow_mut().put(pi, token, verified, now);
+                Ok(Some(consumer))
+            }
+            Err(TokenError::UnknownKid) => {
+                Err(Reject::Unauthenticated("unknown signing key".into()))
+            }
+            Err(TokenError::Invalid(why)) => Err(Reject::Unauthenticated(why.into())),
+        }
+    }
+
+    /// Rate limiting (phase 4): charges the request to the route's rate limit `qi`, the counter
+    /// `rl:<policy>:<key part>` (a sharded policy adds `#<shard>`), with the verdict in `ctx`.
+    pub(super) async fn charge_limit<H: Host>(
+        &self,
+        qi: usize,
+        r: &Route,
+        ctx: &mut Ctx<'_>,
+        headers: &http::HeaderMap,
+        host: &H,
+    ) -> Result<(), Reject> {
+        let t = host.monotonic_us();
+        let quota = &self.config.rate_limits[qi];
+        let part = ratelimit::key_part(
+            quota,
+            &r.name,
+            ctx.client.ip,
+            ctx.consumer.as_deref(),
+            headers,
+        );
+        let mut key = String::with_capacity(4 + quota.name.len() + part.len() + 3);
+        key.push_str("rl:");
+        key.push_str(&quota.name);
+        key.push(':');
+        key.push_str(&part);
+        let shards = &self.limit_shards[qi];
+        let charged = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
+        match host.rate_limit(&key, charged, 1).await {
+            Ok(verdict) => {
+                ctx.limit = Some((qi, verdict));
+                ctx.log.rate_limit_remaining = Some(verdict.remaining);
+                let decision = if verdict.allowed { "allow" } else { "limit" };
+                ctx.mark(Phase::RateLimit, decision, t, host);
+                if !verdict.allowed {
+                    return Err(Reject::RateLimited {
+                        retry_after_s: verdict.retry_after_s,
+                        policy: quota.name.clone(),
+                    });
+                }
+                Ok(())
+            }
+            Err(_) if quota.fail_open => {
+                ctx.mark(Phase::RateLimit, "store-error:open", t, host);
+                Ok(())
+            }
+            Err(_) => {
+                ctx.mark(Phase::RateLimit, "store-error:closed", t, host);
+                Err(Reject::Unavailable)
+            }
+        }
+    }
+}

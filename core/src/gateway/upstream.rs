@@ -1,0 +1,222 @@
+//! Steps 5 and 6: what the route answers itself (a fixed response, an admin action), the request
+//! as it goes upstream (trusted headers, the route's request transform, the rewritten path), and
+//! the backend call with its retries.
+
+use super::{Ctx, Gateway, TRACEPARENT};
+use crate::body::Body;
+use crate::config::{Respond, Route, Upstream};
+use crate::host::{BodyUse, Exchange, FetchError, Host};
+use crate::phase::observe::Phase;
+use crate::phase::route::Matched;
+use crate::phase::{forward, route, transform};
+use crate::problem::Reject;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use std::borrow::Cow;
+
+/// The request as it goes upstream, but for the target, which each attempt picks.
+pub(super) struct Outbound<'a, S> {
+    pub method: &'a Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Body<S>,
+}
+
+/// `value` itself when `take` (leaving its default behind), else a copy of it.
+fn take_or_clone<T: Clone + Default>(value: &mut T, take: bool) -> T {
+    if take {
+        std::mem::take(value)
+    } else {
+        value.clone()
+    }
+}
+
+/// The body itself when `take`, else a copy of its bytes (a stream is sent once: a request with
+/// one gets a single attempt).
+fn take_or_copy<S>(body: &mut Body<S>, take: bool) -> Body<S> {
+    match body {
+        Body::Bytes(b) if !take => Body::Bytes(b.clone()),
+        _ => std::mem::take(body),
+    }
+}
+
+impl Gateway {
+    /// Step 5, route: a fixed response (without its body for HEAD).
+    pub(super) fn respond<S, H: Host>(
+        &self,
+        r: &Route,
+        fixed: &Respond,
+        method: &Method,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Response<Body<S>> {
+        let t = host.monotonic_us();
+        ctx.mark(Phase::Route, "respond", t, host);
+        let body = if *method == Method::HEAD {
+            Bytes::new()
+        } else {
+            fixed.body.clone()
+        };
+        let mut res = Response::new(Body::Bytes(body));
+        *res.status_mut() = fixed.status;
+        *res.headers_mut() = fixed.headers.clone();
+        self.process_response(r, res, ctx, host)
+    }
+
+    /// Step 5, route: the `purge_cache` admin action.
+    pub(super) async fn purge_action<S, H: Host>(
+        &self,
+        r: &Route,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Result<Response<Body<S>>, Reject> {
+        let t = host.monotonic_us();
+        let purged = self.purge_cache(host).await;
+        let decision = match purged {
+            Ok(_) => "admin:purge_cache",
+            Err(_) => "admin:store-error",
+        };
+        ctx.mark(Phase::Route, decision, t, host);
+        let generation = purged.map_err(|_| Reject::Unavailable)?;
+        let body = format!("{{\"action\":\"purge_cache\",\"generation\":{generation}}}");
+        let mut res = Response::new(Body::Bytes(Bytes::from(body)));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(self.process_response(r, res, ctx, host))
+    }
+
+    /// Step 5, route: the request as it goes to `upstream`: what no client may say removed, the
+    /// route's request transform applied, the path rewritten, the gateway's own headers set.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn outbound<'a, 'm, S, H: Host>(
+        &'a self,
+        r: &Route,
+        upstream: &'a Upstream,
+        method: &'m Method,
+        path: &str,
+        found: &Matched<'_>,
+        query: Option<&str>,
+        mut headers: HeaderMap,
+        mut body: Body<S>,
+        ctx: &mut Ctx<'a>,
+        host: &H,
+    ) -> Result<Outbound<'m, S>, Reject> {
+        let t = host.monotonic_us();
+        let origin = forward::Origin {
+            peer: ctx.peer.0,
+            peer_trusted: ctx.peer.1,
+            client_ip: ctx.client_ip,
+            authority: ctx.authority,
+            scheme: ctx.scheme,
+            cached: r.cache.is_some(),
+        };
+        forward::remove_untrusted(&mut headers, &origin);
+        let mut up_query = query.map(Cow::Borrowed);
+        if let Some(tr) = &r.request {
+            transform::apply_headers(tr, &mut headers, &ctx.vars());
+            up_query = transform::apply_query(tr, query);
+            // a route whose transform edits JSON has the body read; one the transform cannot
+            // read would reach a lenient backend unedited
+            if let (true, Body::Bytes(b)) = (tr.has_json(), &body) {
+                body = transform::apply_request_json(tr, b)
+                    .map(Body::Bytes)
+                    .map_err(|e| ctx.refuse(Phase::Route, e, t, host))?;
+            }
+        }
+        let path_and_query = route::upstream_path_and_query(
+            path,
+            &found.params,
+            r.rewrite.as_ref(),
+            r.strip_prefix.as_deref(),
+            up_query.as_deref(),
+        )
+        .map_err(|e| ctx.refuse(Phase::Route, e, t, host))?;
+        forward::set_owned(&mut headers, &origin, body.bytes().map(Bytes::len));
+        headers.insert(
+            self.config.request_id_header.clone(),
+            ctx.request_id_value.clone(),
+        );
+        if let Ok(v) = HeaderValue::from_str(ctx.traceparent) {
+            headers.insert(const { HeaderName::from_static(TRACEPARENT) }, v);
+        }
+        ctx.log.upstream = Some(&upstream.name);
+        ctx.mark(Phase::Route, upstream.name.as_str(), t, host);
+        Ok(Outbound {
+            method,
+            path_and_query,
+            headers,
+            body,
+        })
+    }
+
+    /// Step 6, the backend: one attempt, or more for an idempotent request without a streamed body,
+    /// after a connect error or a retryable status. The body is passed on as the upstream's
+    /// stream unless the route caches it or transforms its JSON.
+    pub(super) async fn call_upstream<S, H: Host<Stream = S>>(
+        &self,
+        r: &Route,
+        upstream: &Upstream,
+        out: Outbound<'_, S>,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Result<Response<Body<S>>, Reject> {
+        let Outbound {
+            method,
+            mut path_and_query,
+            mut headers,
+            mut body,
+        } = out;
+        let t = host.monotonic_us();
+        let retries = route::is_idempotent(method) && !matches!(body, Body::Stream(_));
+        let attempts = 1 + if retries { upstream.retries } else { 0 };
+        let reads = r.cache.is_some() || r.response.as_ref().is_some_and(|t| t.has_json());
+        let exchange = Exchange {
+            timeout_ms: upstream.timeout_ms,
+            idle_timeout_ms: upstream.idle_timeout_ms,
+            max_response_bytes: upstream.max_response_bytes,
+            max_request_bytes: r.validation.max_body_bytes,
+            body: if reads {
+                BodyUse::Read
+            } else {
+                BodyUse::PassOn
+            },
+            request_id: ctx.request_id,
+        };
+        let mut outcome = Err(Reject::BadGateway);
+        for attempt in 1..=attempts {
+            let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
+            // the last attempt takes the parts; earlier ones send copies
+            let last = attempt == attempts;
+            let uri = transform::upstream_uri(target, take_or_clone(&mut path_and_query, last))
+                .map_err(|_| Reject::BadGateway)?;
+            let mut req = Request::new(take_or_copy(&mut body, last));
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = uri;
+            *req.headers_mut() = take_or_clone(&mut headers, last);
+            ctx.log.upstream_attempts = attempt;
+            outcome = match host.fetch(req, &exchange).await {
+                Ok(res) if !last && route::is_retryable_status(res.status()) => continue,
+                Err(FetchError::Connect(_)) if !last => continue,
+                Ok(res) => Ok(res),
+                Err(FetchError::Timeout) => Err(Reject::GatewayTimeout),
+                Err(FetchError::RequestTooLarge { limit }) => Err(Reject::BodyTooLarge { limit }),
+                Err(_) => Err(Reject::BadGateway),
+            };
+            break;
+        }
+        ctx.log.upstream_us = Some(host.monotonic_us().saturating_sub(t));
+        let mut res = outcome?;
+        ctx.log.upstream_status = Some(res.status().as_u16());
+        // `http` accepts any status up to 999, and a fetch may surface a stray 1xx: an answer
+        // outside 200–599 is not one a client can read (workerd's `Response` refuses it)
+        if !(200..=599).contains(&res.status().as_u16()) {
+            return Err(Reject::BadGateway);
+        }
+        transform::strip_hop_by_hop(res.headers_mut());
+        Ok(res)
+    }
+}
