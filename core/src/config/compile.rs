@@ -1233,10 +1233,6 @@ pub fn compile(
         });
     }
     // what adapters ask of the config on every request, worked out once here
-    let largest_body_bytes = routes
-        .iter()
-        .map(|r| r.validation.max_body_bytes)
-        .fold(g.limits.max_body_bytes, usize::max);
     let client_geo = g.log_client_geo
         || access_lists.iter().any(|p| {
             !(p.allow_countries.is_empty()
@@ -1265,7 +1261,6 @@ pub fn compile(
         request_id_header: request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
         server_timing: g.server_timing,
         token_cache_size: g.token_cache_size,
-        largest_body_bytes,
         client_geo,
     })
 }

@@ -208,8 +208,6 @@ pub struct Config {
     pub token_cache_size: usize,
     /// Whether any route caches responses (then unsafe requests invalidate what they change).
     pub caches_responses: bool,
-    /// [`Config::largest_body_bytes`], worked out when the config is compiled.
-    pub(crate) largest_body_bytes: usize,
     /// [`Config::needs_client_geo`], worked out when the config is compiled.
     pub(crate) client_geo: bool,
 }
@@ -388,12 +386,6 @@ impl Config {
             .into_iter()
             .filter(|o| !allowed.iter().any(|a| outbound_allowed(a, o)))
             .collect()
-    }
-
-    /// The largest request body any route accepts: adapters stop reading a body past this, so a
-    /// client cannot make the gateway buffer more than the config allows anywhere.
-    pub fn largest_body_bytes(&self) -> usize {
-        self.largest_body_bytes
     }
 
     /// Whether the config uses a client's country, ASN or edge location: an access list names
