@@ -265,7 +265,8 @@ fuzz_target!(|input: Input| {
         // length is the declared one (a runtime hands over no other stream)
         let chunk = 1 + usize::from(input.later_ms as u8);
         let declared = req.headers().get(http::header::CONTENT_LENGTH);
-        let framed = declared.is_none_or(|cl| cl.as_bytes() == req.body().len().to_string().as_bytes());
+        let framed =
+            declared.is_none_or(|cl| cl.as_bytes() == req.body().len().to_string().as_bytes());
         let req = req.map(|b| match b.is_empty() || !framed {
             true => Body::Bytes(b),
             false => Body::Stream(MemoryStream::chunked(&b, chunk)),
