@@ -1164,7 +1164,7 @@ fn cache_store_failures_follow_the_routes_fail_mode() {
 }
 
 #[test]
-fn the_upstream_body_may_pass_through_unless_the_route_caches_or_transforms_it() {
+fn the_upstream_body_passes_through_unless_the_route_transforms_its_json() {
     let gw = gateway(
         r#"
 [upstreams.app]
@@ -1206,9 +1206,66 @@ cache = { ttl_s = 30 }
         .map(|r| r.uri().path().to_string())
         .collect();
     assert_eq!(paths, ["/plain", "/json", "/cached"]);
+    // a cached route's answer streams too: a copy goes to the store on its way
     assert_eq!(
         *host.body_uses.borrow(),
-        [BodyUse::PassOn, BodyUse::Read, BodyUse::Read]
+        [BodyUse::PassOn, BodyUse::Read, BodyUse::PassOn]
+    );
+    let res = send(&gw, &host, req("GET", "/cached", &[], ""), "192.0.2.1");
+    assert_eq!(
+        (res.status().as_u16(), &res.body()[..]),
+        (200, &br#"{"secret":1}"#[..])
+    );
+    assert_eq!(host.sent.borrow().len(), 3, "served from the cache");
+}
+
+#[test]
+fn a_streamed_answer_over_the_cache_limit_is_passed_on_and_not_stored() {
+    let gw = gateway(
+        r#"
+[upstreams.app]
+targets = [{ url = "https://backend.test" }]
+
+[[routes]]
+name = "cached"
+methods = ["GET"]
+path = "/cached/{n}"
+upstream = "app"
+cache = { ttl_s = 30, max_bytes = 100 }
+"#,
+    );
+    let b = Backend::default();
+    let host = b.host();
+    let big = "z".repeat(101);
+    // declared too long: not copied at all; no length declared: copied, then dropped at the limit
+    let declared = big.len().to_string();
+    for (path, headers) in [
+        ("/cached/1", vec![("content-length", declared.as_str())]),
+        ("/cached/2", vec![]),
+    ] {
+        for _ in 0..2 {
+            b.push(ok(&big, &headers));
+            let res = send(&gw, &host, req("GET", path, &[], ""), "192.0.2.1");
+            assert_eq!(
+                (res.status().as_u16(), res.body().len()),
+                (200, 101),
+                "{path}"
+            );
+        }
+    }
+    assert_eq!(
+        host.sent.borrow().len(),
+        4,
+        "nothing was served from the cache"
+    );
+    let logs = host.log_records();
+    let decisions: Vec<&str> = logs
+        .iter()
+        .filter_map(|l| l["cache"].as_str().or(l["reason"].as_str()))
+        .collect();
+    assert_eq!(
+        decisions,
+        ["bypass", "bypass", "too-large", "miss", "too-large", "miss"]
     );
 }
 

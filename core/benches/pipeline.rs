@@ -288,6 +288,7 @@ fn phases(c: &mut Criterion) {
         fail_open: true,
         credential_headers: Vec::new(),
         credential_query: Vec::new(),
+        max_bytes: 1 << 20,
     };
     let req = Request::builder()
         .uri("http://gw.bench/items/42?b=2&a=1")

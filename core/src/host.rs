@@ -77,6 +77,23 @@ pub struct Exchange<'a> {
     pub request_id: &'a str,
 }
 
+/// A response to store while it streams to the client ([`Host::tee`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tee {
+    /// The store key of the entry.
+    pub key: String,
+    /// The start of the entry; the body follows it.
+    pub head: Vec<u8>,
+    pub ttl_s: u32,
+    /// The longest body stored: a longer one is passed on whole and not stored.
+    pub limit: usize,
+    /// The body's declared length, which the passed-on stream keeps (`None` when it has none,
+    /// or is encoded: a runtime that decodes it may count it differently).
+    pub declared: Option<u64>,
+    /// The request's id, for the line the host logs when it does not store the body.
+    pub request_id: String,
+}
+
 /// What a runtime gives the gateway.
 #[allow(async_fn_in_trait)] // deliberately not Send: wasm futures are single-threaded
 pub trait Host {
@@ -106,6 +123,12 @@ pub trait Host {
         req: Request<Body<Self::Stream>>,
         exchange: &Exchange<'_>,
     ) -> Result<Response<Body<Self::Stream>>, FetchError>;
+    /// Passes `stream` on untouched while keeping a copy: when it ends whole within `tee.limit`
+    /// bytes, the host stores `tee.head` followed by the body under `tee.key` for `tee.ttl_s`
+    /// before the stream's end reaches the client or under the platform's `waitUntil` (a failed
+    /// write only costs a later miss). A stream that passes the limit, breaks off or is
+    /// cancelled is not stored, and the host logs a `cache-skip` line with the reason.
+    fn tee(&self, stream: Self::Stream, tee: Tee) -> Self::Stream;
     /// Writes one access-log line (a JSON object).
     fn log(&self, line: &str);
 }

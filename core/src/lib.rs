@@ -17,7 +17,7 @@ pub mod problem;
 pub use body::{Body, ReadError};
 pub use config::{Config, ConfigErrors, Diagnostic, Secrets};
 pub use gateway::Gateway;
-pub use host::{BodyUse, Exchange, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
+pub use host::{BodyUse, Exchange, FetchError, Host, HostError, Tee, UnixMillis, HEADER_ROOM};
 pub use phase::access::Client;
 pub use problem::Reject;
 

@@ -3,7 +3,7 @@
 //! function the caller supplies (a test backend). Single-threaded, like a wasm isolate.
 
 use crate::body::{Body, ReadError};
-use crate::host::{BodyUse, Exchange, FetchError, Host, HostError, UnixMillis, HEADER_ROOM};
+use crate::host::{BodyUse, Exchange, FetchError, Host, HostError, Tee, UnixMillis, HEADER_ROOM};
 use crate::phase::ratelimit::{self, Gcra, Quota, Verdict};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -257,6 +257,27 @@ impl Host for MemoryHost {
                 Ok(res.map(|b| Body::Stream(MemoryStream::chunked(&b, size))))
             }
         }
+    }
+
+    fn tee(&self, stream: MemoryStream, tee: Tee) -> MemoryStream {
+        // the whole stream is here already: store it now, as an adapter does at its end
+        let skip = match stream.concat() {
+            Ok(_) if self.check_store().is_err() => Some("store-error"),
+            Ok(body) if body.len() <= tee.limit => {
+                let mut entry = tee.head;
+                entry.extend_from_slice(&body);
+                let expires = self.now() + u64::from(tee.ttl_s) * 1000;
+                self.store.borrow_mut().insert(tee.key, (entry, expires));
+                None
+            }
+            Ok(_) => Some("too-large"),
+            Err(_) => Some("broken"),
+        };
+        if let Some(reason) = skip {
+            let line = serde_json::json!({"request_id": tee.request_id, "event": "cache-skip", "reason": reason});
+            self.log(&line.to_string());
+        }
+        stream
     }
 
     fn log(&self, line: &str) {

@@ -7,7 +7,7 @@ use futures_util::future::{select, Either};
 use http::{Request, Response};
 use portcullis_core::phase::ratelimit::{admit, Gcra, Quota, Verdict};
 use portcullis_core::{
-    Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, UnixMillis, HEADER_ROOM,
+    Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis, HEADER_ROOM,
 };
 use spin_sdk::experimental::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::experimental::wasi::keyvalue::store::{self, Bucket};
@@ -377,6 +377,10 @@ impl Host for SpinHost {
             }
         };
         Ok(Response::from_parts(parts, body))
+    }
+
+    fn tee(&self, stream: SpinStream, tee: Tee) -> SpinStream {
+        stream.teed(tee)
     }
 
     fn log(&self, line: &str) {

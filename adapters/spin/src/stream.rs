@@ -2,11 +2,13 @@
 //! client's request body or an upstream's response body, as wasi:http@0.3 hands it over, read
 //! frame by frame as the other side pulls. Two guards ride on it: an upload is cut past the
 //! route's limit, and an upstream's body that sends nothing for the idle timeout is cut (with a
-//! log line).
+//! log line). A cached route's answer is copied on its way and stored when it has ended within
+//! the limit, before its end reaches the client ([`SpinStream::teed`]).
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
+use portcullis_core::Tee;
 use spin_sdk::wasip3::http::types::ErrorCode;
 use std::cell::Cell;
 use std::future::Future;
@@ -26,6 +28,10 @@ pub struct SpinStream {
     /// The idle timeout, the timer running while a frame is awaited, and the log line to write
     /// when it fires.
     idle: Option<(Duration, Option<Timer>, String)>,
+    /// A copy on its way to the store, and the body so far.
+    tee: Option<(Tee, bytes::BytesMut)>,
+    /// The copy's store write, once the body has ended: the end waits for it.
+    writing: Option<Timer>,
 }
 
 impl SpinStream {
@@ -34,7 +40,55 @@ impl SpinStream {
             inner: Box::pin(body),
             cap: None,
             idle: None,
+            tee: None,
+            writing: None,
         }
+    }
+
+    /// Copied to the store on its way: see [`portcullis_core::Host::tee`].
+    pub fn teed(mut self, tee: Tee) -> SpinStream {
+        self.tee = Some((tee, bytes::BytesMut::new()));
+        self
+    }
+
+    /// Drops the copy, with a `cache-skip` line saying why.
+    fn skip(&mut self, reason: &str) {
+        if let Some((tee, _)) = self.tee.take() {
+            println!(
+                "{{\"request_id\":{:?},\"event\":\"cache-skip\",\"reason\":\"{reason}\",\"limit\":{}}}",
+                tee.request_id, tee.limit
+            );
+        }
+    }
+
+    /// Keeps a copy of `frame`'s data while it fits the tee's limit.
+    fn copy(&mut self, frame: &Frame<Bytes>) {
+        let Some((tee, buf)) = &mut self.tee else {
+            return;
+        };
+        let data = frame.data_ref().map_or(&[][..], |d| &d[..]);
+        if buf.len() + data.len() > tee.limit {
+            self.skip("too-large");
+        } else {
+            buf.extend_from_slice(data);
+        }
+    }
+
+    /// The store write of a copy that ended whole.
+    fn store_write(&mut self) -> Option<Timer> {
+        let (tee, body) = self.tee.take()?;
+        Some(Box::pin(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let mut entry = tee.head;
+            entry.extend_from_slice(&body);
+            let value = crate::expiry::wrap(&entry, now + u64::from(tee.ttl_s) * 1000);
+            // a failed write only costs a later miss
+            if let Ok(store) = spin_sdk::key_value::Store::open_default().await {
+                let _ = store.set(&tee.key, value).await;
+            }
+        }))
     }
 
     /// Bytes the gateway made (a refusal, a fixed or cached answer).
@@ -65,8 +119,30 @@ impl Body for SpinStream {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
         let this = self.get_mut();
+        if let Some(write) = &mut this.writing {
+            // the body has ended: its end goes out once the copy is stored
+            if write.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.writing = None;
+            return Poll::Ready(None);
+        }
         match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(None) => match this.store_write() {
+                Some(write) => {
+                    this.writing = Some(write);
+                    Pin::new(this).poll_frame(cx)
+                }
+                None => Poll::Ready(None),
+            },
+            Poll::Ready(Some(Err(e))) => {
+                this.skip("broken");
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Ready(frame) => {
+                if let Some(Ok(f)) = &frame {
+                    this.copy(f);
+                }
                 if let Some((_, timer, _)) = &mut this.idle {
                     *timer = None; // the next wait starts its own
                 }
@@ -90,6 +166,7 @@ impl Body for SpinStream {
                     return Poll::Pending;
                 }
                 println!("{log}");
+                this.skip("broken");
                 // the upstream's body is dropped, which closes its stream
                 this.inner = Box::pin(http_body_util::Empty::new().map_err(|never| match never {}));
                 this.idle = None;

@@ -64,7 +64,8 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         Some(stream) => Body::Stream(stream),
         None => Body::default(),
     };
-    let host = WorkersHost::new(env);
+    let context: &JsValue = ctx.as_ref();
+    let host = WorkersHost::new(env, context.clone());
     let res = gateway
         .handle(http::Request::from_parts(head, body), client, &host)
         .await;

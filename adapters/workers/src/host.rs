@@ -1,11 +1,10 @@
 //! The core's [`Host`] port over Workers: KV, Durable Objects, the Cache API and `fetch`.
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Quota, RefusalMemo, Verdict};
 use portcullis_core::{
-    Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, UnixMillis,
+    Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis,
 };
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
@@ -40,6 +39,8 @@ thread_local! {
 
 pub struct WorkersHost {
     env: Env,
+    /// The request's `ExecutionContext`, for `waitUntil` (a streamed answer's cache write).
+    ctx: JsValue,
     /// Cached responses (`cache:` keys) go to the colo-local Cache API instead of KV.
     cache_api: bool,
     /// The access-log lines of this request not yet written, each but the last followed by a
@@ -48,13 +49,14 @@ pub struct WorkersHost {
 }
 
 impl WorkersHost {
-    pub fn new(env: Env) -> WorkersHost {
+    pub fn new(env: Env, ctx: JsValue) -> WorkersHost {
         let cache_api = env
             .var(CACHE_VAR)
             .map(|v| v.to_string() == "cache-api")
             .unwrap_or(false);
         WorkersHost {
             env,
+            ctx,
             cache_api,
             log_lines: RefCell::new(String::new()),
         }
@@ -296,6 +298,45 @@ impl Host for WorkersHost {
         Ok(out)
     }
 
+    fn tee(&self, stream: ReadableStream, tee: Tee) -> ReadableStream {
+        let Tee {
+            key,
+            head,
+            ttl_s,
+            limit,
+            declared,
+            request_id,
+        } = tee;
+        let (env, ctx, cache_api) = (self.env.clone(), self.ctx.clone(), self.cache_api);
+        // called once, with the whole body, when the stream has ended within the limit
+        let store = wasm_bindgen::closure::Closure::once_into_js(
+            move |body: js_sys::Uint8Array| -> js_sys::Promise {
+                worker::wasm_bindgen_futures::future_to_promise(async move {
+                    let host = WorkersHost {
+                        env,
+                        ctx,
+                        cache_api,
+                        log_lines: RefCell::default(),
+                    };
+                    let mut entry = head;
+                    entry.extend(body.to_vec());
+                    // a failed write only costs a later miss
+                    let _ = host.store_put(&key, entry, ttl_s).await;
+                    Ok(JsValue::UNDEFINED)
+                })
+            },
+        );
+        let length = declared.map_or(-1.0, |n| n as f64);
+        tee_to_store(
+            &stream,
+            limit as f64,
+            length,
+            &request_id,
+            &self.ctx,
+            &store,
+        )
+    }
+
     /// Kept for the entry to write once the answer has gone ([`WorkersHost::take_log_lines`]).
     fn log(&self, line: &str) {
         let mut lines = self.log_lines.borrow_mut();
@@ -314,19 +355,17 @@ async fn body_bytes(res: &web_sys::Response) -> Result<Vec<u8>, JsValue> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// Reads a stream, but never more than one byte past `limit`: reading stops there and the
-/// stream is cancelled, so a peer cannot make the isolate hold more than the config allows.
+/// Reads a stream whole in JS ([`read_all`]), but never past `limit`: reading stops there and the
+/// stream is cancelled, so a peer cannot make the isolate hold more than the config allows. One
+/// crossing of the JS boundary for the whole body, not one per chunk.
 pub(crate) async fn read_capped(stream: ReadableStream, limit: usize) -> Result<Bytes, ReadError> {
-    let mut body = worker::Body::new(stream);
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ReadError::Broken(e.to_string()))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(ReadError::TooLarge { limit });
-        }
-        buf.extend_from_slice(&chunk);
+    let read = JsFuture::from(read_all(&stream, limit as f64))
+        .await
+        .map_err(|e| ReadError::Broken(format!("{}", worker::Error::from(e))))?;
+    if read.is_null() {
+        return Err(ReadError::TooLarge { limit });
     }
-    Ok(buf.freeze())
+    Ok(js_sys::Uint8Array::new(&read).to_vec().into())
 }
 
 /// What [`upstream_fetch`] rejects with when its head timer fires.
@@ -359,6 +398,83 @@ export function upstreamFetch(url, init, upload, cap, headMs) {
   );
 }
 
+export async function readAll(stream, limit) {
+  const reader = stream.getReader();
+  const parts = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > limit) {
+      reader.cancel("over the limit").catch(() => {});
+      return null;
+    }
+    parts.push(value);
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.byteLength; }
+  return out;
+}
+
+function keepLength(stream, length) {
+  if (length < 0) return stream;
+  // a declared length goes on to the client (a plain stream would be sent chunked)
+  const fixed = new FixedLengthStream(length);
+  stream.pipeTo(fixed.writable).catch(() => {});
+  return fixed.readable;
+}
+
+export function teeToStore(body, limit, length, requestId, ctx, store) {
+  const reader = body.getReader();
+  let parts = [];
+  let n = 0;
+  const skip = (reason) => {
+    if (!parts) return;
+    parts = null;
+    console.log(JSON.stringify({ request_id: requestId, event: "cache-skip", reason, limit }));
+  };
+  const copied = new ReadableStream({
+    async pull(out) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        skip("broken");
+        out.error(e);
+        return;
+      }
+      if (chunk.done) {
+        if (parts) {
+          const all = new Uint8Array(n);
+          let at = 0;
+          for (const p of parts) { all.set(p, at); at += p.byteLength; }
+          parts = null;
+          // stored before the end reaches the client, as on Spin: the next request finds it
+          const written = store(all);
+          ctx.waitUntil(written);
+          await written.catch(() => {});
+        }
+        out.close();
+        return;
+      }
+      const v = chunk.value;
+      if (parts) {
+        n += v.byteLength;
+        if (n > limit) skip("too-large");
+        else parts.push(v.slice());
+      }
+      out.enqueue(v);
+    },
+    cancel(reason) {
+      skip("cancelled");
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return keepLength(copied, length);
+}
+
 export function passOn(body, idleMs, requestId, url, length) {
   const reader = body.getReader();
   const watched = new ReadableStream({
@@ -380,11 +496,7 @@ export function passOn(body, idleMs, requestId, url, length) {
     },
     cancel(reason) { return reader.cancel(reason); },
   }, { highWaterMark: 0 });
-  if (length < 0) return watched;
-  // a declared length goes on to the client (a plain stream would be sent chunked)
-  const fixed = new FixedLengthStream(length);
-  watched.pipeTo(fixed.writable).catch(() => {});
-  return fixed.readable;
+  return keepLength(watched, length);
 }"#)]
 extern "C" {
     /// `fetch(url, init)` whose timer covers the time to the response's head only (the
@@ -405,6 +517,25 @@ extern "C" {
     /// for `idle_ms` while the client waits. A `length` of 0 or more is the body's declared
     /// length, which the stream keeps (a body that ends short of it errors, and the client's
     /// connection is reset).
+    /// The whole stream as one `Uint8Array`, or `null` once it passes `limit` bytes (then it is
+    /// cancelled); rejects when the stream errors.
+    #[wasm_bindgen(js_name = readAll)]
+    fn read_all(stream: &ReadableStream, limit: f64) -> js_sys::Promise;
+
+    /// `body` passed on as it is (its declared `length` kept when 0 or more) while a copy of
+    /// up to `limit` bytes is kept: at its end, `store` is called with the copy, and the end
+    /// reaches the client once it is stored (under `ctx.waitUntil` too). Past the limit, broken
+    /// off or cancelled, nothing is stored and a `cache-skip` line is logged.
+    #[wasm_bindgen(js_name = teeToStore)]
+    fn tee_to_store(
+        body: &ReadableStream,
+        limit: f64,
+        length: f64,
+        request_id: &str,
+        ctx: &JsValue,
+        store: &JsValue,
+    ) -> ReadableStream;
+
     #[wasm_bindgen(js_name = passOn)]
     fn pass_on(
         body: &ReadableStream,

@@ -1119,8 +1119,19 @@ pub fn compile(
                     credential_query.extend(set.query.clone());
                 }
             }
+            if !(1..=raw::CACHE_MAX_BYTES_LIMIT).contains(&c.max_bytes) {
+                refuse!(
+                    e,
+                    format!("{path}.cache.max_bytes"),
+                    format!(
+                        "must be between 1 and {} (25 MiB, the largest value Workers KV stores)",
+                        raw::CACHE_MAX_BYTES_LIMIT
+                    ),
+                );
+            }
             cache::CacheRule {
                 ttl_s: c.ttl_s,
+                max_bytes: usize::try_from(c.max_bytes).unwrap_or(usize::MAX),
                 key_headers,
                 per_consumer: c.per_consumer,
                 fail_open: c.fail == raw::FailMode::Open,

@@ -416,7 +416,7 @@ embed_struct! {
         claims: BTreeMap<String, Value>,
     }
     RouteCache => RouteCacheStatic {
-        ttl_s: u32, key_headers: Vec<String>, per_consumer: bool, fail: FailMode,
+        ttl_s: u32, key_headers: Vec<String>, per_consumer: bool, fail: FailMode, max_bytes: u64,
     }
     Validation => ValidationStatic {
         path: BTreeMap<String, ParamSpec>, query: BTreeMap<String, ParamSpec>,

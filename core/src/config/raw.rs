@@ -605,7 +605,19 @@ pub struct RouteCache {
     /// When the cache store fails: `open` goes to the backend, `closed` answers 503.
     #[serde(default = "open")]
     pub fail: FailMode,
+    /// Longest response body stored, in bytes (default 8 MiB, at most 25 MiB, Workers KV's
+    /// value limit). A response streams to the client while a copy goes to the store; one
+    /// longer than this is passed on and not stored (the log says so).
+    #[serde(default = "default_cache_max_bytes")]
+    pub max_bytes: u64,
 }
+
+fn default_cache_max_bytes() -> u64 {
+    8 << 20
+}
+
+/// The highest `cache.max_bytes` a route may set.
+pub const CACHE_MAX_BYTES_LIMIT: u64 = 25 << 20;
 
 /// Request checks for a route.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -11,6 +11,7 @@ use {
     super::upstream::Outbound,
     crate::body::Body,
     crate::config::Route,
+    crate::host::Tee,
     crate::phase::observe::Phase,
     crate::problem::Reject,
     bytes::Bytes,
@@ -99,10 +100,12 @@ impl Gateway {
     }
 
     /// After the backend (6): a miss's answer stored when it may be (a failed write only costs
-    /// a later miss), and an unsafe request's URIs invalidated.
+    /// a later miss), and an unsafe request's URIs invalidated. A streamed answer is copied to
+    /// the store as it goes to the client ([`Host::tee`]), unless its declared length is over
+    /// the rule's `max_bytes`.
     #[cfg(feature = "response-cache")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn after_upstream<S, H: Host>(
+    pub(super) async fn after_upstream<S, H: Host<Stream = S>>(
         &self,
         miss: Option<Miss<'_>>,
         res: Response<Body<S>>,
@@ -112,16 +115,52 @@ impl Gateway {
         ctx: &mut Ctx<'_>,
         host: &H,
     ) -> Response<Body<S>> {
-        let (head, body) = res.into_parts();
-        let mut head = head;
-        if let (Some(miss), Body::Bytes(bytes)) = (miss, &body) {
-            // a cached route has its upstream's body read
-            let view = Response::from_parts(head, bytes.clone());
-            if let Some((entry, ttl)) = cache::store(miss.rule, &miss.probe, &view, host.now()) {
-                let _ = host.store_put(&miss.key.entry, entry, ttl).await;
+        let (mut head, body) = res.into_parts();
+        let body = match (miss, body) {
+            (Some(miss), Body::Bytes(bytes)) => {
+                // a route that edits the answer's JSON has it read
+                let view = Response::from_parts(head, bytes);
+                if let Some((entry, ttl)) = cache::store(miss.rule, &miss.probe, &view, host.now())
+                {
+                    let _ = host.store_put(&miss.key.entry, entry, ttl).await;
+                }
+                let (view_head, bytes) = view.into_parts();
+                head = view_head;
+                Body::Bytes(bytes)
             }
-            head = view.into_parts().0;
-        }
+            (Some(miss), Body::Stream(stream)) => {
+                let t = host.monotonic_us();
+                let now = host.now();
+                let rule = miss.rule;
+                let declared = head
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                let entry = cache::entry_head(rule, &miss.probe, head.status, &head.headers, now);
+                match entry {
+                    Some(_) if declared.is_some_and(|n| n > rule.max_bytes as u64) => {
+                        ctx.log.cache = Some("bypass");
+                        ctx.mark(Phase::Cache, "bypass:too-large", t, host);
+                        Body::Stream(stream)
+                    }
+                    Some((entry, ttl_s)) => Body::Stream(host.tee(
+                        stream,
+                        Tee {
+                            key: miss.key.entry,
+                            head: entry,
+                            ttl_s,
+                            limit: rule.max_bytes,
+                            declared: declared.filter(|_| {
+                                !head.headers.contains_key(http::header::CONTENT_ENCODING)
+                            }),
+                            request_id: ctx.request_id.to_string(),
+                        },
+                    )),
+                    None => Body::Stream(stream),
+                }
+            }
+            (None, body) => body,
+        };
         if self.config.caches_responses {
             self.invalidate(method, path, query, head.status, &head.headers, ctx, host)
                 .await;

@@ -155,7 +155,7 @@ impl Gateway {
 
     /// Step 6, the backend: one attempt, or more for an idempotent request without a streamed body,
     /// after a connect error or a retryable status. The body is passed on as the upstream's
-    /// stream unless the route caches it or transforms its JSON.
+    /// stream unless the route transforms its JSON (a cached one is copied as it streams).
     pub(super) async fn call_upstream<S, H: Host<Stream = S>>(
         &self,
         r: &Route,
@@ -173,7 +173,7 @@ impl Gateway {
         let t = host.monotonic_us();
         let retries = route::is_idempotent(method) && !matches!(body, Body::Stream(_));
         let attempts = 1 + if retries { upstream.retries } else { 0 };
-        let reads = r.cache.is_some() || r.response.as_ref().is_some_and(|t| t.has_json());
+        let reads = r.response.as_ref().is_some_and(|t| t.has_json());
         let exchange = Exchange {
             timeout_ms: upstream.timeout_ms,
             idle_timeout_ms: upstream.idle_timeout_ms,

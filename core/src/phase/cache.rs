@@ -46,6 +46,8 @@ pub struct CacheRule {
     pub credential_headers: Vec<HeaderName>,
     /// Query parameters that carry a credential the route knows (its API-key parameter).
     pub credential_query: Vec<String>,
+    /// The longest body stored.
+    pub max_bytes: usize,
 }
 
 /// The store key holding the current cache generation.
@@ -267,11 +269,29 @@ pub fn store(
     res: &Response<Bytes>,
     now: UnixMillis,
 ) -> Option<(Vec<u8>, u32)> {
+    if res.body().len() > rule.max_bytes {
+        return None;
+    }
+    let (mut entry, ttl) = entry_head(rule, req, res.status(), res.headers(), now)?;
+    entry.extend_from_slice(res.body());
+    Some((entry, ttl))
+}
+
+#[cfg(feature = "response-cache")]
+/// Whether a backend response with this head may be stored, judged before its body is read: the
+/// start of its entry (the body follows it) and its TTL.
+pub fn entry_head(
+    rule: &CacheRule,
+    req: &Request<Bytes>,
+    status: http::StatusCode,
+    headers: &HeaderMap,
+    now: UnixMillis,
+) -> Option<(Vec<u8>, u32)> {
     // HEAD is served from GET entries, but its own (bodiless) answer must never fill one
     if req.method() != Method::GET {
         return None;
     }
-    let mut h = res.headers().clone();
+    let mut h = headers.clone();
     clamp_freshness(&mut h);
     if !rule.per_consumer
         && (h.contains_key(header::SET_COOKIE) || cache_control_has(&h, "private"))
@@ -287,13 +307,13 @@ pub fn store(
     // the route's TTL applies where the backend says nothing about freshness and RFC 9111 lets
     // a cache choose a lifetime
     let mut judged = Response::new(());
-    *judged.status_mut() = res.status();
+    *judged.status_mut() = status;
     *judged.headers_mut() = h.clone();
     let explicit = cache_control_has(&h, "max-age")
         || cache_control_has(&h, "s-maxage")
         || cache_control_has(&h, "no-cache")
         || h.contains_key(header::EXPIRES);
-    if !explicit && rule.ttl_s > 0 && heuristically_cacheable(res.status()) {
+    if !explicit && rule.ttl_s > 0 && heuristically_cacheable(status) {
         let v = HeaderValue::from_str(&format!("s-maxage={}", rule.ttl_s)).ok()?;
         judged.headers_mut().append(header::CACHE_CONTROL, v);
     }
@@ -315,7 +335,7 @@ pub fn store(
     let meta = Meta {
         policy,
         stored_ms: now,
-        status: res.status().as_u16(),
+        status: status.as_u16(),
         headers: h
             .iter()
             .filter(|(k, _)| *k != header::SET_COOKIE)
@@ -324,7 +344,6 @@ pub fn store(
     };
     let mut out = serde_json::to_vec(&meta).ok()?;
     out.push(b'\n');
-    out.extend_from_slice(res.body());
     Some((out, u32::try_from(ttl).unwrap_or(MAX_TTL_S)))
 }
 
@@ -475,6 +494,7 @@ mod tests {
             fail_open: true,
             credential_headers: vec![HeaderName::from_static("x-api-key")],
             credential_query: vec!["api_key".into()],
+            max_bytes: 1 << 20,
         }
     }
 
