@@ -104,14 +104,18 @@ impl Reject {
     /// The RFC 9457 response for this rejection.
     pub fn to_response(&self, request_id: &str) -> Response<Bytes> {
         let status = self.status();
-        let body = serde_json::json!({
-            "type": format!("urn:portcullis:problem:{}", self.code()),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": self.to_string(),
-            "request_id": request_id,
-        });
-        let mut res = Response::new(Bytes::from(body.to_string()));
+        // written by hand, keys in the order serde_json's map would give them: a `json!` value
+        // links its map and serializer into the worker for this alone
+        let mut body = String::with_capacity(192);
+        let mut w = crate::phase::observe::Json(&mut body);
+        w.str_field("{\"detail\":", &self.to_string());
+        w.str_field(",\"request_id\":", request_id);
+        w.num_field(",\"status\":", u64::from(status.as_u16()));
+        w.str_field(",\"title\":", status.canonical_reason().unwrap_or("Error"));
+        w.raw(",\"type\":\"urn:portcullis:problem:");
+        w.raw(self.code());
+        w.raw("\"}");
+        let mut res = Response::new(Bytes::from(body));
         *res.status_mut() = status;
         let h = res.headers_mut();
         h.insert(
@@ -223,6 +227,27 @@ mod tests {
                 "request_id": "rid-1",
             })
         );
+    }
+
+    #[test]
+    fn problem_body_is_the_bytes_serde_json_writes() {
+        // details carry client text: quotes, backslashes, control and non-ASCII characters
+        for r in [
+            Reject::InvalidBody("at /a: \"x\\y\"\n\u{1}é is not valid".into()),
+            Reject::NotFound,
+            Reject::BodyTooLarge { limit: 1 << 20 },
+        ] {
+            let res = r.to_response("rid\"1");
+            let want = serde_json::json!({
+                "type": format!("urn:portcullis:problem:{}", r.code()),
+                "title": r.status().canonical_reason().unwrap_or("Error"),
+                "status": r.status().as_u16(),
+                "detail": r.to_string(),
+                "request_id": "rid\"1",
+            })
+            .to_string();
+            assert_eq!(String::from_utf8_lossy(res.body()), want);
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ thread_local! {
 pub struct WorkersHost {
     env: Env,
     /// The request's `ExecutionContext`, for `waitUntil` (a streamed answer's cache write).
+    #[cfg_attr(not(feature = "response-cache"), allow(dead_code))]
     ctx: JsValue,
     /// Cached responses (`cache:` keys) go to the colo-local Cache API instead of KV.
     cache_api: bool,
@@ -298,6 +299,14 @@ impl Host for WorkersHost {
         Ok(out)
     }
 
+    #[cfg(not(feature = "response-cache"))]
+    fn tee(&self, stream: ReadableStream, _: Tee) -> ReadableStream {
+        // a build without `response-cache` has no cached routes, so the core never asks; the
+        // closure below would be linked all the same (wasm-bindgen keeps closures alive)
+        stream
+    }
+
+    #[cfg(feature = "response-cache")]
     fn tee(&self, stream: ReadableStream, tee: Tee) -> ReadableStream {
         let Tee {
             key,

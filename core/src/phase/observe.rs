@@ -217,26 +217,26 @@ impl<'a> AccessLog<'a> {
     }
 }
 
-/// A minimal JSON writer for the access log.
-struct Json<'s>(&'s mut String);
+/// A minimal JSON writer for the access log and problem documents.
+pub(crate) struct Json<'s>(pub(crate) &'s mut String);
 
 impl Json<'_> {
     // The constant pieces are inlined so that each is copied at its known length rather than
     // through a call to `memcpy`; the values go through the shared code below.
     #[inline(always)]
-    fn raw(&mut self, s: &str) {
+    pub(crate) fn raw(&mut self, s: &str) {
         self.0.push_str(s);
     }
 
     /// `key` is the key with its punctuation, e.g. `,"status":`.
     #[inline(always)]
-    fn num_field(&mut self, key: &str, v: u64) {
+    pub(crate) fn num_field(&mut self, key: &str, v: u64) {
         self.0.push_str(key);
         self.number(v);
     }
 
     #[inline(always)]
-    fn str_field(&mut self, key: &str, v: &str) {
+    pub(crate) fn str_field(&mut self, key: &str, v: &str) {
         self.0.push_str(key);
         self.string(v);
     }
