@@ -49,8 +49,9 @@ if [ "$crate" = adapters/workers ]; then
     features="$features,asymmetric-jwt"
   # SHA-512 for HS384/HS512: when the config names them, or has a JWKS (which may hold such keys)
   printf '%s\n' "$text" | grep -Eq 'jwks_url|HS384|HS512' && features="$features,hs384-hs512"
-  # response caching (RFC 9111 rules and date parsing): only when a route sets `cache`
-  printf '%s\n' "$text" | grep -Eq '(^|[^a-z_])cache[[:space:]]*[=.]|\.cache[[:space:]]*\]' &&
+  # response caching (RFC 9111 rules and date parsing): only when a route sets `cache` or
+  # purges it
+  printf '%s\n' "$text" | grep -Eq '(^|[^a-z_])cache[[:space:]]*[=.]|\.cache[[:space:]]*\]|purge_cache' &&
     features="$features,response-cache"
 fi
 

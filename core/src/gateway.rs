@@ -12,6 +12,7 @@
 //! are in the submodules: `inbound` (1–2), `identity` (3–4), `upstream` (5–6), `cached` (6).
 
 use crate::body::Body;
+#[cfg(feature = "response-cache")]
 use crate::config::raw::AdminAction;
 use crate::config::{Action, Config, Route};
 use crate::host::Host;
@@ -25,6 +26,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response
 use std::cell::RefCell;
 use std::rc::Rc;
 
+#[cfg(feature = "response-cache")]
 mod cached;
 mod identity;
 mod inbound;
@@ -279,7 +281,11 @@ impl Gateway {
         // 5. route
         let upstream = match &r.action {
             Action::Respond(fixed) => return Ok(self.respond(r, fixed, method, ctx, host)),
+            #[cfg(feature = "response-cache")]
             Action::Admin(AdminAction::PurgeCache) => return self.purge_action(r, ctx, host).await,
+            // a build without the cache refuses admin routes when it loads the config
+            #[cfg(not(feature = "response-cache"))]
+            Action::Admin(_) => return Err(Reject::Unavailable),
             Action::Proxy(i) => &self.config.upstreams[*i],
         };
         let out = self.outbound(

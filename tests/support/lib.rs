@@ -113,14 +113,17 @@ pub fn send(gw: &Gateway, host: &MemoryHost, r: Request<Bytes>, from: &str) -> R
 }
 
 /// Runs one request from `client`, as an adapter hands it over: a body as the platform's stream
-/// (in 4 KiB chunks), none as empty bytes. The answer's body is read to its end.
+/// (in 4 KiB chunks) when its `Content-Length`, if any, is its length (a runtime hands over no
+/// other stream), else as bytes; none as empty bytes. The answer's body is read to its end.
 pub fn send_as(
     gw: &Gateway,
     host: &MemoryHost,
     r: Request<Bytes>,
     client: Client,
 ) -> Response<Bytes> {
-    let r = r.map(|b| match b.is_empty() {
+    let declared = r.headers().get(http::header::CONTENT_LENGTH);
+    let framed = declared.is_none_or(|cl| cl.as_bytes() == r.body().len().to_string().as_bytes());
+    let r = r.map(|b| match b.is_empty() || !framed {
         true => Body::Bytes(b),
         false => Body::Stream(MemoryStream::chunked(&b, 4096)),
     });

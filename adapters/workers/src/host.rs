@@ -74,8 +74,10 @@ impl WorkersHost {
             .map_err(|e| HostError(format!("KV binding {KV}: {e}")))
     }
 
+    /// Whether `key` is a cached response kept in the Cache API. A build without
+    /// `response-cache` has no such keys, and links none of the Cache API code.
     fn in_cache_api(&self, key: &str) -> bool {
-        self.cache_api && key.starts_with("cache:")
+        cfg!(feature = "response-cache") && self.cache_api && key.starts_with("cache:")
     }
 }
 

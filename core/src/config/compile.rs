@@ -925,6 +925,12 @@ pub fn compile(
                         );
                     }
                 }
+                if !cfg!(feature = "response-cache") {
+                    refuse!(e,
+                        format!("{path}.admin"),
+                        "this build has no response cache to purge (cargo feature `response-cache` is off)",
+                    );
+                }
                 let safe = |m: &str| ["GET", "HEAD", "OPTIONS", "TRACE"].contains(&m);
                 if r.methods.is_empty() || r.methods.iter().any(|m| safe(m)) {
                     refuse!(e,

@@ -222,7 +222,7 @@ pub struct BuildFeatures {
     pub asymmetric_jwt: bool,
     /// `hs384-hs512`: HS384 and HS512 tokens.
     pub hs384_hs512: bool,
-    /// `response-cache`: routes with `cache`.
+    /// `response-cache`: routes with `cache`, and the `purge_cache` admin action.
     pub response_cache: bool,
 }
 
@@ -318,6 +318,9 @@ impl Config {
             for (i, r) in raw.routes.iter().enumerate() {
                 if r.cache.is_some() {
                     missing.push(format!("{file}: routes[{i}].cache: this build has no response cache (cargo feature `response-cache` is off)\n"));
+                }
+                if r.admin.is_some() {
+                    missing.push(format!("{file}: routes[{i}].admin: this build has no response cache to purge (cargo feature `response-cache` is off)\n"));
                 }
             }
         }

@@ -1,26 +1,21 @@
 //! Step 6, the cache: a lookup before the backend, the answer stored after it, the URIs an
 //! unsafe request changed marked invalid, and the purge action's new generation.
 
-#[cfg(feature = "response-cache")]
-use super::Ctx;
-use super::Gateway;
-use crate::host::Host;
+//! Built only with `response-cache`: a build without it refuses configs that cache or purge.
+
+use super::upstream::Outbound;
+use super::{Ctx, Gateway};
+use crate::body::Body;
+use crate::config::Route;
+use crate::host::{Host, Tee};
 use crate::phase::cache;
-#[cfg(feature = "response-cache")]
-use {
-    super::upstream::Outbound,
-    crate::body::Body,
-    crate::config::Route,
-    crate::host::Tee,
-    crate::phase::observe::Phase,
-    crate::problem::Reject,
-    bytes::Bytes,
-    http::{Method, Request, Response},
-    std::borrow::Cow,
-};
+use crate::phase::observe::Phase;
+use crate::problem::Reject;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response};
+use std::borrow::Cow;
 
 /// What the cache had for a request.
-#[cfg(feature = "response-cache")]
 pub(super) enum Lookup<'r> {
     Hit(Response<Bytes>),
     /// Not there: where to store the answer.
@@ -29,7 +24,6 @@ pub(super) enum Lookup<'r> {
 }
 
 /// A miss: the rule, the key to store the answer under, and the request as the cache saw it.
-#[cfg(feature = "response-cache")]
 pub(super) struct Miss<'r> {
     rule: &'r cache::CacheRule,
     key: cache::CacheKey,
@@ -40,7 +34,6 @@ impl Gateway {
     /// Looks the request up in the cache (6): the request as the cache sees it is absolute,
     /// with the scheme and authority the gateway forwards and the headers that go upstream. A
     /// store failure follows the rule's fail mode: open bypasses the cache, closed is 503.
-    #[cfg(feature = "response-cache")]
     pub(super) async fn cache_lookup<'r, S, H: Host>(
         &self,
         r: &'r Route,
@@ -103,7 +96,6 @@ impl Gateway {
     /// a later miss), and an unsafe request's URIs invalidated. A streamed answer is copied to
     /// the store as it goes to the client ([`Host::tee`]), unless its declared length is over
     /// the rule's `max_bytes`.
-    #[cfg(feature = "response-cache")]
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn after_upstream<S, H: Host<Stream = S>>(
         &self,
@@ -171,7 +163,6 @@ impl Gateway {
     /// After an unsafe request answered 2xx/3xx, marks its target URI and its `Location` and
     /// `Content-Location` on the same authority as invalidated (RFC 9111 §4.4): entries stored
     /// before the mark are not served again. A failed write is logged, not an error.
-    #[cfg(feature = "response-cache")]
     #[allow(clippy::too_many_arguments)]
     async fn invalidate<H: Host>(
         &self,
@@ -205,6 +196,32 @@ impl Gateway {
         ctx.mark(Phase::Cache, decision, t, host);
     }
 
+    /// Step 5, route: the `purge_cache` admin action.
+    pub(super) async fn purge_action<S, H: Host>(
+        &self,
+        r: &Route,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Result<Response<Body<S>>, Reject> {
+        let t = host.monotonic_us();
+        let purged = self.purge_cache(host).await;
+        let decision = match purged {
+            Ok(_) => "admin:purge_cache",
+            Err(_) => "admin:store-error",
+        };
+        ctx.mark(Phase::Route, decision, t, host);
+        let generation = purged.map_err(|_| Reject::Unavailable)?;
+        let body = format!("{{\"action\":\"purge_cache\",\"generation\":{generation}}}");
+        let mut res = Response::new(Body::Bytes(Bytes::from(body)));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(self.process_response(r, res, ctx, host))
+    }
+
     /// Purges every cached response by moving to a new cache generation; returns it.
     pub async fn purge_cache<H: Host>(&self, host: &H) -> Result<u64, crate::host::HostError> {
         let current = cache_generation(host).await?;
@@ -221,7 +238,6 @@ impl Gateway {
 
 /// `scheme://authority/path?query` as the gateway forwards and keys the request (`http` and
 /// `gateway` when the request named neither).
-#[cfg(feature = "response-cache")]
 fn absolute_uri(ctx: &Ctx<'_>, path: &str, query: Option<&str>) -> http::Uri {
     let scheme = ctx.scheme.unwrap_or("http");
     let authority = ctx.authority.unwrap_or("gateway");

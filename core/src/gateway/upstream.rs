@@ -11,7 +11,7 @@ use crate::phase::route::Matched;
 use crate::phase::{forward, route, transform};
 use crate::problem::Reject;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use std::borrow::Cow;
 
 /// The request as it goes upstream, but for the target, which each attempt picks.
@@ -61,32 +61,6 @@ impl Gateway {
         *res.status_mut() = fixed.status;
         *res.headers_mut() = fixed.headers.clone();
         self.process_response(r, res, ctx, host)
-    }
-
-    /// Step 5, route: the `purge_cache` admin action.
-    pub(super) async fn purge_action<S, H: Host>(
-        &self,
-        r: &Route,
-        ctx: &mut Ctx<'_>,
-        host: &H,
-    ) -> Result<Response<Body<S>>, Reject> {
-        let t = host.monotonic_us();
-        let purged = self.purge_cache(host).await;
-        let decision = match purged {
-            Ok(_) => "admin:purge_cache",
-            Err(_) => "admin:store-error",
-        };
-        ctx.mark(Phase::Route, decision, t, host);
-        let generation = purged.map_err(|_| Reject::Unavailable)?;
-        let body = format!("{{\"action\":\"purge_cache\",\"generation\":{generation}}}");
-        let mut res = Response::new(Body::Bytes(Bytes::from(body)));
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        Ok(self.process_response(r, res, ctx, host))
     }
 
     /// Step 5, route: the request as it goes to `upstream`: what no client may say removed, the

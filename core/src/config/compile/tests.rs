@@ -166,6 +166,41 @@ cache = { ttl_s = 5 }
 }
 
 #[test]
+fn a_purge_route_needs_a_build_with_the_response_cache() {
+    let src = r#"
+[auth.api_keys.ops]
+keys = [{ consumer = "ops", sha256 = "f5e368bcc22b06c39f3db394d0918fd5d5d29c887810a98e99b01196323d7540" }]
+
+[[routes]]
+name = "purge"
+methods = ["POST"]
+path = "/purge"
+admin = "purge_cache"
+auth = { api_key = "ops" }
+"#;
+    if !cfg!(feature = "response-cache") {
+        assert_eq!(
+            errors(src),
+            "gateway.toml:9:9 routes[0].admin: this build has no response cache to purge (cargo feature `response-cache` is off)\n1 error; nothing was loaded\n"
+        );
+        return;
+    }
+    assert!(
+        Config::from_toml(src).is_ok(),
+        "{:?}",
+        Config::from_toml(src).err()
+    );
+    let without = crate::config::BuildFeatures {
+        response_cache: false,
+        ..crate::config::BuildFeatures::ALL
+    };
+    assert_eq!(
+        Config::embed(src, "g.toml", without).unwrap_err(),
+        "g.toml: routes[0].admin: this build has no response cache to purge (cargo feature `response-cache` is off)\n1 error; nothing was built\n"
+    );
+}
+
+#[test]
 fn path_checks() {
     let src = r#"
 [[routes]]
@@ -380,6 +415,7 @@ gateway.toml:19:10 rate_limits.thin.shards: 4 shards cannot each hold a part of 
 }
 
 #[test]
+#[cfg(feature = "response-cache")] // without it every admin route is refused (the test above)
 fn admin_routes_need_auth_and_state_changing_methods() {
     let src = r#"
 [auth.api_keys.ops]
