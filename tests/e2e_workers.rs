@@ -123,6 +123,48 @@ fn the_limiter_coalesces_a_busy_keys_writes_and_deletes_expired_state() {
     );
 }
 
+/// A WebSocket through the gateway (a route with `websocket = true`): the handshake passes the
+/// route's checks like any request, so one without its API key is refused 401 and one over the
+/// rate limit 429 (2 an hour per address; the refused key counts, as for any `ip` limit); once
+/// upgraded, messages pass both ways untouched (the upstream greets, then echoes). Spin has no
+/// upgrades (wasi:http), so this is a Workers case.
+#[test]
+fn websockets_pass_through_after_auth_and_the_rate_limit() {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::Message;
+    let s = suite();
+    let ip = s.client_ip();
+    let connect = |key: Option<&str>| {
+        let url = format!("ws://{}/ws/echo/{}", s.gw.addr, s.unique());
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut()
+            .insert("cf-connecting-ip", ip.parse().unwrap());
+        if let Some(k) = key {
+            req.headers_mut().insert("x-api-key", k.parse().unwrap());
+        }
+        tungstenite::connect(req)
+    };
+    let refused = |r: Result<_, tungstenite::Error>| match r {
+        Err(tungstenite::Error::Http(res)) => res.status().as_u16(),
+        Err(e) => panic!("{e}"),
+        Ok(_) => 101,
+    };
+    assert_eq!(refused(connect(None)), 401);
+    let (mut ws, res) = connect(Some("partner-key-1")).expect("the handshake passes");
+    assert_eq!(res.status(), 101);
+    assert_eq!(ws.read().unwrap(), Message::text("hello from upstream"));
+    for m in [
+        Message::text("ping 1"),
+        Message::binary(vec![0u8, 1, 2, 255]),
+        Message::text("é ✓"),
+    ] {
+        ws.send(m.clone()).unwrap();
+        assert_eq!(ws.read().unwrap(), m);
+    }
+    ws.close(None).unwrap();
+    assert_eq!(refused(connect(Some("partner-key-1"))), 429);
+}
+
 /// A fetch that passes its upstream's timeout does not keep the upstream's connection: the
 /// worker answers 504 at the 1 s timeout (a timeout is not retried) and the upstream sees the
 /// caller hang up then, not when its answer would have been due (4 s).

@@ -240,6 +240,12 @@ fn serve_upstream(
     } else {
         Vec::new()
     };
+    let upgrade = headers
+        .iter()
+        .any(|(n, v)| n == "upgrade" && v.eq_ignore_ascii_case("websocket"));
+    if upgrade && target.contains("/ws/") {
+        return serve_websocket(conn, &headers);
+    }
     if target.contains("/sink") {
         // an upload's length and checksum, answered instead of the echo and not kept
         let digest = json!({"length": body.len(), "fnv": fnv1a(&body)}).to_string();
@@ -372,6 +378,34 @@ fn serve_upstream(
     conn.write_all(&latin1(&head))?;
     conn.write_all(echo.as_bytes())?;
     conn.flush()
+}
+
+/// A WebSocket upstream (RFC 6455, tungstenite's framing): accepts the handshake, says
+/// `hello from upstream`, then echoes every text and binary message until the peer closes.
+fn serve_websocket(conn: TcpStream, headers: &[(String, String)]) -> std::io::Result<()> {
+    let key = headers
+        .iter()
+        .find(|(n, _)| n == "sec-websocket-key")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut conn = conn;
+    conn.write_all(
+        format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n")
+            .as_bytes(),
+    )?;
+    let mut ws =
+        tungstenite::WebSocket::from_raw_socket(conn, tungstenite::protocol::Role::Server, None);
+    let failed = |e: tungstenite::Error| std::io::Error::other(e.to_string());
+    ws.send(tungstenite::Message::text("hello from upstream"))
+        .map_err(failed)?;
+    loop {
+        match ws.read() {
+            Ok(m) if m.is_text() || m.is_binary() => ws.send(m).map_err(failed)?,
+            Ok(tungstenite::Message::Close(_)) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
 }
 
 /// When the upstream sent each event of each `/sse/` answer, by target.

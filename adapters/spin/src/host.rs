@@ -326,6 +326,9 @@ impl Host for SpinHost {
     ) -> Result<Response<Body<SpinStream>>, FetchError> {
         let (mut parts, body) = req.into_parts();
         parts.headers.remove(http::header::HOST); // wasi:http takes the authority from the URI
+                                                  // wasi:http has no upgrades: a WebSocket handshake goes as a plain GET, and the
+                                                  // upstream's refusal (426, 400) is the answer
+        parts.headers.remove(http::header::UPGRADE);
         let over = Rc::new(Cell::new(false));
         let body = match body {
             Body::Bytes(b) => SpinStream::bytes(b),

@@ -1,7 +1,7 @@
 //! The fetch handler: platform request → `http::Request<Body>` → `Gateway::handle` → response.
 //! Bodies stay the platform's `ReadableStream`s unless the gateway reads one.
 
-use crate::host::WorkersHost;
+use crate::host::{WorkersBody, WorkersHost};
 use portcullis_core::{Body, Gateway, Reject};
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
@@ -61,7 +61,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         colo,
     );
     let body = match req.body() {
-        Some(stream) => Body::Stream(stream),
+        Some(stream) => Body::Stream(WorkersBody::Stream(stream)),
         None => Body::default(),
     };
     let context: &JsValue = ctx.as_ref();
@@ -110,9 +110,7 @@ fn request_head(req: &web_sys::Request) -> Option<http::request::Parts> {
 /// on, or one byte array, so the runtime sends `Content-Length`. (The `worker` crate's own
 /// conversion streams any `http` body through a JS `ReadableStream` that pulls from Rust: a
 /// chunked response, and slower; BENCHMARKS.md, "The answer as one byte array".)
-fn to_platform(
-    res: http::Response<Body<web_sys::ReadableStream>>,
-) -> Result<web_sys::Response, JsValue> {
+fn to_platform(res: http::Response<Body<WorkersBody>>) -> Result<web_sys::Response, JsValue> {
     let headers = crate::host::js_headers(res.headers(), None)?;
     let init = web_sys::ResponseInit::new();
     init.set_status(res.status().as_u16());
@@ -120,7 +118,12 @@ fn to_platform(
     // the constructor refuses any body, even an empty one, with 101, 204, 205 and 304
     let null_body = matches!(res.status().as_u16(), 101 | 204 | 205 | 304);
     match res.body() {
-        Body::Stream(stream) if !null_body => {
+        Body::Stream(WorkersBody::Socket(socket)) => {
+            // a 101 answer is made only with its WebSocket
+            js_sys::Reflect::set(&init, &JsValue::from_str("webSocket"), socket)?;
+            web_sys::Response::new_with_opt_js_u8_array_and_init(None, &init)
+        }
+        Body::Stream(WorkersBody::Stream(stream)) if !null_body => {
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(stream), &init)
         }
         Body::Bytes(body) if !null_body && !body.is_empty() => {

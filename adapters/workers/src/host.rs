@@ -37,6 +37,13 @@ thread_local! {
     static REFUSALS: RefCell<RefusalMemo> = RefCell::new(RefusalMemo::new(REFUSAL_MEMO_KEYS));
 }
 
+/// A body on Workers: the platform's stream, or, as the answer to a WebSocket handshake, the
+/// upstream's socket, which the runtime connects to the client's.
+pub enum WorkersBody {
+    Stream(ReadableStream),
+    Socket(JsValue),
+}
+
 pub struct WorkersHost {
     env: Env,
     /// The request's `ExecutionContext`, for `waitUntil` (a streamed answer's cache write).
@@ -86,7 +93,7 @@ fn host_err(what: &str, e: impl std::fmt::Display) -> HostError {
 }
 
 impl Host for WorkersHost {
-    type Stream = ReadableStream;
+    type Stream = WorkersBody;
 
     fn now(&self) -> UnixMillis {
         Date::now().as_millis()
@@ -206,15 +213,18 @@ impl Host for WorkersHost {
             .map_err(|e| host_err("KV put", e))
     }
 
-    async fn read_stream(&self, stream: ReadableStream, limit: usize) -> Result<Bytes, ReadError> {
-        read_capped(stream, limit).await
+    async fn read_stream(&self, body: WorkersBody, limit: usize) -> Result<Bytes, ReadError> {
+        match body {
+            WorkersBody::Stream(stream) => read_capped(stream, limit).await,
+            WorkersBody::Socket(_) => Err(ReadError::Broken("a WebSocket has no body".into())),
+        }
     }
 
     async fn fetch(
         &self,
-        req: Request<Body<ReadableStream>>,
+        req: Request<Body<WorkersBody>>,
         exchange: &Exchange<'_>,
-    ) -> Result<Response<Body<ReadableStream>>, FetchError> {
+    ) -> Result<Response<Body<WorkersBody>>, FetchError> {
         let (head, body) = req.into_parts();
         let init = web_sys::RequestInit::new();
         init.set_method(head.method.as_str());
@@ -231,12 +241,12 @@ impl Host for WorkersHost {
                 init.set_body(&js_sys::Uint8Array::from(&b[..]));
                 (None, 0.0)
             }
-            Body::Stream(s) if declared => {
+            Body::Stream(WorkersBody::Stream(s)) if declared => {
                 init.set_body(&s);
                 (None, 0.0)
             }
-            Body::Stream(s) => (Some(s), exchange.max_request_bytes as f64),
-            Body::Bytes(_) => (None, 0.0),
+            Body::Stream(WorkersBody::Stream(s)) => (Some(s), exchange.max_request_bytes as f64),
+            Body::Bytes(_) | Body::Stream(WorkersBody::Socket(_)) => (None, 0.0),
         };
         let pending = upstream_fetch(
             &head.uri.to_string(),
@@ -259,6 +269,18 @@ impl Host for WorkersHost {
         let status = StatusCode::from_u16(res.status())
             .map_err(|_| FetchError::Other(format!("invalid status {}", res.status())))?;
         let headers = header_map(&res.headers());
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // a WebSocket handshake the upstream accepted: the socket goes to the client as
+            // the answer's own, and the runtime passes the messages between the two
+            let socket = js_sys::Reflect::get(&res, &JsValue::from_str("webSocket"))
+                .ok()
+                .filter(|ws| !ws.is_null() && !ws.is_undefined())
+                .ok_or_else(|| FetchError::Other("101 without a WebSocket".into()))?;
+            let mut out = Response::new(Body::Stream(WorkersBody::Socket(socket)));
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            return Ok(out);
+        }
         // the length of a body the runtime decodes is not the declared one
         let length = headers
             .get(http::header::CONTENT_LENGTH)
@@ -276,7 +298,7 @@ impl Host for WorkersHost {
             )
         });
         let body = match (exchange.body, stream) {
-            (BodyUse::PassOn, Some(stream)) => Body::Stream(stream),
+            (BodyUse::PassOn, Some(stream)) => Body::Stream(WorkersBody::Stream(stream)),
             (_, None) => Body::Bytes(Bytes::new()),
             (BodyUse::Read, Some(stream)) => {
                 let limit = exchange.max_response_bytes;
@@ -302,14 +324,17 @@ impl Host for WorkersHost {
     }
 
     #[cfg(not(feature = "response-cache"))]
-    fn tee(&self, stream: ReadableStream, _: Tee) -> ReadableStream {
+    fn tee(&self, stream: WorkersBody, _: Tee) -> WorkersBody {
         // a build without `response-cache` has no cached routes, so the core never asks; the
         // closure below would be linked all the same (wasm-bindgen keeps closures alive)
         stream
     }
 
     #[cfg(feature = "response-cache")]
-    fn tee(&self, stream: ReadableStream, tee: Tee) -> ReadableStream {
+    fn tee(&self, body: WorkersBody, tee: Tee) -> WorkersBody {
+        let WorkersBody::Stream(stream) = body else {
+            return body;
+        };
         let Tee {
             key,
             head,
@@ -338,14 +363,14 @@ impl Host for WorkersHost {
             },
         );
         let length = declared.map_or(-1.0, |n| n as f64);
-        tee_to_store(
+        WorkersBody::Stream(tee_to_store(
             &stream,
             limit as f64,
             length,
             &request_id,
             &self.ctx,
             &store,
-        )
+        ))
     }
 
     /// Kept for the entry to write once the answer has gone ([`WorkersHost::take_log_lines`]).

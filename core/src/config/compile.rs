@@ -1158,6 +1158,27 @@ pub fn compile(
                 "this build has no response cache (cargo feature `response-cache` is off)",
             );
         }
+        if r.websocket {
+            if r.upstream.is_none() {
+                refuse!(
+                    e,
+                    format!("{path}.websocket"),
+                    "a WebSocket goes to an `upstream`"
+                );
+            } else if r.cache.is_some() {
+                refuse!(
+                    e,
+                    format!("{path}.websocket"),
+                    "an upgraded connection cannot be cached"
+                );
+            } else if !r.methods.is_empty() && !r.methods.iter().any(|m| m == "GET") {
+                refuse!(
+                    e,
+                    format!("{path}.websocket"),
+                    "a WebSocket handshake is a GET: list it in `methods`"
+                );
+            }
+        }
         let mut validation = validate::Validation {
             max_body_bytes: g.limits.max_body_bytes,
             ..Default::default()
@@ -1219,6 +1240,7 @@ pub fn compile(
             })),
             rewrite,
             strip_prefix: r.strip_prefix.clone(),
+            websocket: r.websocket,
             auth,
             access: access_i,
             rate_limit: limit_i,

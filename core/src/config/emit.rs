@@ -405,7 +405,8 @@ embed_struct! {
     Route => RouteStatic {
         name: String, methods: Vec<String>, host: Option<String>, path: String,
         upstream: Option<String>, respond: Option<Respond>, admin: Option<AdminAction>,
-        rewrite: Option<String>, strip_prefix: Option<String>, auth: Option<RouteAuth>,
+        rewrite: Option<String>, strip_prefix: Option<String>, websocket: bool,
+        auth: Option<RouteAuth>,
         access: Option<String>, rate_limit: Option<String>, cors: Option<String>,
         cache: Option<RouteCache>, validate: Option<Validation>, request: Option<TransformRef>,
         response: Option<TransformRef>,

@@ -180,6 +180,8 @@ pub struct Route {
     pub action: Action,
     pub rewrite: Option<route::Template>,
     pub strip_prefix: Option<String>,
+    /// Whether WebSocket upgrades pass through to the upstream.
+    pub websocket: bool,
     pub auth: Option<AuthRule>,
     pub access: Option<usize>,
     pub rate_limit: Option<usize>,

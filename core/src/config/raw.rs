@@ -528,6 +528,11 @@ pub struct Route {
     pub rewrite: Option<String>,
     /// Prefix removed from the path before it goes upstream.
     pub strip_prefix: Option<String>,
+    /// Pass WebSocket upgrades through to the upstream (Workers only: wasi:http has no
+    /// upgrades). The handshake goes through every check a request does (auth, rate limit);
+    /// once upgraded, the messages pass untouched.
+    #[serde(default)]
+    pub websocket: bool,
     /// Who may call the route.
     pub auth: Option<RouteAuth>,
     /// Access list name (or `"none"`).

@@ -17,6 +17,8 @@ use std::borrow::Cow;
 /// The request as it goes upstream, but for the target, which each attempt picks.
 pub(super) struct Outbound<'a, S> {
     pub method: &'a Method,
+    /// A WebSocket handshake the route lets through.
+    pub upgrade: bool,
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Body<S>,
@@ -88,7 +90,12 @@ impl Gateway {
             scheme: ctx.scheme,
             cached: r.cache.is_some(),
         };
+        let upgrade = r.websocket && transform::is_websocket_upgrade(method, &headers);
         forward::remove_untrusted(&mut headers, &origin);
+        if upgrade {
+            // hop-by-hop, so removed above; asked for again (the platform adds `Connection`)
+            headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
         let mut up_query = query.map(Cow::Borrowed);
         if let Some(tr) = &r.request {
             transform::apply_headers(tr, &mut headers, &ctx.vars());
@@ -121,6 +128,7 @@ impl Gateway {
         ctx.mark(Phase::Route, upstream.name.as_str(), t, host);
         Ok(Outbound {
             method,
+            upgrade,
             path_and_query,
             headers,
             body,
@@ -140,6 +148,7 @@ impl Gateway {
     ) -> Result<Response<Body<S>>, Reject> {
         let Outbound {
             method,
+            upgrade,
             mut path_and_query,
             mut headers,
             mut body,
@@ -186,8 +195,10 @@ impl Gateway {
         let mut res = outcome?;
         ctx.log.upstream_status = Some(res.status().as_u16());
         // `http` accepts any status up to 999, and a fetch may surface a stray 1xx: an answer
-        // outside 200–599 is not one a client can read (workerd's `Response` refuses it)
-        if !(200..=599).contains(&res.status().as_u16()) {
+        // outside 200–599 is not one a client can read (workerd's `Response` refuses it), but
+        // for 101 to a handshake the route lets through (its body is the platform's socket)
+        let switched = upgrade && res.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        if !switched && !(200..=599).contains(&res.status().as_u16()) {
             return Err(Reject::BadGateway);
         }
         transform::strip_hop_by_hop(res.headers_mut());
