@@ -49,6 +49,41 @@ pub struct Running {
 }
 
 impl Running {
+    /// The resident memory of the runtime's processes (its process and every descendant: the
+    /// Miniflare runner's workerd, real Spin under its wrapper), in KiB, from Linux's `/proc`.
+    /// `None` for a runtime that runs in this process (the Spin test host), whose memory the
+    /// suite's own servers and parallel cases share, or where `/proc` cannot be read.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let root = self.child.as_ref()?.id();
+        let mut parents = Vec::new();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // the parent is the second field after the command, which ends with the last ')'
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+        let mut tree = vec![root];
+        let mut i = 0;
+        while i < tree.len() {
+            let p = tree[i];
+            tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+            i += 1;
+        }
+        let rss = |pid: u32| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        };
+        Some(tree.into_iter().filter_map(rss).sum())
+    }
+
     /// Access-log records that mention `needle`.
     pub fn log_lines_with(&self, needle: &str) -> Vec<serde_json::Value> {
         self.logs

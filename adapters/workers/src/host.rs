@@ -288,9 +288,9 @@ impl Host for WorkersHost {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .map_or(-1.0, |n| n as f64);
         // the body, watched for idling: passed on as it streams, or read
-        let stream = res.body().map(|b| {
+        let stream = res.body().map(|_| {
             pass_on(
-                &b,
+                &res,
                 exchange.idle_timeout_ms,
                 exchange.request_id,
                 &head.uri.to_string(),
@@ -410,6 +410,8 @@ const TIMED_OUT: &str = "portcullis:timeout";
 const REQUEST_TOO_LARGE: &str = "portcullis:request-too-large";
 
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+const aborts = new WeakMap(); // response → the AbortController of its fetch
+
 export function upstreamFetch(url, init, upload, cap, headMs) {
   const abort = new AbortController();
   let why = null;
@@ -429,7 +431,7 @@ export function upstreamFetch(url, init, upload, cap, headMs) {
   init.signal = abort.signal;
   const timer = setTimeout(() => { why = "portcullis:timeout"; abort.abort(); }, headMs);
   return fetch(url, init).then(
-    (res) => { clearTimeout(timer); return res; },
+    (res) => { clearTimeout(timer); aborts.set(res, abort); return res; },
     (e) => { clearTimeout(timer); throw why || String(e); },
   );
 }
@@ -511,27 +513,33 @@ export function teeToStore(body, limit, length, requestId, ctx, store) {
   return keepLength(copied, length);
 }
 
-export function passOn(body, idleMs, requestId, url, length) {
-  const reader = body.getReader();
-  const watched = new ReadableStream({
-    async pull(out) {
-      let timer;
-      const idle = new Promise((_, cut) => { timer = setTimeout(() => cut("idle"), idleMs); });
-      try {
-        const { done, value } = await Promise.race([reader.read(), idle]);
-        if (done) out.close(); else out.enqueue(value);
-      } catch (e) {
-        if (e === "idle") {
-          console.log(JSON.stringify({ request_id: requestId, event: "stream-cut", reason: "idle", idle_timeout_ms: idleMs, upstream: url }));
-          reader.cancel("idle").catch(() => {});
-          out.error(new Error("the upstream's body idled past idle_timeout_ms"));
-        } else out.error(e);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-    cancel(reason) { return reader.cancel(reason); },
-  }, { highWaterMark: 0 });
+export function passOn(res, idleMs, requestId, url, length) {
+  const body = res.body;
+  const abort = aborts.get(res);
+  const cut = () => {
+    console.log(JSON.stringify({ request_id: requestId, event: "stream-cut", reason: "idle", idle_timeout_ms: idleMs, upstream: url }));
+    abort.abort();
+  };
+  if (length >= 0 && length <= 65536) {
+    // a short body of a declared length comes with the head or right after it: it passes as
+    // the upstream's own stream (no copy through JS, its length kept) and must be whole within
+    // idleMs (aborting a finished fetch does nothing; one cut here is not logged, since nothing
+    // here sees whether it had finished)
+    setTimeout(() => abort.abort(), idleMs);
+    return body;
+  }
+  // a longer one: each chunk notes the time; a timer checks for an idle gap now and then
+  let last = Date.now();
+  let done = false;
+  const every = Math.max(10, Math.min(1000, idleMs / 4));
+  const timer = setInterval(() => {
+    if (done) return clearInterval(timer);
+    if (Date.now() - last > idleMs) { clearInterval(timer); cut(); }
+  }, every);
+  const watched = body.pipeThrough(new TransformStream({
+    transform(chunk, out) { last = Date.now(); out.enqueue(chunk); },
+    flush() { done = true; clearInterval(timer); },
+  }));
   return keepLength(watched, length);
 }"#)]
 extern "C" {
@@ -548,11 +556,6 @@ extern "C" {
         head_ms: u32,
     ) -> Result<js_sys::Promise, JsValue>;
 
-    /// The upstream's body as a stream that gives each chunk on as it comes (pulled one at a
-    /// time: nothing is held back) and is cut, with a log line, when the upstream sends nothing
-    /// for `idle_ms` while the client waits. A `length` of 0 or more is the body's declared
-    /// length, which the stream keeps (a body that ends short of it errors, and the client's
-    /// connection is reset).
     /// The whole stream as one `Uint8Array`, or `null` once it passes `limit` bytes (then it is
     /// cancelled); rejects when the stream errors.
     #[wasm_bindgen(js_name = readAll)]
@@ -572,9 +575,16 @@ extern "C" {
         store: &JsValue,
     ) -> ReadableStream;
 
+    /// The body of `res` (an answer of [`upstream_fetch`]) as a stream that gives each chunk on
+    /// as it comes and is cut (its fetch aborted), with a log line, when the upstream sends
+    /// nothing for `idle_ms`: each chunk notes the time and a timer looks every `idle_ms / 4`
+    /// (at most a second). A `length` of 0 or more is the body's declared length, which the
+    /// stream keeps (a body that ends short of it errors, and the client's connection is
+    /// reset); up to 64 KiB such a body passes as the upstream's own stream, and must be whole
+    /// within `idle_ms` of the head.
     #[wasm_bindgen(js_name = passOn)]
     fn pass_on(
-        body: &ReadableStream,
+        res: &web_sys::Response,
         idle_ms: u32,
         request_id: &str,
         url: &str,
