@@ -938,7 +938,7 @@ pub fn a_stream_that_idles_past_its_timeout_is_cut(s: &Suite) {
 }
 
 /// A 256 MiB download and a 64 MiB upload (declared and chunked) pass byte-exact, the runtime's
-/// resident memory growing by less than 96 MiB during the download where it can be observed
+/// resident memory growing by less than half the body during the download where it can be observed
 /// (workerd and real Spin run as processes of their own; the Spin test host shares this one);
 /// an upload without a declared length is cut at the route's limit (128 MiB) with 413.
 pub fn large_bodies_stream_through_byte_exact(s: &Suite) {
