@@ -289,13 +289,13 @@ impl Host for WorkersHost {
             .map_or(-1.0, |n| n as f64);
         // the body, watched for idling: passed on as it streams, or read
         let stream = res.body().map(|_| {
-            pass_on(
-                &res,
-                exchange.idle_timeout_ms,
-                exchange.request_id,
-                &head.uri.to_string(),
-                length,
-            )
+            if (0.0..=SHORT_BODY_BYTES).contains(&length) {
+                // no strings cross for the common small answer
+                pass_short(&res, exchange.idle_timeout_ms)
+            } else {
+                let url = head.uri.to_string();
+                pass_on(&res, exchange.idle_timeout_ms, exchange.request_id, &url, length)
+            }
         });
         let body = match (exchange.body, stream) {
             (BodyUse::PassOn, Some(stream)) => Body::Stream(WorkersBody::Stream(stream)),
@@ -403,6 +403,10 @@ pub(crate) async fn read_capped(stream: ReadableStream, limit: usize) -> Result<
     }
     Ok(js_sys::Uint8Array::new(&read).to_vec().into())
 }
+
+/// The longest body, by its declared length, that passes as the upstream's own stream
+/// ([`pass_short`]); a longer one is read through JS ([`pass_on`]).
+const SHORT_BODY_BYTES: f64 = 65_536.0;
 
 /// What [`upstream_fetch`] rejects with when its head timer fires.
 const TIMED_OUT: &str = "portcullis:timeout";
@@ -513,6 +517,16 @@ export function teeToStore(body, limit, length, requestId, ctx, store) {
   return keepLength(copied, length);
 }
 
+export function passShort(res, idleMs) {
+  // a short body of a declared length comes with the head or right after it: it passes as the
+  // upstream's own stream (no copy through JS, its length kept) and must be whole within idleMs
+  // (aborting a finished fetch does nothing; a cut here is not logged, since nothing here sees
+  // whether the body had finished)
+  const abort = aborts.get(res);
+  setTimeout(() => abort.abort(), idleMs);
+  return res.body;
+}
+
 export function passOn(res, idleMs, requestId, url, length) {
   const body = res.body;
   const abort = aborts.get(res);
@@ -520,14 +534,6 @@ export function passOn(res, idleMs, requestId, url, length) {
     console.log(JSON.stringify({ request_id: requestId, event: "stream-cut", reason: "idle", idle_timeout_ms: idleMs, upstream: url }));
     abort.abort();
   };
-  if (length >= 0 && length <= 65536) {
-    // a short body of a declared length comes with the head or right after it: it passes as
-    // the upstream's own stream (no copy through JS, its length kept) and must be whole within
-    // idleMs (aborting a finished fetch does nothing; one cut here is not logged, since nothing
-    // here sees whether it had finished)
-    setTimeout(() => abort.abort(), idleMs);
-    return body;
-  }
   // a longer one is read into large buffers (as much as has come, up to 256 KiB a read: fewer
   // turns through JS than the transport's own chunks), each read noting the time; a timer
   // looks for an idle gap now and then
@@ -593,8 +599,13 @@ extern "C" {
     /// nothing for `idle_ms`: each chunk notes the time and a timer looks every `idle_ms / 4`
     /// (at most a second). A `length` of 0 or more is the body's declared length, which the
     /// stream keeps (a body that ends short of it errors, and the client's connection is
-    /// reset); up to 64 KiB such a body passes as the upstream's own stream, and must be whole
-    /// within `idle_ms` of the head.
+    /// reset).
+    /// The body of `res`, of a declared length up to [`SHORT_BODY_BYTES`], passed on as the
+    /// upstream's own stream (no copy through JS), and cut (not logged) unless whole within
+    /// `idle_ms` of the head.
+    #[wasm_bindgen(js_name = passShort)]
+    fn pass_short(res: &web_sys::Response, idle_ms: u32) -> ReadableStream;
+
     #[wasm_bindgen(js_name = passOn)]
     fn pass_on(
         res: &web_sys::Response,
