@@ -21,6 +21,8 @@ fn suite() -> Option<&'static Suite> {
 }
 
 e2e_cases!(@optional suite;
-    jwt_auth_rotation_and_outage, unknown_kids_share_one_jwks_fetch,
+    jwt_auth_rotation_and_outage,
     exact_rate_limit_under_concurrency, sharded_rate_limit_under_concurrency,
     forged_client_addresses_are_ignored);
+// takes the suite alone itself
+e2e_cases!(@optional alone suite; unknown_kids_share_one_jwks_fetch);

@@ -264,9 +264,13 @@ impl Gateway {
             inbound::Routed::To(found) => found,
         };
         let r = &self.config.routes[found.route];
-        let body = self
-            .validate(r, &found, uri.query(), &headers, body, t, ctx, host)
-            .await?;
+        let body = match self.validate(r, &found, uri.query(), &headers, body, t, ctx, host)? {
+            inbound::Checked::Ready(body) => body,
+            // a stream the route must read (its JSON Schema, a JSON transform, its own answer)
+            inbound::Checked::Read(stream) => {
+                self.read_body(r, &headers, stream, t, ctx, host).await?
+            }
+        };
 
         // 2. access
         self.check_access(r, ctx, host)?;
@@ -315,9 +319,12 @@ impl Gateway {
         };
         let res = self.call_upstream(r, upstream, out, ctx, host).await?;
         #[cfg(feature = "response-cache")]
-        let res = self
-            .after_upstream(miss, res, method, &path, uri.query(), ctx, host)
-            .await;
+        let res = if miss.is_some() || self.config.caches_responses {
+            self.after_upstream(miss, res, method, &path, uri.query(), ctx, host)
+                .await
+        } else {
+            res
+        };
 
         // 7. transform
         Ok(self.process_response(r, res, ctx, host))

@@ -89,6 +89,9 @@ pub struct Suite {
     pub key1: EcKey,
     /// Cases that change the JWKS run one at a time.
     pub jwks_lock: Mutex<()>,
+    /// Every case holds it shared; the one that samples the runtime's memory holds it alone, so
+    /// no other case's load (200 concurrent requests, new Spin instances) is counted as its.
+    pub quiet: std::sync::RwLock<()>,
     next: AtomicU32,
 }
 
@@ -105,8 +108,15 @@ impl Suite {
             jwks,
             key1,
             jwks_lock: Mutex::new(()),
+            quiet: std::sync::RwLock::new(()),
             next: AtomicU32::new(1),
         }
+    }
+
+    /// Waits until no other case runs and keeps them waiting while the guard lives (for a
+    /// measurement of the runtime that other cases' load would disturb).
+    pub fn quiet_alone(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.quiet.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A marker no other request uses (for paths and client addresses).
@@ -493,6 +503,9 @@ fn unknown_kid_burst(s: &Suite, n: usize) -> (u32, u32) {
 /// of tokens with unknown `kid`s makes at most one fetch per cooldown, with the JWKS up and
 /// while it is down; the keys already known keep verifying during the outage.
 pub fn unknown_kids_share_one_jwks_fetch(s: &Suite) {
+    // the reads and writes of the cooldown marks race when requests pile up: alone, the burst
+    // is the only load (a single-flight refresh is issue 20's)
+    let _alone = s.quiet_alone();
     let _serial = s.jwks_lock.lock().unwrap_or_else(|e| e.into_inner());
     let ok = s
         .key1
@@ -948,6 +961,7 @@ pub fn large_bodies_stream_through_byte_exact(s: &Suite) {
     let target = format!("/small/big/{size}/{}", s.unique());
     // the runtime's memory, sampled while the body passes, where the runtime is a process of its
     // own (workerd, real Spin; the test host shares this process with the suite's servers)
+    let _alone = s.quiet_alone();
     let before = s.gw.rss_kib();
     let peak = std::sync::atomic::AtomicU64::new(0);
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -968,8 +982,10 @@ pub fn large_bodies_stream_through_byte_exact(s: &Suite) {
     if let Some(before) = before {
         let grew_mib = peak.into_inner().saturating_sub(before) / 1024;
         eprintln!("the runtime's memory grew by {grew_mib} MiB while 256 MiB passed");
+        // a runtime that held the body would grow by all of it; workerd's heap settles about
+        // 95 MiB up (its garbage collector's pace), the same with 768 MiB as with 256
         assert!(
-            grew_mib < 96,
+            grew_mib < 128,
             "the runtime grew by {grew_mib} MiB while 256 MiB passed"
         );
     }
@@ -1055,7 +1071,7 @@ macro_rules! e2e_cases {
     (@all $mode:ident $suite:path) => {
         $crate::e2e_cases!(@$mode $suite;
             forged_client_addresses_are_ignored, ambiguous_requests_are_refused, validation_rejections, ip_deny_list, api_key_auth_and_request_transforms,
-            jwt_auth_rotation_and_outage, unknown_kids_share_one_jwks_fetch,
+            jwt_auth_rotation_and_outage,
             hmac_secret_from_the_environment,
             exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, shared_cache, cors,
@@ -1063,13 +1079,32 @@ macro_rules! e2e_cases {
             header_bytes_pass_unchanged, access_log_line,
             events_reach_the_client_as_the_upstream_sends_them,
             a_body_cut_short_by_the_upstream_reaches_the_client_cut_short,
-            a_stream_that_idles_past_its_timeout_is_cut, large_bodies_stream_through_byte_exact,
+            a_stream_that_idles_past_its_timeout_is_cut,
             a_streamed_answer_is_cached_unless_over_the_limit);
+        // these take the suite alone themselves: one samples the runtime's memory, the other
+        // counts fetches within cooldown windows, which other cases' load would stretch
+        $crate::e2e_cases!(@$mode alone $suite;
+            large_bodies_stream_through_byte_exact, unknown_kids_share_one_jwks_fetch);
     };
-    (@each $suite:path; $($case:ident),*) => {
+    (@each alone $suite:path; $($case:ident),*) => {
         $(#[test] fn $case() { cases::$case($suite()); })*
     };
-    (@optional $suite:path; $($case:ident),*) => {
+    (@optional alone $suite:path; $($case:ident),*) => {
         $(#[test] fn $case() { if let Some(s) = $suite() { cases::$case(s); } })*
+    };
+    (@each $suite:path; $($case:ident),*) => {
+        $(#[test] fn $case() {
+            let s = $suite();
+            let _shared = s.quiet.read().unwrap_or_else(|e| e.into_inner());
+            cases::$case(s);
+        })*
+    };
+    (@optional $suite:path; $($case:ident),*) => {
+        $(#[test] fn $case() {
+            if let Some(s) = $suite() {
+                let _shared = s.quiet.read().unwrap_or_else(|e| e.into_inner());
+                cases::$case(s);
+            }
+        })*
     };
 }

@@ -294,7 +294,13 @@ impl Host for WorkersHost {
                 pass_short(&res, exchange.idle_timeout_ms)
             } else {
                 let url = head.uri.to_string();
-                pass_on(&res, exchange.idle_timeout_ms, exchange.request_id, &url, length)
+                pass_on(
+                    &res,
+                    exchange.idle_timeout_ms,
+                    exchange.request_id,
+                    &url,
+                    length,
+                )
             }
         });
         let body = match (exchange.body, stream) {

@@ -13,6 +13,14 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 use std::borrow::Cow;
 
+/// What the route's checks left of the body.
+pub(super) enum Checked<S> {
+    /// Checked as far as it can be: bytes, or a stream that passes on.
+    Ready(Body<S>),
+    /// A stream the route must read and check first.
+    Read(S),
+}
+
 /// Where matching took the request.
 pub(super) enum Routed<'p> {
     /// A CORS preflight, answered by the route's policy.
@@ -82,11 +90,12 @@ impl Gateway {
 
     /// The route's parameter and body checks. The body is read (up to the route's limit) only
     /// when something needs it: a JSON Schema, a request transform that edits JSON, or a route
-    /// that answers itself (nothing else would hold its body to the limit); else a streamed body
-    /// stays a stream, refused now only if its declared length is over the limit, and cut
-    /// where it passes the limit on its way upstream.
+    /// that answers itself (nothing else would hold its body to the limit): then this answers
+    /// [`Checked::Read`] and [`Gateway::read_body`] reads and checks it. Else a streamed body
+    /// stays a stream, refused now only if its declared length is over the limit, and cut where
+    /// it passes the limit on its way upstream.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn validate<S, H: Host<Stream = S>>(
+    pub(super) fn validate<S, H: Host>(
         &self,
         r: &Route,
         found: &Matched<'_>,
@@ -96,7 +105,7 @@ impl Gateway {
         t: u64,
         ctx: &mut Ctx<'_>,
         host: &H,
-    ) -> Result<Body<S>, Reject> {
+    ) -> Result<Checked<S>, Reject> {
         let v = &r.validation;
         let params = validate::check_params(v, found.params.iter(), query, headers);
         let params =
@@ -105,26 +114,39 @@ impl Gateway {
         let needs_body = v.body_schema.is_some()
             || r.request.as_ref().is_some_and(|tr| tr.has_json())
             || !matches!(r.action, Action::Proxy(_));
-        let body = match body {
-            Body::Stream(stream) if needs_body => {
-                let read = host.read_stream(stream, v.max_body_bytes).await;
-                let bytes = read.map_err(|e| {
-                    let reject = match e {
-                        ReadError::TooLarge { limit } => Reject::BodyTooLarge { limit },
-                        ReadError::Broken(_) => {
-                            Reject::InvalidBody("the body could not be read".into())
-                        }
-                    };
-                    ctx.refuse(Phase::Validate, reject, t, host)
-                })?;
-                validate::check_body(v, headers, Some(&bytes))
-                    .map_err(|e| ctx.refuse(Phase::Validate, e, t, host))?;
-                Body::Bytes(bytes)
+        match body {
+            Body::Stream(stream) if needs_body => Ok(Checked::Read(stream)),
+            body => {
+                ctx.mark(Phase::Validate, "pass", t, host);
+                Ok(Checked::Ready(body))
             }
-            body => body,
-        };
+        }
+    }
+
+    /// Reads a body [`Gateway::validate`] found the route needs, up to the route's limit, and
+    /// checks it.
+    pub(super) async fn read_body<S, H: Host<Stream = S>>(
+        &self,
+        r: &Route,
+        headers: &HeaderMap,
+        stream: S,
+        t: u64,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Result<Body<S>, Reject> {
+        let v = &r.validation;
+        let read = host.read_stream(stream, v.max_body_bytes).await;
+        let bytes = read.map_err(|e| {
+            let reject = match e {
+                ReadError::TooLarge { limit } => Reject::BodyTooLarge { limit },
+                ReadError::Broken(_) => Reject::InvalidBody("the body could not be read".into()),
+            };
+            ctx.refuse(Phase::Validate, reject, t, host)
+        })?;
+        validate::check_body(v, headers, Some(&bytes))
+            .map_err(|e| ctx.refuse(Phase::Validate, e, t, host))?;
         ctx.mark(Phase::Validate, "pass", t, host);
-        Ok(body)
+        Ok(Body::Bytes(bytes))
     }
 
     /// Step 2, access: the route's allow/deny list.
