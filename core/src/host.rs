@@ -47,6 +47,16 @@ pub enum FetchError {
     Other(String),
 }
 
+/// A response body that could not be read whole is a failed fetch.
+impl From<ReadError> for FetchError {
+    fn from(e: ReadError) -> FetchError {
+        match e {
+            ReadError::TooLarge { limit } => FetchError::TooLarge { limit },
+            ReadError::Broken(why) => FetchError::Connect(format!("reading the body: {why}")),
+        }
+    }
+}
+
 /// What the gateway does with the body of the response [`Host::fetch`] answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyUse {

@@ -6,8 +6,8 @@
 //! What the platforms force to differ is in [`Platform`], and nowhere else.
 
 use portcullis_tests::net::{
-    download, fnv1a_from, latin1, pattern, request, send_raw, sse_sent, upload, watch, JwksServer,
-    Reply, Upstream,
+    download, latin1, pattern_fnv, request, send_raw, sse_sent, upload, watch, Arrivals,
+    JwksServer, Reply, Upstream,
 };
 use portcullis_tests::runtime::Running;
 use portcullis_tests::{jwks, EcKey};
@@ -143,6 +143,20 @@ impl Suite {
         all.extend_from_slice(headers);
         request(&self.gw.addr, method, target, &all, body)
             .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+    }
+
+    /// Sends a GET from a fresh client address and records the answer as it arrives (for 10 s
+    /// at most).
+    pub fn watch(&self, target: &str) -> Arrivals {
+        let ip = self.client_ip();
+        let headers = [(self.platform.client_ip_header, ip.as_str())];
+        watch(
+            &self.gw.addr,
+            target,
+            &headers,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("GET {target}: {e}"))
     }
 
     /// Sends a request from a fresh client address.
@@ -854,15 +868,7 @@ pub fn access_log_line(s: &Suite) {
 /// the client before the upstream has sent the third, and all 5 arrive in order.
 pub fn events_reach_the_client_as_the_upstream_sends_them(s: &Suite) {
     let target = format!("/small/sse/5/every/200/{}", s.unique());
-    let ip = s.client_ip();
-    let headers = [(s.platform.client_ip_header, ip.as_str())];
-    let got = watch(
-        &s.gw.addr,
-        &target,
-        &headers,
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+    let got = s.watch(&target);
     assert_eq!(got.status, 200);
     assert_eq!(got.header("content-type"), Some("text/event-stream"));
     let upstream = format!("/sse/5/every/200/{}", target.rsplit('/').next().unwrap());
@@ -891,15 +897,7 @@ pub fn events_reach_the_client_as_the_upstream_sends_them(s: &Suite) {
 pub fn a_body_cut_short_by_the_upstream_reaches_the_client_cut_short(s: &Suite) {
     for n in [1000u64, 70_000] {
         let target = format!("/small/bytes/{n}/short/{}", s.unique());
-        let ip = s.client_ip();
-        let headers = [(s.platform.client_ip_header, ip.as_str())];
-        let got = watch(
-            &s.gw.addr,
-            &target,
-            &headers,
-            std::time::Duration::from_secs(10),
-        )
-        .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+        let got = s.watch(&target);
         assert_eq!(got.status, 200, "{target}");
         let body = got.raw_body();
         match got.header("content-length") {
@@ -920,16 +918,8 @@ pub fn a_body_cut_short_by_the_upstream_reaches_the_client_cut_short(s: &Suite) 
 /// the client has the first chunk, never the late one, and the log says why.
 pub fn a_stream_that_idles_past_its_timeout_is_cut(s: &Suite) {
     let target = format!("/small/idle/3000/{}", s.unique());
-    let ip = s.client_ip();
-    let headers = [(s.platform.client_ip_header, ip.as_str())];
     let started = std::time::Instant::now();
-    let got = watch(
-        &s.gw.addr,
-        &target,
-        &headers,
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+    let got = s.watch(&target);
     let took = started.elapsed();
     assert_eq!(got.status, 200);
     let body = String::from_utf8_lossy(&got.raw_body()).into_owned();
@@ -989,26 +979,13 @@ pub fn large_bodies_stream_through_byte_exact(s: &Suite) {
             "the runtime grew by {grew_mib} MiB while 256 MiB passed"
         );
     }
-    let mut expected = 0xcbf2_9ce4_8422_2325u64;
-    let mut at = 0;
-    while at < size {
-        let n = (size - at).min(1 << 20);
-        expected = fnv1a_from(expected, &pattern(at, n as usize));
-        at += n;
-    }
     assert_eq!(
         (status, declared, len, sum),
-        (200, Some(size), size, expected)
+        (200, Some(size), size, pattern_fnv(size))
     );
 
     let up: u64 = 64 << 20;
-    let mut expected = 0xcbf2_9ce4_8422_2325u64;
-    let mut at = 0;
-    while at < up {
-        let n = (up - at).min(1 << 20);
-        expected = fnv1a_from(expected, &pattern(at, n as usize));
-        at += n;
-    }
+    let expected = pattern_fnv(up);
     for chunked in [false, true] {
         let target = format!("/small/sink/{}", s.unique());
         let r = upload(&s.gw.addr, "PUT", &target, up, chunked)

@@ -61,17 +61,24 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Reply> {
+    let mut all = headers.to_vec();
+    let length = body.len().to_string();
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        all.push(("content-length", &length));
+    }
+    let mut wire = head_wire(addr, method, target, &all);
+    wire.extend_from_slice(body);
+    send_raw(addr, &wire, method == "HEAD")
+}
+
+/// A request head on the wire ([`latin1`]), `Connection: close`, ending with its blank line.
+fn head_wire(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     let mut head = format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
-    if !body.is_empty() || method == "POST" || method == "PUT" {
-        head.push_str(&format!("content-length: {}\r\n", body.len()));
-    }
     head.push_str("\r\n");
-    let mut wire = latin1(&head);
-    wire.extend_from_slice(body);
-    send_raw(addr, &wire, method == "HEAD")
+    latin1(&head)
 }
 
 /// Sends `wire` as it is (a whole request, framing included, which the caller may make
@@ -81,12 +88,7 @@ pub fn send_raw(addr: &str, wire: &[u8], head: bool) -> std::io::Result<Reply> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.write_all(wire)?;
     let mut r = BufReader::new(s);
-    let (status_line, headers) = read_head(&mut r)?;
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad(&status_line))?;
+    let (status, headers) = read_status(&mut r)?;
     let body = read_body(&mut r, &headers, head || status == 304)?;
     Ok(Reply {
         status,
@@ -100,6 +102,17 @@ fn bad(what: &str) -> std::io::Error {
         std::io::ErrorKind::InvalidData,
         format!("malformed HTTP: {what:?}"),
     )
+}
+
+/// An answer's status and headers.
+fn read_status(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<(String, String)>)> {
+    let (status_line, headers) = read_head(r)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad(&status_line))?;
+    Ok((status, headers))
 }
 
 fn read_head(r: &mut impl BufRead) -> std::io::Result<(String, Vec<(String, String)>)> {
@@ -143,34 +156,58 @@ fn read_body(
     headers: &[(String, String)],
     none: bool,
 ) -> std::io::Result<Vec<u8>> {
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let mut body = Vec::new();
+    read_body_with(r, headers, none, |piece| body.extend_from_slice(piece))?;
+    Ok(body)
+}
+
+/// Reads a message body in its framing (chunked, a declared length, or to the connection's end),
+/// handing each piece to `each` as it comes, so a large one is never held whole. A body that
+/// ends before its declared length or its last chunk is an error.
+fn read_body_with(
+    r: &mut impl BufRead,
+    headers: &[(String, String)],
+    none: bool,
+    mut each: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     if none {
-        return Ok(body);
+        return Ok(());
     }
+    let mut buf = vec![0; 256 * 1024];
+    let mut exactly = |r: &mut dyn BufRead, mut n: u64, each: &mut dyn FnMut(&[u8])| {
+        while n > 0 {
+            let want = (n as usize).min(buf.len());
+            r.read_exact(&mut buf[..want])?;
+            each(&buf[..want]);
+            n -= want as u64;
+        }
+        std::io::Result::Ok(())
+    };
     if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+            let n = u64::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| bad(&size))?;
             if n == 0 {
                 let mut end = String::new();
                 r.read_line(&mut end)?;
-                break;
+                return Ok(());
             }
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk[..n]);
+            exactly(r, n, &mut each)?;
+            let mut crlf = [0; 2];
+            r.read_exact(&mut crlf)?;
         }
     } else if let Some(len) = get("content-length") {
-        let n: usize = len.parse().map_err(|_| bad(&len))?;
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
+        let n: u64 = len.parse().map_err(|_| bad(&len))?;
+        exactly(r, n, &mut each)
     } else {
-        r.read_to_end(&mut body)?;
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest)?;
+        each(&rest);
+        Ok(())
     }
-    Ok(body)
 }
 
 /// The upstream: answers every request with a JSON echo of what it received, and records it.
@@ -232,23 +269,17 @@ fn serve_upstream(
     let mut parts = line.split(' ');
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
-    let body = if headers
+    let framed = headers
         .iter()
-        .any(|(n, _)| n == "content-length" || n == "transfer-encoding")
-    {
-        read_body(&mut r, &headers, false)?
-    } else {
-        Vec::new()
-    };
-    let upgrade = headers
-        .iter()
-        .any(|(n, v)| n == "upgrade" && v.eq_ignore_ascii_case("websocket"));
-    if upgrade && target.contains("/ws/") {
-        return serve_websocket(conn, &headers);
-    }
+        .any(|(n, _)| n == "content-length" || n == "transfer-encoding");
     if target.contains("/sink") {
-        // an upload's length and checksum, answered instead of the echo and not kept
-        let digest = json!({"length": body.len(), "fnv": fnv1a(&body)}).to_string();
+        // an upload's length and checksum, read as it comes and answered instead of the echo
+        let (mut length, mut fnv) = (0u64, FNV_START);
+        read_body_with(&mut r, &headers, !framed, |piece| {
+            length += piece.len() as u64;
+            fnv = fnv1a_from(fnv, piece);
+        })?;
+        let digest = json!({"length": length, "fnv": fnv}).to_string();
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             digest.len()
@@ -257,6 +288,13 @@ fn serve_upstream(
         conn.write_all(head.as_bytes())?;
         conn.write_all(digest.as_bytes())?;
         return conn.flush();
+    }
+    let body = read_body(&mut r, &headers, !framed)?;
+    let upgrade = headers
+        .iter()
+        .any(|(n, v)| n == "upgrade" && v.eq_ignore_ascii_case("websocket"));
+    if upgrade && target.contains("/ws/") {
+        return serve_websocket(conn, &headers);
     }
     let got = Received {
         method,
@@ -432,12 +470,22 @@ pub fn pattern(offset: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// FNV-1a, 64 bits: the suite's checksum of large bodies.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    fnv1a_from(0xcbf2_9ce4_8422_2325, bytes)
+/// FNV-1a's starting state.
+pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The checksum of the first `len` bytes of [`pattern`], computed a megabyte at a time.
+pub fn pattern_fnv(len: u64) -> u64 {
+    let (mut sum, mut at) = (FNV_START, 0);
+    while at < len {
+        let n = (len - at).min(1 << 20);
+        sum = fnv1a_from(sum, &pattern(at, n as usize));
+        at += n;
+    }
+    sum
 }
 
-/// FNV-1a continued from `state`, for a body read in pieces.
+/// FNV-1a, 64 bits (the suite's checksum of large bodies), continued from `state` ([`FNV_START`]
+/// for a body's first piece), so a body can be checked in pieces.
 pub fn fnv1a_from(mut state: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         state ^= u64::from(*b);
@@ -549,19 +597,9 @@ pub fn watch(
 ) -> std::io::Result<Arrivals> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(limit))?;
-    let mut head = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
-    for (n, v) in headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(&latin1(&head))?;
+    s.write_all(&head_wire(addr, "GET", target, headers))?;
     let mut r = BufReader::new(s);
-    let (status_line, headers) = read_head(&mut r)?;
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad(&status_line))?;
+    let (status, headers) = read_status(&mut r)?;
     let mut reads = Vec::new();
     let buffered = r.buffer().to_vec();
     if !buffered.is_empty() {
@@ -585,7 +623,7 @@ pub fn watch(
 }
 
 /// A large body's download: the status, the declared length, how many body bytes came, their
-/// checksum ([`fnv1a`]), without holding them.
+/// checksum ([`fnv1a_from`]), without holding them.
 pub fn download(
     addr: &str,
     target: &str,
@@ -593,57 +631,18 @@ pub fn download(
 ) -> std::io::Result<(u16, Option<u64>, u64, u64)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut head = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
-    for (n, v) in headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(&latin1(&head))?;
+    s.write_all(&head_wire(addr, "GET", target, headers))?;
     let mut r = BufReader::with_capacity(256 * 1024, s);
-    let (status_line, headers) = read_head(&mut r)?;
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad(&status_line))?;
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let declared = get("content-length").and_then(|v| v.parse::<u64>().ok());
-    let (mut len, mut sum) = (0u64, 0xcbf2_9ce4_8422_2325u64);
-    let mut take = |r: &mut BufReader<TcpStream>, mut n: Option<u64>| -> std::io::Result<()> {
-        let mut buf = vec![0; 256 * 1024];
-        loop {
-            let want = n.map_or(buf.len(), |n| (n as usize).min(buf.len()));
-            if want == 0 {
-                return Ok(());
-            }
-            let got = r.read(&mut buf[..want])?;
-            if got == 0 {
-                return match n {
-                    None => Ok(()),
-                    Some(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-                };
-            }
-            len += got as u64;
-            sum = fnv1a_from(sum, &buf[..got]);
-            n = n.map(|n| n - got as u64);
-        }
-    };
-    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = u64::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| bad(&size))?;
-            if n == 0 {
-                break;
-            }
-            take(&mut r, Some(n))?;
-            let mut crlf = [0; 2];
-            r.read_exact(&mut crlf)?;
-        }
-    } else {
-        take(&mut r, declared)?;
-    }
+    let (status, headers) = read_status(&mut r)?;
+    let declared = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<u64>().ok());
+    let (mut len, mut sum) = (0u64, FNV_START);
+    read_body_with(&mut r, &headers, false, |piece| {
+        len += piece.len() as u64;
+        sum = fnv1a_from(sum, piece);
+    })?;
     Ok((status, declared, len, sum))
 }
 
@@ -658,15 +657,13 @@ pub fn upload(
 ) -> std::io::Result<Reply> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let length = total.to_string();
     let framing = if chunked {
-        "transfer-encoding: chunked".to_string()
+        ("transfer-encoding", "chunked")
     } else {
-        format!("content-length: {total}")
+        ("content-length", length.as_str())
     };
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{framing}\r\n\r\n"
-    );
-    s.write_all(head.as_bytes())?;
+    s.write_all(&head_wire(addr, method, target, &[framing]))?;
     let mut at = 0u64;
     // a gateway may answer (413) and close before the whole body is sent: a write error then
     // is not the test's failure, the answer is what counts
@@ -690,12 +687,7 @@ pub fn upload(
     };
     let _ = sending();
     let mut r = BufReader::new(s);
-    let (status_line, headers) = read_head(&mut r)?;
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad(&status_line))?;
+    let (status, headers) = read_status(&mut r)?;
     let body = read_body(&mut r, &headers, false)?;
     Ok(Reply {
         status,

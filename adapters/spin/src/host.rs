@@ -5,6 +5,7 @@ use crate::stream::{read_capped, SpinStream};
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use http::{Request, Response};
+use portcullis_core::body::declared_length;
 use portcullis_core::phase::ratelimit::{admit, Gcra, Quota, Verdict};
 use portcullis_core::{
     Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis, HEADER_ROOM,
@@ -352,10 +353,15 @@ impl Host for SpinHost {
         let (mut parts, body) = res.into_parts();
         // room for the headers the gateway adds to the answer (rate-limit fields, CORS, …)
         let _ = parts.headers.try_reserve(HEADER_ROOM);
-        let cut = format!(
-            "{{\"request_id\":{:?},\"event\":\"stream-cut\",\"reason\":\"idle\",\"idle_timeout_ms\":{},\"upstream\":{:?}}}",
-            exchange.request_id, exchange.idle_timeout_ms, url
-        );
+        // JSON by serde_json, as the access log's other lines are JSON (`{:?}` is Rust's escaping)
+        let cut = serde_json::json!({
+            "request_id": exchange.request_id,
+            "event": "stream-cut",
+            "reason": "idle",
+            "idle_timeout_ms": exchange.idle_timeout_ms,
+            "upstream": url,
+        })
+        .to_string();
         let stream = SpinStream::new(body).watched(
             Duration::from_millis(u64::from(exchange.idle_timeout_ms)),
             cut,
@@ -364,19 +370,10 @@ impl Host for SpinHost {
             BodyUse::PassOn => Body::Stream(stream),
             BodyUse::Read => {
                 let limit = exchange.max_response_bytes;
-                let announced = parts
-                    .headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                if announced.is_some_and(|n| n > limit as u64) {
+                if declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
                     return Err(FetchError::TooLarge { limit });
                 }
-                Body::Bytes(read_capped(stream, limit).await.map_err(|e| match e {
-                    ReadError::TooLarge { limit } => FetchError::TooLarge { limit },
-                    ReadError::Broken(why) => {
-                        FetchError::Connect(format!("reading the body: {why}"))
-                    }
-                })?)
+                Body::Bytes(read_capped(stream, limit).await?)
             }
         };
         Ok(Response::from_parts(parts, body))

@@ -54,10 +54,13 @@ impl SpinStream {
     /// Drops the copy, with a `cache-skip` line saying why.
     fn skip(&mut self, reason: &str) {
         if let Some((tee, _)) = self.tee.take() {
-            println!(
-                "{{\"request_id\":{:?},\"event\":\"cache-skip\",\"reason\":\"{reason}\",\"limit\":{}}}",
-                tee.request_id, tee.limit
-            );
+            let line = serde_json::json!({
+                "request_id": tee.request_id,
+                "event": "cache-skip",
+                "reason": reason,
+                "limit": tee.limit,
+            });
+            println!("{line}");
         }
     }
 

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
+use portcullis_core::body::declared_length;
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Quota, RefusalMemo, Verdict};
 use portcullis_core::{
     Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis,
@@ -248,14 +249,9 @@ impl Host for WorkersHost {
             Body::Stream(WorkersBody::Stream(s)) => (Some(s), exchange.max_request_bytes as f64),
             Body::Bytes(_) | Body::Stream(WorkersBody::Socket(_)) => (None, 0.0),
         };
-        let pending = upstream_fetch(
-            &head.uri.to_string(),
-            &init,
-            upload.as_ref(),
-            cap,
-            exchange.timeout_ms,
-        )
-        .map_err(js_err(FetchError::Other))?;
+        let url = head.uri.to_string();
+        let pending = upstream_fetch(&url, &init, upload.as_ref(), cap, exchange.timeout_ms)
+            .map_err(js_err(FetchError::Other))?;
         let res: web_sys::Response = JsFuture::from(pending)
             .await
             .and_then(|r| r.dyn_into())
@@ -281,11 +277,10 @@ impl Host for WorkersHost {
             *out.headers_mut() = headers;
             return Ok(out);
         }
+        let declared = declared_length(&headers);
         // the length of a body the runtime decodes is not the declared one
-        let length = headers
-            .get(http::header::CONTENT_LENGTH)
+        let length = declared
             .filter(|_| !headers.contains_key(http::header::CONTENT_ENCODING))
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .map_or(-1.0, |n| n as f64);
         // the body, watched for idling: passed on as it streams, or read
         let stream = res.body().map(|_| {
@@ -293,7 +288,6 @@ impl Host for WorkersHost {
                 // no strings cross for the common small answer
                 pass_short(&res, exchange.idle_timeout_ms)
             } else {
-                let url = head.uri.to_string();
                 pass_on(
                     &res,
                     exchange.idle_timeout_ms,
@@ -310,17 +304,11 @@ impl Host for WorkersHost {
                 let limit = exchange.max_response_bytes;
                 // a body announced as too long is not read: cancelling the stream lets the
                 // runtime close the upstream's connection
-                let announced = headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                if announced.is_some_and(|n| n > limit as u64) {
+                if declared.is_some_and(|n| n > limit as u64) {
                     let _ = stream.cancel();
                     return Err(FetchError::TooLarge { limit });
                 }
-                Body::Bytes(read_capped(stream, limit).await.map_err(|e| match e {
-                    ReadError::TooLarge { limit } => FetchError::TooLarge { limit },
-                    ReadError::Broken(why) => FetchError::Connect(why),
-                })?)
+                Body::Bytes(read_capped(stream, limit).await?)
             }
         };
         let mut out = Response::new(body);
@@ -446,6 +434,13 @@ export function upstreamFetch(url, init, upload, cap, headMs) {
   );
 }
 
+function concat(parts, n) {
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.byteLength; }
+  return out;
+}
+
 export async function readAll(stream, limit) {
   const reader = stream.getReader();
   const parts = [];
@@ -460,10 +455,7 @@ export async function readAll(stream, limit) {
     }
     parts.push(value);
   }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.byteLength; }
-  return out;
+  return concat(parts, n);
 }
 
 function keepLength(stream, length) {
@@ -495,9 +487,7 @@ export function teeToStore(body, limit, length, requestId, ctx, store) {
       }
       if (chunk.done) {
         if (parts) {
-          const all = new Uint8Array(n);
-          let at = 0;
-          for (const p of parts) { all.set(p, at); at += p.byteLength; }
+          const all = concat(parts, n);
           parts = null;
           // stored before the end reaches the client, as on Spin: the next request finds it
           const written = store(all);

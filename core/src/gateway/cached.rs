@@ -124,10 +124,7 @@ impl Gateway {
                 let t = host.monotonic_us();
                 let now = host.now();
                 let rule = miss.rule;
-                let declared = head
-                    .headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                let declared = crate::body::declared_length(&head.headers);
                 let entry = cache::entry_head(rule, &miss.probe, head.status, &head.headers, now);
                 match entry {
                     Some(_) if declared.is_some_and(|n| n > rule.max_bytes as u64) => {

@@ -547,10 +547,7 @@ pub fn check_body(v: &Validation, headers: &HeaderMap, body: Option<&[u8]>) -> R
             limit: v.max_body_bytes,
         });
     }
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|l| l.to_str().ok())
-        .and_then(|l| l.parse::<u64>().ok());
+    let declared = crate::body::declared_length(headers);
     if declared.is_some_and(|l| l > v.max_body_bytes as u64) {
         return Err(Reject::BodyTooLarge {
             limit: v.max_body_bytes,
