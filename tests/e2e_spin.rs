@@ -5,7 +5,7 @@
 #[path = "e2e/cases.rs"]
 mod cases;
 
-use cases::{ClWithTe, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
+use cases::{ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
 use portcullis_spin::expiry::{classify, tombstone, Stored};
 use portcullis_tests::net::Reply;
 use portcullis_tests::runtime::{build_spin, build_spin_ok, start_spin};
@@ -21,6 +21,7 @@ fn suite() -> &'static Suite {
                 cl_with_te: ClWithTe::ContentLengthDropped,
                 two_hosts: TwoHosts::Passed,
                 other_host_target: OtherHostTarget::ConnectionClosed,
+                cut_before_head: CutBeforeHead::MayCloseWithoutHead,
             },
             || {
                 build_spin_ok("tests/e2e/gateway.toml", "tests/e2e/spin.toml");

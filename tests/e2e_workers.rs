@@ -6,7 +6,7 @@
 #[path = "e2e/cases.rs"]
 mod cases;
 
-use cases::{ClWithTe, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
+use cases::{ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
 use portcullis_core::Config;
 use portcullis_tests::net::{request, Reply};
 use portcullis_tests::runtime::{
@@ -25,6 +25,7 @@ fn suite() -> &'static Suite {
                 cl_with_te: ClWithTe::Passed,
                 two_hosts: TwoHosts::RefusedByRuntime(500),
                 other_host_target: OtherHostTarget::RefusedByRuntime(500),
+                cut_before_head: CutBeforeHead::HeadSent,
             },
             || {
                 let out = build_worker("tests/e2e/gateway.toml", "build-e2e");

@@ -32,6 +32,21 @@ pub struct Platform {
     pub two_hosts: TwoHosts,
     /// What the runtime does with an absolute-form target whose host is not `Host`.
     pub other_host_target: OtherHostTarget,
+    /// Whether the runtime may close the connection without the answer's head when the body
+    /// breaks before its first bytes went out.
+    pub cut_before_head: CutBeforeHead,
+}
+
+/// What a client sees of an answer whose body breaks off right after the upstream's head.
+#[allow(dead_code)] // each runtime's suite constructs only its own
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CutBeforeHead {
+    /// The head, then the body cut short (workerd).
+    HeadSent,
+    /// Either that, or the connection closed with no answer at all: Spin's HTTP server (hyper)
+    /// writes the head with the first body bytes, and a body that breaks before any went out
+    /// leaves nothing to write (seen on real Spin about one run in four with a 1,000-byte body).
+    MayCloseWithoutHead,
 }
 
 /// What a runtime does with an absolute-form request-target (`GET http://a/ HTTP/1.1`) whose
@@ -897,7 +912,22 @@ pub fn events_reach_the_client_as_the_upstream_sends_them(s: &Suite) {
 pub fn a_body_cut_short_by_the_upstream_reaches_the_client_cut_short(s: &Suite) {
     for n in [1000u64, 70_000] {
         let target = format!("/small/bytes/{n}/short/{}", s.unique());
-        let got = s.watch(&target);
+        let ip = s.client_ip();
+        let headers = [(s.platform.client_ip_header, ip.as_str())];
+        let got = match watch(
+            &s.gw.addr,
+            &target,
+            &headers,
+            std::time::Duration::from_secs(10),
+        ) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    && s.platform.cut_before_head == CutBeforeHead::MayCloseWithoutHead =>
+            {
+                continue; // no answer at all: nothing that could look complete
+            }
+            got => got.unwrap_or_else(|e| panic!("GET {target}: {e}")),
+        };
         assert_eq!(got.status, 200, "{target}");
         let body = got.raw_body();
         match got.header("content-length") {

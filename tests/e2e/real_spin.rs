@@ -1,7 +1,9 @@
 //! Starts the end-to-end [`Suite`] on the real Spin CLI, for `e2e_spin_real` and
 //! `e2e_spin_fresh`.
 
-use crate::cases::{ClWithTe, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
+use crate::cases::{
+    ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts,
+};
 use portcullis_tests::runtime::{build_spin_ok, real_spin, start_real_spin};
 
 /// The suite on real Spin started with `args`, or `None` (said loudly) without a Spin.
@@ -27,6 +29,7 @@ pub fn start(args: &'static [&'static str]) -> Option<Suite> {
             cl_with_te: ClWithTe::Passed,
             two_hosts: TwoHosts::Passed,
             other_host_target: OtherHostTarget::ConnectionClosed,
+            cut_before_head: CutBeforeHead::MayCloseWithoutHead,
         },
         || {
             build_spin_ok("tests/e2e/gateway.toml", "tests/e2e/spin.toml");
