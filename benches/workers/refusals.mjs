@@ -8,7 +8,7 @@
 // Usage: [CLIENTS=100] node benches/workers/refusals.mjs BUILD_DIR   (e.g. adapters/workers/build-e2e)
 import { Miniflare } from "miniflare";
 import http from "node:http";
-import { workerOptions } from "../../tests/workers/options.mjs";
+import { workerOptions } from "../../tests/e2e/workers/options.mjs";
 
 const [buildDir] = process.argv.slice(2);
 if (!buildDir) {

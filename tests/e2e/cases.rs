@@ -5,11 +5,11 @@
 //!
 //! What the platforms force to differ is in [`Platform`], and nowhere else.
 
-use portcullis_tests::net::{
+use portcullis_e2e::net::{
     download, latin1, pattern_fnv, request, send_raw, sse_sent, upload, watch, Arrivals,
     JwksServer, Reply, Upstream,
 };
-use portcullis_tests::runtime::Running;
+use portcullis_e2e::runtime::Running;
 use portcullis_tests::{jwks, EcKey};
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,7 +4,7 @@
 use crate::cases::{
     ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts,
 };
-use portcullis_tests::runtime::{build_spin_ok, real_spin, start_real_spin};
+use portcullis_e2e::runtime::{build_spin_ok, real_spin, start_real_spin};
 
 /// The suite on real Spin started with `args`, or `None` (said loudly) without a Spin.
 pub fn start(args: &'static [&'static str]) -> Option<Suite> {

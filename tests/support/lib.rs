@@ -1,8 +1,5 @@
-//! Helpers shared by the scenario suites: requests, a scriptable backend, token minting; and for
-//! the end-to-end suite, real local servers ([`net`]) and runtimes ([`runtime`]).
-
-pub mod net;
-pub mod runtime;
+//! Helpers shared by the scenario suites: requests, a scriptable backend, token minting (also used
+//! by the end-to-end suites in `tests/e2e`, which add real servers and runtimes).
 
 use bytes::Bytes;
 use http::{Request, Response};

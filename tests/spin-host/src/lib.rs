@@ -17,7 +17,7 @@
 //! writes blindly, as Spin's SQLite store does. Unlike
 //! Spin 4.1, which reuses an instance for up to 128 requests, it instantiates the component per
 //! request: the shortest instance lifetime Spin allows, so state a component keeps in memory
-//! is never there for the next request. The suite also runs on real Spin (`tests/e2e_spin_real.rs`),
+//! is never there for the next request. The suite also runs on real Spin (`tests/e2e/e2e_spin_real.rs`),
 //! which reuses instances, so both lifetimes are tested.
 //!
 //! The component's stdout (the access log) is collected line by line in [`Server::logs`], and

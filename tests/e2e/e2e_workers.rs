@@ -3,13 +3,13 @@
 //! behind it. Needs Node with `npm ci` done and the worker-build toolchain, which
 //! `scripts/build-worker.sh` installs when missing.
 
-#[path = "e2e/cases.rs"]
+#[path = "cases.rs"]
 mod cases;
 
 use cases::{ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
 use portcullis_core::Config;
-use portcullis_tests::net::{request, Reply};
-use portcullis_tests::runtime::{
+use portcullis_e2e::net::{request, Reply};
+use portcullis_e2e::runtime::{
     build_worker, repo_root, start_workers, start_workers_with, Running,
 };
 use serde_json::json;
@@ -67,12 +67,12 @@ fn a_malformed_config_fails_the_build() {
         .exists());
 }
 
-/// Runs `tests/workers/SCRIPT` with node against the suite's build (on a workerd of its own)
+/// Runs `tests/e2e/workers/SCRIPT` with node against the suite's build (on a workerd of its own)
 /// and returns the lines it printed; fails the test when the script fails.
 fn node_check(script: &str) -> Vec<String> {
     let _built = suite();
     let out = std::process::Command::new("node")
-        .arg(format!("tests/workers/{script}"))
+        .arg(format!("tests/e2e/workers/{script}"))
         .arg("adapters/workers/build-e2e")
         .current_dir(repo_root())
         .output()
@@ -90,7 +90,7 @@ fn node_check(script: &str) -> Vec<String> {
 /// requests itself while the object's state would refuse them: of 60 requests against 50 per
 /// hour, the object answers the 50 admissions and the first refusal, and the other nine are
 /// refused in the isolate with the same headers. Runs on its own workerd, against the suite's
-/// build (`tests/workers/limiter-memo.mjs`).
+/// build (`tests/e2e/workers/limiter-memo.mjs`).
 #[test]
 fn an_isolate_refuses_a_key_over_its_limit_without_calling_its_object() {
     assert_eq!(
@@ -107,7 +107,7 @@ fn an_isolate_refuses_a_key_over_its_limit_without_calling_its_object() {
 /// once it has expired: of five admissions in a row the first is written at once and the other
 /// four by one alarm a second later (two writes in all, the second a later state); a state that
 /// lives 200 ms is written, then deleted. Runs on its own workerd, against the suite's build
-/// (`tests/workers/limiter-cleanup.mjs`), reading the objects' storage through the namespace
+/// (`tests/e2e/workers/limiter-cleanup.mjs`), reading the objects' storage through the namespace
 /// binding.
 #[test]
 fn the_limiter_coalesces_a_busy_keys_writes_and_deletes_expired_state() {

@@ -1,6 +1,6 @@
 // Checks on workerd that once a rate-limit Durable Object has refused a key, the worker refuses
 // the key's next requests itself, without calling the object, while the object's state would
-// refuse them. Usage: node tests/workers/limiter-memo.mjs BUILD_DIR
+// refuse them. Usage: node tests/e2e/workers/limiter-memo.mjs BUILD_DIR
 // The build must embed tests/e2e/gateway.toml (route /limited, rate limit `fifty`: 50 per hour
 // per client address). Prints what it saw, one line per step; exits 1 on an error.
 import { Miniflare } from "miniflare";

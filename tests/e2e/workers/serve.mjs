@@ -1,5 +1,5 @@
 // Runs the built Portcullis worker on workerd through Miniflare's API, for the end-to-end
-// suite and the load benchmark. Usage: node tests/workers/serve.mjs BUILD_DIR [PORT]
+// suite and the load benchmark. Usage: node tests/e2e/workers/serve.mjs BUILD_DIR [PORT]
 //
 // Prints "ready http://127.0.0.1:PORT/" once it answers, then the worker's console.log lines
 // (the access log) on stdout, one per line. Stops when its stdin closes or on SIGTERM.

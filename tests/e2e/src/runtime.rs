@@ -1,7 +1,7 @@
 //! Builds the gateway for a real runtime and runs it on 127.0.0.1 for the end-to-end suite.
 //!
 //! Workers: `scripts/build-worker.sh` (worker-build, as users run it) with the suite's config,
-//! then `tests/workers/serve.mjs` runs the build on workerd through Miniflare.
+//! then `tests/e2e/workers/serve.mjs` runs the build on workerd through Miniflare.
 //! Spin: `cargo build --target wasm32-wasip2` with the suite's config and manifest, then the
 //! wasmtime-based `spin-test-host` serves the component in-process, following the manifest.
 //! A missing tool is a failure with the tool's own error, never a skip.
@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
+    let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    e2e.ancestors()
+        .nth(2)
+        .expect("tests/e2e is two levels down")
         .to_path_buf()
 }
 
@@ -146,12 +147,12 @@ pub fn start_workers(out_dir: &str) -> Running {
     start_workers_with(out_dir, &[])
 }
 
-/// [`start_workers`] with environment variables for `tests/workers/options.mjs`, e.g.
+/// [`start_workers`] with environment variables for `tests/e2e/workers/options.mjs`, e.g.
 /// `PORTCULLIS_CACHE`.
 pub fn start_workers_with(out_dir: &str, env: &[(&str, &str)]) -> Running {
     let root = repo_root();
     let mut child = Command::new("node")
-        .arg("tests/workers/serve.mjs")
+        .arg("tests/e2e/workers/serve.mjs")
         .arg(root.join("adapters/workers").join(out_dir))
         .envs(env.iter().copied())
         .current_dir(&root)
@@ -159,7 +160,7 @@ pub fn start_workers_with(out_dir: &str, env: &[(&str, &str)]) -> Running {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start node tests/workers/serve.mjs (is Node installed and `npm ci` run?)");
+        .expect("start node tests/e2e/workers/serve.mjs (is Node installed and `npm ci` run?)");
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let addr = loop {
         match lines.next() {

@@ -1,13 +1,13 @@
 //! The end-to-end cases about state that must outlive a request (JWKS cooldowns and last good
 //! keys, rate-limit counters), on the real Spin CLI with one instance per request
 //! (`--max-instance-reuse-count 1`): what Spin does for wasi:http 0.2 components and may do for
-//! any. `tests/e2e_spin_real.rs` says how Spin is found.
+//! any. `tests/e2e/e2e_spin_real.rs` says how Spin is found.
 
 #[allow(dead_code)] // only the cases listed below run here
-#[path = "e2e/cases.rs"]
+#[path = "cases.rs"]
 mod cases;
 
-#[path = "e2e/real_spin.rs"]
+#[path = "real_spin.rs"]
 mod real_spin;
 
 use cases::Suite;

@@ -2,7 +2,7 @@
 // a change is written at once when the object has not written in the last second, and later
 // changes in that second by one alarm when the second is up; a written state is deleted once it
 // has expired.
-// Usage: node tests/workers/limiter-cleanup.mjs BUILD_DIR
+// Usage: node tests/e2e/workers/limiter-cleanup.mjs BUILD_DIR
 // The build must embed tests/e2e/gateway.toml (per client address: route /limited, 50 per hour;
 // /brief, 5 per second). Prints what it saw, one line per step; exits 1 on the first failure.
 import { Miniflare } from "miniflare";

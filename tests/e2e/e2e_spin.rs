@@ -2,13 +2,13 @@
 //! by the wasmtime-based `spin-test-host` following `tests/e2e/spin.toml`, with real local
 //! servers behind it. Same cases as the Workers suite (`tests/e2e/cases.rs`).
 
-#[path = "e2e/cases.rs"]
+#[path = "cases.rs"]
 mod cases;
 
 use cases::{ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
+use portcullis_e2e::net::Reply;
+use portcullis_e2e::runtime::{build_spin, build_spin_ok, start_spin};
 use portcullis_spin::expiry::{classify, tombstone, Stored};
-use portcullis_tests::net::Reply;
-use portcullis_tests::runtime::{build_spin, build_spin_ok, start_spin};
 use std::sync::OnceLock;
 
 fn suite() -> &'static Suite {
