@@ -3,7 +3,8 @@
 
 use super::raw::{self, RawConfig};
 use super::{
-    Action, AuthRule, Config, ConfigErrors, Diagnostic, Respond, Route, Secrets, Upstream,
+    features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Diagnostic, Respond, Route,
+    Secrets, Upstream,
 };
 use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
 use http::{HeaderName, Method};
@@ -570,6 +571,13 @@ pub fn compile(
         });
     }
 
+    // the optional parts this build lacks (an adapter's build checked its own with `embed`)
+    for need in features::needs(&raw) {
+        if !BuildFeatures::COMPILED.has(need.feature) {
+            refuse!(e, need.path, need.missing);
+        }
+    }
+
     // JWT providers
     let mut jwt = Vec::new();
     for (name, p) in &raw.auth.jwt {
@@ -584,6 +592,9 @@ pub fn compile(
             .map(|t| t.url);
         let mut keys = Vec::new();
         for (i, k) in p.keys.iter().enumerate() {
+            if CHECKS && !BuildFeatures::COMPILED.verifies(k.alg) {
+                continue; // refused above, with the feature it needs
+            }
             let kp = format!("{path}.keys[{i}]");
             let secret = match (&k.secret, &k.secret_base64, &k.secret_env) {
                 (Some(s), None, None) => Some(Ok(s.as_bytes().to_vec())),
@@ -925,12 +936,6 @@ pub fn compile(
                         );
                     }
                 }
-                if !cfg!(feature = "response-cache") {
-                    refuse!(e,
-                        format!("{path}.admin"),
-                        "this build has no response cache to purge (cargo feature `response-cache` is off)",
-                    );
-                }
                 let safe = |m: &str| ["GET", "HEAD", "OPTIONS", "TRACE"].contains(&m);
                 if r.methods.is_empty() || r.methods.iter().any(|m| safe(m)) {
                     refuse!(e,
@@ -1150,12 +1155,6 @@ pub fn compile(
                 e,
                 format!("{path}.cache"),
                 "only `upstream` routes are cached: `respond` and `admin` routes need no cache",
-            );
-        } else if r.cache.is_some() && !cfg!(feature = "response-cache") {
-            refuse!(
-                e,
-                format!("{path}.cache"),
-                "this build has no response cache (cargo feature `response-cache` is off)",
             );
         }
         if r.websocket {

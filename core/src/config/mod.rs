@@ -6,6 +6,7 @@
 
 mod compile;
 pub mod emit;
+pub mod features;
 pub mod lint;
 #[cfg(feature = "toml")]
 mod locate;
@@ -17,6 +18,7 @@ use std::fmt;
 use std::rc::Rc;
 
 pub use compile::compile;
+pub use features::BuildFeatures;
 pub use lint::warnings;
 
 /// One problem in a config file.
@@ -214,30 +216,6 @@ pub struct Config {
     pub(crate) client_geo: bool,
 }
 
-/// The optional parts an adapter's build compiled in (cargo features of `portcullis-core`), for
-/// [`Config::embed`] to check a config against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BuildFeatures {
-    /// `json-schema`: `body_schema` validation.
-    pub json_schema: bool,
-    /// `asymmetric-jwt`: RS*, PS256, ES256 and EdDSA tokens, and keys from a JWKS.
-    pub asymmetric_jwt: bool,
-    /// `hs384-hs512`: HS384 and HS512 tokens.
-    pub hs384_hs512: bool,
-    /// `response-cache`: routes with `cache`, and the `purge_cache` admin action.
-    pub response_cache: bool,
-}
-
-impl BuildFeatures {
-    /// Everything in.
-    pub const ALL: BuildFeatures = BuildFeatures {
-        json_schema: true,
-        asymmetric_jwt: true,
-        hs384_hs512: true,
-        response_cache: true,
-    };
-}
-
 impl Config {
     /// Loads a TOML config, reporting every problem with its line and column. Keys with
     /// `secret_env` are checked but left out (see [`Secrets::Deferred`]); use
@@ -305,58 +283,27 @@ impl Config {
     /// a missing one is refused. The error is the full listing.
     #[cfg(feature = "toml")]
     pub fn embed(src: &str, file: &str, built_with: BuildFeatures) -> Result<String, String> {
-        let built = |listing: String| listing.replace("nothing was loaded", "nothing was built");
-        // `raw_from_toml` compiles the file exactly as `from_toml` does, errors and all
-        let raw = Config::raw_from_toml(src).map_err(|e| built(e.render(file)))?;
-        let mut missing = Vec::new();
-        if !built_with.json_schema {
-            for (i, r) in raw.routes.iter().enumerate() {
-                if r.validate.as_ref().is_some_and(|v| v.body_schema.is_some()) {
-                    missing.push(format!("{file}: routes[{i}].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n"));
-                }
+        let (raw, locator) = locate::parse_toml(src).map_err(|e| e.render(file))?;
+        let located = |path: &str| locator.find(path);
+        let mut errors = match compile(raw.clone(), &located, Secrets::Deferred) {
+            Ok(_) => ConfigErrors {
+                diagnostics: Vec::new(),
+            },
+            Err(e) => e,
+        };
+        // the parts the adapter lacks (compile reported those this build lacks too)
+        for need in features::needs(&raw) {
+            if !built_with.has(need.feature) && BuildFeatures::COMPILED.has(need.feature) {
+                errors.diagnostics.push(Diagnostic {
+                    line_col: located(&need.path),
+                    path: need.path,
+                    message: need.missing,
+                });
             }
         }
-        if !built_with.response_cache {
-            for (i, r) in raw.routes.iter().enumerate() {
-                if r.cache.is_some() {
-                    missing.push(format!("{file}: routes[{i}].cache: this build has no response cache (cargo feature `response-cache` is off)\n"));
-                }
-                if r.admin.is_some() {
-                    missing.push(format!("{file}: routes[{i}].admin: this build has no response cache to purge (cargo feature `response-cache` is off)\n"));
-                }
-            }
-        }
-        if !built_with.hs384_hs512 {
-            for (name, p) in &raw.auth.jwt {
-                if p.jwks_url.is_some() {
-                    missing.push(format!("{file}: auth.jwt.{name}.jwks_url: a JWKS may hold HS384 and HS512 keys, and this build does not verify them (cargo feature `hs384-hs512` is off)\n"));
-                }
-                for (i, k) in p.keys.iter().enumerate() {
-                    if matches!(k.alg, raw::Alg::HS384 | raw::Alg::HS512) {
-                        missing.push(format!("{file}: auth.jwt.{name}.keys[{i}].alg: {} is not verified by this build (cargo feature `hs384-hs512` is off)\n", k.alg.name()));
-                    }
-                }
-            }
-        }
-        if !built_with.asymmetric_jwt {
-            for (name, p) in &raw.auth.jwt {
-                if p.jwks_url.is_some() {
-                    missing.push(format!("{file}: auth.jwt.{name}.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies none of them (cargo feature `asymmetric-jwt` is off)\n"));
-                }
-                for (i, k) in p.keys.iter().enumerate() {
-                    if !k.alg.is_hmac() {
-                        missing.push(format!("{file}: auth.jwt.{name}.keys[{i}].alg: {} is not verified by this build (cargo feature `asymmetric-jwt` is off)\n", k.alg.name()));
-                    }
-                }
-            }
-        }
-        if !missing.is_empty() {
-            let n = missing.len();
-            return Err(format!(
-                "{}{n} error{}; nothing was built\n",
-                missing.concat(),
-                if n == 1 { "" } else { "s" }
-            ));
+        if !errors.diagnostics.is_empty() {
+            let listing = errors.sorted().render(file);
+            return Err(listing.replace("nothing was loaded", "nothing was built"));
         }
         Ok(emit::rust_static(&raw))
     }

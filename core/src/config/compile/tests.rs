@@ -161,7 +161,7 @@ cache = { ttl_s = 5 }
     };
     assert_eq!(
         Config::embed(src, "g.toml", without).unwrap_err(),
-        "g.toml: routes[0].cache: this build has no response cache (cargo feature `response-cache` is off)\n1 error; nothing was built\n"
+        "g.toml:9:9 routes[0].cache: this build has no response cache (cargo feature `response-cache` is off)\n1 error; nothing was built\n"
     );
 }
 
@@ -196,7 +196,7 @@ auth = { api_key = "ops" }
     };
     assert_eq!(
         Config::embed(src, "g.toml", without).unwrap_err(),
-        "g.toml: routes[0].admin: this build has no response cache to purge (cargo feature `response-cache` is off)\n1 error; nothing was built\n"
+        "g.toml:9:9 routes[0].admin: this build has no response cache to purge (cargo feature `response-cache` is off)\n1 error; nothing was built\n"
     );
 }
 
@@ -248,7 +248,7 @@ respond = { status = 202 }
     );
     assert_eq!(
         crate::Config::embed(schema, "g.toml", no_schema).unwrap_err(),
-        "g.toml: routes[0].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n1 error; nothing was built\n"
+        "g.toml:6:28 routes[0].validate.body_schema: this build has no JSON Schema validator (cargo feature `json-schema` is off)\n1 error; nothing was built\n"
     );
     let broken =
         "[[routes]]\nname = \"x\"\nmethods = [\"GET\"]\npath = \"/x\"\nupstream = \"nope\"\n";
@@ -264,6 +264,7 @@ respond = { status = 202 }
 }
 
 #[test]
+#[cfg(all(feature = "asymmetric-jwt", feature = "hs384-hs512"))] // a JWKS needs both
 fn outbound_origins_against_a_spin_manifest() {
     let config = crate::Config::from_toml(
         r#"
@@ -350,8 +351,8 @@ keys = [
     assert!(crate::Config::embed(jwks, "g.toml", BuildFeatures::ALL).is_ok());
     assert_eq!(
         crate::Config::embed(jwks, "g.toml", hmac_only).unwrap_err(),
-        "g.toml: auth.jwt.a.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies none of them (cargo feature `asymmetric-jwt` is off)\n\
-         g.toml: auth.jwt.b.keys[1].alg: EdDSA is not verified by this build (cargo feature `asymmetric-jwt` is off)\n\
+        "g.toml:3:12 auth.jwt.a.jwks_url: a JWKS may hold RSA, EC and Ed25519 keys, and this build verifies none of them (cargo feature `asymmetric-jwt` is off)\n\
+         g.toml:8:22 auth.jwt.b.keys[1].alg: EdDSA is not verified by this build (cargo feature `asymmetric-jwt` is off)\n\
          2 errors; nothing was built\n"
     );
 }
@@ -513,12 +514,19 @@ issuer = "https://issuer.test/"
 audiences = ["api"]
 keys = [{ alg = "HS256", secret_env = "1X" }, { alg = "ES256", secret_env = "K" }, { alg = "HS256", secret_env = "K", secret = "x" }]
 "#;
+    let es256 = if cfg!(feature = "asymmetric-jwt") {
+        "gateway.toml:5:77 auth.jwt.env.keys[1].secret_env: holds an HMAC secret, and ES256 needs a `jwk`"
+    } else {
+        "gateway.toml:5:55 auth.jwt.env.keys[1].alg: ES256 is not verified by this build (cargo feature `asymmetric-jwt` is off)"
+    };
     assert_eq!(
         errors(bad),
+        format!(
         "gateway.toml:5:39 auth.jwt.env.keys[0].secret_env: \"1X\" is not a variable name (letters, digits and `_`, not starting with a digit)\n\
-         gateway.toml:5:77 auth.jwt.env.keys[1].secret_env: holds an HMAC secret, and ES256 needs a `jwk`\n\
+         {es256}\n\
          gateway.toml:5:84 auth.jwt.env.keys[2]: give one of `secret`, `secret_base64` and `secret_env`, not several\n\
          3 errors; nothing was loaded\n"
+        )
     );
 }
 
