@@ -38,7 +38,7 @@ const common = {
 /// Miniflare options for the Portcullis build in adapters/workers/BUILD.
 export const portcullisOptions = (build) => ({
   ...common,
-  scriptPath: path.join(root, "adapters/workers", build, "index.js"),
+  scriptPath: path.join(root, "adapters/workers", build, "shim.mjs"),
   kvNamespaces: ["PORTCULLIS_KV"],
   durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
   bindings: { PORTCULLIS_CACHE: "kv" },
@@ -48,7 +48,7 @@ export const portcullisOptions = (build) => ({
 /// upstream.
 export const passthroughOptions = () => ({
   ...common,
-  scriptPath: path.join(root, "benches/passthrough-worker/build/index.js"),
+  scriptPath: path.join(root, "benches/passthrough-worker/build/shim.mjs"),
   bindings: { UPSTREAM: `http://127.0.0.1:${UPSTREAM_PORT}` },
 });
 

@@ -1,7 +1,6 @@
-//! The end-to-end suite on Cloudflare Workers: the worker is built with worker-build from
-//! `tests/e2e/gateway.toml` and runs on the real workerd (Miniflare), with real local servers
-//! behind it. Needs Node with `npm ci` done and the worker-build toolchain, which
-//! `scripts/build-worker.sh` installs when missing.
+//! The end-to-end suite on Cloudflare Workers: the worker is built by `scripts/build-worker.sh`
+//! (as `npx wrangler dev` builds it) from `tests/e2e/gateway.toml` and runs on the real workerd
+//! (Miniflare), with real local servers behind it. Needs Node with `npm ci` done.
 
 #[path = "cases.rs"]
 mod cases;

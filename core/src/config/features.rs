@@ -158,6 +158,14 @@ impl BuildFeatures {
             .fold(BuildFeatures::NONE, |f, n| f.with(n.feature))
     }
 
+    /// [`BuildFeatures::needed_by`] a TOML config, parsed but not compiled: a build tool that has
+    /// none of the optional parts can choose them (the adapter's build then checks the config).
+    #[cfg(feature = "toml")]
+    pub fn needed_by_toml(src: &str) -> Result<BuildFeatures, super::ConfigErrors> {
+        let (raw, _) = super::locate::parse_toml(src).map_err(super::ConfigErrors::sorted)?;
+        Ok(BuildFeatures::needed_by(&raw))
+    }
+
     /// Whether the build has `feature`.
     pub fn has(self, feature: Feature) -> bool {
         match feature {

@@ -1,7 +1,7 @@
 //! Builds the gateway for a real runtime and runs it on 127.0.0.1 for the end-to-end suite.
 //!
-//! Workers: `scripts/build-worker.sh` (worker-build, as users run it) with the suite's config,
-//! then `tests/e2e/workers/serve.mjs` runs the build on workerd through Miniflare.
+//! Workers: `scripts/build-worker.sh` (as `wrangler dev` runs it) with the suite's config, then
+//! `tests/e2e/workers/serve.mjs` runs the build on workerd through Miniflare.
 //! Spin: `cargo build --target wasm32-wasip2` with the suite's config and manifest, then the
 //! wasmtime-based `spin-test-host` serves the component in-process, following the manifest.
 //! A missing tool is a failure with the tool's own error, never a skip.
@@ -184,7 +184,7 @@ pub fn start_workers_with(out_dir: &str, env: &[(&str, &str)]) -> Running {
 }
 
 /// Builds the Spin component with `config`, checked against `manifest` (both relative to the
-/// repository root), into `target/e2e-spin`.
+/// repository root), into `target/e2e-spin` with the `wasm-dev` profile.
 pub fn build_spin(config: &str, manifest: &str) -> Output {
     let root = repo_root();
     Command::new(env!("CARGO"))
@@ -194,7 +194,8 @@ pub fn build_spin(config: &str, manifest: &str) -> Output {
             "portcullis-spin",
             "--target",
             "wasm32-wasip2",
-            "--release",
+            "--profile",
+            "wasm-dev", // no LTO: the suites build for several configs
             "--locked",
         ])
         .current_dir(&root)

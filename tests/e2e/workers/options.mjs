@@ -7,7 +7,7 @@ export function workerOptions(buildDir, port = 0) {
     host: "127.0.0.1",
     port: Number(port),
     modules: true,
-    scriptPath: path.resolve(buildDir, "index.js"),
+    scriptPath: path.resolve(buildDir, "shim.mjs"),
     modulesRules: [
       { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },

@@ -1,0 +1,41 @@
+// The worker's entry module (wrangler.toml `main`, copied next to the build by
+// `portcullis-build`): the Rust handlers, compiled to wasm with wasm-bindgen's glue in index.js,
+// as the Workers runtime calls them. wrangler bundles it with the glue.
+//
+// A panic aborts the wasm instance (`panic = "abort"`). The glue was built with a reset-state
+// function and an abort handler, and the `worker` crate asks for a fresh instance on abort: the
+// next call starts one, and the `worker` crate counts instances in `__worker_init_state`. Objects
+// made by an earlier instance are stale, so the Durable Object below makes its Rust half again
+// when the count moves.
+import { DurableObject, WorkerEntrypoint } from "cloudflare:workers";
+import * as wasm from "./index.js";
+
+const instances = wasm.__worker_init_state();
+
+export default class Portcullis extends WorkerEntrypoint {
+  fetch(request) {
+    return wasm.fetch(request, this.env, this.ctx);
+  }
+}
+
+/// One exact rate-limit counter per key (adapters/workers/src/limiter.rs).
+export class RateLimiter extends DurableObject {
+  #limiter = null;
+  #made = -1;
+
+  #rust() {
+    if (this.#made !== instances.instanceId) {
+      this.#limiter = new wasm.RateLimiter(this.ctx, this.env);
+      this.#made = instances.instanceId;
+    }
+    return this.#limiter;
+  }
+
+  fetch(request) {
+    return this.#rust().fetch(request);
+  }
+
+  alarm() {
+    return this.#rust().alarm();
+  }
+}
