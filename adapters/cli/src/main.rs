@@ -18,6 +18,8 @@ const USAGE: &str = "usage:
       Upstreams are not contacted: a 200 with an empty body stands in for them.
   portcullis schema
       Prints the JSON Schema of the config file.
+  portcullis reference
+      Prints the configuration reference (docs/configuration.md) written from the schema.
   portcullis json FILE
       Checks FILE and prints it as JSON (what the adapters embed).";
 
@@ -32,6 +34,11 @@ fn main() -> ExitCode {
                 serde_json::to_string_pretty(&portcullis_core::config::json_schema())
                     .unwrap_or_default()
             );
+            Ok(())
+        }
+        Some("reference") => {
+            let schema = portcullis_core::config::json_schema();
+            print!("{}", portcullis_core::config::reference::markdown(&schema));
             Ok(())
         }
         Some("json") => to_json(&args[1..]),

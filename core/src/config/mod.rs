@@ -11,6 +11,7 @@ pub mod lint;
 #[cfg(feature = "toml")]
 mod locate;
 pub mod raw;
+pub mod reference;
 
 use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
 use http::Method;

@@ -47,9 +47,11 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySettings {
-    /// Proxies whose `X-Forwarded-For` entries are believed (CIDRs). Empty: the header is ignored.
+    /// Proxies whose `X-Forwarded-For` entries are believed (CIDRs): the client is the rightmost
+    /// hop that is not a trusted proxy. Empty: the header is ignored (and replaced upstream).
     pub trusted_proxies: Vec<String>,
-    /// Header that carries the request id in and out.
+    /// Header that carries the request id in and out. A valid incoming id (1–128 visible ASCII
+    /// characters) is kept; otherwise one is generated.
     pub request_id_header: String,
     /// Send a `Server-Timing` header with per-phase durations.
     pub server_timing: bool,
@@ -60,7 +62,8 @@ pub struct GatewaySettings {
     pub log_client_geo: bool,
     /// Size limits for requests.
     pub limits: Limits,
-    /// How many verified JWTs to remember (each until it expires).
+    /// How many verified JWTs to remember (each until it expires), so a token seen before is not
+    /// verified again.
     pub token_cache_size: usize,
 }
 
@@ -87,7 +90,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Largest single header line (name and value) in bytes → 431.
     pub max_header_line_bytes: usize,
-    /// Largest request body in bytes → 413.
+    /// Largest request body in bytes → 413 (a route may set its own in `validate`).
     pub max_body_bytes: usize,
 }
 
@@ -134,15 +137,18 @@ pub struct Upstream {
     /// comment line) more often than this.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u32,
-    /// Extra attempts for idempotent methods after a connect error, 502, 503 or 504.
+    /// Extra attempts (at most 10) after a connect error, 502, 503 or 504, for idempotent
+    /// methods only (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and never for a streamed upload.
     #[serde(default)]
     pub retries: u32,
-    /// Allow loopback, private, link-local and metadata addresses (local development only).
+    /// Allow loopback, private, link-local, CGNAT and cloud-metadata addresses and `localhost`
+    /// (local development only). The check sees IP literals and well-known names, not DNS.
     #[serde(default)]
     pub allow_private: bool,
     /// Longest response body the gateway reads, in bytes (default 8 MiB, at most 100 MiB): it
     /// reads one only to cache it or to transform its JSON, and refuses a longer one with 502
-    /// rather than read it. A body passed on as it streams has no limit.
+    /// rather than read it. A body passed on as it streams has no limit. (A JWKS response has
+    /// its own limit, 1 MiB.)
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: u64,
 }
@@ -181,7 +187,8 @@ fn one() -> u32 {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessList {
-    /// IPv4/IPv6 CIDRs (or single addresses) that may pass.
+    /// IPv4/IPv6 CIDRs (or single addresses) that may pass; an IPv4-mapped IPv6 client counts
+    /// as IPv4. Lists are merged into sorted ranges when the config loads.
     #[serde(default)]
     pub allow_ips: Vec<String>,
     /// IPv4/IPv6 CIDRs (or single addresses) that are refused.
@@ -232,9 +239,12 @@ pub struct JwtProvider {
     /// Accepted `aud` values; the token must name at least one. Empty: `aud` is not checked.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// Where to fetch the signing keys.
+    /// Where to fetch the signing keys. The key set is kept for its `Cache-Control: max-age`,
+    /// clamped to `jwks_min_ttl_s`..`jwks_max_ttl_s`; an unknown `kid` causes at most one
+    /// refetch per `jwks_cooldown_s`; while the endpoint fails, the keys already known are used.
     pub jwks_url: Option<String>,
-    /// Keys given in the config.
+    /// Keys given in the config: HS256/384/512 secrets of at least 32/48/64 bytes, or public
+    /// keys as JWKs (RSA keys under 2048 bits are refused).
     #[serde(default)]
     pub keys: Vec<InlineKey>,
     /// Clock skew allowed for `exp` and `nbf`, in seconds.
@@ -405,13 +415,14 @@ pub struct ApiKey {
 pub struct RateLimitPolicy {
     /// What is counted: `ip`, `consumer`, `route`, `claim:NAME` or `header:NAME`.
     pub key: String,
-    /// Requests allowed per period.
+    /// Requests allowed per period (1 to 10⁹).
     pub limit: u64,
-    /// Period in seconds.
+    /// Period in seconds (1 s to one year).
     pub period_s: u64,
     /// Requests allowed at once after a quiet period (default: `limit`).
     pub burst: Option<u64>,
-    /// Counters each key is split over (default 1): for keys hotter than one counter serves.
+    /// Counters each key is split over (1–64, at most `limit` and `burst`; default 1): for keys
+    /// hotter than one counter serves.
     /// Each shard holds an equal part of `limit` and `burst`, and a request is charged to one
     /// at random, so the policy is never exceeded but a client may be refused while another
     /// shard still has room.
@@ -510,19 +521,21 @@ pub struct CorsPolicy {
 pub struct Route {
     /// Unique name, used in logs and as a rate-limit key.
     pub name: String,
-    /// Methods matched; empty matches every method.
+    /// Methods matched; empty matches every method. `HEAD` is served by a `GET` route.
     #[serde(default)]
     pub methods: Vec<String>,
-    /// Host matched (exact, case-insensitive); unset matches any host.
+    /// Host matched (exact, case-insensitive, port ignored); unset matches any host.
     pub host: Option<String>,
-    /// Path pattern: `/users/{id}`, `/files/{*rest}`.
+    /// Path pattern (matchit): `/users/{id}`, `/files/{*rest}`; in normal form (no `//`, `.`
+    /// or `..` segments).
     pub path: String,
     /// Upstream name (or use `respond`).
     pub upstream: Option<String>,
     /// Answer at the gateway without a backend.
     pub respond: Option<Respond>,
     /// Run an operator's action at the gateway (instead of `upstream` or `respond`). The route
-    /// must have `auth` and may only take methods that change state (e.g. `POST`).
+    /// must have `auth` and may only take methods that change state (e.g. `POST`); see
+    /// "Purging the cache" in docs/policies.md.
     pub admin: Option<AdminAction>,
     /// Upstream path template, with `{param}` from the path pattern.
     pub rewrite: Option<String>,
@@ -640,7 +653,8 @@ pub struct Validation {
     /// Accepted request content types (media type only) → 415.
     #[serde(default)]
     pub content_types: Vec<String>,
-    /// JSON Schema the request body must satisfy.
+    /// JSON Schema the request body must satisfy (the `jsonschema` crate; a worker links it only
+    /// when its config uses it).
     #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub body_schema: Option<serde_json::Value>,
     /// Largest body for this route (overrides `gateway.limits.max_body_bytes`).
@@ -685,7 +699,8 @@ pub struct ParamRule {
     /// Allowed values.
     #[serde(rename = "enum", default)]
     pub one_of: Vec<String>,
-    /// Regular expression the whole value must match.
+    /// Regular expression the value must contain a match of; anchor it (`^...$`) to match
+    /// the whole value.
     pub pattern: Option<String>,
 }
 
