@@ -37,6 +37,56 @@ fn every_example_config_loads() {
     }
 }
 
+/// Every TOML block in the README and the docs is a config that loads, and the README's routes
+/// what it says.
+#[test]
+fn the_configs_in_the_docs_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    let mut blocks = 0;
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        for block in text.split("```toml\n").skip(1) {
+            let src = block.split("```").next().unwrap();
+            blocks += 1;
+            if let Err(e) = Config::from_toml(src) {
+                panic!("{}", e.render(&page.display().to_string()));
+            }
+        }
+    }
+    assert!(blocks >= 2, "{blocks} TOML blocks");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let src = readme
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next();
+    let gw = gateway(src.unwrap());
+    let host = Backend::default().host();
+    let id = "1b4e28ba-2d11-4d8e-9b3a-4d6f3c1e2a10";
+    let r = send(
+        &gw,
+        &host,
+        req("GET", &format!("/v1/orders/{id}"), &[], ""),
+        "203.0.113.9",
+    );
+    assert_eq!(r.status(), 401, "no token");
+    let r = send(
+        &gw,
+        &host,
+        req("GET", "/v1/orders/12", &[], ""),
+        "203.0.113.9",
+    );
+    assert_eq!(r.status(), 400, "not a UUID");
+}
+
 /// `tests/build.rs`: the `static` `Config::embed` wrote for each config, compiled here.
 mod emitted {
     include!(concat!(env!("OUT_DIR"), "/emitted.rs"));

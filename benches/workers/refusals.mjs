@@ -1,5 +1,5 @@
 // How long a 429 takes when the Durable Object answers it and when the isolate answers it from
-// a remembered refusal (README.md, Workers: "A key over its limit is refused without a Durable
+// a remembered refusal (docs/workers.md: "A key over its limit is refused without a Durable
 // Object call"). On one local workerd, against a build of tests/e2e/gateway.toml (route
 // /limited: 50 per hour per client address): for each of CLIENTS addresses, 50 admitted
 // requests, then the 51st (refused by the object, which sends its state) and the 52nd (refused
