@@ -15,9 +15,13 @@ use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-/// The addresses `tests/e2e/gateway.toml` names.
-pub const UPSTREAM_ADDR: &str = "127.0.0.1:18181";
-pub const JWKS_ADDR: &str = "127.0.0.1:18182";
+/// Where the suite's servers listen, ports picked by the OS: the gateway is built from
+/// `tests/e2e/gateway.toml` (and `tests/e2e/spin.toml`) with these in place of the files'
+/// placeholders (`runtime::e2e_files`).
+pub struct Ports {
+    pub upstream: String,
+    pub jwks: String,
+}
 
 /// The differences between runtimes that the platforms force.
 pub struct Platform {
@@ -111,13 +115,18 @@ pub struct Suite {
 }
 
 impl Suite {
-    /// Starts the servers, then the gateway with `start` (which builds and runs it).
-    pub fn new(platform: Platform, start: impl FnOnce() -> Running) -> Suite {
+    /// Starts the servers on ports the OS picks, then the gateway with `start` (which builds it
+    /// for those ports and runs it).
+    pub fn new(platform: Platform, start: impl FnOnce(&Ports) -> Running) -> Suite {
         let key1 = EcKey::new("k1");
-        let upstream = Upstream::start(UPSTREAM_ADDR);
-        let jwks = JwksServer::start(JWKS_ADDR, jwks(&[&key1]));
+        let upstream = Upstream::start("127.0.0.1:0");
+        let jwks = JwksServer::start("127.0.0.1:0", jwks(&[&key1]));
+        let ports = Ports {
+            upstream: upstream.addr.clone(),
+            jwks: jwks.addr.clone(),
+        };
         Suite {
-            gw: start(),
+            gw: start(&ports),
             platform,
             upstream,
             jwks,

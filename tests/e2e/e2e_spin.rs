@@ -7,7 +7,7 @@ mod cases;
 
 use cases::{ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts};
 use portcullis_e2e::net::Reply;
-use portcullis_e2e::runtime::{build_spin, build_spin_ok, start_spin};
+use portcullis_e2e::runtime::{build_spin, build_spin_ok, e2e_files, start_spin};
 use portcullis_spin::expiry::{classify, tombstone, Stored};
 use std::sync::OnceLock;
 
@@ -23,9 +23,10 @@ fn suite() -> &'static Suite {
                 other_host_target: OtherHostTarget::ConnectionClosed,
                 cut_before_head: CutBeforeHead::MayCloseWithoutHead,
             },
-            || {
-                build_spin_ok("tests/e2e/gateway.toml", "tests/e2e/spin.toml");
-                start_spin("tests/e2e/spin.toml")
+            |ports| {
+                let (config, manifest) = e2e_files("spin", &ports.upstream, &ports.jwks);
+                build_spin_ok(&config, &manifest);
+                start_spin(&manifest)
             },
         )
     })

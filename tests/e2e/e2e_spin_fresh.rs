@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 fn suite() -> Option<&'static Suite> {
     static SUITE: OnceLock<Option<Suite>> = OnceLock::new();
     SUITE
-        .get_or_init(|| real_spin::start(&["--max-instance-reuse-count", "1"]))
+        .get_or_init(|| real_spin::start("spin-fresh", &["--max-instance-reuse-count", "1"]))
         .as_ref()
 }
 

@@ -20,7 +20,9 @@ use std::sync::OnceLock;
 
 fn suite() -> Option<&'static Suite> {
     static SUITE: OnceLock<Option<Suite>> = OnceLock::new();
-    SUITE.get_or_init(|| real_spin::start(&[])).as_ref()
+    SUITE
+        .get_or_init(|| real_spin::start("spin-real", &[]))
+        .as_ref()
 }
 
 e2e_cases!(optional suite);

@@ -9,7 +9,7 @@ use cases::{ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, S
 use portcullis_core::Config;
 use portcullis_e2e::net::{request, Reply};
 use portcullis_e2e::runtime::{
-    build_worker, repo_root, start_workers, start_workers_with, Running,
+    build_worker, e2e_files, repo_root, start_workers, start_workers_with, Running,
 };
 use serde_json::json;
 use std::sync::OnceLock;
@@ -26,8 +26,9 @@ fn suite() -> &'static Suite {
                 other_host_target: OtherHostTarget::RefusedByRuntime(500),
                 cut_before_head: CutBeforeHead::HeadSent,
             },
-            || {
-                let out = build_worker("tests/e2e/gateway.toml", "build-e2e");
+            |ports| {
+                let (config, _) = e2e_files("workers", &ports.upstream, &ports.jwks);
+                let out = build_worker(&config, "build-e2e");
                 assert!(
                     out.status.success(),
                     "building the worker failed:\n{}",

@@ -4,10 +4,11 @@
 use crate::cases::{
     ClWithTe, CutBeforeHead, NonUtf8Header, OtherHostTarget, Platform, Suite, TwoHosts,
 };
-use portcullis_e2e::runtime::{build_spin_ok, real_spin, start_real_spin};
+use portcullis_e2e::runtime::{build_spin_ok, e2e_files, real_spin, start_real_spin};
 
-/// The suite on real Spin started with `args`, or `None` (said loudly) without a Spin.
-pub fn start(args: &'static [&'static str]) -> Option<Suite> {
+/// The suite on real Spin started with `args`, or `None` (said loudly) without a Spin. `name`
+/// names the suite's build (`target/e2e-config/NAME`).
+pub fn start(name: &str, args: &'static [&'static str]) -> Option<Suite> {
     let Some(spin) = real_spin() else {
         let required = std::env::var("PORTCULLIS_REQUIRE_SPIN").is_ok_and(|v| v == "1");
         assert!(
@@ -31,9 +32,10 @@ pub fn start(args: &'static [&'static str]) -> Option<Suite> {
             other_host_target: OtherHostTarget::ConnectionClosed,
             cut_before_head: CutBeforeHead::MayCloseWithoutHead,
         },
-        || {
-            build_spin_ok("tests/e2e/gateway.toml", "tests/e2e/spin.toml");
-            start_real_spin(&spin, "tests/e2e/spin.toml", args)
+        |ports| {
+            let (config, manifest) = e2e_files(name, &ports.upstream, &ports.jwks);
+            build_spin_ok(&config, &manifest);
+            start_real_spin(&spin, &manifest, args)
         },
     ))
 }

@@ -219,6 +219,8 @@ fn read_body_with(
 /// when the path also has `/chunked`; with `/short` it declares N bytes, sends half of them and
 /// closes the connection.
 pub struct Upstream {
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub addr: String,
     pub received: Arc<Mutex<Vec<Received>>>,
     /// `/slow/` requests whose caller closed the connection before the answer was due (a
     /// gateway that gave up and aborted its fetch): the target, and how long after the request
@@ -227,9 +229,10 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Starts on `addr` (fixed: the built gateway config names it).
+    /// Starts on `addr` (`127.0.0.1:0`: a port the OS picks, in [`Upstream::addr`]).
     pub fn start(addr: &str) -> Upstream {
         let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        let addr = listener.local_addr().expect("a bound address").to_string();
         let received = Arc::new(Mutex::new(Vec::new()));
         let abandoned = Arc::new(Mutex::new(Vec::new()));
         let (rec, gone) = (received.clone(), abandoned.clone());
@@ -242,6 +245,7 @@ impl Upstream {
             }
         });
         Upstream {
+            addr,
             received,
             abandoned,
         }
@@ -498,6 +502,8 @@ pub fn fnv1a_from(mut state: u64, bytes: &[u8]) -> u64 {
 /// while it is down.
 #[derive(Clone)]
 pub struct JwksServer {
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub addr: String,
     doc: Arc<Mutex<Option<Value>>>,
     pub hits: Arc<Mutex<u32>>,
 }
@@ -506,6 +512,7 @@ impl JwksServer {
     pub fn start(addr: &str, doc: Value) -> JwksServer {
         let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let me = JwksServer {
+            addr: listener.local_addr().expect("a bound address").to_string(),
             doc: Arc::new(Mutex::new(Some(doc))),
             hits: Arc::new(Mutex::new(0)),
         };

@@ -20,6 +20,35 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The placeholders for the servers' addresses in `tests/e2e/gateway.toml` and
+/// `tests/e2e/spin.toml`.
+const PLACEHOLDERS: [&str; 2] = ["127.0.0.1:18181", "127.0.0.1:18182"];
+
+/// Writes the end-to-end config and Spin manifest for one suite into `target/e2e-config/SUITE/`,
+/// with the upstream's and the JWKS server's addresses (ports the OS picked) in place of the
+/// committed files' placeholders, and the manifest's component path made absolute. Returns
+/// both paths, relative to the repository root, for the builds.
+pub fn e2e_files(suite: &str, upstream: &str, jwks: &str) -> (String, String) {
+    let root = repo_root();
+    let dir = format!("target/e2e-config/{suite}");
+    std::fs::create_dir_all(root.join(&dir)).expect("create target/e2e-config");
+    let fill = |text: String| {
+        text.replace(PLACEHOLDERS[0], upstream)
+            .replace(PLACEHOLDERS[1], jwks)
+    };
+    let read = |file: &str| std::fs::read_to_string(root.join(file)).expect("read an e2e file");
+    let config = fill(read("tests/e2e/gateway.toml"));
+    let built = root.join("target/e2e-spin/wasm32-wasip2/wasm-dev/portcullis_spin.wasm");
+    let manifest = fill(read("tests/e2e/spin.toml")).replace(
+        "../../target/e2e-spin/wasm32-wasip2/wasm-dev/portcullis_spin.wasm",
+        &built.display().to_string(),
+    );
+    let (config_file, manifest_file) = (format!("{dir}/gateway.toml"), format!("{dir}/spin.toml"));
+    std::fs::write(root.join(&config_file), config).expect("write the suite's config");
+    std::fs::write(root.join(&manifest_file), manifest).expect("write the suite's manifest");
+    (config_file, manifest_file)
+}
+
 /// Builds the Workers adapter with `config` (relative to the repository root) into
 /// `adapters/workers/OUT_DIR`. Uses its own cargo target directory, so it never waits on the
 /// `cargo test` that runs it.
