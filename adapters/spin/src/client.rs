@@ -70,12 +70,8 @@ pub fn identify(headers: &HeaderMap, trusted: &Trusted) -> Client {
         .or(from_spin)
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let mut client = Client::new(ip);
-    client.country = header(&trusted.country)
-        .map(str::to_ascii_uppercase)
-        .filter(|c| c.len() == 2 && c != "XX" && c.bytes().all(|b| b.is_ascii_alphanumeric()));
-    client.asn = header(&trusted.asn)
-        .and_then(|a| a.trim_start_matches("AS").parse().ok())
-        .filter(|a| *a != 0);
+    client.country = header(&trusted.country).and_then(Client::country_from);
+    client.asn = header(&trusted.asn).and_then(Client::asn_from);
     client
 }
 

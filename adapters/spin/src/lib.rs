@@ -28,9 +28,7 @@ mod stream;
 /// The config this component was built with: `build.rs` checked it and wrote it as `'static` data
 /// (`portcullis_core::config::emit`), so no config parser is linked and nothing is parsed here.
 pub fn embedded_config() -> portcullis_core::config::raw::RawConfig {
-    static CONFIG: portcullis_core::config::emit::RawConfigStatic =
-        include!(concat!(env!("OUT_DIR"), "/config.rs"));
-    portcullis_core::config::emit::build(&CONFIG)
+    portcullis_core::embedded_config!()
 }
 
 #[cfg(test)]

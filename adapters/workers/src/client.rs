@@ -21,15 +21,9 @@ pub fn from_edge(
         .and_then(|s| s.trim().parse::<IpAddr>().ok())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let mut client = Client::new(ip);
-    // "XX" is Cloudflare's "unknown"; "T1" (Tor) is kept, so lists can name it
-    client.country = country
-        .map(|c| c.trim().to_ascii_uppercase())
-        .filter(|c| c.len() == 2 && c != "XX" && c.bytes().all(|b| b.is_ascii_alphanumeric()));
+    client.country = country.as_deref().and_then(Client::country_from);
     client.asn = asn.filter(|a| *a != 0);
-    // only for the log; anything but a short code is dropped rather than logged
-    client.edge_location = colo
-        .map(|c| c.trim().to_ascii_uppercase())
-        .filter(|c| (1..=8).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric()));
+    client.edge_location = colo.as_deref().and_then(Client::edge_location_from);
     client
 }
 

@@ -430,6 +430,19 @@ embed_struct! {
     }
 }
 
+/// The config an adapter's build script embedded (`adapters/embed-config.rs` wrote it to
+/// `$OUT_DIR/config.rs` with [`Config::embed`](crate::Config::embed)), as the raw config for
+/// [`Gateway::from_embedded`](crate::Gateway::from_embedded). It expands in the adapter, whose
+/// `OUT_DIR` it reads.
+#[macro_export]
+macro_rules! embedded_config {
+    () => {{
+        static CONFIG: $crate::config::emit::RawConfigStatic =
+            include!(concat!(env!("OUT_DIR"), "/config.rs"));
+        $crate::config::emit::build(&CONFIG)
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

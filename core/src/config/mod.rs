@@ -341,6 +341,53 @@ impl Config {
             .collect()
     }
 
+    /// Checks a Spin manifest (`spin.toml`, manifest version 2) against this config: Spin refuses
+    /// outbound calls to origins missing from the component's `allowed_outbound_hosts`, which is
+    /// better found when the component is built than as a 502 in production. The error is a
+    /// listing in the style of every other config error, naming each entry to add.
+    #[cfg(feature = "toml")]
+    pub fn check_spin_manifest(
+        &self,
+        manifest: &str,
+        file: &str,
+        component: &str,
+    ) -> Result<(), String> {
+        let doc: toml::Table = toml::from_str(manifest).map_err(|e| format!("{file}: {e}"))?;
+        let entry = doc
+            .get("component")
+            .and_then(|c| c.get(component))
+            .ok_or_else(|| format!("{file}: no [component.{component}]"))?;
+        let allowed: Vec<String> = match entry.get("allowed_outbound_hosts") {
+            None => Vec::new(),
+            Some(toml::Value::Array(list)) => list
+                .iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    format!("{file}: allowed_outbound_hosts must be a list of strings")
+                })?,
+            Some(_) => {
+                return Err(format!(
+                    "{file}: allowed_outbound_hosts must be a list of strings"
+                ))
+            }
+        };
+        let missing = self.outbound_origins_not_in(&allowed);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut listing = String::new();
+        for origin in &missing {
+            listing.push_str(&format!("{file}: component.{component}.allowed_outbound_hosts: add \"{origin}\" (the gateway config calls it)\n"));
+        }
+        let n = missing.len();
+        listing.push_str(&format!(
+            "{n} error{}; nothing was built\n",
+            if n == 1 { "" } else { "s" }
+        ));
+        Err(listing)
+    }
+
     /// Whether the config uses a client's country, ASN or edge location: an access list names
     /// countries or ASNs, or `log_client_geo` asks for them in the log. An adapter for which
     /// they are costly to get (on Workers, `request.cf` is a large object made on first use)

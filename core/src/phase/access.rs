@@ -113,6 +113,31 @@ impl Client {
             edge_location: None,
         }
     }
+
+    /// A country as a platform or a CDN's header reports it: ISO 3166-1 alpha-2, uppercased.
+    /// `XX` (Cloudflare's "unknown") and anything that is not two letters or digits is none;
+    /// `T1` (Tor) is kept, so lists can name it.
+    pub fn country_from(reported: &str) -> Option<String> {
+        let c = reported.trim().to_ascii_uppercase();
+        (c.len() == 2 && c != "XX" && c.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(c)
+    }
+
+    /// An autonomous system number as reported: `3320` or `AS3320`; 0 (unknown) is none.
+    pub fn asn_from(reported: &str) -> Option<u32> {
+        let n = reported.trim();
+        let n = n
+            .strip_prefix("AS")
+            .or_else(|| n.strip_prefix("as"))
+            .unwrap_or(n);
+        n.parse().ok().filter(|a| *a != 0)
+    }
+
+    /// The platform's location code, for the log: anything but 1–8 letters or digits is
+    /// dropped rather than logged.
+    pub fn edge_location_from(reported: &str) -> Option<String> {
+        let c = reported.trim().to_ascii_uppercase();
+        ((1..=8).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(c)
+    }
 }
 
 /// The address as `Display` writes it; IPv4 (the common case) without the formatting machinery.
@@ -228,6 +253,41 @@ pub fn is_country_code(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reported_geo_data_is_normalized_or_dropped() {
+        use super::Client;
+        for (raw, want) in [
+            ("de", Some("DE")),
+            (" T1 ", Some("T1")),
+            ("XX", None),
+            ("xx", None),
+            ("DEU", None),
+            ("D-", None),
+            ("", None),
+        ] {
+            assert_eq!(Client::country_from(raw).as_deref(), want, "{raw:?}");
+        }
+        for (raw, want) in [
+            ("3320", Some(3320)),
+            ("AS3320", Some(3320)),
+            ("as13335", Some(13335)),
+            ("0", None),
+            ("AS", None),
+            ("-1", None),
+            ("4294967296", None),
+        ] {
+            assert_eq!(Client::asn_from(raw), want, "{raw:?}");
+        }
+        for (raw, want) in [
+            ("fra", Some("FRA")),
+            ("", None),
+            ("a b", None),
+            ("ABCDEFGHI", None),
+        ] {
+            assert_eq!(Client::edge_location_from(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

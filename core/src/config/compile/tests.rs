@@ -630,3 +630,31 @@ keys = [{ consumer = "c", sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b
         );
     }
 }
+
+#[test]
+fn a_spin_manifest_must_allow_every_origin_the_config_calls() {
+    let config = crate::Config::from_toml(
+        "[upstreams.a]\ntargets = [{ url = \"https://api.example.com/v1\" }, { url = \"http://10.0.0.5:8080\" }]\nallow_private = true\n",
+    )
+    .unwrap();
+    let manifest = |hosts: &str| {
+        format!("spin_manifest_version = 2\n[component.portcullis]\nsource = \"x.wasm\"\nallowed_outbound_hosts = {hosts}\n")
+    };
+    let allows_all = manifest(r#"["https://api.example.com", "http://10.0.0.5:8080"]"#);
+    assert_eq!(
+        config.check_spin_manifest(&allows_all, "spin.toml", "portcullis"),
+        Ok(())
+    );
+    assert_eq!(
+        config.check_spin_manifest(&manifest(r#"["https://*.example.com"]"#), "spin.toml", "portcullis"),
+        Err("spin.toml: component.portcullis.allowed_outbound_hosts: add \"http://10.0.0.5:8080\" (the gateway config calls it)\n1 error; nothing was built\n".into())
+    );
+    assert_eq!(
+        config.check_spin_manifest("[component.other]\n", "m.toml", "portcullis"),
+        Err("m.toml: no [component.portcullis]".into())
+    );
+    assert_eq!(
+        config.check_spin_manifest(&manifest("\"one\""), "m.toml", "portcullis"),
+        Err("m.toml: allowed_outbound_hosts must be a list of strings".into())
+    );
+}
