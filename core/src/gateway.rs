@@ -47,7 +47,7 @@ pub struct Gateway {
     tokens: RefCell<TokenCache>,
     jwks: RefCell<Vec<Jwks>>,
     /// Per JWT provider, the store key of its JWKS record.
-    jwks_store_keys: Vec<String>,
+    jwks_store_keys: Vec<crate::store::StoreKey>,
     /// The access-log line's buffer, reused from request to request.
     log_line: RefCell<String>,
 }

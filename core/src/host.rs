@@ -6,6 +6,7 @@
 
 use crate::body::{Body, ReadError};
 use crate::phase::ratelimit::{Quota, Verdict};
+use crate::store::StoreKey;
 use bytes::Bytes;
 use http::{Request, Response};
 
@@ -91,7 +92,7 @@ pub struct Exchange<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tee {
     /// The store key of the entry.
-    pub key: String,
+    pub key: StoreKey,
     /// The start of the entry; the body follows it.
     pub head: Vec<u8>,
     pub ttl_s: u32,
@@ -118,11 +119,16 @@ pub trait Host {
     /// Applies one request of `cost` to the counter `key` under `quota`, atomically: the host
     /// reads the state, calls [`crate::phase::ratelimit::admit`], stores the new state and returns
     /// the verdict, with no other request for the same key in between.
-    async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError>;
+    async fn rate_limit(
+        &self,
+        key: &StoreKey,
+        quota: &Quota,
+        cost: u32,
+    ) -> Result<Verdict, HostError>;
     /// Reads a value from the shared key-value store.
-    async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError>;
+    async fn store_get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, HostError>;
     /// Writes a value that expires after `ttl_s` seconds.
-    async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError>;
+    async fn store_put(&self, key: &StoreKey, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError>;
     /// Reads a stream whole, but never more than one byte past `limit`
     /// ([`ReadError::TooLarge`]).
     async fn read_stream(&self, stream: Self::Stream, limit: usize) -> Result<Bytes, ReadError>;

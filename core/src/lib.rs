@@ -13,6 +13,7 @@ pub mod host;
 pub mod memory;
 pub mod phase;
 pub mod problem;
+pub mod store;
 
 pub use body::{Body, ReadError};
 pub use config::{Config, ConfigErrors, Diagnostic, Secrets};

@@ -5,6 +5,7 @@
 use crate::body::{Body, ReadError};
 use crate::host::{BodyUse, Exchange, FetchError, Host, HostError, Tee, UnixMillis, HEADER_ROOM};
 use crate::phase::ratelimit::{self, Gcra, Quota, Verdict};
+use crate::store::StoreKey;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use std::cell::{Cell, RefCell};
@@ -173,8 +174,14 @@ impl Host for MemoryHost {
         z ^ (z >> 31)
     }
 
-    async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
+    async fn rate_limit(
+        &self,
+        key: &StoreKey,
+        quota: &Quota,
+        cost: u32,
+    ) -> Result<Verdict, HostError> {
         self.check_store()?;
+        let key = key.as_str();
         let mut counters = self.counters.borrow_mut();
         // one lookup for a key seen before; the key is copied only when it is new
         if let Some(slot) = counters.get_mut(key) {
@@ -187,23 +194,23 @@ impl Host for MemoryHost {
         Ok(verdict)
     }
 
-    async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+    async fn store_get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, HostError> {
         self.check_store()?;
         let now = self.now();
         Ok(self
             .store
             .borrow()
-            .get(key)
+            .get(key.as_str())
             .filter(|(_, exp)| *exp > now)
             .map(|(v, _)| v.clone()))
     }
 
-    async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError> {
+    async fn store_put(&self, key: &StoreKey, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError> {
         self.check_store()?;
         let expires = self.now() + u64::from(ttl_s) * 1000;
         self.store
             .borrow_mut()
-            .insert(key.to_string(), (value, expires));
+            .insert(key.as_str().to_string(), (value, expires));
         Ok(())
     }
 
@@ -267,7 +274,8 @@ impl Host for MemoryHost {
                 let mut entry = tee.head;
                 entry.extend_from_slice(&body);
                 let expires = self.now() + u64::from(tee.ttl_s) * 1000;
-                self.store.borrow_mut().insert(tee.key, (entry, expires));
+                let key = tee.key.as_str().to_string();
+                self.store.borrow_mut().insert(key, (entry, expires));
                 None
             }
             Ok(_) => Some("too-large"),

@@ -9,7 +9,7 @@
 //!   is due it claims the next one by compare-and-swap, so one instance sweeps per
 //!   [`Sweep::interval_ms`], and that request does the work before it answers.
 //! - **What**: up to [`Sweep::batch`] keys, from where the previous sweep stopped (the store's
-//!   list cursor is kept in the schedule). Only the gateway's own keys ([`OWN_PREFIXES`]) are
+//!   list cursor is kept in the schedule). Only the gateway's own keys (of a `portcullis_core::store::Kind`) are
 //!   looked at, and only expired entries are deleted, so a sweep never changes what a read gives.
 //! - **Rate-limit states**: deleting a state just as a request rewrites it would forget that
 //!   request's admission. So the sweeper swaps a [`tombstone`] in first (compare-and-swap: only
@@ -18,15 +18,12 @@
 //!   stopped in between) reads as no state. The sweeper deletes only while its tombstone is
 //!   younger than half that.
 
+use portcullis_core::store::Kind;
 use portcullis_core::UnixMillis;
 
-/// Where the sweep schedule lives: `<next due, ms> <list cursor>`. Outside [`OWN_PREFIXES`], so a
-/// sweep never looks at it.
+/// Where the sweep schedule lives: `<next due, ms> <list cursor>`. Not a key of the gateway's
+/// (no [`Kind`]), so a sweep never looks at it.
 pub const SCHEDULE_KEY: &str = "portcullis-sweep";
-
-/// The keys the gateway writes: rate-limit states (`rl:`), cached responses, JWKS copies, and
-/// `portcullis:` (the cache generation).
-pub const OWN_PREFIXES: [&str; 4] = ["rl:", "cache:", "jwks:", "portcullis:"];
 
 /// How long a request waits on a tombstone before it counts as no state.
 pub const TOMBSTONE_HOLD_MS: u64 = 2_000;
@@ -89,14 +86,14 @@ pub fn classify(stored: &[u8], now: UnixMillis) -> Stored {
     }
 }
 
-/// Whether a sweep looks at `key` at all.
+/// Whether a sweep looks at `key` at all: only the gateway's own keys (of a [`Kind`]).
 pub fn is_own(key: &str) -> bool {
-    OWN_PREFIXES.iter().any(|p| key.starts_with(p))
+    Kind::of(key).is_some()
 }
 
 /// Whether `key` holds a rate-limit state (deleted through a tombstone).
 pub fn is_rate_limit(key: &str) -> bool {
-    key.starts_with("rl:")
+    Kind::of(key) == Some(Kind::RateLimit)
 }
 
 /// The sweep's settings, from the component's environment.

@@ -7,6 +7,7 @@ use futures_util::future::{select, Either};
 use http::{Request, Response};
 use portcullis_core::body::declared_length;
 use portcullis_core::phase::ratelimit::{admit, Gcra, Quota, Verdict};
+use portcullis_core::store::StoreKey;
 use portcullis_core::{
     Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis, HEADER_ROOM,
 };
@@ -244,7 +245,13 @@ impl Host for SpinHost {
     /// entry" into a blind write (`INSERT … ON CONFLICT DO UPDATE`), so two requests that both
     /// found none would both be admitted as the first. One request creates the entry: the one
     /// its creation counter ([`creation_turn`]) gives the first turn; the others wait for it.
-    async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
+    async fn rate_limit(
+        &self,
+        key: &StoreKey,
+        quota: &Quota,
+        cost: u32,
+    ) -> Result<Verdict, HostError> {
+        let key = key.as_str();
         let bucket = self.bucket()?;
         let (mut lost, mut waited) = (0, 0);
         while lost < CAS_ATTEMPTS && waited <= 2 * CREATION_WAITS {
@@ -299,7 +306,8 @@ impl Host for SpinHost {
         )))
     }
 
-    async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+    async fn store_get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, HostError> {
+        let key = key.as_str();
         let stored = self
             .store()?
             .get(key)
@@ -308,7 +316,8 @@ impl Host for SpinHost {
         Ok(stored.and_then(|v| unwrap_live(v, self.now())))
     }
 
-    async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError> {
+    async fn store_put(&self, key: &StoreKey, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError> {
+        let key = key.as_str();
         let expires_at = self.now().saturating_add(u64::from(ttl_s) * 1000);
         self.store()?
             .set(key, wrap(&value, expires_at))

@@ -89,7 +89,7 @@ impl SpinStream {
             let value = crate::expiry::wrap(&entry, now + u64::from(tee.ttl_s) * 1000);
             // a failed write only costs a later miss
             if let Ok(store) = spin_sdk::key_value::Store::open_default().await {
-                let _ = store.set(&tee.key, value).await;
+                let _ = store.set(tee.key.as_str(), value).await;
             }
         }))
     }

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use portcullis_core::body::declared_length;
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Quota, RefusalMemo, Verdict};
+use portcullis_core::store::{Kind, StoreKey};
 use portcullis_core::{
     Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis,
 };
@@ -50,7 +51,7 @@ pub struct WorkersHost {
     /// The request's `ExecutionContext`, for `waitUntil` (a streamed answer's cache write).
     #[cfg_attr(not(feature = "response-cache"), allow(dead_code))]
     ctx: JsValue,
-    /// Cached responses (`cache:` keys) go to the colo-local Cache API instead of KV.
+    /// Cached responses ([`Kind::Cache`] keys) go to the colo-local Cache API instead of KV.
     cache_api: bool,
     /// The access-log lines of this request not yet written, each but the last followed by a
     /// newline (a line is JSON, which has none of its own).
@@ -84,8 +85,8 @@ impl WorkersHost {
 
     /// Whether `key` is a cached response kept in the Cache API. A build without
     /// `response-cache` has no such keys, and links none of the Cache API code.
-    fn in_cache_api(&self, key: &str) -> bool {
-        cfg!(feature = "response-cache") && self.cache_api && key.starts_with("cache:")
+    fn in_cache_api(&self, key: &StoreKey) -> bool {
+        cfg!(feature = "response-cache") && self.cache_api && key.kind() == Kind::Cache
     }
 }
 
@@ -122,7 +123,13 @@ impl Host for WorkersHost {
         })
     }
 
-    async fn rate_limit(&self, key: &str, quota: &Quota, cost: u32) -> Result<Verdict, HostError> {
+    async fn rate_limit(
+        &self,
+        key: &StoreKey,
+        quota: &Quota,
+        cost: u32,
+    ) -> Result<Verdict, HostError> {
+        let key = key.as_str();
         let now = self.now();
         if let Some(refused) = REFUSALS.with(|m| m.borrow_mut().refusal(key, quota, now, cost)) {
             return Ok(refused);
@@ -166,7 +173,7 @@ impl Host for WorkersHost {
         Ok(verdict)
     }
 
-    async fn store_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+    async fn store_get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, HostError> {
         if self.in_cache_api(key) {
             let url = format!("{CACHE_API_ORIGIN}{key}");
             let hit = worker::Cache::default()
@@ -182,13 +189,13 @@ impl Host for WorkersHost {
             };
         }
         self.kv()?
-            .get(key)
+            .get(key.as_str())
             .bytes()
             .await
             .map_err(|e| host_err("KV get", e))
     }
 
-    async fn store_put(&self, key: &str, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError> {
+    async fn store_put(&self, key: &StoreKey, value: Vec<u8>, ttl_s: u32) -> Result<(), HostError> {
         if self.in_cache_api(key) {
             let url = format!("{CACHE_API_ORIGIN}{key}");
             let headers = worker::Headers::new();
@@ -206,7 +213,7 @@ impl Host for WorkersHost {
         // KV keeps an entry at least 60 s; the core stores its own expiry inside cache entries
         // and JWKS copies, so a longer life here never serves anything stale
         self.kv()?
-            .put_bytes(key, &value)
+            .put_bytes(key.as_str(), &value)
             .map_err(|e| host_err("KV put", e))?
             .expiration_ttl(u64::from(ttl_s.max(KV_MIN_TTL_S)))
             .execute()

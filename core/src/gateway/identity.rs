@@ -8,6 +8,7 @@ use crate::phase::auth::{self, Consumer, Key, TokenError};
 use crate::phase::observe::Phase;
 use crate::phase::ratelimit;
 use crate::problem::Reject;
+use crate::store::{Kind, StoreKey};
 use std::rc::Rc;
 
 impl Gateway {
@@ -157,11 +158,11 @@ impl Gateway {
             ctx.consumer.as_deref(),
             headers,
         );
-        let mut key = String::with_capacity(4 + quota.name.len() + part.len() + 3);
-        key.push_str("rl:");
-        key.push_str(&quota.name);
-        key.push(':');
-        key.push_str(&part);
+        let mut key = StoreKey::build(Kind::RateLimit, |key| {
+            key.push_str(&quota.name);
+            key.push(':');
+            key.push_str(&part);
+        });
         let shards = &self.limit_shards[qi];
         let charged = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
         match host.rate_limit(&key, charged, 1).await {

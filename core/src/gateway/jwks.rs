@@ -15,6 +15,7 @@ use super::Gateway;
 use crate::body::Body;
 use crate::host::{BodyUse, Exchange, Host};
 use crate::phase::auth::{self, Key};
+use crate::store::{Kind, StoreKey};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use std::rc::Rc;
@@ -240,10 +241,11 @@ impl JwksRecord {
 /// The store key of a provider's JWKS record: its name and a digest of the URL the keys come
 /// from, so a copy never outlives a change of `jwks_url` and two configs that share a store
 /// and a provider name never share keys.
-pub(super) fn jwks_store_key(name: &str, url: &str) -> String {
+pub(super) fn jwks_store_key(name: &str, url: &str) -> StoreKey {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(url.as_bytes());
-    format!("jwks:{name}:{}", hex::encode(&digest[..16]))
+    let url = hex::encode(&digest[..16]);
+    StoreKey::new(Kind::Jwks, format_args!("{name}:{url}"))
 }
 
 #[cfg(test)]
@@ -277,7 +279,7 @@ mod tests {
     #[test]
     fn jwks_copies_are_keyed_by_their_source() {
         let a = jwks_store_key("main", "https://idp.example/jwks");
-        assert!(a.starts_with("jwks:main:"));
+        assert!(a.as_str().starts_with("jwks:main:"));
         assert_ne!(a, jwks_store_key("main", "https://other.example/jwks"));
         assert_ne!(a, jwks_store_key("main2", "https://idp.example/jwks"));
     }

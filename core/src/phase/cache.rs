@@ -19,6 +19,7 @@
 
 #[cfg(feature = "response-cache")]
 use crate::host::UnixMillis;
+use crate::store::{Kind, StoreKey};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
 #[cfg(feature = "response-cache")]
@@ -51,7 +52,9 @@ pub struct CacheRule {
 }
 
 /// The store key holding the current cache generation.
-pub const GENERATION_KEY: &str = "portcullis:cache-generation";
+pub fn generation_key() -> StoreKey {
+    StoreKey::new(Kind::Gateway, "cache-generation")
+}
 
 /// The longest a cached entry or an invalidation marker is kept, in seconds (a year).
 pub const MAX_TTL_S: u32 = 365 * 86_400;
@@ -63,8 +66,8 @@ const DELTA_SECONDS_MAX: u64 = 1 << 31;
 /// invalidates every entry for the same URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
-    pub entry: String,
-    pub invalidation: String,
+    pub entry: StoreKey,
+    pub invalidation: StoreKey,
 }
 
 #[cfg(feature = "response-cache")]
@@ -102,8 +105,9 @@ fn uri_hash(uri: &http::Uri) -> [u8; 32] {
 }
 
 /// The key of the marker that invalidates the entries for `uri` (scheme, authority, path, query).
-pub fn invalidation_key(generation: u64, uri: &http::Uri) -> String {
-    format!("cache:inv:{generation}:{}", hex::encode(uri_hash(uri)))
+pub fn invalidation_key(generation: u64, uri: &http::Uri) -> StoreKey {
+    let uri = hex::encode(uri_hash(uri));
+    StoreKey::new(Kind::Cache, format_args!("inv:{generation}:{uri}"))
 }
 
 /// Whether the request carries a credential the route knows.
@@ -159,8 +163,14 @@ pub fn key(
         field(&mut h, consumer.unwrap_or("").as_bytes());
     }
     Ok(CacheKey {
-        entry: format!("cache:{generation}:{}", hex::encode(h.finalize())),
-        invalidation: format!("cache:inv:{generation}:{}", hex::encode(uri)),
+        entry: StoreKey::new(
+            Kind::Cache,
+            format_args!("{generation}:{}", hex::encode(h.finalize())),
+        ),
+        invalidation: StoreKey::new(
+            Kind::Cache,
+            format_args!("inv:{generation}:{}", hex::encode(uri)),
+        ),
     })
 }
 
@@ -539,7 +549,7 @@ mod tests {
             a,
             "generation"
         );
-        assert!(a.entry.starts_with("cache:1:"));
+        assert!(a.entry.as_str().starts_with("cache:1:"));
         assert_eq!(
             k(&get("http://h/x", &[("authorization", "Bearer t")]), None),
             Err("authenticated")

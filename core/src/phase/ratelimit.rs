@@ -7,6 +7,7 @@
 //! applies [`admit`] atomically per key.
 
 use crate::host::UnixMillis;
+use crate::store::StoreKey;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// A compiled rate-limit policy.
@@ -284,14 +285,14 @@ impl RefusalMemo {
 pub fn pick_shard<'q>(
     quota: &'q Quota,
     shards: &'q [Quota],
-    key: &mut String,
+    key: &mut StoreKey,
     random: impl FnOnce() -> u64,
 ) -> &'q Quota {
     let Ok(n @ 2..) = u64::try_from(shards.len()) else {
         return quota;
     };
     let i = random() % n;
-    key.push('#');
+    key.push_str("#");
     key.push_str(itoa::Buffer::new().format(i));
     usize::try_from(i)
         .ok()
@@ -493,6 +494,7 @@ fn sf_key(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Kind;
     use proptest::prelude::*;
 
     fn quota(limit: u64, period_s: u64, burst: u64) -> Quota {
@@ -613,14 +615,14 @@ mod tests {
         };
         let shards: Vec<Quota> = (0..3).map(|i| q.shard(i)).collect();
         let pick = |random: u64| {
-            let mut key = String::from("rl:q:192.0.2.1");
+            let mut key = StoreKey::new(Kind::RateLimit, "q:192.0.2.1");
             let charged = pick_shard(&q, &shards, &mut key, || random);
-            (key, charged.limit)
+            (key.as_str().to_string(), charged.limit)
         };
         assert_eq!(pick(7), ("rl:q:192.0.2.1#1".to_string(), 3));
         assert_eq!(pick(u64::MAX), ("rl:q:192.0.2.1#0".to_string(), 3));
         // unsharded: the quota itself, and no random number drawn
-        let mut key = String::from("rl:q:x");
+        let mut key = StoreKey::new(Kind::RateLimit, "q:x");
         let charged = pick_shard(&q, &[], &mut key, || unreachable!());
         assert_eq!((key.as_str(), charged), ("rl:q:x", &q));
     }
