@@ -1,13 +1,28 @@
 #!/bin/sh
-# The Spin benchmark: builds Portcullis (benches/gateway.toml) and the pass-through component for
-# wasm32-wasip2 (release), then runs both in the wasmtime test host (spin-bench). Results:
-# target/bench/spin.{md,json}. Bounded: ROUNDS (default 3) x SECONDS (default 5) per target.
+# The Spin benchmark: builds Portcullis (benches/gateway.toml, and the same with 1,000 more routes
+# and 10,000 more deny-list CIDRs) and the pass-through component for wasm32-wasip2 (release),
+# then runs them in the wasmtime test host (spin-bench), and on real Spin when SPIN_BIN names a
+# Spin CLI. Results: target/bench/spin.{md,json}. Bounded: ROUNDS (default 3) x SECONDS
+# (default 5) per target.
 set -eu
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR_BENCH="$PWD/target/bench-spin"
 PORTCULLIS_CONFIG=benches/gateway.toml SPIN_MANIFEST=benches/spin/portcullis.toml \
   CARGO_TARGET_DIR="$CARGO_TARGET_DIR_BENCH" cargo build -p portcullis-spin --target wasm32-wasip2 --release --locked
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR_BENCH" cargo build -p passthrough-spin --target wasm32-wasip2 --release --locked
+# the large config: the benchmark's, with 1,000 more routes and 10,000 more deny-list CIDRs
+mkdir -p target/bench
+node -e '
+const fs = require("fs");
+let src = fs.readFileSync("benches/gateway.toml", "utf8");
+const cidrs = [];
+for (let i = 0; i < 10000; i++) cidrs.push(`"${11 + (i % 180)}.${Math.floor(i / 180) % 256}.${(i * 7) % 256}.0/24"`);
+src = src.replace("deny_ips = [\n", `deny_ips = [\n  ${cidrs.join(", ")},\n`);
+for (let i = 0; i < 1000; i++)
+  src += `\n[[routes]]\nname = "r${i}"\nmethods = ["GET"]\npath = "/svc${i % 37}/res${i}/{id}"\nupstream = "app"\n`;
+fs.writeFileSync("target/bench/large-gateway.toml", src);'
+PORTCULLIS_CONFIG=target/bench/large-gateway.toml SPIN_MANIFEST=benches/spin/portcullis-large.toml \
+  CARGO_TARGET_DIR="$PWD/target/bench-spin-large" cargo build -p portcullis-spin --target wasm32-wasip2 --release --locked
 for f in portcullis_spin passthrough_spin; do
   w="$CARGO_TARGET_DIR_BENCH/wasm32-wasip2/release/$f.wasm"
   echo "$f.wasm: $(wc -c < "$w") bytes raw, $(gzip -9 -c "$w" | wc -c) bytes gzip -9"

@@ -1,13 +1,20 @@
 //! `spin-bench`: the Spin benchmark. In one run, in one wasmtime test host process, measures
 //! per-request latency (p50/p99) and throughput of Portcullis (benches/gateway.toml, via
-//! benches/spin/portcullis.toml) and of a pass-through component (benches/spin/passthrough.toml),
-//! both in front of the same local upstream, plus the upstream direct and the host's
-//! instantiation time per request. Loopback only; ROUNDS (default 3) x SECONDS (default 5) per
-//! target. Writes target/bench/spin.{md,json}. Run it with scripts/bench-spin.sh.
+//! benches/spin/portcullis.toml), of Portcullis with 1,000 more routes and 10,000 more CIDRs
+//! (benches/spin/portcullis-large.toml) and of a pass-through component
+//! (benches/spin/passthrough.toml), all in front of the same local upstream, plus the upstream
+//! direct and the host's instantiation time per request. With `SPIN_BIN` set it also runs the
+//! three components on that real Spin CLI, one instance per request (the case where an
+//! instance's start-up is paid by every request). The test host here is a debug build (its
+//! dependencies unoptimized but Cranelift), so its absolute figures are slower than real Spin's;
+//! compare within one runtime. Loopback only; ROUNDS (default 3) x
+//! SECONDS (default 5) per target. Writes target/bench/spin.{md,json}. Run it with
+//! scripts/bench-spin.sh.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const UPSTREAM: &str = "127.0.0.1:18190";
@@ -143,6 +150,44 @@ fn measure(addr: &str, headers: &[(&str, &str)], seconds: u64) -> Measured {
     }
 }
 
+/// `spin up` of `manifest` on a free port, one instance per request, its output discarded; and
+/// its address once it listens.
+fn real_spin(spin: &str, root: &Path, manifest: &str) -> (Child, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let state = std::env::temp_dir().join(format!("portcullis-spin-bench-{port}"));
+    let _ = std::fs::remove_dir_all(&state);
+    // its own process group: `spin up` runs the trigger as a child process of its own, which
+    // the end of the benchmark stops with it
+    use std::os::unix::process::CommandExt;
+    let child = Command::new(spin)
+        .process_group(0)
+        .args(["up", "--listen", &addr, "--disable-cache"])
+        .args(["--max-instance-reuse-count", "1"])
+        .arg("--from")
+        .arg(root.join(manifest))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--log-dir")
+        .arg(state.join("logs"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{spin} up: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{spin} up did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, addr)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
@@ -158,16 +203,45 @@ fn main() {
             .unwrap_or_else(|e| panic!("{manifest}: {e}"))
     };
     let portcullis = start("benches/spin/portcullis.toml");
+    let large = start("benches/spin/portcullis-large.toml");
     let passthrough = start("benches/spin/passthrough.toml");
+    let spin = std::env::var("SPIN_BIN").ok();
+    let real: Vec<(Child, String)> = spin
+        .iter()
+        .flat_map(|bin| {
+            let on = |m: &str| real_spin(bin, &root, m);
+            [
+                on("benches/spin/passthrough.toml"),
+                on("benches/spin/portcullis.toml"),
+                on("benches/spin/portcullis-large.toml"),
+            ]
+        })
+        .collect();
     let token =
         std::env::var("BENCH_TOKEN").expect("BENCH_TOKEN: an HS256 token for benches/gateway.toml");
     let auth = format!("Bearer {token}");
     let (p_addr, t_addr) = (portcullis.addr.to_string(), passthrough.addr.to_string());
-    let targets: [Target; 3] = [
+    let l_addr = large.addr.to_string();
+    let mut targets: Vec<Target> = vec![
         ("upstream", UPSTREAM, vec![]),
         ("passthrough", &t_addr, vec![]),
         ("portcullis", &p_addr, vec![("authorization", &auth)]),
+        (
+            "portcullis, 1,000 routes, 10,000 CIDRs",
+            &l_addr,
+            vec![("authorization", &auth)],
+        ),
     ];
+    if let [(_, pass), (_, small), (_, big)] = real.as_slice() {
+        let header = || vec![("authorization", auth.as_str())];
+        targets.push(("real Spin: passthrough", pass, vec![]));
+        targets.push(("real Spin: portcullis", small, header()));
+        targets.push((
+            "real Spin: portcullis, 1,000 routes, 10,000 CIDRs",
+            big,
+            header(),
+        ));
+    }
     for (_, addr, headers) in &targets {
         let mut c = Client::new(addr, headers);
         for _ in 0..200 {
@@ -235,4 +309,9 @@ fn main() {
     )
     .expect("write spin.json");
     println!("{md}");
+    for (mut child, _) in real {
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["--", &group]).status();
+        let _ = child.wait();
+    }
 }
