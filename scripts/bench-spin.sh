@@ -11,16 +11,7 @@ PORTCULLIS_CONFIG=benches/gateway.toml SPIN_MANIFEST=benches/spin/portcullis.tom
   CARGO_TARGET_DIR="$CARGO_TARGET_DIR_BENCH" cargo build -p portcullis-spin --target wasm32-wasip2 --release --locked
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR_BENCH" cargo build -p passthrough-spin --target wasm32-wasip2 --release --locked
 # the large config: the benchmark's, with 1,000 more routes and 10,000 more deny-list CIDRs
-mkdir -p target/bench
-node -e '
-const fs = require("fs");
-let src = fs.readFileSync("benches/gateway.toml", "utf8");
-const cidrs = [];
-for (let i = 0; i < 10000; i++) cidrs.push(`"${11 + (i % 180)}.${Math.floor(i / 180) % 256}.${(i * 7) % 256}.0/24"`);
-src = src.replace("deny_ips = [\n", `deny_ips = [\n  ${cidrs.join(", ")},\n`);
-for (let i = 0; i < 1000; i++)
-  src += `\n[[routes]]\nname = "r${i}"\nmethods = ["GET"]\npath = "/svc${i % 37}/res${i}/{id}"\nupstream = "app"\n`;
-fs.writeFileSync("target/bench/large-gateway.toml", src);'
+node benches/large-config.mjs
 PORTCULLIS_CONFIG=target/bench/large-gateway.toml SPIN_MANIFEST=benches/spin/portcullis-large.toml \
   CARGO_TARGET_DIR="$PWD/target/bench-spin-large" cargo build -p portcullis-spin --target wasm32-wasip2 --release --locked
 for f in portcullis_spin passthrough_spin; do

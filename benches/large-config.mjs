@@ -1,0 +1,20 @@
+// Writes target/bench/large-gateway.toml: the benchmarks' config (benches/gateway.toml) with
+// 10,000 more deny-list CIDRs and 1,000 more routes, for what an instance's or isolate's start
+// costs as the config grows (scripts/bench-spin.sh, benches/workers/coldstart.mjs).
+// Usage: node benches/large-config.mjs
+import fs from "node:fs";
+import path from "node:path";
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+let src = fs.readFileSync(path.join(root, "benches/gateway.toml"), "utf8");
+const cidrs = [];
+// deterministic /24s spread over 11.0.0.0/8..190.0.0.0/8, never a benchmark client's address
+for (let i = 0; i < 10000; i++) cidrs.push(`"${11 + (i % 180)}.${Math.floor(i / 180) % 256}.${(i * 7) % 256}.0/24"`);
+if (!src.includes("deny_ips = [\n")) throw new Error("benches/gateway.toml has no deny_ips list");
+src = src.replace("deny_ips = [\n", `deny_ips = [\n  ${cidrs.join(", ")},\n`);
+for (let i = 0; i < 1000; i++) {
+  src += `\n[[routes]]\nname = "r${i}"\nmethods = ["GET"]\npath = "/svc${i % 37}/res${i}/{id}"\nupstream = "app"\n`;
+}
+fs.mkdirSync(path.join(root, "target/bench"), { recursive: true });
+fs.writeFileSync(path.join(root, "target/bench/large-gateway.toml"), src);
+console.log("wrote target/bench/large-gateway.toml");
