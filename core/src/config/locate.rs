@@ -3,7 +3,7 @@
 //! and maps key paths such as `routes[2].auth.jwt` back to a line and column.
 
 use super::raw::{AuthProviders, RawConfig};
-use super::{ConfigErrors, Diagnostic};
+use super::{ConfigErrors, Diagnostic, SECTIONS};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -77,18 +77,6 @@ impl Locator<'_> {
         Some(line_col(self.src, span.start))
     }
 }
-
-const SECTIONS: [&str; 9] = [
-    "gateway",
-    "defaults",
-    "upstreams",
-    "access",
-    "auth",
-    "rate_limits",
-    "transforms",
-    "cors",
-    "routes",
-];
 
 struct Loader<'a> {
     src: &'a str,

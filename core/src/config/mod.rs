@@ -22,6 +22,19 @@ pub use compile::compile;
 pub use features::BuildFeatures;
 pub use lint::warnings;
 
+/// The file's top-level sections, in the order a config file is written.
+pub(crate) const SECTIONS: [&str; 9] = [
+    "gateway",
+    "defaults",
+    "upstreams",
+    "access",
+    "auth",
+    "rate_limits",
+    "transforms",
+    "cors",
+    "routes",
+];
+
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {

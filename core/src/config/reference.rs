@@ -3,6 +3,7 @@
 //! table, one row per key. `portcullis reference` prints it; a test fails when the committed page
 //! differs, so the reference cannot fall behind the code.
 
+use super::SECTIONS;
 use serde_json::{Map, Value};
 use std::fmt::Write;
 
@@ -37,10 +38,10 @@ pub fn markdown(schema: &Value) -> String {
     let mut keys: Vec<(&String, &Value)> = root.into_iter().flatten().collect();
     // in the order a config file is written
     let order = |k: &str| {
-        FILE_ORDER
+        SECTIONS
             .iter()
             .position(|o| *o == k)
-            .unwrap_or(FILE_ORDER.len())
+            .unwrap_or(SECTIONS.len())
     };
     keys.sort_by_key(|(k, _)| order(k));
     for (key, prop) in keys {
@@ -48,18 +49,6 @@ pub fn markdown(schema: &Value) -> String {
     }
     doc.out
 }
-
-const FILE_ORDER: [&str; 9] = [
-    "gateway",
-    "defaults",
-    "upstreams",
-    "access",
-    "auth",
-    "rate_limits",
-    "transforms",
-    "cors",
-    "routes",
-];
 
 /// The TOML header of the table `key` holds inside the table `parent` (a header, or "" at the
 /// top): `[gateway]`, `[upstreams.NAME]`, `[[routes]]`, `[routes.cache]`.
