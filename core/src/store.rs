@@ -4,6 +4,7 @@
 //! key strings apart; only a key read back from the store (a sweep's listing) is parsed, by
 //! [`Kind::of`].
 
+use std::borrow::Cow;
 use std::fmt::{self, Write};
 
 /// What a stored entry is.
@@ -45,23 +46,36 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StoreKey {
     kind: Kind,
-    text: String,
+    text: Cow<'static, str>,
 }
 
 impl StoreKey {
     /// The key of `kind` named `name`.
     pub fn new(kind: Kind, name: impl fmt::Display) -> StoreKey {
-        StoreKey::build(kind, |text| {
+        StoreKey::build(kind, 48, |text| {
             let _ = write!(text, "{name}");
         })
     }
 
-    /// The key of `kind` whose name `write` appends (no string is made on the way).
-    pub fn build(kind: Kind, write: impl FnOnce(&mut String)) -> StoreKey {
-        let mut text = String::with_capacity(48);
+    /// The key of `kind` whose name `write` appends (no string is made on the way), in a
+    /// string with room for `name_len` bytes of name.
+    pub fn build(kind: Kind, name_len: usize, write: impl FnOnce(&mut String)) -> StoreKey {
+        let mut text = String::with_capacity(kind.prefix().len() + name_len);
         text.push_str(kind.prefix());
         write(&mut text);
-        StoreKey { kind, text }
+        StoreKey {
+            kind,
+            text: Cow::Owned(text),
+        }
+    }
+
+    /// A key whose whole text is fixed, prefix included, so none is made per use (each such
+    /// key's test checks that it starts with its kind's prefix).
+    pub const fn fixed(kind: Kind, text: &'static str) -> StoreKey {
+        StoreKey {
+            kind,
+            text: Cow::Borrowed(text),
+        }
     }
 
     pub fn kind(&self) -> Kind {
@@ -75,7 +89,7 @@ impl StoreKey {
 
     /// Appends to the name (a shard's `#N`).
     pub(crate) fn push_str(&mut self, more: &str) {
-        self.text.push_str(more);
+        self.text.to_mut().push_str(more);
     }
 }
 

@@ -224,7 +224,7 @@ impl Gateway {
         let current = cache_generation(host).await?;
         let next = current + 1;
         host.store_put(
-            &cache::generation_key(),
+            &cache::GENERATION_KEY,
             next.to_string().into_bytes(),
             365 * 86_400,
         )
@@ -248,7 +248,7 @@ fn absolute_uri(ctx: &Ctx<'_>, path: &str, query: Option<&str>) -> http::Uri {
 /// The current cache generation (0 when none was stored yet or the value is unreadable).
 async fn cache_generation<H: Host>(host: &H) -> Result<u64, crate::host::HostError> {
     Ok(host
-        .store_get(&cache::generation_key())
+        .store_get(&cache::GENERATION_KEY)
         .await?
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.trim().parse::<u64>().ok())

@@ -158,7 +158,9 @@ impl Gateway {
             ctx.consumer.as_deref(),
             headers,
         );
-        let mut key = StoreKey::build(Kind::RateLimit, |key| {
+        // room for the shard's `#N` too
+        let name_len = quota.name.len() + 1 + part.len() + 3;
+        let mut key = StoreKey::build(Kind::RateLimit, name_len, |key| {
             key.push_str(&quota.name);
             key.push(':');
             key.push_str(&part);

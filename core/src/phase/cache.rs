@@ -52,9 +52,7 @@ pub struct CacheRule {
 }
 
 /// The store key holding the current cache generation.
-pub fn generation_key() -> StoreKey {
-    StoreKey::new(Kind::Gateway, "cache-generation")
-}
+pub const GENERATION_KEY: StoreKey = StoreKey::fixed(Kind::Gateway, "portcullis:cache-generation");
 
 /// The longest a cached entry or an invalidation marker is kept, in seconds (a year).
 pub const MAX_TTL_S: u32 = 365 * 86_400;
@@ -495,6 +493,12 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generation_key_reads_back_as_the_gateways_own() {
+        assert_eq!(Kind::of(GENERATION_KEY.as_str()), Some(Kind::Gateway));
+        assert_eq!(GENERATION_KEY.kind(), Kind::Gateway);
+    }
 
     fn rule(per_consumer: bool) -> CacheRule {
         CacheRule {
