@@ -255,12 +255,15 @@ fn phases(c: &mut Criterion) {
 
     let provider = Config::from_toml(&config(1, 1, &token_and_key(Alg::HS256).1, 0))
         .unwrap()
-        .jwt[0]
-        .clone();
+        .jwt[portcullis_core::config::Id::new(0)]
+    .clone();
     for alg in [Alg::HS256, Alg::ES256, Alg::RS256, Alg::EdDSA] {
         let (token, key_line) = token_and_key(alg);
         let cfg = Config::from_toml(&config(1, 1, &key_line, 0)).unwrap();
-        let keys: Vec<&auth::Key> = cfg.jwt[0].keys.iter().collect();
+        let keys: Vec<&auth::Key> = cfg.jwt[portcullis_core::config::Id::new(0)]
+            .keys
+            .iter()
+            .collect();
         g.bench_function(BenchmarkId::new("auth/verify", alg.name()), |b| {
             b.iter(|| auth::verify_token(&provider, &keys, black_box(&token), NOW))
         });

@@ -14,7 +14,7 @@
 use crate::body::Body;
 #[cfg(feature = "response-cache")]
 use crate::config::raw::AdminAction;
-use crate::config::{Action, Config, Route};
+use crate::config::{Action, Config, Id, Route};
 use crate::host::Host;
 use crate::phase::access::{self, Client};
 use crate::phase::auth::{Consumer, TokenCache};
@@ -74,7 +74,7 @@ struct Ctx<'a> {
     route: Option<&'a Route>,
     consumer: Option<Rc<Consumer>>,
     /// The rate limit applied (index into the config's) and its verdict.
-    limit: Option<(usize, Verdict)>,
+    limit: Option<(Id<ratelimit::Quota>, Verdict)>,
     log: AccessLog<'a>,
 }
 
@@ -378,7 +378,7 @@ impl Gateway {
     ) -> Response<Body<S>> {
         let t = host.monotonic_us();
         if let Some((i, verdict)) = &ctx.limit {
-            let (policy, name) = &self.limit_fields[*i];
+            let (policy, name) = &self.limit_fields[i.index()];
             ratelimit::set_headers_with(res.headers_mut(), policy, name, verdict);
         }
         if let Some(cors) = ctx.route.and_then(|r| r.cors).map(|i| &self.config.cors[i]) {

@@ -3,8 +3,8 @@
 
 use super::raw::{self, RawConfig};
 use super::{
-    features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Diagnostic, Respond, Route,
-    Secrets, Upstream,
+    features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Diagnostic, Id, Respond,
+    Route, Secrets, Table, Upstream,
 };
 use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
 use http::{HeaderName, Method};
@@ -91,14 +91,14 @@ fn names<T>(table: &BTreeMap<String, T>) -> Vec<&str> {
 }
 
 /// A route's own reference, or the default when it names none.
-fn reference(
+fn reference<T>(
     e: &mut Errs<'_>,
     path: &str,
     what: &str,
     own: &Option<String>,
-    default: Option<usize>,
+    default: Option<Id<T>>,
     names: &[&str],
-) -> Option<usize> {
+) -> Option<Id<T>> {
     match own {
         Some(name) => lookup(e, path, what, Some(name), names),
         None => default,
@@ -106,19 +106,19 @@ fn reference(
 }
 
 /// Resolves a reference to a named policy; `"none"` opts out.
-fn lookup(
+fn lookup<T>(
     e: &mut Errs<'_>,
     path: &str,
     what: &str,
     name: Option<&str>,
     names: &[&str],
-) -> Option<usize> {
+) -> Option<Id<T>> {
     let name = name?;
     if name == "none" {
         return None;
     }
     match names.iter().position(|k| *k == name) {
-        Some(i) => Some(i),
+        Some(i) => Some(Id::new(u32::try_from(i).unwrap_or(u32::MAX))),
         None => {
             refuse!(e, path, {
                 let hint = did_you_mean(name, names.iter().copied());
@@ -470,7 +470,7 @@ pub fn compile(
     }
 
     // upstreams
-    let mut upstreams = Vec::new();
+    let mut upstreams = Table::default();
     for (name, u) in &raw.upstreams {
         let path = format!("upstreams.{name}");
         if u.targets.is_empty() {
@@ -517,7 +517,7 @@ pub fn compile(
                 ),
             );
         }
-        upstreams.push(Upstream {
+        let _ = upstreams.push(Upstream {
             name: name.clone(),
             targets,
             weights: u.targets.iter().map(|t| t.weight).collect(),
@@ -529,7 +529,7 @@ pub fn compile(
     }
 
     // access lists
-    let mut access_lists = Vec::new();
+    let mut access_lists = Table::default();
     for (name, a) in &raw.access {
         let path = format!("access.{name}");
         let nets = |e: &mut Errs<'_>, field: &str, list: &[String]| {
@@ -560,7 +560,7 @@ pub fn compile(
                 }
             }
         }
-        access_lists.push(access::AccessPolicy {
+        let _ = access_lists.push(access::AccessPolicy {
             name: name.clone(),
             allow_ips: (!a.allow_ips.is_empty()).then(|| access::IpSet::new(allow)),
             deny_ips: access::IpSet::new(deny),
@@ -582,7 +582,7 @@ pub fn compile(
     }
 
     // JWT providers
-    let mut jwt = Vec::new();
+    let mut jwt = Table::default();
     for (name, p) in &raw.auth.jwt {
         let path = format!("auth.jwt.{name}");
         if p.keys.is_empty() && p.jwks_url.is_none() {
@@ -652,7 +652,7 @@ pub fn compile(
             );
         }
         let header = header_name(&mut e, &format!("{path}.header"), &p.header);
-        jwt.push(auth::JwtProvider {
+        let _ = jwt.push(auth::JwtProvider {
             name: name.clone(),
             label: format!("jwt:{name}"),
             issuer: p.issuer.clone(),
@@ -672,7 +672,7 @@ pub fn compile(
     }
 
     // API keys
-    let mut api_keys = Vec::new();
+    let mut api_keys = Table::default();
     for (name, s) in &raw.auth.api_keys {
         let path = format!("auth.api_keys.{name}");
         let header = match (&s.header, &s.query) {
@@ -702,7 +702,7 @@ pub fn compile(
                 None => refuse!(e, kp, "must be 64 hex digits (the SHA-256 of the key)"),
             }
         }
-        api_keys.push(auth::ApiKeySet {
+        let _ = api_keys.push(auth::ApiKeySet {
             name: name.clone(),
             label: format!("api_key:{name}"),
             header,
@@ -712,7 +712,7 @@ pub fn compile(
     }
 
     // rate limits
-    let mut quotas = Vec::new();
+    let mut quotas = Table::default();
     for (name, q) in &raw.rate_limits {
         let path = format!("rate_limits.{name}");
         let key = ratelimit::LimitKey::parse(&q.key)
@@ -768,7 +768,7 @@ pub fn compile(
             }
         }
         let defaults = ratelimit::IpPrefix::default();
-        quotas.push(ratelimit::Quota {
+        let _ = quotas.push(ratelimit::Quota {
             ip_prefix: ratelimit::IpPrefix {
                 v4: q.ipv4_prefix.unwrap_or(defaults.v4),
                 v6: q.ipv6_prefix.unwrap_or(defaults.v6),
@@ -791,7 +791,7 @@ pub fn compile(
         let compiled = compile_transform(&mut e, &format!("transforms.{name}"), t);
         transforms.insert(name.clone(), Rc::new(compiled));
     }
-    let mut cors = Vec::new();
+    let mut cors = Table::default();
     for (name, c) in &raw.cors {
         let path = format!("cors.{name}");
         let any = c.allow_origins.iter().any(|o| o == "*");
@@ -831,7 +831,7 @@ pub fn compile(
                 }
             }
         }
-        cors.push(transform::Cors {
+        let _ = cors.push(transform::Cors {
             any_origin: any,
             origins: c
                 .allow_origins
@@ -891,7 +891,7 @@ pub fn compile(
         d.response.as_deref(),
         &transform_names,
     );
-    let transform_list: Vec<Rc<transform::Transform>> = transforms.values().cloned().collect();
+    let transform_list: Table<Rc<transform::Transform>> = transforms.values().cloned().collect();
 
     let mut routes = Vec::new();
     let mut names = HashSet::new();
@@ -1078,23 +1078,24 @@ pub fn compile(
             default_cors,
             &cors_names,
         );
-        let transform_ref = |e: &mut Errs<'_>,
-                             field: &str,
-                             own: &Option<raw::TransformRef>,
-                             default: Option<usize>| match own {
-            Some(raw::TransformRef::Named(n)) => lookup(
-                e,
-                &format!("{path}.{field}"),
-                "transform",
-                Some(n),
-                &transform_names,
-            )
-            .map(|i| transform_list[i].clone()),
-            Some(raw::TransformRef::Inline(t)) => {
-                Some(Rc::new(compile_transform(e, &format!("{path}.{field}"), t)))
-            }
-            None => default.map(|i| transform_list[i].clone()),
-        };
+        let transform_ref =
+            |e: &mut Errs<'_>,
+             field: &str,
+             own: &Option<raw::TransformRef>,
+             default: Option<Id<Rc<transform::Transform>>>| match own {
+                Some(raw::TransformRef::Named(n)) => lookup(
+                    e,
+                    &format!("{path}.{field}"),
+                    "transform",
+                    Some(n),
+                    &transform_names,
+                )
+                .map(|i| transform_list[i].clone()),
+                Some(raw::TransformRef::Inline(t)) => {
+                    Some(Rc::new(compile_transform(e, &format!("{path}.{field}"), t)))
+                }
+                None => default.map(|i| transform_list[i].clone()),
+            };
         let request = transform_ref(&mut e, "request", &r.request, default_request);
         let response = transform_ref(&mut e, "response", &r.response, default_response);
         if let Some(li) = limit_i {

@@ -12,6 +12,7 @@ pub mod lint;
 mod locate;
 pub mod raw;
 pub mod reference;
+pub mod table;
 
 use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
 use http::Method;
@@ -21,6 +22,7 @@ use std::rc::Rc;
 pub use compile::compile;
 pub use features::BuildFeatures;
 pub use lint::warnings;
+pub use table::{Id, Table};
 
 /// The file's top-level sections, in the order a config file is written.
 pub(crate) const SECTIONS: [&str; 9] = [
@@ -147,7 +149,7 @@ pub enum Secrets<'a> {
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Proxy to `upstreams[index]`.
-    Proxy(usize),
+    Proxy(Id<Upstream>),
     /// Answer at the gateway.
     Respond(Respond),
     /// Run an operator's action at the gateway.
@@ -179,10 +181,8 @@ pub struct Upstream {
 /// How a route authenticates.
 #[derive(Debug, Clone, Default)]
 pub struct AuthRule {
-    /// Index into [`Config::jwt`].
-    pub jwt: Option<usize>,
-    /// Index into [`Config::api_keys`].
-    pub api_key: Option<usize>,
+    pub jwt: Option<Id<auth::JwtProvider>>,
+    pub api_key: Option<Id<auth::ApiKeySet>>,
     pub scopes: Vec<String>,
     pub claims: Vec<(String, serde_json::Value)>,
 }
@@ -199,9 +199,9 @@ pub struct Route {
     /// Whether WebSocket upgrades pass through to the upstream.
     pub websocket: bool,
     pub auth: Option<AuthRule>,
-    pub access: Option<usize>,
-    pub rate_limit: Option<usize>,
-    pub cors: Option<usize>,
+    pub access: Option<Id<access::AccessPolicy>>,
+    pub rate_limit: Option<Id<ratelimit::Quota>>,
+    pub cors: Option<Id<transform::Cors>>,
     pub cache: Option<cache::CacheRule>,
     pub validation: validate::Validation,
     pub request: Option<Rc<transform::Transform>>,
@@ -213,12 +213,12 @@ pub struct Route {
 pub struct Config {
     pub routes: Vec<Route>,
     pub router: route::Router,
-    pub upstreams: Vec<Upstream>,
-    pub access: Vec<access::AccessPolicy>,
-    pub jwt: Vec<auth::JwtProvider>,
-    pub api_keys: Vec<auth::ApiKeySet>,
-    pub rate_limits: Vec<ratelimit::Quota>,
-    pub cors: Vec<transform::Cors>,
+    pub upstreams: Table<Upstream>,
+    pub access: Table<access::AccessPolicy>,
+    pub jwt: Table<auth::JwtProvider>,
+    pub api_keys: Table<auth::ApiKeySet>,
+    pub rate_limits: Table<ratelimit::Quota>,
+    pub cors: Table<transform::Cors>,
     pub trusted_proxies: access::IpSet,
     pub limits: validate::Limits,
     pub request_id_header: http::HeaderName,

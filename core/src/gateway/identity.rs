@@ -2,7 +2,7 @@
 //! key) and whether that proves the route's scopes and claims; then the rate limit.
 
 use super::{Ctx, Gateway};
-use crate::config::Route;
+use crate::config::{Id, Route};
 use crate::host::Host;
 use crate::phase::auth::{self, Consumer, Key, TokenError};
 use crate::phase::observe::Phase;
@@ -91,13 +91,13 @@ impl Gateway {
 
     async fn verify_jwt<H: Host>(
         &self,
-        pi: usize,
+        pi: Id<auth::JwtProvider>,
         token: &str,
         host: &H,
     ) -> Result<Option<Rc<Consumer>>, Reject> {
         let provider = &self.config.jwt[pi];
         let now = host.now();
-        let cached = self.tokens.borrow().get(pi, token, now);
+        let cached = self.tokens.borrow().get(pi.index(), token, now);
         if let Some(v) = cached {
             return Ok(Some(v.consumer));
         }
@@ -129,7 +129,9 @@ impl Gateway {
         match result {
             Ok(verified) => {
                 let consumer = verified.consumer.clone();
-                self.tokens.borrow_mut().put(pi, token, verified, now);
+                self.tokens
+                    .borrow_mut()
+                    .put(pi.index(), token, verified, now);
                 Ok(Some(consumer))
             }
             Err(TokenError::UnknownKid) => {
@@ -143,7 +145,7 @@ impl Gateway {
     /// `rl:<policy>:<key part>` (a sharded policy adds `#<shard>`), with the verdict in `ctx`.
     pub(super) async fn charge_limit<H: Host>(
         &self,
-        qi: usize,
+        qi: Id<ratelimit::Quota>,
         r: &Route,
         ctx: &mut Ctx<'_>,
         headers: &http::HeaderMap,
@@ -165,7 +167,7 @@ impl Gateway {
             key.push(':');
             key.push_str(&part);
         });
-        let shards = &self.limit_shards[qi];
+        let shards = &self.limit_shards[qi.index()];
         let charged = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
         match host.rate_limit(&key, charged, 1).await {
             Ok(verdict) => {

@@ -13,8 +13,9 @@
 
 use super::Gateway;
 use crate::body::Body;
+use crate::config::Id;
 use crate::host::{BodyUse, Exchange, Host};
-use crate::phase::auth::{self, Key};
+use crate::phase::auth::{self, JwtProvider, Key};
 use crate::store::{Kind, StoreKey};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
@@ -58,7 +59,7 @@ impl Gateway {
     #[cfg(any(feature = "toml", feature = "asymmetric-jwt"))]
     pub(super) async fn jwks_keys<H: Host>(
         &self,
-        pi: usize,
+        pi: Id<JwtProvider>,
         force: bool,
         host: &H,
     ) -> Option<Rc<Vec<Key>>> {
@@ -66,12 +67,12 @@ impl Gateway {
         let url = provider.jwks_url.as_ref()?;
         let now = host.now();
         let cooldown = u64::from(provider.jwks_cooldown_s) * 1000;
-        let store_key = &self.jwks_store_keys[pi];
-        if !self.jwks.borrow()[pi].read_store {
+        let store_key = &self.jwks_store_keys[pi.index()];
+        if !self.jwks.borrow()[pi.index()].read_store {
             // a new isolate or instance: start from the record another one stored
             let stored = host.store_get(store_key).await.ok().flatten();
             let mut all = self.jwks.borrow_mut();
-            let s = &mut all[pi];
+            let s = &mut all[pi.index()];
             s.read_store = true;
             if let Some(record) = stored.as_deref().and_then(JwksRecord::decode) {
                 if let Ok(keys) = auth::parse_jwks(&record.body) {
@@ -85,7 +86,7 @@ impl Gateway {
             }
         }
         let (current, must_fetch) = {
-            let s = &self.jwks.borrow()[pi];
+            let s = &self.jwks.borrow()[pi.index()];
             let within = |t: Option<u64>| t.is_some_and(|t| now < t.saturating_add(cooldown));
             let fetch = if force {
                 !within(s.last_forced) && !within(s.last_failure)
@@ -105,7 +106,7 @@ impl Gateway {
             // lets every request try)
             {
                 let mut all = self.jwks.borrow_mut();
-                let s = &mut all[pi];
+                let s = &mut all[pi.index()];
                 if force {
                     s.last_forced = Some(now);
                 } else {
@@ -143,14 +144,14 @@ impl Gateway {
             _ => None,
         };
         let Some((keys, ttl, body)) = fetched else {
-            self.jwks.borrow_mut()[pi].last_failure = Some(now);
+            self.jwks.borrow_mut()[pi.index()].last_failure = Some(now);
             self.write_jwks_record(pi, host).await;
             return current;
         };
         let keys = Rc::new(keys);
         {
             let mut all = self.jwks.borrow_mut();
-            let s = &mut all[pi];
+            let s = &mut all[pi.index()];
             s.keys = keys.clone();
             s.body = body;
             s.loaded = true;
@@ -163,9 +164,9 @@ impl Gateway {
 
     /// Writes provider `pi`'s JWKS state to the store; a failed write only means the next
     /// instance knows less.
-    async fn write_jwks_record<H: Host>(&self, pi: usize, host: &H) {
+    async fn write_jwks_record<H: Host>(&self, pi: Id<JwtProvider>, host: &H) {
         let record = {
-            let s = &self.jwks.borrow()[pi];
+            let s = &self.jwks.borrow()[pi.index()];
             JwksRecord {
                 expires_at: s.expires_at,
                 last_forced: s.last_forced,
@@ -174,7 +175,7 @@ impl Gateway {
             }
             .encode()
         };
-        let key = &self.jwks_store_keys[pi];
+        let key = &self.jwks_store_keys[pi.index()];
         let _ = host.store_put(key, record, JWKS_RECORD_TTL_S).await;
     }
 

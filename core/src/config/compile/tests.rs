@@ -1,4 +1,4 @@
-use crate::config::Config;
+use crate::config::{Config, Id};
 
 fn errors(src: &str) -> String {
     Config::from_toml(src)
@@ -93,7 +93,10 @@ access = "none"
 respond = { body = "b" }
 "#;
     let c = Config::from_toml(ok).unwrap();
-    assert_eq!((c.routes[0].access, c.routes[1].access), (Some(0), None));
+    assert_eq!(
+        (c.routes[0].access, c.routes[1].access),
+        (Some(Id::new(0)), None)
+    );
     assert_eq!(
         c.summary(),
         "2 routes, 0 upstreams, 1 access lists, 0 JWT providers, 0 API-key sets, 0 rate limits"
@@ -482,7 +485,11 @@ audiences = ["api"]
 keys = [{ kid = "a", alg = "HS256", secret_env = "JWT_SECRET" }, { kid = "b", alg = "HS256", secret = "inline-secret-0123456789abcdef-0123" }]
 "#;
     let kids = |c: &Config| -> Vec<Option<String>> {
-        c.jwt[0].keys.iter().map(|k| k.kid.clone()).collect()
+        c.jwt[Id::new(0)]
+            .keys
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect()
     };
     // not read (a check, a build): the key is checked and left out
     assert_eq!(
@@ -553,7 +560,7 @@ max_response_bytes = 104857600
     );
     let ok = "[upstreams.d]\ntargets = [{ url = \"https://d.example.com\" }]\n";
     assert_eq!(
-        Config::from_toml(ok).unwrap().upstreams[0].max_response_bytes,
+        Config::from_toml(ok).unwrap().upstreams[Id::new(0)].max_response_bytes,
         8 << 20
     );
 }
