@@ -8,6 +8,7 @@ use super::{
 };
 use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
 use http::{HeaderName, Method};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -1254,14 +1255,19 @@ pub fn compile(
             response,
         });
     }
-    let (router, conflicts) = route::Router::build(routes.iter().enumerate().zip(&raw.routes).map(
-        |((index, r), raw_r)| route::RouteKey {
-            index,
-            host: raw_r.host.as_deref(),
-            path: &r.path,
-            methods: &r.methods,
-        },
-    ));
+    let keys = routes
+        .iter()
+        .zip(&raw.routes)
+        .map(|(r, raw_r)| route::RouteKey {
+            host: Cow::Owned(raw_r.host.as_deref().unwrap_or("").to_ascii_lowercase()),
+            path: Cow::Owned(r.path.clone()),
+            methods: r
+                .methods
+                .iter()
+                .map(|m| Cow::Owned(m.as_str().to_string()))
+                .collect(),
+        });
+    let (router, conflicts) = route::Router::build(keys.collect());
     for (i, m) in conflicts {
         refuse!(e, format!("routes[{i}].path"), m);
     }

@@ -2,11 +2,54 @@
 //! `Allow`), the upstream path (rewrite templates, prefix stripping), which target gets the
 //! attempt (weighted, randomness passed in) and whether a failed attempt may be retried.
 //!
+//! The route table is data made when the config is checked ([`RouterData`]: for an adapter, a
+//! `static` its build script wrote). It indexes each route by its host and its first static
+//! path segments, so a request builds (once per instance) a matchit router of only the routes
+//! that could match it: what an instance does before its first answer does not grow with the
+//! number of routes.
+//!
 //! Pure lookups; the gateway performs the fetch.
 
 use crate::problem::Reject;
 use http::{Method, StatusCode};
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
+
+/// How many leading static path segments index a route. A request looks up this many keys
+/// plus one (the routes whose first segment is a parameter).
+pub const INDEX_DEPTH: usize = 3;
+
+/// One route as the router needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteKey {
+    /// Lowercase; empty: any host.
+    pub host: Cow<'static, str>,
+    /// The matchit pattern.
+    pub path: Cow<'static, str>,
+    /// Empty: every method.
+    pub methods: Cow<'static, [Cow<'static, str>]>,
+}
+
+/// The routes under one host and path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Lowercase; empty: any host.
+    pub host: Cow<'static, str>,
+    /// The route paths' common static start: up to [`INDEX_DEPTH`] whole segments (`/v1/users`),
+    /// or empty for routes whose first segment holds a parameter.
+    pub prefix: Cow<'static, str>,
+    /// Indexes into [`RouterData::keys`], ascending.
+    pub routes: Cow<'static, [u32]>,
+}
+
+/// The route table as data: every route's key, and the buckets sorted by host and prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouterData {
+    pub keys: Cow<'static, [RouteKey]>,
+    pub buckets: Cow<'static, [Bucket]>,
+}
 
 /// A path's routes: each with the methods it takes (`None`: every method).
 #[derive(Debug, Clone, Default)]
@@ -14,89 +57,194 @@ struct PathEntry {
     routes: Vec<(Option<Vec<Method>>, usize)>,
 }
 
-#[derive(Clone, Default)]
-struct Table {
-    paths: matchit::Router<PathEntry>,
-}
+/// The positions of the buckets a request looked up; `u32::MAX` fills the rest.
+type BucketSet = [u32; INDEX_DEPTH + 1];
 
-/// The compiled route table.
+/// The route table: its data, and the matchit routers built from it so far.
 #[derive(Clone, Default)]
 pub struct Router {
-    hosts: HashMap<String, Table>,
-    any_host: Table,
+    data: Cow<'static, RouterData>,
+    built: RefCell<HashMap<BucketSet, Rc<matchit::Router<PathEntry>>>>,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .field("routes", &self.data.keys.len())
+            .field("buckets", &self.data.buckets.len())
             .finish()
     }
 }
 
-/// The route a request matched, with its path parameters (still percent-encoded).
+/// The path parameters of a match: names from the route's pattern, values from the request's
+/// path (still percent-encoded). Up to three are kept without allocating.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Params<'p> {
+    inline: [(&'p str, &'p str); 3],
+    len: usize,
+    more: Vec<(&'p str, &'p str)>,
+}
+
+impl<'p> Params<'p> {
+    fn push(&mut self, pair: (&'p str, &'p str)) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = pair;
+            self.len += 1;
+        } else {
+            self.more.push(pair);
+        }
+    }
+
+    /// `(name, value)` in the pattern's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'p str, &'p str)> + '_ {
+        self.inline[..self.len].iter().chain(&self.more).copied()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'p str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The route a request matched, with its path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched<'p> {
     pub route: usize,
-    /// The path parameters: names from the route table, values from the path (kept inline for
-    /// up to three).
-    pub params: matchit::Params<'p, 'p>,
+    pub params: Params<'p>,
 }
 
-/// One route as the router needs it.
-pub struct RouteKey<'a> {
-    pub index: usize,
-    pub host: Option<&'a str>,
-    pub path: &'a str,
-    /// Empty: every method.
-    pub methods: &'a [Method],
+/// The end of the static start of `pattern` that indexes it: after at most [`INDEX_DEPTH`]
+/// leading segments with no parameter (and no escaped brace).
+fn indexed_prefix(pattern: &str) -> &str {
+    let mut end = 0;
+    for (depth, seg) in pattern.get(1..).unwrap_or("").split('/').enumerate() {
+        if depth == INDEX_DEPTH || seg.contains(['{', '}']) {
+            break;
+        }
+        end += 1 + seg.len();
+    }
+    &pattern[..end]
+}
+
+/// The prefixes of `path` a route's [`indexed_prefix`] can equal: empty, then each of the first
+/// [`INDEX_DEPTH`] segments' ends.
+fn request_prefixes(path: &str) -> impl Iterator<Item = &str> {
+    let mut end = Some(0);
+    std::iter::from_fn(move || {
+        let at = end?;
+        let prefix = &path[..at];
+        end = (at < path.len()).then(|| {
+            let from = at + 1;
+            path.get(from..)
+                .and_then(|rest| rest.find('/'))
+                .map_or(path.len(), |i| from + i)
+        });
+        Some(prefix)
+    })
+    .take(INDEX_DEPTH + 1)
+}
+
+/// The names of the parameters in a matchit pattern, in order (`{{` and `}}` are literal braces).
+pub fn param_names(pattern: &str) -> impl Iterator<Item = &str> {
+    let mut rest = pattern;
+    std::iter::from_fn(move || loop {
+        let open = rest.find(['{', '}'])?;
+        let tail = &rest[open..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            rest = &tail[2..];
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix('}') {
+            rest = after;
+            continue;
+        }
+        let close = tail.find('}')?;
+        rest = &tail[close + 1..];
+        return Some(tail[1..close].trim_start_matches('*'));
+    })
+}
+
+/// Names of the parameters a matchit pattern captures.
+pub fn pattern_params(pattern: &str) -> Vec<String> {
+    param_names(pattern).map(String::from).collect()
+}
+
+impl RouterData {
+    /// The table of `keys` (in route order), indexed.
+    pub fn new(keys: Vec<RouteKey>) -> RouterData {
+        let mut groups: Vec<((&str, &str), u32)> = (0u32..)
+            .zip(&keys)
+            .map(|(i, k)| ((&*k.host, indexed_prefix(&k.path)), i))
+            .collect();
+        groups.sort_unstable();
+        let mut buckets: Vec<Bucket> = Vec::new();
+        for ((host, prefix), i) in groups {
+            match buckets.last_mut() {
+                Some(b) if b.host == host && b.prefix == prefix => b.routes.to_mut().push(i),
+                _ => buckets.push(Bucket {
+                    host: Cow::Owned(host.to_string()),
+                    prefix: Cow::Owned(prefix.to_string()),
+                    routes: Cow::Owned(vec![i]),
+                }),
+            }
+        }
+        RouterData {
+            keys: Cow::Owned(keys),
+            buckets: Cow::Owned(buckets),
+        }
+    }
+
+    /// Writes this table as a constant expression, for an adapter's `static`.
+    pub fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str(
+            "::portcullis_core::phase::route::RouterData { keys: ::std::borrow::Cow::Borrowed(&[",
+        );
+        for k in self.keys.iter() {
+            let _ = write!(
+                out,
+                "::portcullis_core::phase::route::RouteKey {{ host: ::std::borrow::Cow::Borrowed({:?}), path: ::std::borrow::Cow::Borrowed({:?}), methods: ::std::borrow::Cow::Borrowed(&[",
+                k.host, k.path
+            );
+            for m in k.methods.iter() {
+                let _ = write!(out, "::std::borrow::Cow::Borrowed({m:?}),");
+            }
+            out.push_str("]) },");
+        }
+        out.push_str("]), buckets: ::std::borrow::Cow::Borrowed(&[");
+        for b in self.buckets.iter() {
+            let _ = write!(
+                out,
+                "::portcullis_core::phase::route::Bucket {{ host: ::std::borrow::Cow::Borrowed({:?}), prefix: ::std::borrow::Cow::Borrowed({:?}), routes: ::std::borrow::Cow::Borrowed(&{:?}) }},",
+                b.host, b.prefix, b.routes
+            );
+        }
+        out.push_str("]) }");
+    }
 }
 
 impl Router {
     /// Builds the table; returns every conflict, each with the index of the route it concerns.
-    pub fn build<'a>(
-        routes: impl IntoIterator<Item = RouteKey<'a>>,
-    ) -> (Router, Vec<(usize, String)>) {
-        let mut router = Router::default();
-        let mut errors = Vec::new();
-        // matchit cannot update a stored value, so gather entries per (host, path) first
-        let mut grouped: Vec<(Option<String>, String, PathEntry)> = Vec::new();
-        let mut names: HashMap<(Option<String>, String), usize> = HashMap::new();
-        for r in routes {
-            let host = r.host.map(|h| h.to_ascii_lowercase());
-            let methods = (!r.methods.is_empty()).then(|| r.methods.to_vec());
-            let slot = *names
-                .entry((host.clone(), r.path.to_string()))
-                .or_insert_with(|| {
-                    grouped.push((host.clone(), r.path.to_string(), PathEntry::default()));
-                    grouped.len() - 1
-                });
-            let entry = &mut grouped[slot].2;
-            for (other_methods, other) in &entry.routes {
-                let overlap = match (&methods, other_methods) {
-                    (None, _) | (_, None) => true,
-                    (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
-                };
-                if overlap {
-                    errors.push((
-                        r.index,
-                        format!("conflicts with routes[{other}]: same host, path and method"),
-                    ));
-                }
-            }
-            entry.routes.push((methods, r.index));
+    /// This builds one matchit router of every route to find them; serving builds only the
+    /// parts requests need.
+    pub fn build(keys: Vec<RouteKey>) -> (Router, Vec<(usize, String)>) {
+        let errors = conflicts(&keys);
+        (Router::from_data(Cow::Owned(RouterData::new(keys))), errors)
+    }
+
+    /// The table from data checked when it was made (an adapter's `static`).
+    pub fn from_data(data: Cow<'static, RouterData>) -> Router {
+        Router {
+            data,
+            built: RefCell::default(),
         }
-        for (host, path, entry) in grouped {
-            let first = entry.routes.first().map_or(0, |r| r.1);
-            let table = match &host {
-                Some(h) => router.hosts.entry(h.clone()).or_default(),
-                None => &mut router.any_host,
-            };
-            if let Err(e) = table.paths.insert(path.clone(), entry) {
-                errors.push((first, format!("path {path:?}: {e}")));
-            }
-        }
-        (router, errors)
+    }
+
+    pub fn data(&self) -> &RouterData {
+        &self.data
     }
 
     /// Finds the route for a method, host and (normalized) path.
@@ -106,41 +254,156 @@ impl Router {
         host: Option<&str>,
         path: &'p str,
     ) -> Result<Matched<'p>, Reject> {
-        let host_table = host.and_then(|h| self.hosts.get(h));
-        let found = host_table
-            .and_then(|t| t.paths.at(path).ok())
-            .or_else(|| self.any_host.paths.at(path).ok())
-            .ok_or(Reject::NotFound)?;
-        let entry = found.value;
-        let route = entry
-            .routes
-            .iter()
-            .find(|(methods, _)| {
+        let hosts = host.into_iter().filter(|h| !h.is_empty()).chain([""]);
+        for table_host in hosts {
+            let Some(table) = self.table(table_host, path) else {
+                continue;
+            };
+            let Ok(found) = table.at(path) else {
+                continue;
+            };
+            let entry = found.value;
+            let route = entry.routes.iter().find(|(methods, _)| {
                 methods.as_ref().is_none_or(|ms| {
                     ms.contains(method) || (method == Method::HEAD && ms.contains(&Method::GET))
                 })
-            })
-            .map(|(_, i)| *i);
-        match route {
-            Some(route) => Ok(Matched {
-                route,
-                params: found.params,
-            }),
+            });
+            let Some(&(_, route)) = route else {
+                return Err(Reject::MethodNotAllowed {
+                    allow: allow_list(entry),
+                });
+            };
+            let mut params = Params::default();
+            let names = param_names(&self.data.keys[route].path);
+            for (name, (_, value)) in names.zip(found.params.iter()) {
+                params.push((name, value));
+            }
+            return Ok(Matched { route, params });
+        }
+        Err(Reject::NotFound)
+    }
+
+    /// The matchit router of the routes under `host` that could match `path`, built on first
+    /// use; `None` when there are none.
+    fn table(&self, host: &str, path: &str) -> Option<Rc<matchit::Router<PathEntry>>> {
+        let set = self.buckets_for(host, path)?;
+        let mut built = self.built.borrow_mut();
+        let table = built
+            .entry(set)
+            .or_insert_with(|| Rc::new(matchit_of(&self.data.keys, self.routes_in(&set))));
+        Some(table.clone())
+    }
+
+    /// The buckets under `host` whose prefix `path` starts with; `None` when there are none.
+    fn buckets_for(&self, host: &str, path: &str) -> Option<BucketSet> {
+        let buckets = &self.data.buckets;
+        let mut set: BucketSet = [u32::MAX; INDEX_DEPTH + 1];
+        let mut found = 0;
+        for prefix in request_prefixes(path) {
+            let at = buckets.binary_search_by(|b| (&*b.host, &*b.prefix).cmp(&(host, prefix)));
+            if let Ok(at) = at {
+                set[found] = u32::try_from(at).unwrap_or(u32::MAX);
+                found += 1;
+            }
+        }
+        (found > 0).then_some(set)
+    }
+
+    /// The routes in a set of buckets, in route order.
+    fn routes_in(&self, set: &BucketSet) -> Vec<usize> {
+        let buckets = &self.data.buckets;
+        let mut routes: Vec<usize> = set
+            .iter()
+            .filter_map(|&b| buckets.get(b as usize))
+            .flat_map(|b| b.routes.iter().map(|&i| i as usize))
+            .collect();
+        routes.sort_unstable();
+        routes
+    }
+}
+
+/// The methods a route key lists; `None`: every method.
+fn methods_of(key: &RouteKey) -> Option<Vec<Method>> {
+    (!key.methods.is_empty()).then(|| {
+        key.methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+            .collect()
+    })
+}
+
+/// Routes grouped by path (matchit cannot update a stored value), in route order.
+fn grouped(keys: &[RouteKey], routes: impl IntoIterator<Item = usize>) -> Vec<(&str, PathEntry)> {
+    let mut groups: Vec<(&str, PathEntry)> = Vec::new();
+    for i in routes {
+        let path = &*keys[i].path;
+        let entry = match groups.iter().position(|(p, _)| *p == path) {
+            Some(at) => &mut groups[at].1,
             None => {
-                // sorted and without repeats; inserting the few names in place keeps a sort
-                // routine out of the wasm
-                let mut allow: Vec<&str> = Vec::new();
-                for m in entry.routes.iter().flat_map(|(ms, _)| ms.iter().flatten()) {
-                    if let Err(at) = allow.binary_search(&m.as_str()) {
-                        allow.insert(at, m.as_str());
+                groups.push((path, PathEntry::default()));
+                &mut groups.last_mut().expect("just pushed").1
+            }
+        };
+        entry.routes.push((methods_of(&keys[i]), i));
+    }
+    groups
+}
+
+/// A matchit router of `routes` (all under one host; checked for conflicts when the table was
+/// made, so an insert that fails is one [`conflicts`] reported).
+fn matchit_of(keys: &[RouteKey], routes: Vec<usize>) -> matchit::Router<PathEntry> {
+    let mut router = matchit::Router::new();
+    for (path, entry) in grouped(keys, routes) {
+        let _ = router.insert(path, entry);
+    }
+    router
+}
+
+/// Every conflict among `keys`: two routes for the same host, path and method, or paths
+/// matchit cannot tell apart. Each with the index of the route it concerns.
+fn conflicts(keys: &[RouteKey]) -> Vec<(usize, String)> {
+    let mut errors = Vec::new();
+    let mut hosts: Vec<&str> = keys.iter().map(|k| &*k.host).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    for host in hosts {
+        let mut router = matchit::Router::new();
+        let routes = (0..keys.len()).filter(|&i| keys[i].host == host);
+        for (path, entry) in grouped(keys, routes) {
+            for (n, (methods, index)) in entry.routes.iter().enumerate() {
+                for (other_methods, other) in &entry.routes[..n] {
+                    let overlap = match (methods, other_methods) {
+                        (None, _) | (_, None) => true,
+                        (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+                    };
+                    if overlap {
+                        errors.push((
+                            *index,
+                            format!("conflicts with routes[{other}]: same host, path and method"),
+                        ));
                     }
                 }
-                Err(Reject::MethodNotAllowed {
-                    allow: allow.join(", "),
-                })
+            }
+            let first = entry.routes.first().map_or(0, |r| r.1);
+            if let Err(e) = router.insert(path, entry) {
+                errors.push((first, format!("path {path:?}: {e}")));
             }
         }
     }
+    errors.sort_by_key(|(i, _)| *i);
+    errors
+}
+
+/// The methods a path takes, sorted and without repeats, for `Allow`.
+fn allow_list(entry: &PathEntry) -> String {
+    // inserting the few names in place keeps a sort routine out of the wasm
+    let mut allow: Vec<&str> = Vec::new();
+    for m in entry.routes.iter().flat_map(|(ms, _)| ms.iter().flatten()) {
+        if let Err(at) = allow.binary_search(&m.as_str()) {
+            allow.insert(at, m.as_str());
+        }
+    }
+    allow.join(", ")
 }
 
 /// The request's host: from the URI's authority or the `Host` header, lowercase, without port
@@ -340,24 +603,6 @@ impl Template {
     }
 }
 
-/// Names of the parameters a matchit pattern captures.
-pub fn pattern_params(pattern: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = pattern;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        out.push(
-            rest[open + 1..open + close]
-                .trim_start_matches('*')
-                .to_string(),
-        );
-        rest = &rest[open + close + 1..];
-    }
-    out
-}
-
 /// The path and query to send upstream: the path rewritten, or with the prefix stripped, or as
 /// matched (`/` when that leaves nothing), then the request's query unless it is empty (after
 /// `&` when the rewrite has a query of its own). Built at exactly its length when nothing needs
@@ -367,7 +612,7 @@ pub fn pattern_params(pattern: &str) -> Vec<String> {
 /// captured by `/files/{name}.txt`) or an empty one is refused.
 pub fn upstream_path_and_query(
     path: &str,
-    params: &matchit::Params<'_, '_>,
+    params: &Params<'_>,
     rewrite: Option<&Template>,
     strip_prefix: Option<&str>,
     query: Option<&str>,
@@ -466,19 +711,25 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn key(host: Option<&str>, path: &str, methods: &[Method]) -> RouteKey {
+        RouteKey {
+            host: Cow::Owned(host.unwrap_or("").to_string()),
+            path: Cow::Owned(path.to_string()),
+            methods: methods.iter().map(|m| Cow::Owned(m.to_string())).collect(),
+        }
+    }
 
     fn router(routes: &[(Option<&str>, &str, &[Method])]) -> (Router, Vec<(usize, String)>) {
-        Router::build(
-            routes
-                .iter()
-                .enumerate()
-                .map(|(index, (host, path, methods))| RouteKey {
-                    index,
-                    host: *host,
-                    path,
-                    methods,
-                }),
-        )
+        Router::build(routes.iter().map(|(h, p, m)| key(*h, p, m)).collect())
+    }
+
+    /// A table of `paths` for any host and method, which must not conflict.
+    fn table(paths: &[&str]) -> Router {
+        let (r, errors) = Router::build(paths.iter().map(|p| key(None, p, &[])).collect());
+        assert_eq!(errors, vec![]);
+        r
     }
 
     #[test]
@@ -547,12 +798,11 @@ mod tests {
 
     #[test]
     fn rewrite_and_strip() {
-        let mut m = matchit::Router::new();
-        m.insert("/v1/u/{id}/{*rest}", ()).unwrap();
-        let found = m.at("/v1/u/7/x/y").unwrap();
+        let m = table(&["/v1/u/{id}/{*rest}"]);
+        let found = m.find(&Method::GET, None, "/v1/u/7/x/y").unwrap();
         let t = Template::parse("/users/{id}/files/{*rest}").unwrap();
         assert_eq!(t.params().collect::<Vec<_>>(), ["id", "rest"]);
-        let none = matchit::Params::new();
+        let none = Params::default();
         let rows = [
             (
                 "/v1/u/7/x/y",
@@ -605,15 +855,14 @@ mod tests {
             Err("\"/u/{id\" has an unclosed {".into())
         );
         assert_eq!(pattern_params("/a/{id}/b/{*rest}"), ["id", "rest"]);
+        assert_eq!(pattern_params("/{{x}}/{y}.png/}}"), ["y"]);
     }
 
     /// A parameter that shares a segment with literal text can capture `..` (the path
     /// `/files/...txt` is normal); what goes upstream must still be.
     #[test]
     fn rewrites_never_send_dot_segments() {
-        let mut m = matchit::Router::new();
-        m.insert("/files/{name}.txt", 0).unwrap();
-        m.insert("/v1/file-{name}", 1).unwrap();
+        let m = table(&["/files/{name}.txt", "/v1/file-{name}"]);
         let t = Template::parse("/storage/public/{name}/content").unwrap();
         let refused = Err(Reject::BadPath(
             "a path parameter would form a dot segment or an empty one upstream",
@@ -627,7 +876,7 @@ mod tests {
             ("/files/a..txt", Ok("/storage/public/a./content")),
             ("/files/report.txt", Ok("/storage/public/report/content")),
         ] {
-            let found = m.at(path).unwrap();
+            let found = m.find(&Method::GET, None, path).unwrap();
             let got = upstream_path_and_query(path, &found.params, Some(&t), None, None);
             assert_eq!(got, want.map(String::from), "{path}");
         }
@@ -636,8 +885,7 @@ mod tests {
     /// A parameter substituted into a template's query cannot add parameters.
     #[test]
     fn template_queries_are_filled_query_safe() {
-        let mut m = matchit::Router::new();
-        m.insert("/search/{term}", ()).unwrap();
+        let m = table(&["/search/{term}"]);
         let t = Template::parse("/v2/search?scope=public&q={term}").unwrap();
         let rows = [
             ("/search/shoes", None, "/v2/search?scope=public&q=shoes"),
@@ -654,12 +902,12 @@ mod tests {
             ),
         ];
         for (path, query, want) in rows {
-            let found = m.at(path).unwrap();
+            let found = m.find(&Method::GET, None, path).unwrap();
             let got = upstream_path_and_query(path, &found.params, Some(&t), None, query);
             assert_eq!(got.as_deref(), Ok(want), "{path}");
         }
         let bare = Template::parse("/v2/list?").unwrap();
-        let none = matchit::Params::new();
+        let none = Params::default();
         assert_eq!(
             upstream_path_and_query("/x", &none, Some(&bare), None, Some("a=1")).as_deref(),
             Ok("/v2/list?a=1")
@@ -766,5 +1014,144 @@ mod tests {
             let uri: http::Uri = uri.parse().unwrap();
             assert_eq!(request_host(&uri, &h).as_deref(), Some(host), "{uri}");
         }
+    }
+
+    /// What one matchit router of every route (per host, falling back to any host) answers: the
+    /// table before it was indexed, kept here as the reference.
+    fn reference(
+        keys: &[RouteKey],
+        method: &Method,
+        host: &str,
+        path: &str,
+    ) -> Result<(usize, Vec<(String, String)>), Reject> {
+        for table_host in [host, ""] {
+            let routes = (0..keys.len()).filter(|&i| keys[i].host == table_host);
+            let m = matchit_of(keys, routes.collect());
+            let Ok(found) = m.at(path) else { continue };
+            let route = found.value.routes.iter().find(|(ms, _)| {
+                ms.as_ref().is_none_or(|ms| {
+                    ms.contains(method) || (method == Method::HEAD && ms.contains(&Method::GET))
+                })
+            });
+            return match route {
+                Some(&(_, r)) => Ok((
+                    r,
+                    found
+                        .params
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )),
+                None => Err(Reject::MethodNotAllowed {
+                    allow: allow_list(found.value),
+                }),
+            };
+        }
+        Err(Reject::NotFound)
+    }
+
+    fn segment() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "a", "b", "ab", "", "{x}", "{y}.png", "p{z}", "{w}", "{{q}}",
+        ])
+    }
+
+    fn pattern() -> impl Strategy<Value = String> {
+        (prop::collection::vec(segment(), 0..5), prop::bool::ANY).prop_map(|(segs, tail)| {
+            let mut p: String = segs.iter().map(|s| format!("/{s}")).collect();
+            if tail || p.is_empty() {
+                p.push_str(if tail { "/{*rest}" } else { "/" });
+            }
+            p
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        /// The indexed table answers every request exactly as one matchit router of every route
+        /// does: the same route, parameters, 404 and 405.
+        #[test]
+        fn the_index_answers_as_one_router_of_every_route(
+            routes in prop::collection::vec((prop::bool::ANY, pattern(), prop::sample::subsequence(vec!["GET", "POST"], 0..=2)), 1..12),
+            requests in prop::collection::vec((prop::bool::ANY, prop::collection::vec(prop::sample::select(vec!["a", "a", "b", "b", "", "x.png", "pq", "{q}"]), 0..6), prop::bool::ANY), 1..20),
+        ) {
+            // the routes that do not conflict with those before them
+            let mut keys: Vec<RouteKey> = Vec::new();
+            for (h, p, ms) in &routes {
+                keys.push(RouteKey {
+                    host: Cow::Borrowed(if *h { "h" } else { "" }),
+                    path: Cow::Owned(p.clone()),
+                    methods: ms.iter().map(|m| Cow::Borrowed(*m)).collect(),
+                });
+                if !conflicts(&keys).is_empty() {
+                    keys.pop();
+                }
+            }
+            let (router, errors) = Router::build(keys.clone());
+            proptest::prop_assert_eq!(errors, vec![]);
+            for (h, segs, post) in &requests {
+                let path: String = if segs.is_empty() { "/".into() } else { segs.iter().map(|s| format!("/{s}")).collect() };
+                let method = if *post { Method::POST } else { Method::GET };
+                let host = if *h { "h" } else { "other" };
+                let got = router.find(&method, Some(host), &path).map(|m| {
+                    (m.route, m.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
+                });
+                proptest::prop_assert_eq!(got, reference(&keys, &method, host, &path), "{} {} {}", method, host, path);
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_builds_only_the_routes_that_could_match_it() {
+        let mut keys: Vec<RouteKey> = (0..1000)
+            .map(|i| {
+                key(
+                    None,
+                    &format!("/svc{}/res{i}/{{id}}", i % 37),
+                    &[Method::GET],
+                )
+            })
+            .collect();
+        keys.push(key(None, "/{tenant}/health", &[]));
+        keys.push(key(Some("admin.test"), "/svc3/{*rest}", &[]));
+        let (r, errors) = Router::build(keys);
+        assert_eq!(errors, vec![]);
+        let set = r.buckets_for("", "/svc3/res3/7").unwrap();
+        assert_eq!(r.routes_in(&set), [3, 1000]);
+        assert_eq!(r.find(&Method::GET, None, "/svc3/res3/7").unwrap().route, 3);
+        assert_eq!(
+            r.find(&Method::GET, Some("admin.test"), "/svc3/res3/7")
+                .unwrap()
+                .route,
+            1001
+        );
+        assert_eq!(
+            r.find(&Method::GET, Some("admin.test"), "/svc4/res4/7")
+                .unwrap()
+                .route,
+            4
+        );
+        assert_eq!(
+            r.find(&Method::GET, None, "/t1/health").unwrap().route,
+            1000
+        );
+        assert_eq!(
+            r.built.borrow().len(),
+            4,
+            "one router per set of buckets a request found"
+        );
+        assert!(r.buckets_for("nowhere.test", "/svc3/res3/7").is_none());
+    }
+
+    #[test]
+    fn the_table_is_written_as_data_that_reads_back() {
+        let (r, _) = router(&[
+            (Some("h"), "/a/{id}", &[Method::GET]),
+            (None, "/{*rest}", &[]),
+        ]);
+        let mut out = String::new();
+        r.data().write(&mut out);
+        assert!(out.starts_with("::portcullis_core::phase::route::RouterData { keys: ::std::borrow::Cow::Borrowed(&[::portcullis_core::phase::route::RouteKey { host: ::std::borrow::Cow::Borrowed(\"h\"), path: ::std::borrow::Cow::Borrowed(\"/a/{id}\"), methods: ::std::borrow::Cow::Borrowed(&[::std::borrow::Cow::Borrowed(\"GET\"),]) },"), "{out}");
+        assert!(out.ends_with("prefix: ::std::borrow::Cow::Borrowed(\"/a\"), routes: ::std::borrow::Cow::Borrowed(&[0]) },]) }"), "{out}");
     }
 }
