@@ -14,7 +14,6 @@ use crate::problem::Reject;
 use http::{Method, StatusCode};
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// How many leading static path segments index a route. A request looks up this many keys
@@ -35,6 +34,8 @@ pub struct RouteKey {
 /// The routes under one host and path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bucket {
+    /// [`bucket_key`] of the host and prefix, by which the buckets are sorted.
+    pub key: u64,
     /// Lowercase; empty: any host.
     pub host: Cow<'static, str>,
     /// The route paths' common static start: up to [`INDEX_DEPTH`] whole segments (`/v1/users`),
@@ -44,11 +45,39 @@ pub struct Bucket {
     pub routes: Cow<'static, [u32]>,
 }
 
-/// The route table as data: every route's key, and the buckets sorted by host and prefix.
+/// FNV-1a, 64 bits: a bucket's key is the hash of its host, a byte no UTF-8 text holds, and its
+/// prefix, so a request hashes its path's prefixes in one pass and compares numbers. Not keyed:
+/// a request can only pick among the buckets the config made.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn host(host: &str) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+            .bytes(host.as_bytes())
+            .bytes(&[0xff])
+    }
+
+    fn bytes(mut self, bytes: &[u8]) -> Fnv {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self
+    }
+}
+
+/// The key a bucket of `host` and `prefix` is sorted by.
+pub fn bucket_key(host: &str, prefix: &str) -> u64 {
+    Fnv::host(host).bytes(prefix.as_bytes()).0
+}
+
+/// The route table as data: every route's key, the buckets sorted by [`bucket_key`], and the
+/// hosts that have routes of their own, sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouterData {
     pub keys: Cow<'static, [RouteKey]>,
     pub buckets: Cow<'static, [Bucket]>,
+    pub hosts: Cow<'static, [Cow<'static, str>]>,
 }
 
 /// A path's routes: each with the methods it takes (`None`: every method).
@@ -57,14 +86,14 @@ struct PathEntry {
     routes: Vec<(Option<Vec<Method>>, usize)>,
 }
 
-/// The positions of the buckets a request looked up; `u32::MAX` fills the rest.
-type BucketSet = [u32; INDEX_DEPTH + 1];
+/// The matchit routers built so far, by the position of the deepest bucket they were built for.
+type Built = Vec<Option<Rc<matchit::Router<PathEntry>>>>;
 
 /// The route table: its data, and the matchit routers built from it so far.
 #[derive(Clone, Default)]
 pub struct Router {
     data: Cow<'static, RouterData>,
-    built: RefCell<HashMap<BucketSet, Rc<matchit::Router<PathEntry>>>>,
+    built: RefCell<Built>,
 }
 
 impl std::fmt::Debug for Router {
@@ -129,20 +158,25 @@ fn indexed_prefix(pattern: &str) -> &str {
     &pattern[..end]
 }
 
-/// The prefixes of `path` a route's [`indexed_prefix`] can equal: empty, then each of the first
-/// [`INDEX_DEPTH`] segments' ends.
-fn request_prefixes(path: &str) -> impl Iterator<Item = &str> {
+/// The prefixes of `path` a route's [`indexed_prefix`] can equal (empty, then each of the
+/// first [`INDEX_DEPTH`] segments' ends), each with its [`bucket_key`] under `host`.
+fn request_prefixes<'p>(host: &str, path: &'p str) -> impl Iterator<Item = (u64, &'p str)> {
     let mut end = Some(0);
+    let mut hash = Fnv::host(host);
     std::iter::from_fn(move || {
         let at = end?;
         let prefix = &path[..at];
+        let key = hash.0;
         end = (at < path.len()).then(|| {
             let from = at + 1;
-            path.get(from..)
-                .and_then(|rest| rest.find('/'))
-                .map_or(path.len(), |i| from + i)
+            let to = path.as_bytes()[from.min(path.len())..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(path.len(), |i| from + i);
+            hash = hash.bytes(&path.as_bytes()[at..to]);
+            to
         });
-        Some(prefix)
+        Some((key, prefix))
     })
     .take(INDEX_DEPTH + 1)
 }
@@ -151,7 +185,8 @@ fn request_prefixes(path: &str) -> impl Iterator<Item = &str> {
 pub fn param_names(pattern: &str) -> impl Iterator<Item = &str> {
     let mut rest = pattern;
     std::iter::from_fn(move || loop {
-        let open = rest.find(['{', '}'])?;
+        // bytes, not a `char` pattern: this runs for every request that has parameters
+        let open = rest.bytes().position(|b| b == b'{' || b == b'}')?;
         let tail = &rest[open..];
         if tail.starts_with("{{") || tail.starts_with("}}") {
             rest = &tail[2..];
@@ -175,25 +210,37 @@ pub fn pattern_params(pattern: &str) -> Vec<String> {
 impl RouterData {
     /// The table of `keys` (in route order), indexed.
     pub fn new(keys: Vec<RouteKey>) -> RouterData {
-        let mut groups: Vec<((&str, &str), u32)> = (0u32..)
+        let mut groups: Vec<((u64, &str, &str), u32)> = (0u32..)
             .zip(&keys)
-            .map(|(i, k)| ((&*k.host, indexed_prefix(&k.path)), i))
+            .map(|(i, k)| {
+                let prefix = indexed_prefix(&k.path);
+                ((bucket_key(&k.host, prefix), &*k.host, prefix), i)
+            })
             .collect();
         groups.sort_unstable();
         let mut buckets: Vec<Bucket> = Vec::new();
-        for ((host, prefix), i) in groups {
+        for ((key, host, prefix), i) in groups {
             match buckets.last_mut() {
                 Some(b) if b.host == host && b.prefix == prefix => b.routes.to_mut().push(i),
                 _ => buckets.push(Bucket {
+                    key,
                     host: Cow::Owned(host.to_string()),
                     prefix: Cow::Owned(prefix.to_string()),
                     routes: Cow::Owned(vec![i]),
                 }),
             }
         }
+        let mut hosts: Vec<Cow<'static, str>> = buckets
+            .iter()
+            .filter(|b| !b.host.is_empty())
+            .map(|b| b.host.clone())
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
         RouterData {
             keys: Cow::Owned(keys),
             buckets: Cow::Owned(buckets),
+            hosts: Cow::Owned(hosts),
         }
     }
 
@@ -218,9 +265,13 @@ impl RouterData {
         for b in self.buckets.iter() {
             let _ = write!(
                 out,
-                "::portcullis_core::phase::route::Bucket {{ host: ::std::borrow::Cow::Borrowed({:?}), prefix: ::std::borrow::Cow::Borrowed({:?}), routes: ::std::borrow::Cow::Borrowed(&{:?}) }},",
-                b.host, b.prefix, b.routes
+                "::portcullis_core::phase::route::Bucket {{ key: {:#x}, host: ::std::borrow::Cow::Borrowed({:?}), prefix: ::std::borrow::Cow::Borrowed({:?}), routes: ::std::borrow::Cow::Borrowed(&{:?}) }},",
+                b.key, b.host, b.prefix, b.routes
             );
+        }
+        out.push_str("]), hosts: ::std::borrow::Cow::Borrowed(&[");
+        for h in self.hosts.iter() {
+            let _ = write!(out, "::std::borrow::Cow::Borrowed({h:?}),");
         }
         out.push_str("]) }");
     }
@@ -254,7 +305,8 @@ impl Router {
         host: Option<&str>,
         path: &'p str,
     ) -> Result<Matched<'p>, Reject> {
-        let hosts = host.into_iter().filter(|h| !h.is_empty()).chain([""]);
+        let own = |h: &&str| self.data.hosts.binary_search_by(|x| (**x).cmp(h)).is_ok();
+        let hosts = host.into_iter().filter(own).chain([""]);
         for table_host in hosts {
             let Some(table) = self.table(table_host, path) else {
                 continue;
@@ -284,38 +336,65 @@ impl Router {
     }
 
     /// The matchit router of the routes under `host` that could match `path`, built on first
-    /// use; `None` when there are none.
+    /// use; `None` when there are none. Which buckets a request finds follows from the deepest
+    /// one (the others are those of its prefix's own prefixes), so the routers are kept by it.
     fn table(&self, host: &str, path: &str) -> Option<Rc<matchit::Router<PathEntry>>> {
-        let set = self.buckets_for(host, path)?;
+        let deepest = self.deepest_bucket(host, path)?;
         let mut built = self.built.borrow_mut();
-        let table = built
-            .entry(set)
-            .or_insert_with(|| Rc::new(matchit_of(&self.data.keys, self.routes_in(&set))));
+        if built.len() < self.data.buckets.len() {
+            built.resize(self.data.buckets.len(), None);
+        }
+        let slot = &mut built[deepest];
+        let table = slot.get_or_insert_with(|| {
+            let keys = &self.data.keys;
+            // matchit can refuse a part of a table it took whole (which insert it refuses
+            // depends on the tree the others made): then the host's whole table is built
+            matchit_of(keys, self.routes_in(&self.buckets_for(host, path)))
+                .unwrap_or_else(|| {
+                    let all = (0..keys.len()).filter(|&i| keys[i].host == host);
+                    matchit_of(keys, all.collect()).unwrap_or_default()
+                })
+                .into()
+        });
         Some(table.clone())
     }
 
-    /// The buckets under `host` whose prefix `path` starts with; `None` when there are none.
-    fn buckets_for(&self, host: &str, path: &str) -> Option<BucketSet> {
+    /// The position of the bucket of `host` and `prefix`, whose [`bucket_key`] is `key`.
+    fn bucket(&self, host: &str, key: u64, prefix: &str) -> Option<usize> {
         let buckets = &self.data.buckets;
-        let mut set: BucketSet = [u32::MAX; INDEX_DEPTH + 1];
-        let mut found = 0;
-        for prefix in request_prefixes(path) {
-            let at = buckets.binary_search_by(|b| (&*b.host, &*b.prefix).cmp(&(host, prefix)));
-            if let Ok(at) = at {
-                set[found] = u32::try_from(at).unwrap_or(u32::MAX);
-                found += 1;
-            }
+        let from = buckets.partition_point(|b| b.key < key);
+        let mut same = buckets[from..].iter().take_while(|b| b.key == key);
+        same.position(|b| b.host == host && b.prefix == prefix)
+            .map(|at| from + at)
+    }
+
+    /// The deepest bucket under `host` whose prefix `path` starts with.
+    fn deepest_bucket(&self, host: &str, path: &str) -> Option<usize> {
+        let mut prefixes = [(0u64, ""); INDEX_DEPTH + 1];
+        let mut n = 0;
+        for p in request_prefixes(host, path) {
+            prefixes[n] = p;
+            n += 1;
         }
-        (found > 0).then_some(set)
+        prefixes[..n]
+            .iter()
+            .rev()
+            .find_map(|&(key, prefix)| self.bucket(host, key, prefix))
+    }
+
+    /// Every bucket under `host` whose prefix `path` starts with.
+    fn buckets_for(&self, host: &str, path: &str) -> Vec<usize> {
+        request_prefixes(host, path)
+            .filter_map(|(key, prefix)| self.bucket(host, key, prefix))
+            .collect()
     }
 
     /// The routes in a set of buckets, in route order.
-    fn routes_in(&self, set: &BucketSet) -> Vec<usize> {
+    fn routes_in(&self, set: &[usize]) -> Vec<usize> {
         let buckets = &self.data.buckets;
         let mut routes: Vec<usize> = set
             .iter()
-            .filter_map(|&b| buckets.get(b as usize))
-            .flat_map(|b| b.routes.iter().map(|&i| i as usize))
+            .flat_map(|&b| buckets[b].routes.iter().map(|&i| i as usize))
             .collect();
         routes.sort_unstable();
         routes
@@ -349,14 +428,13 @@ fn grouped(keys: &[RouteKey], routes: impl IntoIterator<Item = usize>) -> Vec<(&
     groups
 }
 
-/// A matchit router of `routes` (all under one host; checked for conflicts when the table was
-/// made, so an insert that fails is one [`conflicts`] reported).
-fn matchit_of(keys: &[RouteKey], routes: Vec<usize>) -> matchit::Router<PathEntry> {
+/// A matchit router of `routes` (all under one host); `None` if matchit refuses one.
+fn matchit_of(keys: &[RouteKey], routes: Vec<usize>) -> Option<matchit::Router<PathEntry>> {
     let mut router = matchit::Router::new();
     for (path, entry) in grouped(keys, routes) {
-        let _ = router.insert(path, entry);
+        router.insert(path, entry).ok()?;
     }
-    router
+    Some(router)
 }
 
 /// Every conflict among `keys`: two routes for the same host, path and method, or paths
@@ -1026,7 +1104,7 @@ mod tests {
     ) -> Result<(usize, Vec<(String, String)>), Reject> {
         for table_host in [host, ""] {
             let routes = (0..keys.len()).filter(|&i| keys[i].host == table_host);
-            let m = matchit_of(keys, routes.collect());
+            let m = matchit_of(keys, routes.collect()).unwrap();
             let Ok(found) = m.at(path) else { continue };
             let route = found.value.routes.iter().find(|(ms, _)| {
                 ms.as_ref().is_none_or(|ms| {
@@ -1116,7 +1194,7 @@ mod tests {
         keys.push(key(Some("admin.test"), "/svc3/{*rest}", &[]));
         let (r, errors) = Router::build(keys);
         assert_eq!(errors, vec![]);
-        let set = r.buckets_for("", "/svc3/res3/7").unwrap();
+        let set = r.buckets_for("", "/svc3/res3/7");
         assert_eq!(r.routes_in(&set), [3, 1000]);
         assert_eq!(r.find(&Method::GET, None, "/svc3/res3/7").unwrap().route, 3);
         assert_eq!(
@@ -1136,11 +1214,11 @@ mod tests {
             1000
         );
         assert_eq!(
-            r.built.borrow().len(),
+            r.built.borrow().iter().flatten().count(),
             4,
             "one router per set of buckets a request found"
         );
-        assert!(r.buckets_for("nowhere.test", "/svc3/res3/7").is_none());
+        assert!(r.buckets_for("nowhere.test", "/svc3/res3/7").is_empty());
     }
 
     #[test]
@@ -1152,6 +1230,6 @@ mod tests {
         let mut out = String::new();
         r.data().write(&mut out);
         assert!(out.starts_with("::portcullis_core::phase::route::RouterData { keys: ::std::borrow::Cow::Borrowed(&[::portcullis_core::phase::route::RouteKey { host: ::std::borrow::Cow::Borrowed(\"h\"), path: ::std::borrow::Cow::Borrowed(\"/a/{id}\"), methods: ::std::borrow::Cow::Borrowed(&[::std::borrow::Cow::Borrowed(\"GET\"),]) },"), "{out}");
-        assert!(out.ends_with("prefix: ::std::borrow::Cow::Borrowed(\"/a\"), routes: ::std::borrow::Cow::Borrowed(&[0]) },]) }"), "{out}");
+        assert!(out.contains(&format!("::portcullis_core::phase::route::Bucket {{ key: {:#x}, host: ::std::borrow::Cow::Borrowed(\"h\"), prefix: ::std::borrow::Cow::Borrowed(\"/a\"), routes: ::std::borrow::Cow::Borrowed(&[0]) }},", bucket_key("h", "/a"))), "{out}");
     }
 }
