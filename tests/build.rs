@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     );
     let mut out = String::from(
         "/// (file, its embedded form) for every config the suites load.\n\
-         pub static EMITTED: &[(&str, portcullis_core::config::emit::RawConfigStatic)] = &[\n",
+         pub static EMITTED: &[(&str, portcullis_core::config::emit::Embedded)] = &[\n",
     );
     for file in &files {
         let path = root.join(file);

@@ -106,20 +106,67 @@ fn every_config_embedded_as_data_builds_what_its_file_parses_to() {
         got, want,
         "tests/build.rs and examples() list different configs"
     );
-    for (file, mirror) in emitted {
-        let raw = portcullis_core::config::emit::build(mirror);
+    for (file, embedded) in emitted {
         let src = std::fs::read_to_string(root.join(file)).unwrap();
-        let parsed = Config::raw_from_toml(&src).unwrap();
+        let mut parsed = Config::raw_from_toml(&src).unwrap();
+        let secret = |_: &str| Some("s".repeat(64));
+        let from_file = Config::from_toml_with_secrets(&src, &secret).unwrap();
+        // the raw config but for its address lists, which come as sets
+        parsed.gateway.trusted_proxies.clear();
+        for list in parsed.access.values_mut() {
+            list.allow_ips.clear();
+            list.deny_ips.clear();
+        }
         assert_eq!(
-            serde_json::to_value(&raw).unwrap(),
+            serde_json::to_value(embedded.raw_config()).unwrap(),
             serde_json::to_value(&parsed).unwrap(),
             "{file}"
         );
-        // and it compiles to the same gateway
-        let from_code = Config::from_embedded(raw, &|_| Some("s".repeat(64))).unwrap();
-        let from_file = Config::from_toml_with_secrets(&src, &|_| Some("s".repeat(64))).unwrap();
+        assert_eq!(
+            embedded.sets.trusted_proxies, from_file.trusted_proxies,
+            "{file}"
+        );
+        let sets: Vec<_> = from_file
+            .access
+            .iter()
+            .map(|p| (p.allow_ips.clone(), p.deny_ips.clone()))
+            .collect();
+        assert_eq!(embedded.sets.access, &sets[..], "{file}");
+        assert_eq!(embedded.refs, from_file.route_refs(), "{file}");
+        assert_eq!(embedded.router, *from_file.router.data(), "{file}");
+        // and it builds the same gateway, each route on first use
+        let from_code = Config::from_embedded(embedded, &secret).unwrap();
         assert_eq!(from_code.summary(), from_file.summary(), "{file}");
+        assert_eq!(
+            from_code.caches_responses, from_file.caches_responses,
+            "{file}"
+        );
+        for i in 0..from_file.route_count() {
+            assert_eq!(
+                format!("{:?}", from_code.route_at(i)),
+                format!("{:?}", from_file.route_at(i)),
+                "{file}: routes[{i}]"
+            );
+        }
     }
+}
+
+#[test]
+fn an_embedded_config_reports_a_missing_secret_without_a_position() {
+    let (_, edge) = emitted::EMITTED
+        .iter()
+        .find(|(f, _)| *f == "examples/edge.toml")
+        .unwrap();
+    let secret = |name: &str| (name == "INTERNAL_JWT_SECRET").then(|| "s".repeat(32));
+    assert!(portcullis_core::Gateway::from_embedded(edge, &secret).is_ok());
+    let err = portcullis_core::Gateway::from_embedded(edge, &|_| None)
+        .err()
+        .unwrap();
+    assert!(
+        err.starts_with("embedded config: auth.jwt.")
+            && err.ends_with(".secret_env: the environment has no INTERNAL_JWT_SECRET (on Workers: `npx wrangler secret put INTERNAL_JWT_SECRET`; on Spin: `spin up -e INTERNAL_JWT_SECRET=...`)\n1 error; nothing was loaded\n"),
+        "{err}"
+    );
 }
 
 #[test]

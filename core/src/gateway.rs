@@ -150,14 +150,14 @@ impl Gateway {
     }
 
     /// Builds the gateway from the config an adapter embedded at build time (`Config::embed`
-    /// wrote it as data, `config::emit::build` made `raw` of it), reading `secret_env` keys with
+    /// wrote it as data, `embedded_config!` names it), reading `secret_env` keys with
     /// `read_secret`. The build checked everything else, so an error is a missing or unusable
     /// secret, or a mismatched build; it comes as the listing.
     pub fn from_embedded(
-        raw: crate::config::raw::RawConfig,
+        data: &'static crate::config::emit::Embedded,
         read_secret: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Gateway, String> {
-        Config::from_embedded(raw, read_secret)
+        Config::from_embedded(data, read_secret)
             .map(Gateway::new)
             .map_err(|e| e.render("embedded config"))
     }
@@ -263,7 +263,7 @@ impl Gateway {
             inbound::Routed::Preflight(answer) => return Ok(answer.map(Body::Bytes)),
             inbound::Routed::To(found) => found,
         };
-        let r = &self.config.routes[found.route];
+        let r = self.config.route_at(found.route);
         let body = match self.validate(r, &found, uri.query(), &headers, body, t, ctx, host)? {
             inbound::Checked::Ready(body) => body,
             // a stream the route must read (its JSON Schema, a JSON transform, its own answer)

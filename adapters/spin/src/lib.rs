@@ -27,7 +27,7 @@ mod stream;
 
 /// The config this component was built with: `build.rs` checked it and wrote it as `'static` data
 /// (`portcullis_core::config::emit`), so no config parser is linked and nothing is parsed here.
-pub fn embedded_config() -> portcullis_core::config::raw::RawConfig {
+pub fn embedded_config() -> &'static portcullis_core::config::emit::Embedded {
     portcullis_core::embedded_config!()
 }
 

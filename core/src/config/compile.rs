@@ -1,10 +1,11 @@
 //! Checks a raw config for meaning and builds the compiled [`Config`]. Every problem is
 //! collected, each with its key path, before anything is returned.
 
+use super::emit::IpSets;
 use super::raw::{self, RawConfig};
 use super::{
     features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Diagnostic, Id, Respond,
-    Route, Secrets, Table, Upstream,
+    Route, RouteRefs, Routes, Secrets, Table, Upstream,
 };
 use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
 use http::{HeaderName, Method};
@@ -441,6 +442,70 @@ pub fn compile(
         list: Vec::new(),
         locate,
     };
+    let mut config = policies(&mut e, &raw, secrets, None);
+
+    // routes
+    let (defaults, route_names) = Names::of(&mut e, &raw);
+    let refs: Vec<RouteRefs> = raw
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            resolve_route(
+                &mut e,
+                &format!("routes[{i}]"),
+                r,
+                &raw,
+                &route_names,
+                &defaults,
+                &config,
+            )
+        })
+        .collect();
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for (i, (r, refs)) in raw.routes.iter().zip(&refs).enumerate() {
+        let path = format!("routes[{i}]");
+        if r.name.is_empty() {
+            refuse!(e, format!("{path}.name"), "must not be empty");
+        } else if !names.insert(r.name.clone()) {
+            refuse!(
+                e,
+                format!("{path}.name"),
+                format!("{:?} is used by another route", r.name),
+            );
+        }
+        routes.push(build_route(&mut e, &path, r, refs, &config));
+    }
+    let (router, conflicts) = route::Router::build(route_keys(&raw.routes));
+    for (i, m) in conflicts {
+        refuse!(e, format!("routes[{i}].path"), m);
+    }
+
+    if !e.list.is_empty() {
+        // in the order found: callers whose `locate` knows positions sort them
+        // (`ConfigErrors::in_file_order`); the embedded config's have none, and its build
+        // then links no sort for them
+        return Err(ConfigErrors {
+            diagnostics: e.list,
+        });
+    }
+    config.caches_responses = routes.iter().any(|r| r.cache.is_some());
+    config.routes = Routes::Built(routes);
+    config.route_refs = refs;
+    config.router = router;
+    Ok(config)
+}
+
+/// Checks and builds everything but the routes: the gateway settings and every named policy.
+/// `sets` are the address sets an adapter's build script made (then the raw config's lists of
+/// addresses are empty).
+fn policies(
+    e: &mut Errs<'_>,
+    raw: &RawConfig,
+    secrets: Secrets<'_>,
+    sets: Option<&IpSets>,
+) -> Config {
     let g = &raw.gateway;
 
     // gateway
@@ -454,7 +519,7 @@ pub fn compile(
                 .ok()
         })
         .collect();
-    let request_id_header = header_name(&mut e, "gateway.request_id_header", &g.request_id_header);
+    let request_id_header = header_name(e, "gateway.request_id_header", &g.request_id_header);
     for (field, v) in [
         ("max_uri_bytes", g.limits.max_uri_bytes),
         ("max_header_bytes", g.limits.max_header_bytes),
@@ -480,7 +545,7 @@ pub fn compile(
         let mut targets = Vec::new();
         for (i, t) in u.targets.iter().enumerate() {
             if let Some(url) = outbound_url(
-                &mut e,
+                e,
                 &format!("{path}.targets[{i}].url"),
                 &t.url,
                 u.allow_private,
@@ -543,8 +608,8 @@ pub fn compile(
                 })
                 .collect::<Vec<_>>()
         };
-        let allow = nets(&mut e, "allow_ips", &a.allow_ips);
-        let deny = nets(&mut e, "deny_ips", &a.deny_ips);
+        let allow = nets(e, "allow_ips", &a.allow_ips);
+        let deny = nets(e, "deny_ips", &a.deny_ips);
         for (field, list) in [
             ("allow_countries", &a.allow_countries),
             ("deny_countries", &a.deny_countries),
@@ -561,10 +626,17 @@ pub fn compile(
                 }
             }
         }
+        let (allow_ips, deny_ips) = match sets.and_then(|s| s.access.get(access_lists.len())) {
+            Some((allow, deny)) => (allow.clone(), deny.clone()),
+            None => (
+                (!a.allow_ips.is_empty()).then(|| access::IpSet::new(allow)),
+                access::IpSet::new(deny),
+            ),
+        };
         let _ = access_lists.push(access::AccessPolicy {
             name: name.clone(),
-            allow_ips: (!a.allow_ips.is_empty()).then(|| access::IpSet::new(allow)),
-            deny_ips: access::IpSet::new(deny),
+            allow_ips,
+            deny_ips,
             allow_countries: a.allow_countries.clone(),
             deny_countries: a.deny_countries.clone(),
             allow_asns: a.allow_asns.clone(),
@@ -575,7 +647,7 @@ pub fn compile(
     // the optional parts this build lacks (an adapter's build checked its own with `embed`,
     // so an adapter, which has no CHECKS, does not list them again when it starts)
     if CHECKS {
-        for need in features::needs(&raw) {
+        for need in features::needs(raw) {
             if !BuildFeatures::COMPILED.has(need.feature) {
                 e.push(need.path, need.missing);
             }
@@ -592,7 +664,7 @@ pub fn compile(
         let jwks_url = p
             .jwks_url
             .as_ref()
-            .and_then(|u| outbound_url(&mut e, &format!("{path}.jwks_url"), u, p.allow_private))
+            .and_then(|u| outbound_url(e, &format!("{path}.jwks_url"), u, p.allow_private))
             .map(|t| t.url);
         let mut keys = Vec::new();
         for (i, k) in p.keys.iter().enumerate() {
@@ -652,7 +724,7 @@ pub fn compile(
                 "must not be greater than jwks_max_ttl_s",
             );
         }
-        let header = header_name(&mut e, &format!("{path}.header"), &p.header);
+        let header = header_name(e, &format!("{path}.header"), &p.header);
         let _ = jwt.push(auth::JwtProvider {
             name: name.clone(),
             label: format!("jwt:{name}"),
@@ -677,7 +749,7 @@ pub fn compile(
     for (name, s) in &raw.auth.api_keys {
         let path = format!("auth.api_keys.{name}");
         let header = match (&s.header, &s.query) {
-            (Some(h), _) => header_name(&mut e, &format!("{path}.header"), h),
+            (Some(h), _) => header_name(e, &format!("{path}.header"), h),
             (None, None) => Some(HeaderName::from_static("x-api-key")),
             (None, Some(_)) => None,
         };
@@ -789,7 +861,7 @@ pub fn compile(
     // sort routine for this type into the wasm
     let mut transforms: BTreeMap<String, Rc<transform::Transform>> = BTreeMap::new();
     for (name, t) in &raw.transforms {
-        let compiled = compile_transform(&mut e, &format!("transforms.{name}"), t);
+        let compiled = compile_transform(e, &format!("transforms.{name}"), t);
         transforms.insert(name.clone(), Rc::new(compiled));
     }
     let mut cors = Table::default();
@@ -821,14 +893,14 @@ pub fn compile(
                 );
             }
         }
-        let m = methods(&mut e, &format!("{path}.allow_methods"), &c.allow_methods);
+        let m = methods(e, &format!("{path}.allow_methods"), &c.allow_methods);
         for (field, list) in [
             ("allow_headers", &c.allow_headers),
             ("expose_headers", &c.expose_headers),
         ] {
             for (i, h) in list.iter().enumerate() {
                 if h != "*" {
-                    header_name(&mut e, &format!("{path}.{field}[{i}]"), h);
+                    header_name(e, &format!("{path}.{field}[{i}]"), h);
                 }
             }
         }
@@ -848,438 +920,6 @@ pub fn compile(
         });
     }
 
-    // routes
-    let access_names = names(&raw.access);
-    let limit_names = names(&raw.rate_limits);
-    let cors_names = names(&raw.cors);
-    let transform_names = names(&raw.transforms);
-    let upstream_names = names(&raw.upstreams);
-    let jwt_names = names(&raw.auth.jwt);
-    let api_key_names = names(&raw.auth.api_keys);
-    let d = &raw.defaults;
-    let default_access = lookup(
-        &mut e,
-        "defaults.access",
-        "access list",
-        d.access.as_deref(),
-        &access_names,
-    );
-    let default_limit = lookup(
-        &mut e,
-        "defaults.rate_limit",
-        "rate limit",
-        d.rate_limit.as_deref(),
-        &limit_names,
-    );
-    let default_cors = lookup(
-        &mut e,
-        "defaults.cors",
-        "CORS policy",
-        d.cors.as_deref(),
-        &cors_names,
-    );
-    let default_request = lookup(
-        &mut e,
-        "defaults.request",
-        "transform",
-        d.request.as_deref(),
-        &transform_names,
-    );
-    let default_response = lookup(
-        &mut e,
-        "defaults.response",
-        "transform",
-        d.response.as_deref(),
-        &transform_names,
-    );
-    let transform_list: Table<Rc<transform::Transform>> = transforms.values().cloned().collect();
-
-    let mut routes = Vec::new();
-    let mut names = HashSet::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let path = format!("routes[{i}]");
-        if r.name.is_empty() {
-            refuse!(e, format!("{path}.name"), "must not be empty");
-        } else if !names.insert(r.name.clone()) {
-            refuse!(
-                e,
-                format!("{path}.name"),
-                format!("{:?} is used by another route", r.name),
-            );
-        }
-        if !r.path.starts_with('/') {
-            refuse!(
-                e,
-                format!("{path}.path"),
-                format!("{:?} must start with /", r.path),
-            );
-        } else if let Ok(normalized) =
-            validate::normalize_path(&r.path.replace(['{', '}', '*'], "x"))
-        {
-            if normalized != r.path.replace(['{', '}', '*'], "x") {
-                refuse!(e, format!("{path}.path"), format!("{:?} is not in normal form (no //, . or .. segments, no needless %-encoding)", r.path));
-            }
-        }
-        let route_methods = methods(&mut e, &format!("{path}.methods"), &r.methods);
-        let params = route::pattern_params(&r.path);
-        let action = match (&r.upstream, &r.respond, r.admin) {
-            (None, None, Some(admin)) => {
-                if r.auth.is_none() {
-                    refuse!(
-                        e,
-                        format!("{path}.admin"),
-                        "an admin route needs `auth`: without it anyone could call it",
-                    );
-                }
-                let provider = r.auth.as_ref().and_then(|a| a.jwt.as_deref());
-                if let Some(p) = provider.and_then(|name| raw.auth.jwt.get(name)) {
-                    if p.fail == raw::FailMode::Open {
-                        refuse!(e,
-                            format!("{path}.auth.jwt"),
-                            "an admin route cannot use a provider with fail = \"open\": while its JWKS is down any bearer string would pass",
-                        );
-                    }
-                }
-                let safe = |m: &str| ["GET", "HEAD", "OPTIONS", "TRACE"].contains(&m);
-                if r.methods.is_empty() || r.methods.iter().any(|m| safe(m)) {
-                    refuse!(e,
-                        format!("{path}.methods"),
-                        "an admin route changes state: list only methods such as POST, never GET, HEAD, OPTIONS or TRACE",
-                    );
-                }
-                Some(Action::Admin(admin))
-            }
-            (Some(u), None, None) => lookup(
-                &mut e,
-                &format!("{path}.upstream"),
-                "upstream",
-                Some(u),
-                &upstream_names,
-            )
-            .map(Action::Proxy),
-            (None, Some(resp), None) => {
-                let rp = format!("{path}.respond");
-                let status = http::StatusCode::from_u16(resp.status)
-                    .ok()
-                    .filter(|s| (200..=599).contains(&s.as_u16()));
-                if status.is_none() {
-                    refuse!(
-                        e,
-                        format!("{rp}.status"),
-                        format!("{} is not a final HTTP status", resp.status),
-                    );
-                }
-                let mut headers = http::HeaderMap::new();
-                for (k, v) in &resp.headers {
-                    let hp = format!("{rp}.headers.{k}");
-                    let name = header_name(&mut e, &hp, k);
-                    match http::HeaderValue::from_str(v) {
-                        Ok(v) => {
-                            if let Some(n) = name {
-                                headers.append(n, v);
-                            }
-                        }
-                        Err(_) => refuse!(e, hp, "header values must not contain CR, LF or NUL"),
-                    }
-                }
-                status.map(|status| {
-                    Action::Respond(Respond {
-                        status,
-                        headers,
-                        body: bytes::Bytes::from(resp.body.clone()),
-                    })
-                })
-            }
-            (None, None, None) => {
-                refuse!(e, &path, "needs `upstream`, `respond` or `admin`");
-                None
-            }
-            _ => {
-                refuse!(
-                    e,
-                    &path,
-                    "give one of `upstream`, `respond` and `admin`, not several",
-                );
-                None
-            }
-        };
-        let rewrite = r
-            .rewrite
-            .as_ref()
-            .and_then(|t| match route::Template::parse(t) {
-                Ok(t) => {
-                    for p in t.params() {
-                        if !params.iter().any(|x| x == p) {
-                            refuse!(
-                                e,
-                                format!("{path}.rewrite"),
-                                format!("{{{p}}} is not a parameter of path {:?}", r.path),
-                            );
-                        }
-                    }
-                    Some(t)
-                }
-                Err(m) => {
-                    refuse!(e, format!("{path}.rewrite"), m);
-                    None
-                }
-            });
-        if r.rewrite.is_some() && r.strip_prefix.is_some() {
-            refuse!(e, &path, "give `rewrite` or `strip_prefix`, not both");
-        }
-        let auth = r.auth.as_ref().map(|a| {
-            let ap = format!("{path}.auth");
-            if a.jwt.is_none() && a.api_key.is_none() {
-                refuse!(e, &ap, "needs `jwt` or `api_key`");
-            }
-            AuthRule {
-                jwt: lookup(
-                    &mut e,
-                    &format!("{ap}.jwt"),
-                    "JWT provider",
-                    a.jwt.as_deref(),
-                    &jwt_names,
-                ),
-                api_key: lookup(
-                    &mut e,
-                    &format!("{ap}.api_key"),
-                    "API-key set",
-                    a.api_key.as_deref(),
-                    &api_key_names,
-                ),
-                scopes: a.scopes.clone(),
-                claims: a
-                    .claims
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            }
-        });
-        let access_i = reference(
-            &mut e,
-            &format!("{path}.access"),
-            "access list",
-            &r.access,
-            default_access,
-            &access_names,
-        );
-        let limit_i = reference(
-            &mut e,
-            &format!("{path}.rate_limit"),
-            "rate limit",
-            &r.rate_limit,
-            default_limit,
-            &limit_names,
-        );
-        let cors_i = reference(
-            &mut e,
-            &format!("{path}.cors"),
-            "CORS policy",
-            &r.cors,
-            default_cors,
-            &cors_names,
-        );
-        let transform_ref =
-            |e: &mut Errs<'_>,
-             field: &str,
-             own: &Option<raw::TransformRef>,
-             default: Option<Id<Rc<transform::Transform>>>| match own {
-                Some(raw::TransformRef::Named(n)) => lookup(
-                    e,
-                    &format!("{path}.{field}"),
-                    "transform",
-                    Some(n),
-                    &transform_names,
-                )
-                .map(|i| transform_list[i].clone()),
-                Some(raw::TransformRef::Inline(t)) => {
-                    Some(Rc::new(compile_transform(e, &format!("{path}.{field}"), t)))
-                }
-                None => default.map(|i| transform_list[i].clone()),
-            };
-        let request = transform_ref(&mut e, "request", &r.request, default_request);
-        let response = transform_ref(&mut e, "response", &r.response, default_response);
-        if let Some(li) = limit_i {
-            let needs_consumer = matches!(
-                quotas[li].key,
-                ratelimit::LimitKey::Consumer | ratelimit::LimitKey::Claim(_)
-            );
-            if needs_consumer && auth.is_none() {
-                refuse!(
-                    e,
-                    format!("{path}.rate_limit"),
-                    format!(
-                        "policy {:?} counts by consumer or claim, but the route has no `auth`",
-                        quotas[li].name
-                    ),
-                );
-            }
-        }
-        let cache = r.cache.as_ref().map(|c| {
-            let key_headers = c
-                .key_headers
-                .iter()
-                .enumerate()
-                .filter_map(|(j, h)| {
-                    header_name(&mut e, &format!("{path}.cache.key_headers[{j}]"), h)
-                })
-                .collect();
-            // the credentials the route knows keep its responses out of the shared cache
-            let (mut credential_headers, mut credential_query) = (Vec::new(), Vec::new());
-            if let Some(a) = &auth {
-                if let Some(p) = a.jwt.map(|i| &jwt[i]) {
-                    credential_headers.push(p.header.clone());
-                }
-                if let Some(set) = a.api_key.map(|i| &api_keys[i]) {
-                    credential_headers.extend(set.header.clone());
-                    credential_query.extend(set.query.clone());
-                }
-            }
-            if !(1..=raw::CACHE_MAX_BYTES_LIMIT).contains(&c.max_bytes) {
-                refuse!(
-                    e,
-                    format!("{path}.cache.max_bytes"),
-                    format!(
-                        "must be between 1 and {} (25 MiB, the largest value Workers KV stores)",
-                        raw::CACHE_MAX_BYTES_LIMIT
-                    ),
-                );
-            }
-            cache::CacheRule {
-                ttl_s: c.ttl_s,
-                max_bytes: usize::try_from(c.max_bytes).unwrap_or(usize::MAX),
-                key_headers,
-                per_consumer: c.per_consumer,
-                fail_open: c.fail == raw::FailMode::Open,
-                credential_headers,
-                credential_query,
-            }
-        });
-        if r.cache.is_some() && (r.respond.is_some() || r.admin.is_some()) {
-            refuse!(
-                e,
-                format!("{path}.cache"),
-                "only `upstream` routes are cached: `respond` and `admin` routes need no cache",
-            );
-        }
-        if r.websocket {
-            if r.upstream.is_none() {
-                refuse!(
-                    e,
-                    format!("{path}.websocket"),
-                    "a WebSocket goes to an `upstream`"
-                );
-            } else if r.cache.is_some() {
-                refuse!(
-                    e,
-                    format!("{path}.websocket"),
-                    "an upgraded connection cannot be cached"
-                );
-            } else if !r.methods.is_empty() && !r.methods.iter().any(|m| m == "GET") {
-                refuse!(
-                    e,
-                    format!("{path}.websocket"),
-                    "a WebSocket handshake is a GET: list it in `methods`"
-                );
-            }
-        }
-        let mut validation = validate::Validation {
-            max_body_bytes: g.limits.max_body_bytes,
-            ..Default::default()
-        };
-        if let Some(v) = &r.validate {
-            let vp = format!("{path}.validate");
-            for (name, spec) in &v.path {
-                if !params.iter().any(|p| p == name) {
-                    refuse!(
-                        e,
-                        format!("{vp}.path.{name}"),
-                        format!("{name:?} is not a parameter of path {:?}", r.path),
-                    );
-                }
-                if let Some(p) = compile_param(&mut e, &format!("{vp}.path.{name}"), spec, true) {
-                    validation.path.insert(name.clone(), p);
-                }
-            }
-            for (name, spec) in &v.query {
-                if let Some(p) = compile_param(&mut e, &format!("{vp}.query.{name}"), spec, false) {
-                    validation.query.insert(name.clone(), p);
-                }
-            }
-            for (name, spec) in &v.headers {
-                let hp = format!("{vp}.headers.{name}");
-                if let (Some(h), Some(p)) = (
-                    header_name(&mut e, &hp, name),
-                    compile_param(&mut e, &hp, spec, false),
-                ) {
-                    validation.headers.push((h, p));
-                }
-            }
-            validation.content_types = v
-                .content_types
-                .iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect();
-            if let Some(schema) = &v.body_schema {
-                match validate::BodySchema::compile(schema) {
-                    Ok(s) => validation.body_schema = Some(s),
-                    Err(err) => refuse!(e, format!("{vp}.body_schema"), err),
-                }
-            }
-            if let Some(max) = v.max_body_bytes {
-                if max == 0 {
-                    refuse!(e, format!("{vp}.max_body_bytes"), "must be greater than 0");
-                }
-                validation.max_body_bytes = max;
-            }
-        }
-        routes.push(Route {
-            name: r.name.clone(),
-            methods: route_methods,
-            path: r.path.clone(),
-            action: action.unwrap_or(Action::Respond(Respond {
-                status: http::StatusCode::NOT_FOUND,
-                headers: Default::default(),
-                body: Default::default(),
-            })),
-            rewrite,
-            strip_prefix: r.strip_prefix.clone(),
-            websocket: r.websocket,
-            auth,
-            access: access_i,
-            rate_limit: limit_i,
-            cors: cors_i,
-            cache,
-            validation,
-            request,
-            response,
-        });
-    }
-    let keys = routes
-        .iter()
-        .zip(&raw.routes)
-        .map(|(r, raw_r)| route::RouteKey {
-            host: Cow::Owned(raw_r.host.as_deref().unwrap_or("").to_ascii_lowercase()),
-            path: Cow::Owned(r.path.clone()),
-            methods: r
-                .methods
-                .iter()
-                .map(|m| Cow::Owned(m.as_str().to_string()))
-                .collect(),
-        });
-    let (router, conflicts) = route::Router::build(keys.collect());
-    for (i, m) in conflicts {
-        refuse!(e, format!("routes[{i}].path"), m);
-    }
-
-    if !e.list.is_empty() {
-        // in the order found: callers whose `locate` knows positions sort them
-        // (`ConfigErrors::in_file_order`); the embedded config's have none, and its build
-        // then links no sort for them
-        return Err(ConfigErrors {
-            diagnostics: e.list,
-        });
-    }
     // what adapters ask of the config on every request, worked out once here
     let client_geo = g.log_client_geo
         || access_lists.iter().any(|p| {
@@ -1288,18 +928,22 @@ pub fn compile(
                 && p.allow_asns.is_empty()
                 && p.deny_asns.is_empty())
         });
-    let caches_responses = routes.iter().any(|r| r.cache.is_some());
-    Ok(Config {
-        caches_responses,
-        routes,
-        router,
+    Config {
+        caches_responses: false,
+        routes: Routes::default(),
+        route_refs: Vec::new(),
+        router: route::Router::default(),
         upstreams,
         access: access_lists,
         jwt,
         api_keys,
         rate_limits: quotas,
+        transforms: transforms.into_values().collect(),
         cors,
-        trusted_proxies: access::IpSet::new(trusted),
+        trusted_proxies: match sets {
+            Some(sets) => sets.trusted_proxies.clone(),
+            None => access::IpSet::new(trusted),
+        },
         limits: validate::Limits {
             max_uri_bytes: g.limits.max_uri_bytes,
             max_header_bytes: g.limits.max_header_bytes,
@@ -1310,7 +954,513 @@ pub fn compile(
         server_timing: g.server_timing,
         token_cache_size: g.token_cache_size,
         client_geo,
-    })
+    }
+}
+
+/// Loads what an adapter embedded: the gateway settings and policies (with the address sets the
+/// build script made), checked for what only the runtime knows (`secret_env` values). The
+/// routes come later, one by one ([`embedded_route`]).
+pub(crate) fn embedded(
+    raw: &RawConfig,
+    sets: &IpSets,
+    read: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut e = Errs {
+        list: Vec::new(),
+        locate: &|_| None,
+    };
+    let config = policies(&mut e, raw, Secrets::From(read), Some(sets));
+    if e.list.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors {
+            diagnostics: e.list,
+        })
+    }
+}
+
+/// Builds an embedded route from its raw form and the ids its build script resolved; it was
+/// checked then, so nothing is reported.
+pub(crate) fn embedded_route(r: &raw::Route, refs: &RouteRefs, c: &Config) -> Route {
+    let mut e = Errs {
+        list: Vec::new(),
+        locate: &|_| None,
+    };
+    build_route(&mut e, "routes", r, refs, c)
+}
+
+/// Each route's key for the route table (the host lowercase, the methods as written).
+fn route_keys(routes: &[raw::Route]) -> Vec<route::RouteKey> {
+    routes
+        .iter()
+        .map(|r| route::RouteKey {
+            host: Cow::Owned(r.host.as_deref().unwrap_or("").to_ascii_lowercase()),
+            path: Cow::Owned(r.path.clone()),
+            methods: r
+                .methods
+                .iter()
+                .map(|m| Cow::Owned(m.to_string()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The names routes refer to, by kind, and the ids the `[defaults]` name.
+struct Names<'r> {
+    access: Vec<&'r str>,
+    limit: Vec<&'r str>,
+    cors: Vec<&'r str>,
+    transform: Vec<&'r str>,
+    upstream: Vec<&'r str>,
+    jwt: Vec<&'r str>,
+    api_key: Vec<&'r str>,
+}
+
+impl<'r> Names<'r> {
+    fn of(e: &mut Errs<'_>, raw: &'r RawConfig) -> (RouteRefs, Names<'r>) {
+        let n = Names {
+            access: names(&raw.access),
+            limit: names(&raw.rate_limits),
+            cors: names(&raw.cors),
+            transform: names(&raw.transforms),
+            upstream: names(&raw.upstreams),
+            jwt: names(&raw.auth.jwt),
+            api_key: names(&raw.auth.api_keys),
+        };
+        let d = &raw.defaults;
+        let defaults = RouteRefs {
+            access: lookup(
+                e,
+                "defaults.access",
+                "access list",
+                d.access.as_deref(),
+                &n.access,
+            ),
+            rate_limit: lookup(
+                e,
+                "defaults.rate_limit",
+                "rate limit",
+                d.rate_limit.as_deref(),
+                &n.limit,
+            ),
+            cors: lookup(
+                e,
+                "defaults.cors",
+                "CORS policy",
+                d.cors.as_deref(),
+                &n.cors,
+            ),
+            request: lookup(
+                e,
+                "defaults.request",
+                "transform",
+                d.request.as_deref(),
+                &n.transform,
+            ),
+            response: lookup(
+                e,
+                "defaults.response",
+                "transform",
+                d.response.as_deref(),
+                &n.transform,
+            ),
+            ..RouteRefs::default()
+        };
+        (defaults, n)
+    }
+}
+
+/// Resolves what route `r` (at key path `path`) names, with the `[defaults]` where it names
+/// nothing, and checks what depends on the policies it names.
+fn resolve_route(
+    e: &mut Errs<'_>,
+    path: &str,
+    r: &raw::Route,
+    raw: &RawConfig,
+    n: &Names<'_>,
+    defaults: &RouteRefs,
+    c: &Config,
+) -> RouteRefs {
+    match (&r.upstream, &r.respond, r.admin) {
+        (None, None, Some(_)) => {
+            if r.auth.is_none() {
+                refuse!(
+                    e,
+                    format!("{path}.admin"),
+                    "an admin route needs `auth`: without it anyone could call it",
+                );
+            }
+            let provider = r.auth.as_ref().and_then(|a| a.jwt.as_deref());
+            if let Some(p) = provider.and_then(|name| raw.auth.jwt.get(name)) {
+                if p.fail == raw::FailMode::Open {
+                    refuse!(e,
+                        format!("{path}.auth.jwt"),
+                        "an admin route cannot use a provider with fail = \"open\": while its JWKS is down any bearer string would pass",
+                    );
+                }
+            }
+            let safe = |m: &str| ["GET", "HEAD", "OPTIONS", "TRACE"].contains(&m);
+            if r.methods.is_empty() || r.methods.iter().any(|m| safe(m)) {
+                refuse!(e,
+                    format!("{path}.methods"),
+                    "an admin route changes state: list only methods such as POST, never GET, HEAD, OPTIONS or TRACE",
+                );
+            }
+        }
+        (Some(_), None, None) | (None, Some(_), None) => {}
+        (None, None, None) => refuse!(e, path, "needs `upstream`, `respond` or `admin`"),
+        _ => refuse!(
+            e,
+            path,
+            "give one of `upstream`, `respond` and `admin`, not several",
+        ),
+    }
+    let upstream = match (&r.upstream, &r.respond, r.admin) {
+        (Some(u), None, None) => lookup(
+            e,
+            &format!("{path}.upstream"),
+            "upstream",
+            Some(u),
+            &n.upstream,
+        ),
+        _ => None,
+    };
+    let (mut jwt, mut api_key) = (None, None);
+    if let Some(a) = &r.auth {
+        let ap = format!("{path}.auth");
+        if a.jwt.is_none() && a.api_key.is_none() {
+            refuse!(e, &ap, "needs `jwt` or `api_key`");
+        }
+        jwt = lookup(
+            e,
+            &format!("{ap}.jwt"),
+            "JWT provider",
+            a.jwt.as_deref(),
+            &n.jwt,
+        );
+        api_key = lookup(
+            e,
+            &format!("{ap}.api_key"),
+            "API-key set",
+            a.api_key.as_deref(),
+            &n.api_key,
+        );
+    }
+    let rate_limit = reference(
+        e,
+        &format!("{path}.rate_limit"),
+        "rate limit",
+        &r.rate_limit,
+        defaults.rate_limit,
+        &n.limit,
+    );
+    if let Some(li) = rate_limit {
+        let quota = &c.rate_limits[li];
+        let needs_consumer = matches!(
+            quota.key,
+            ratelimit::LimitKey::Consumer | ratelimit::LimitKey::Claim(_)
+        );
+        if needs_consumer && r.auth.is_none() {
+            refuse!(
+                e,
+                format!("{path}.rate_limit"),
+                format!(
+                    "policy {:?} counts by consumer or claim, but the route has no `auth`",
+                    quota.name
+                ),
+            );
+        }
+    }
+    let mut transform = |field: &str, own: &Option<raw::TransformRef>, default| match own {
+        Some(raw::TransformRef::Named(name)) => lookup(
+            e,
+            &format!("{path}.{field}"),
+            "transform",
+            Some(name),
+            &n.transform,
+        ),
+        // compiled with the route
+        Some(raw::TransformRef::Inline(_)) => None,
+        None => default,
+    };
+    let request = transform("request", &r.request, defaults.request);
+    let response = transform("response", &r.response, defaults.response);
+    RouteRefs {
+        upstream,
+        jwt,
+        api_key,
+        access: reference(
+            e,
+            &format!("{path}.access"),
+            "access list",
+            &r.access,
+            defaults.access,
+            &n.access,
+        ),
+        rate_limit,
+        cors: reference(
+            e,
+            &format!("{path}.cors"),
+            "CORS policy",
+            &r.cors,
+            defaults.cors,
+            &n.cors,
+        ),
+        request,
+        response,
+    }
+}
+
+/// Builds route `r` (at key path `path`) with the policies `refs` resolved, from `c`'s tables.
+/// An adapter builds each route this way when a request first needs it.
+fn build_route(
+    e: &mut Errs<'_>,
+    path: &str,
+    r: &raw::Route,
+    refs: &RouteRefs,
+    cfg: &Config,
+) -> Route {
+    if !r.path.starts_with('/') {
+        refuse!(
+            e,
+            format!("{path}.path"),
+            format!("{:?} must start with /", r.path),
+        );
+    } else if let Ok(normalized) = validate::normalize_path(&r.path.replace(['{', '}', '*'], "x")) {
+        if normalized != r.path.replace(['{', '}', '*'], "x") {
+            refuse!(
+                e,
+                format!("{path}.path"),
+                format!(
+                    "{:?} is not in normal form (no //, . or .. segments, no needless %-encoding)",
+                    r.path
+                )
+            );
+        }
+    }
+    let route_methods = methods(e, &format!("{path}.methods"), &r.methods);
+    let params = route::pattern_params(&r.path);
+    let action = match (refs.upstream, &r.respond, r.admin) {
+        (Some(u), _, _) => Some(Action::Proxy(u)),
+        (None, None, Some(admin)) => Some(Action::Admin(admin)),
+        (None, Some(resp), None) => {
+            let rp = format!("{path}.respond");
+            let status = http::StatusCode::from_u16(resp.status)
+                .ok()
+                .filter(|s| (200..=599).contains(&s.as_u16()));
+            if status.is_none() {
+                refuse!(
+                    e,
+                    format!("{rp}.status"),
+                    format!("{} is not a final HTTP status", resp.status),
+                );
+            }
+            let mut headers = http::HeaderMap::new();
+            for (k, v) in &resp.headers {
+                let hp = format!("{rp}.headers.{k}");
+                let name = header_name(e, &hp, k);
+                match http::HeaderValue::from_str(v) {
+                    Ok(v) => {
+                        if let Some(n) = name {
+                            headers.append(n, v);
+                        }
+                    }
+                    Err(_) => refuse!(e, hp, "header values must not contain CR, LF or NUL"),
+                }
+            }
+            status.map(|status| {
+                Action::Respond(Respond {
+                    status,
+                    headers,
+                    body: bytes::Bytes::from(resp.body.clone()),
+                })
+            })
+        }
+        _ => None,
+    };
+    let rewrite = r
+        .rewrite
+        .as_ref()
+        .and_then(|t| match route::Template::parse(t) {
+            Ok(t) => {
+                for p in t.params() {
+                    if !params.iter().any(|x| x == p) {
+                        refuse!(
+                            e,
+                            format!("{path}.rewrite"),
+                            format!("{{{p}}} is not a parameter of path {:?}", r.path),
+                        );
+                    }
+                }
+                Some(t)
+            }
+            Err(m) => {
+                refuse!(e, format!("{path}.rewrite"), m);
+                None
+            }
+        });
+    if r.rewrite.is_some() && r.strip_prefix.is_some() {
+        refuse!(e, path, "give `rewrite` or `strip_prefix`, not both");
+    }
+    if r.rewrite.is_some() && r.strip_prefix.is_some() {
+        refuse!(e, path, "give `rewrite` or `strip_prefix`, not both");
+    }
+    let auth = r.auth.as_ref().map(|a| AuthRule {
+        jwt: refs.jwt,
+        api_key: refs.api_key,
+        scopes: a.scopes.clone(),
+        claims: a
+            .claims
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    });
+    let mut transform = |field: &str, own: &Option<raw::TransformRef>, id: Option<Id<_>>| match own
+    {
+        Some(raw::TransformRef::Inline(t)) => {
+            Some(Rc::new(compile_transform(e, &format!("{path}.{field}"), t)))
+        }
+        _ => id.map(|i| cfg.transforms[i].clone()),
+    };
+    let request = transform("request", &r.request, refs.request);
+    let response = transform("response", &r.response, refs.response);
+    let cache = r.cache.as_ref().map(|c| {
+        let key_headers = c
+            .key_headers
+            .iter()
+            .enumerate()
+            .filter_map(|(j, h)| header_name(e, &format!("{path}.cache.key_headers[{j}]"), h))
+            .collect();
+        // the credentials the route knows keep its responses out of the shared cache
+        let (mut credential_headers, mut credential_query) = (Vec::new(), Vec::new());
+        if let Some(a) = &auth {
+            if let Some(p) = a.jwt.map(|i| &cfg.jwt[i]) {
+                credential_headers.push(p.header.clone());
+            }
+            if let Some(set) = a.api_key.map(|i| &cfg.api_keys[i]) {
+                credential_headers.extend(set.header.clone());
+                credential_query.extend(set.query.clone());
+            }
+        }
+        if !(1..=raw::CACHE_MAX_BYTES_LIMIT).contains(&c.max_bytes) {
+            refuse!(
+                e,
+                format!("{path}.cache.max_bytes"),
+                format!(
+                    "must be between 1 and {} (25 MiB, the largest value Workers KV stores)",
+                    raw::CACHE_MAX_BYTES_LIMIT
+                ),
+            );
+        }
+        cache::CacheRule {
+            ttl_s: c.ttl_s,
+            max_bytes: usize::try_from(c.max_bytes).unwrap_or(usize::MAX),
+            key_headers,
+            per_consumer: c.per_consumer,
+            fail_open: c.fail == raw::FailMode::Open,
+            credential_headers,
+            credential_query,
+        }
+    });
+    if r.cache.is_some() && (r.respond.is_some() || r.admin.is_some()) {
+        refuse!(
+            e,
+            format!("{path}.cache"),
+            "only `upstream` routes are cached: `respond` and `admin` routes need no cache",
+        );
+    }
+    if r.websocket {
+        if r.upstream.is_none() {
+            refuse!(
+                e,
+                format!("{path}.websocket"),
+                "a WebSocket goes to an `upstream`"
+            );
+        } else if r.cache.is_some() {
+            refuse!(
+                e,
+                format!("{path}.websocket"),
+                "an upgraded connection cannot be cached"
+            );
+        } else if !r.methods.is_empty() && !r.methods.iter().any(|m| m == "GET") {
+            refuse!(
+                e,
+                format!("{path}.websocket"),
+                "a WebSocket handshake is a GET: list it in `methods`"
+            );
+        }
+    }
+    let mut validation = validate::Validation {
+        max_body_bytes: cfg.limits.max_body_bytes,
+        ..Default::default()
+    };
+    if let Some(v) = &r.validate {
+        let vp = format!("{path}.validate");
+        for (name, spec) in &v.path {
+            if !params.iter().any(|p| p == name) {
+                refuse!(
+                    e,
+                    format!("{vp}.path.{name}"),
+                    format!("{name:?} is not a parameter of path {:?}", r.path),
+                );
+            }
+            if let Some(p) = compile_param(e, &format!("{vp}.path.{name}"), spec, true) {
+                validation.path.insert(name.clone(), p);
+            }
+        }
+        for (name, spec) in &v.query {
+            if let Some(p) = compile_param(e, &format!("{vp}.query.{name}"), spec, false) {
+                validation.query.insert(name.clone(), p);
+            }
+        }
+        for (name, spec) in &v.headers {
+            let hp = format!("{vp}.headers.{name}");
+            if let (Some(h), Some(p)) = (
+                header_name(e, &hp, name),
+                compile_param(e, &hp, spec, false),
+            ) {
+                validation.headers.push((h, p));
+            }
+        }
+        validation.content_types = v
+            .content_types
+            .iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if let Some(schema) = &v.body_schema {
+            match validate::BodySchema::compile(schema) {
+                Ok(s) => validation.body_schema = Some(s),
+                Err(err) => refuse!(e, format!("{vp}.body_schema"), err),
+            }
+        }
+        if let Some(max) = v.max_body_bytes {
+            if max == 0 {
+                refuse!(e, format!("{vp}.max_body_bytes"), "must be greater than 0");
+            }
+            validation.max_body_bytes = max;
+        }
+    }
+    Route {
+        name: r.name.clone(),
+        methods: route_methods,
+        path: r.path.clone(),
+        action: action.unwrap_or(Action::Respond(Respond {
+            status: http::StatusCode::NOT_FOUND,
+            headers: Default::default(),
+            body: Default::default(),
+        })),
+        rewrite,
+        strip_prefix: r.strip_prefix.clone(),
+        websocket: r.websocket,
+        auth,
+        access: refs.access,
+        rate_limit: refs.rate_limit,
+        cors: refs.cors,
+        cache,
+        validation,
+        request,
+        response,
+    }
 }
 
 fn decode_base64(s: &str) -> Option<Vec<u8>> {

@@ -14,6 +14,7 @@
 //! value with an exhaustive pattern.
 
 use super::raw::*;
+use crate::phase::access::IpSet;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -430,6 +431,101 @@ embed_struct! {
     }
 }
 
+/// What an adapter embeds: the checked config as `'static` data, with what grows with the
+/// config prepared when it was checked, so that an instance's start does not grow with it.
+/// [`Config::from_embedded`](crate::Config::from_embedded) builds the gateway settings and
+/// policies from `raw`; each route is built from `routes` and `refs` when a request first needs
+/// it; the route table and the address sets are used as they are.
+pub struct Embedded {
+    /// The config without its routes, and with its lists of addresses empty (they are `sets`).
+    pub raw: RawConfigStatic,
+    pub routes: &'static [RouteStatic],
+    /// Each route's resolved references.
+    pub refs: &'static [crate::config::RouteRefs],
+    pub router: crate::phase::route::RouterData,
+    pub sets: IpSets,
+    /// Whether any route caches responses.
+    pub caches_responses: bool,
+}
+
+/// The address sets of a config, sorted and merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpSets {
+    /// `gateway.trusted_proxies`.
+    pub trusted_proxies: IpSet,
+    /// Each access list's (allow, deny) sets, in the raw config's order; no allow set when the
+    /// list has none (everyone not denied is allowed).
+    pub access: &'static [(Option<IpSet>, IpSet)],
+}
+
+impl Embedded {
+    /// The raw config without its routes and without its lists of addresses.
+    pub fn raw_without_routes(&self) -> RawConfig {
+        RawConfig::build(&self.raw)
+    }
+
+    /// The raw config as its file has it, but for the lists of addresses (see [`Embedded::sets`]).
+    pub fn raw_config(&self) -> RawConfig {
+        let mut raw = self.raw_without_routes();
+        raw.routes = Vec::build(&self.routes);
+        raw
+    }
+}
+
+/// The constant expression of the [`Embedded`] form of `raw`, which compiled to `config`: for
+/// an adapter's `static` (`static CONFIG: Embedded = include!(...)`).
+pub fn rust_embedded(raw: &RawConfig, config: &crate::Config) -> String {
+    let mut slim = raw.clone();
+    slim.routes = Vec::new();
+    slim.gateway.trusted_proxies = Vec::new();
+    for list in slim.access.values_mut() {
+        list.allow_ips = Vec::new();
+        list.deny_ips = Vec::new();
+    }
+    let mut out = String::from(
+        "// Written by portcullis_core::config::emit from the checked config; do not edit.\n{\n\
+         #[allow(unused_imports)]\nuse ::portcullis_core::config::emit::*;\n\
+         #[allow(unused_imports)]\n\
+         use ::portcullis_core::config::raw::{AdminAction, Alg, FailMode, ParamType};\n\
+         Embedded {\nraw: ",
+    );
+    slim.write(&mut out);
+    out.push_str(",\nroutes: ");
+    raw.routes.write(&mut out);
+    out.push_str(",\nrefs: &[");
+    for refs in config.route_refs() {
+        refs.write(&mut out);
+        out.push(',');
+    }
+    out.push_str("],\nrouter: ");
+    config.router.data().write(&mut out);
+    out.push_str(",\nsets: IpSets { trusted_proxies: ");
+    config.trusted_proxies.write(&mut out);
+    out.push_str(", access: &[");
+    for policy in config.access.iter() {
+        out.push('(');
+        match &policy.allow_ips {
+            Some(set) => {
+                out.push_str("::core::option::Option::Some(");
+                set.write(&mut out);
+                out.push(')');
+            }
+            None => out.push_str("::core::option::Option::None"),
+        }
+        out.push(',');
+        policy.deny_ips.write(&mut out);
+        out.push_str("),");
+    }
+    out.push_str("] },\ncaches_responses: ");
+    out.push_str(if config.caches_responses {
+        "true"
+    } else {
+        "false"
+    });
+    out.push_str(",\n}\n}\n");
+    out
+}
+
 /// The config an adapter's build script embedded (`adapters/embed-config.rs` wrote it to
 /// `$OUT_DIR/config.rs` with [`Config::embed`](crate::Config::embed)), as the raw config for
 /// [`Gateway::from_embedded`](crate::Gateway::from_embedded). It expands in the adapter, whose
@@ -437,9 +533,9 @@ embed_struct! {
 #[macro_export]
 macro_rules! embedded_config {
     () => {{
-        static CONFIG: $crate::config::emit::RawConfigStatic =
+        static CONFIG: $crate::config::emit::Embedded =
             include!(concat!(env!("OUT_DIR"), "/config.rs"));
-        $crate::config::emit::build(&CONFIG)
+        &CONFIG
     }};
 }
 

@@ -208,16 +208,91 @@ pub struct Route {
     pub response: Option<Rc<transform::Transform>>,
 }
 
+/// What a route names, resolved to ids when the config is checked (an adapter's build script
+/// writes them beside each route): its upstream, policies and named transforms (own or the
+/// `[defaults]`). An inline transform is compiled with the route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteRefs {
+    pub upstream: Option<Id<Upstream>>,
+    pub jwt: Option<Id<auth::JwtProvider>>,
+    pub api_key: Option<Id<auth::ApiKeySet>>,
+    pub access: Option<Id<access::AccessPolicy>>,
+    pub rate_limit: Option<Id<ratelimit::Quota>>,
+    pub cors: Option<Id<transform::Cors>>,
+    pub request: Option<Id<Rc<transform::Transform>>>,
+    pub response: Option<Id<Rc<transform::Transform>>>,
+}
+
+impl RouteRefs {
+    /// Writes these ids as a constant expression, for an adapter's `static`.
+    pub fn write(&self, out: &mut String) {
+        fn id<T>(out: &mut String, field: &str, id: Option<Id<T>>) {
+            out.push_str(field);
+            match id {
+                Some(id) => {
+                    out.push_str(
+                        ": ::core::option::Option::Some(::portcullis_core::config::Id::new(",
+                    );
+                    out.push_str(&id.index().to_string());
+                    out.push_str(")),");
+                }
+                None => out.push_str(": ::core::option::Option::None,"),
+            }
+        }
+        out.push_str("::portcullis_core::config::RouteRefs {");
+        id(out, "upstream", self.upstream);
+        id(out, "jwt", self.jwt);
+        id(out, "api_key", self.api_key);
+        id(out, "access", self.access);
+        id(out, "rate_limit", self.rate_limit);
+        id(out, "cors", self.cors);
+        id(out, "request", self.request);
+        id(out, "response", self.response);
+        out.push('}');
+    }
+}
+
+/// The compiled routes: all of them (a config loaded from its file), or, for an adapter, each
+/// built from the embedded data when a request first needs it, so an instance's start does not
+/// grow with the number of routes.
+#[derive(Clone)]
+enum Routes {
+    Built(Vec<Route>),
+    Embedded {
+        data: &'static emit::Embedded,
+        built: Box<[std::cell::OnceCell<Box<Route>>]>,
+    },
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes::Built(Vec::new())
+    }
+}
+
+impl fmt::Debug for Routes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Routes::Built(list) => list.fmt(f),
+            Routes::Embedded { data, .. } => write!(f, "{} embedded routes", data.routes.len()),
+        }
+    }
+}
+
 /// A loaded, checked config, ready to serve.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub routes: Vec<Route>,
+    routes: Routes,
+    /// Each route's [`RouteRefs`], for [`Config::embed`] (empty in an adapter).
+    route_refs: Vec<RouteRefs>,
     pub router: route::Router,
     pub upstreams: Table<Upstream>,
     pub access: Table<access::AccessPolicy>,
     pub jwt: Table<auth::JwtProvider>,
     pub api_keys: Table<auth::ApiKeySet>,
     pub rate_limits: Table<ratelimit::Quota>,
+    /// The named transforms, which routes share.
+    pub transforms: Table<Rc<transform::Transform>>,
     pub cors: Table<transform::Cors>,
     pub trusted_proxies: access::IpSet,
     pub limits: validate::Limits,
@@ -262,10 +337,18 @@ impl Config {
     /// read with `read` (the platform's environment); an error is a missing or unusable secret,
     /// or a build that checked with other features than it was compiled with.
     pub fn from_embedded(
-        raw: raw::RawConfig,
+        data: &'static emit::Embedded,
         read: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        compile(raw, &|_| None, Secrets::From(read))
+        let raw = data.raw_without_routes();
+        let mut config = compile::embedded(&raw, &data.sets, read)?;
+        config.routes = Routes::Embedded {
+            data,
+            built: (0..data.routes.len()).map(|_| Default::default()).collect(),
+        };
+        config.router = route::Router::from_data(std::borrow::Cow::Borrowed(&data.router));
+        config.caches_responses = data.caches_responses;
+        Ok(config)
     }
 
     /// Parses a JSON config without compiling it.
@@ -299,11 +382,12 @@ impl Config {
     pub fn embed(src: &str, file: &str, built_with: BuildFeatures) -> Result<String, String> {
         let (raw, locator) = locate::parse_toml(src).map_err(|e| e.render(file))?;
         let located = |path: &str| locator.find(path);
-        let mut errors = match compile(raw.clone(), &located, Secrets::Deferred) {
+        let compiled = compile(raw.clone(), &located, Secrets::Deferred);
+        let mut errors = match &compiled {
             Ok(_) => ConfigErrors {
                 diagnostics: Vec::new(),
             },
-            Err(e) => e,
+            Err(e) => e.clone(),
         };
         // the parts the adapter lacks (compile reported those this build lacks too)
         for need in features::needs(&raw) {
@@ -315,11 +399,13 @@ impl Config {
                 });
             }
         }
-        if !errors.diagnostics.is_empty() {
-            let listing = errors.sorted().render(file);
-            return Err(listing.replace("nothing was loaded", "nothing was built"));
+        match compiled {
+            Ok(config) if errors.diagnostics.is_empty() => Ok(emit::rust_embedded(&raw, &config)),
+            _ => {
+                let listing = errors.sorted().render(file);
+                Err(listing.replace("nothing was loaded", "nothing was built"))
+            }
         }
-        Ok(emit::rust_static(&raw))
     }
 
     /// Every origin (`scheme://host:port`) the gateway may call: upstream targets and JWKS URLs.
@@ -409,16 +495,44 @@ impl Config {
         self.client_geo
     }
 
+    /// How many routes there are.
+    pub fn route_count(&self) -> usize {
+        match &self.routes {
+            Routes::Built(list) => list.len(),
+            Routes::Embedded { data, .. } => data.routes.len(),
+        }
+    }
+
+    /// The route at `index` (in the config's order), built on first use in an adapter.
+    pub fn route_at(&self, index: usize) -> &Route {
+        match &self.routes {
+            Routes::Built(list) => &list[index],
+            Routes::Embedded { data, built } => built[index].get_or_init(|| {
+                let raw = <raw::Route as emit::Embed>::build(&data.routes[index]);
+                Box::new(compile::embedded_route(&raw, &data.refs[index], self))
+            }),
+        }
+    }
+
+    /// Each route's resolved references (empty for an embedded config).
+    pub fn route_refs(&self) -> &[RouteRefs] {
+        &self.route_refs
+    }
+
     /// A route by name.
     pub fn route(&self, name: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.name == name)
+        let index = match &self.routes {
+            Routes::Built(list) => list.iter().position(|r| r.name == name),
+            Routes::Embedded { data, .. } => data.routes.iter().position(|r| r.name == name),
+        };
+        index.map(|i| self.route_at(i))
     }
 
     /// A one-line summary: `12 routes, 2 upstreams, …`.
     pub fn summary(&self) -> String {
         format!(
             "{} routes, {} upstreams, {} access lists, {} JWT providers, {} API-key sets, {} rate limits",
-            self.routes.len(),
+            self.route_count(),
             self.upstreams.len(),
             self.access.len(),
             self.jwt.len(),

@@ -66,7 +66,7 @@ impl Gateway {
         };
         let mut found = found.map_err(|r| ctx.refuse(Phase::Validate, r, t, host))?;
         if preflight {
-            let r = &self.config.routes[found.route];
+            let r = self.config.route_at(found.route);
             if let Some(cors) = r.cors.map(|i| &self.config.cors[i]) {
                 self.enter(r, ctx);
                 ctx.mark(Phase::Validate, "preflight", t, host);
@@ -79,7 +79,7 @@ impl Gateway {
                 .find(method, ctx.host, path)
                 .map_err(|r| ctx.refuse(Phase::Validate, r, t, host))?;
         }
-        self.enter(&self.config.routes[found.route], ctx);
+        self.enter(self.config.route_at(found.route), ctx);
         Ok(Routed::To(found))
     }
 

@@ -183,7 +183,7 @@ impl Gateway {
     #[cfg(not(any(feature = "toml", feature = "asymmetric-jwt")))]
     pub(super) async fn jwks_keys<H: Host>(
         &self,
-        _: usize,
+        _: Id<JwtProvider>,
         _: bool,
         _: &H,
     ) -> Option<Rc<Vec<Key>>> {

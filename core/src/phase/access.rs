@@ -8,12 +8,15 @@
 use crate::problem::Reject;
 use http::HeaderMap;
 use ipnet::IpNet;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-/// A set of addresses: sorted, non-overlapping, non-adjacent inclusive ranges.
+/// A set of addresses: sorted, non-overlapping, non-adjacent inclusive ranges. Made when the
+/// config is checked; an adapter's build script writes them as a `static` ([`IpSet::write`]), so
+/// an instance starts without parsing, sorting or merging a deny list of any length.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IpSet {
-    ranges: Vec<(u128, u128)>,
+    ranges: Cow<'static, [(u128, u128)]>,
 }
 
 /// Where a client address sits in the 128-bit space (IPv4 and IPv4-mapped IPv6 agree).
@@ -59,7 +62,26 @@ impl IpSet {
                 _ => merged.push((lo, hi)),
             }
         }
-        IpSet { ranges: merged }
+        IpSet {
+            ranges: Cow::Owned(merged),
+        }
+    }
+
+    /// The set of ranges an [`IpSet::write`] wrote (sorted, merged: not checked again).
+    pub const fn from_static(ranges: &'static [(u128, u128)]) -> IpSet {
+        IpSet {
+            ranges: Cow::Borrowed(ranges),
+        }
+    }
+
+    /// Writes this set as a constant expression, for an adapter's `static`.
+    pub fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("::portcullis_core::phase::access::IpSet::from_static(&[");
+        for (lo, hi) in self.ranges.iter() {
+            let _ = write!(out, "({lo:#x},{hi:#x}),");
+        }
+        out.push_str("])");
     }
 
     /// Whether `ip` is in the set.
@@ -385,6 +407,27 @@ mod tests {
         let s = set(&["10.0.0.0/24", "10.0.1.0/24", "10.0.3.0/24"]);
         assert_eq!(s.len(), 2);
         assert!(set(&["::/0"]).contains("1.2.3.4".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_set_is_written_as_its_merged_ranges() {
+        let s = set(&["10.0.1.0/24", "10.0.0.0/24", "2001:db8::1"]);
+        let mut out = String::new();
+        s.write(&mut out);
+        assert_eq!(
+            out,
+            "::portcullis_core::phase::access::IpSet::from_static(&[\
+             (0xffff0a000000,0xffff0a0001ff),\
+             (0x20010db8000000000000000000000001,0x20010db8000000000000000000000001),])"
+        );
+        const RANGES: &[(u128, u128)] = &[
+            (0xffff0a000000, 0xffff0a0001ff),
+            (
+                0x20010db8000000000000000000000001,
+                0x20010db8000000000000000000000001,
+            ),
+        ];
+        assert_eq!(IpSet::from_static(RANGES), s);
     }
 
     #[test]

@@ -94,7 +94,7 @@ respond = { body = "b" }
 "#;
     let c = Config::from_toml(ok).unwrap();
     assert_eq!(
-        (c.routes[0].access, c.routes[1].access),
+        (c.route_at(0).access, c.route_at(1).access),
         (Some(Id::new(0)), None)
     );
     assert_eq!(
@@ -113,28 +113,6 @@ fn json_and_toml_load_the_same_config() {
     assert_eq!(from_json.summary(), from_toml.summary());
     let bad = Config::from_json(r#"{"routes": [{"name": 1}]}"#).unwrap_err();
     assert_eq!(bad.diagnostics[0].path, "routes[0].name");
-}
-
-#[test]
-fn an_embedded_config_loads_like_its_file_and_reports_a_missing_secret_without_a_position() {
-    let src = include_str!("../../../../examples/gateway.toml");
-    let raw = Config::raw_from_toml(src).unwrap();
-    let embedded = Config::from_embedded(raw, &|_| None).unwrap();
-    assert_eq!(
-        embedded.summary(),
-        Config::from_toml(src).unwrap().summary()
-    );
-    let env = r#"
-[auth.jwt.env]
-keys = [{ kid = "a", alg = "HS256", secret_env = "JWT_SECRET" }]
-"#;
-    let raw = Config::raw_from_toml(env).unwrap();
-    let secret = |name: &str| (name == "JWT_SECRET").then(|| "s".repeat(32));
-    assert!(crate::Gateway::from_embedded(raw.clone(), &secret).is_ok());
-    assert_eq!(
-        crate::Gateway::from_embedded(raw, &|_| None).err().unwrap(),
-        "embedded config: auth.jwt.env.keys[0].secret_env: the environment has no JWT_SECRET (on Workers: `npx wrangler secret put JWT_SECRET`; on Spin: `spin up -e JWT_SECRET=...`)\n1 error; nothing was loaded\n"
-    );
 }
 
 #[test]
