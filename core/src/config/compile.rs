@@ -999,7 +999,7 @@ fn route_keys(routes: &[raw::Route]) -> Vec<route::RouteKey> {
             methods: r
                 .methods
                 .iter()
-                .map(|m| Cow::Owned(m.to_string()))
+                .map(|m| Cow::Owned(m.to_ascii_uppercase())) // as `methods` reads them
                 .collect(),
         })
         .collect()

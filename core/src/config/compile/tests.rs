@@ -643,3 +643,21 @@ fn a_spin_manifest_must_allow_every_origin_the_config_calls() {
         Err("m.toml: allowed_outbound_hosts must be a list of strings".into())
     );
 }
+
+#[test]
+fn methods_route_in_any_case_as_they_are_read() {
+    let c = Config::from_toml(
+        r#"
+[[routes]]
+name = "lower"
+methods = ["get", "Post"]
+path = "/x"
+respond = { status = 204 }
+"#,
+    )
+    .unwrap();
+    for m in [http::Method::GET, http::Method::HEAD, http::Method::POST] {
+        assert_eq!(c.router.find(&m, None, "/x").map(|f| f.route), Ok(0), "{m}");
+    }
+    assert!(c.router.find(&http::Method::PUT, None, "/x").is_err());
+}
