@@ -5,6 +5,7 @@
 //! (route tables, CIDR ranges, keys, regexes, schemas).
 
 mod compile;
+pub(crate) mod diag;
 pub mod emit;
 pub mod features;
 pub mod lint;
@@ -20,6 +21,7 @@ use std::fmt;
 use std::rc::Rc;
 
 pub use compile::compile;
+pub(crate) use compile::outbound_url;
 pub use features::BuildFeatures;
 pub use lint::warnings;
 pub use table::{Id, Table};

@@ -95,6 +95,14 @@ impl<T> std::ops::Index<Id<T>> for Table<T> {
     }
 }
 
+impl<'t, T> IntoIterator for &'t Table<T> {
+    type Item = &'t T;
+    type IntoIter = std::slice::Iter<'t, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
 impl<T> FromIterator<T> for Table<T> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
         Table {

@@ -5,6 +5,8 @@
 //! IPv4-mapped IPv6), so a lookup is a binary search whatever the list's size. Reads no headers
 //! other than `X-Forwarded-For`, and that one only behind configured proxies.
 
+use crate::config::diag::{refuse, Errs};
+use crate::config::raw;
 use crate::problem::Reject;
 use http::HeaderMap;
 use ipnet::IpNet;
@@ -271,6 +273,63 @@ pub fn check(policy: &AccessPolicy, client: &Client) -> Result<(), Reject> {
 /// letters), or `T1`, which Cloudflare reports for clients coming through Tor.
 pub fn is_country_code(s: &str) -> bool {
     (s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())) || s == "T1"
+}
+
+impl AccessPolicy {
+    /// Checks and builds access list `name`; `set` holds the (allow, deny) address sets an
+    /// adapter's build script made (then the raw lists are empty).
+    pub(crate) fn compile(
+        e: &mut Errs<'_>,
+        name: &str,
+        a: &raw::AccessList,
+        set: Option<&(Option<IpSet>, IpSet)>,
+    ) -> AccessPolicy {
+        let path = format!("access.{name}");
+        let nets = |e: &mut Errs<'_>, field: &str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    parse_cidr(c)
+                        .map_err(|m| refuse!(e, format!("{path}.{field}[{i}]"), m))
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        };
+        let allow = nets(e, "allow_ips", &a.allow_ips);
+        let deny = nets(e, "deny_ips", &a.deny_ips);
+        for (field, list) in [
+            ("allow_countries", &a.allow_countries),
+            ("deny_countries", &a.deny_countries),
+        ] {
+            for (i, c) in list.iter().enumerate() {
+                if !is_country_code(c) {
+                    refuse!(
+                        e,
+                        format!("{path}.{field}[{i}]"),
+                        format!(
+                            "{c:?} is not an ISO 3166-1 alpha-2 code (two uppercase letters) or T1"
+                        ),
+                    );
+                }
+            }
+        }
+        let (allow_ips, deny_ips) = match set {
+            Some((allow, deny)) => (allow.clone(), deny.clone()),
+            None => (
+                (!a.allow_ips.is_empty()).then(|| IpSet::new(allow)),
+                IpSet::new(deny),
+            ),
+        };
+        AccessPolicy {
+            name: name.to_string(),
+            allow_ips,
+            deny_ips,
+            allow_countries: a.allow_countries.clone(),
+            deny_countries: a.deny_countries.clone(),
+            allow_asns: a.allow_asns.clone(),
+            deny_asns: a.deny_asns.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

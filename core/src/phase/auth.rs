@@ -6,7 +6,9 @@
 //! and `jwk` headers are ignored. Time comes in as an argument; JWKS fetching is the gateway's:
 //! this module only parses key sets and decides TTLs and refetches.
 
+use crate::config::diag::{header_name, refuse, Errs, CHECKS};
 use crate::config::raw::Alg;
+use crate::config::{outbound_url, raw, BuildFeatures, Secrets};
 use crate::host::UnixMillis;
 use crate::problem::Reject;
 use http::{HeaderMap, HeaderName};
@@ -616,6 +618,188 @@ pub fn authorize(
         }
     }
     Ok(())
+}
+
+impl JwtProvider {
+    /// Checks and builds JWT provider `name`, reading `secret_env` keys from `secrets`.
+    pub(crate) fn compile(
+        e: &mut Errs<'_>,
+        name: &str,
+        p: &raw::JwtProvider,
+        secrets: Secrets<'_>,
+    ) -> JwtProvider {
+        let path = format!("auth.jwt.{name}");
+        if p.keys.is_empty() && p.jwks_url.is_none() {
+            refuse!(e, &path, "needs `keys` or `jwks_url`");
+        }
+        let jwks_url = p
+            .jwks_url
+            .as_ref()
+            .and_then(|u| outbound_url(e, &format!("{path}.jwks_url"), u, p.allow_private))
+            .map(|t| t.url);
+        let mut keys = Vec::new();
+        for (i, k) in p.keys.iter().enumerate() {
+            if CHECKS && !BuildFeatures::COMPILED.verifies(k.alg) {
+                continue; // refused above, with the feature it needs
+            }
+            let kp = format!("{path}.keys[{i}]");
+            let secret = match (&k.secret, &k.secret_base64, &k.secret_env) {
+                (Some(s), None, None) => Some(Ok(s.as_bytes().to_vec())),
+                (None, Some(b), None) => {
+                    Some(decode_base64(b).ok_or_else(|| "secret_base64 is not base64".to_string()))
+                }
+                (None, None, Some(var)) => {
+                    match env_secret(var, k.alg, secrets) {
+                        Err(m) => {
+                            e.push(format!("{kp}.secret_env"), m);
+                            continue;
+                        }
+                        Ok(_) if k.jwk.is_some() => {
+                            Some(Err("give a secret or a `jwk`, not both".to_string()))
+                        }
+                        // checked as far as it can be without the value; the key is left out
+                        Ok(None) => continue,
+                        Ok(Some(bytes)) => Some(Ok(bytes)),
+                    }
+                }
+                (None, None, None) => None,
+                _ => Some(Err(
+                    "give one of `secret`, `secret_base64` and `secret_env`, not several"
+                        .to_string(),
+                )),
+            };
+            let key = match (secret, &k.jwk) {
+                (Some(_), Some(_)) => Err("give a secret or a `jwk`, not both".to_string()),
+                (Some(Ok(bytes)), None) => Key::hmac(k.kid.clone(), k.alg, &bytes),
+                (Some(Err(m)), None) => Err(m),
+                (None, Some(jwk)) => Key::from_jwk(k.kid.clone(), k.alg, jwk),
+                (None, None) => Err(format!(
+                    "{} needs {}",
+                    k.alg.name(),
+                    if k.alg.is_hmac() {
+                        "`secret`, `secret_base64` or `secret_env`"
+                    } else {
+                        "a `jwk`"
+                    }
+                )),
+            };
+            match key {
+                Ok(key) => keys.push(key),
+                Err(m) => e.push(kp, m),
+            }
+        }
+        if p.jwks_min_ttl_s > p.jwks_max_ttl_s {
+            refuse!(
+                e,
+                format!("{path}.jwks_min_ttl_s"),
+                "must not be greater than jwks_max_ttl_s",
+            );
+        }
+        let header = header_name(e, &format!("{path}.header"), &p.header);
+        JwtProvider {
+            name: name.to_string(),
+            label: format!("jwt:{name}"),
+            issuer: p.issuer.clone(),
+            audiences: p.audiences.clone(),
+            jwks_url,
+            keys,
+            leeway_s: u64::from(p.leeway_s),
+            require_exp: p.require_exp,
+            header: header.unwrap_or(http::header::AUTHORIZATION),
+            jwks_min_ttl_s: p.jwks_min_ttl_s,
+            jwks_max_ttl_s: p.jwks_max_ttl_s,
+            jwks_cooldown_s: p.jwks_cooldown_s,
+            fail_open: p.fail == raw::FailMode::Open,
+            consumer_claim: p.consumer_claim.clone(),
+            max_token_bytes: p.max_token_bytes,
+        }
+    }
+}
+
+impl ApiKeySet {
+    /// Checks and builds API-key set `name`.
+    pub(crate) fn compile(e: &mut Errs<'_>, name: &str, s: &raw::ApiKeySet) -> ApiKeySet {
+        let path = format!("auth.api_keys.{name}");
+        let header = match (&s.header, &s.query) {
+            (Some(h), _) => header_name(e, &format!("{path}.header"), h),
+            (None, None) => Some(HeaderName::from_static("x-api-key")),
+            (None, Some(_)) => None,
+        };
+        let mut by_hash = HashMap::new();
+        for (i, k) in s.keys.iter().enumerate() {
+            let kp = format!("{path}.keys[{i}].sha256");
+            match hex::decode(&k.sha256)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            {
+                Some(digest) if digest == EMPTY_SHA256 => refuse!(e,
+                    kp,
+                    "is the SHA-256 of the empty string (an unset variable?): an empty key is no credential",
+                ),
+                Some(digest) => {
+                    if by_hash
+                        .insert(digest, (k.consumer.clone(), k.scopes.clone()))
+                        .is_some()
+                    {
+                        refuse!(e, kp, "the same key is listed twice");
+                    }
+                }
+                None => refuse!(e, kp, "must be 64 hex digits (the SHA-256 of the key)"),
+            }
+        }
+        ApiKeySet {
+            name: name.to_string(),
+            label: format!("api_key:{name}"),
+            header,
+            query: s.query.clone(),
+            by_hash,
+        }
+    }
+}
+
+/// The SHA-256 of the empty string, what `printf %s "$UNSET" | sha256sum` gives.
+const EMPTY_SHA256: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
+/// The secret a `secret_env` key names: `Ok(None)` when secrets are not read (`Deferred`).
+fn env_secret(var: &str, alg: raw::Alg, secrets: Secrets<'_>) -> Result<Option<Vec<u8>>, String> {
+    let valid = !var.is_empty()
+        && !var.starts_with(|c: char| c.is_ascii_digit())
+        && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(format!(
+            "{var:?} is not a variable name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    if !alg.is_hmac() {
+        return Err(format!(
+            "holds an HMAC secret, and {} needs a `jwk`",
+            alg.name()
+        ));
+    }
+    match secrets {
+        Secrets::Deferred => Ok(None),
+        Secrets::From(read) => match read(var) {
+            Some(v) if !v.is_empty() => Ok(Some(v.into_bytes())),
+            _ => Err(format!(
+                "the environment has no {var} (on Workers: `npx wrangler secret put {var}`; on \
+                 Spin: `spin up -e {var}=...`)"
+            )),
+        },
+    }
+}
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let s = s.trim();
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('='))
+        })
+        .ok()
 }
 
 #[cfg(test)]

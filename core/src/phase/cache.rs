@@ -17,6 +17,8 @@
 //! Workers build turns it on when the config caches a route): without it a config with `cache`
 //! on a route fails to load.
 
+use crate::config::diag::{header_name, refuse, Errs};
+use crate::config::raw;
 #[cfg(feature = "response-cache")]
 use crate::host::UnixMillis;
 use crate::store::{Kind, StoreKey};
@@ -488,6 +490,44 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     if_none_match
         .split(',')
         .any(|t| t.trim() == "*" || strip(t) == etag)
+}
+
+impl CacheRule {
+    /// Checks and builds a route's cache rule (at key path `path`); `credentials` are the
+    /// headers and query parameters that carry the route's credentials.
+    pub(crate) fn compile(
+        e: &mut Errs<'_>,
+        path: &str,
+        c: &raw::RouteCache,
+        credentials: (Vec<http::HeaderName>, Vec<String>),
+    ) -> CacheRule {
+        let (credential_headers, credential_query) = credentials;
+        let key_headers = c
+            .key_headers
+            .iter()
+            .enumerate()
+            .filter_map(|(j, h)| header_name(e, &format!("{path}.key_headers[{j}]"), h))
+            .collect();
+        if !(1..=raw::CACHE_MAX_BYTES_LIMIT).contains(&c.max_bytes) {
+            refuse!(
+                e,
+                format!("{path}.max_bytes"),
+                format!(
+                    "must be between 1 and {} (25 MiB, the largest value Workers KV stores)",
+                    raw::CACHE_MAX_BYTES_LIMIT
+                ),
+            );
+        }
+        CacheRule {
+            ttl_s: c.ttl_s,
+            max_bytes: usize::try_from(c.max_bytes).unwrap_or(usize::MAX),
+            key_headers,
+            per_consumer: c.per_consumer,
+            fail_open: c.fail == raw::FailMode::Open,
+            credential_headers,
+            credential_query,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! exact and no rounding lets an extra request through. Reads no clock; stores nothing: the host
 //! applies [`admit`] atomically per key.
 
+use crate::config::diag::{refuse, Errs};
+use crate::config::raw;
 use crate::host::UnixMillis;
 use crate::store::StoreKey;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -489,6 +491,79 @@ fn sf_key(name: &str) -> String {
     name.chars()
         .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
         .collect()
+}
+
+impl Quota {
+    /// Checks and builds rate limit `name`.
+    pub(crate) fn compile(e: &mut Errs<'_>, name: &str, q: &raw::RateLimitPolicy) -> Quota {
+        let path = format!("rate_limits.{name}");
+        let key = LimitKey::parse(&q.key)
+            .map_err(|m| refuse!(e, format!("{path}.key"), m))
+            .ok();
+        if q.limit == 0 || q.limit > 1_000_000_000 {
+            refuse!(
+                e,
+                format!("{path}.limit"),
+                "must be between 1 and 1000000000"
+            );
+        }
+        if q.period_s == 0 || q.period_s > 31_536_000 {
+            refuse!(
+                e,
+                format!("{path}.period_s"),
+                "must be between 1 and 31536000 (a year)",
+            );
+        }
+        if q.burst == Some(0) {
+            refuse!(e, format!("{path}.burst"), "must be greater than 0");
+        }
+        let shards = q.shards.unwrap_or(1);
+        let burst = q.burst.unwrap_or(q.limit);
+        if !(1..=MAX_SHARDS).contains(&shards) {
+            refuse!(
+                e,
+                format!("{path}.shards"),
+                format!("must be between 1 and {}", MAX_SHARDS),
+            );
+        } else if u64::from(shards) > q.limit.min(burst) && q.limit > 0 && burst > 0 {
+            refuse!(
+                e,
+                format!("{path}.shards"),
+                format!(
+                    "{shards} shards cannot each hold a part of limit {} and burst {burst}: \
+                     use at most {}",
+                    q.limit,
+                    q.limit.min(burst)
+                ),
+            );
+        }
+        for (field, v, max) in [
+            ("ipv4_prefix", q.ipv4_prefix, 32),
+            ("ipv6_prefix", q.ipv6_prefix, 128),
+        ] {
+            if v.is_some_and(|v| v == 0 || v > max) {
+                refuse!(
+                    e,
+                    format!("{path}.{field}"),
+                    format!("must be between 1 and {max}"),
+                );
+            }
+        }
+        let defaults = IpPrefix::default();
+        Quota {
+            ip_prefix: IpPrefix {
+                v4: q.ipv4_prefix.unwrap_or(defaults.v4),
+                v6: q.ipv6_prefix.unwrap_or(defaults.v6),
+            },
+            name: name.to_string(),
+            limit: q.limit,
+            period_ms: q.period_s.saturating_mul(1000),
+            burst,
+            shards,
+            key: key.unwrap_or(LimitKey::Ip),
+            fail_open: q.fail == raw::FailMode::Open,
+        }
+    }
 }
 
 #[cfg(test)]

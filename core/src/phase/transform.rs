@@ -5,6 +5,8 @@
 //! Pure rewrites of `http` parts; header values may name `{consumer}`, `{route}`,
 //! `{request_id}` and `{client_ip}`, filled from [`Vars`].
 
+use crate::config::diag::{header_name, methods, refuse, Errs};
+use crate::config::raw;
 use crate::problem::Reject;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
@@ -630,6 +632,133 @@ pub fn upstream_uri(target: &Target, path_and_query: String) -> Result<Uri, Stri
     parts.authority = Some(target.authority.clone());
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).map_err(|e| format!("{}: {e}", target.url))
+}
+
+impl Transform {
+    /// Checks and builds a transform (named, or inline at `path`).
+    pub(crate) fn compile(e: &mut Errs<'_>, path: &str, t: &raw::Transform) -> Transform {
+        let mut out = Transform::default();
+        let pairs =
+            |e: &mut Errs<'_>, field: &str, map: &std::collections::BTreeMap<String, String>| {
+                let mut v = Vec::new();
+                for (name, value) in map {
+                    let p = format!("{path}.{field}.{name}");
+                    let h = header_name(e, &p, name);
+                    match ValueTemplate::parse(value) {
+                        Ok(t) => {
+                            if let Some(h) = h {
+                                v.push((h, t))
+                            }
+                        }
+                        Err(m) => refuse!(e, p, m),
+                    }
+                }
+                v
+            };
+        out.set_headers = pairs(e, "set_headers", &t.set_headers);
+        out.add_headers = pairs(e, "add_headers", &t.add_headers);
+        for (i, name) in t.remove_headers.iter().enumerate() {
+            if let Some(h) = header_name(e, &format!("{path}.remove_headers[{i}]"), name) {
+                out.remove_headers.push(h);
+            }
+        }
+        for (from, to) in &t.rename_headers {
+            let p = format!("{path}.rename_headers.{from}");
+            if let (Some(a), Some(b)) = (header_name(e, &p, from), header_name(e, &p, to)) {
+                out.rename_headers.push((a, b));
+            }
+        }
+        out.set_query = t
+            .set_query
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.remove_query = t.remove_query.clone();
+        if let Some(json) = &t.json {
+            let ptr = |e: &mut Errs<'_>, p: String, s: &str| match pointer_tokens(s) {
+                Ok(_) => true,
+                Err(m) => {
+                    refuse!(e, p, m);
+                    false
+                }
+            };
+            for (p, v) in &json.set {
+                if ptr(e, format!("{path}.json.set"), p) {
+                    out.json_set.push((p.clone(), v.clone()));
+                }
+            }
+            for (i, p) in json.remove.iter().enumerate() {
+                if ptr(e, format!("{path}.json.remove[{i}]"), p) {
+                    out.json_remove.push(p.clone());
+                }
+            }
+            for (from, to) in &json.rename {
+                let p = format!("{path}.json.rename");
+                if ptr(e, p.clone(), from) && ptr(e, p, to) {
+                    out.json_rename.push((from.clone(), to.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Cors {
+    /// Checks and builds CORS policy `name`.
+    pub(crate) fn compile(e: &mut Errs<'_>, name: &str, c: &raw::CorsPolicy) -> Cors {
+        let path = format!("cors.{name}");
+        let any = c.allow_origins.iter().any(|o| o == "*");
+        if any && c.allow_credentials {
+            refuse!(
+                e,
+                format!("{path}.allow_credentials"),
+                "cannot be true when allow_origins has \"*\"",
+            );
+        }
+        if c.allow_origins.is_empty() {
+            refuse!(
+                e,
+                format!("{path}.allow_origins"),
+                "needs at least one origin (or \"*\")",
+            );
+        }
+        for (i, o) in c.allow_origins.iter().enumerate() {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
+                || o.ends_with('/')
+            {
+                refuse!(
+                    e,
+                    format!("{path}.allow_origins[{i}]"),
+                    format!("{o:?} is not an origin like https://app.example.com"),
+                );
+            }
+        }
+        let m = methods(e, &format!("{path}.allow_methods"), &c.allow_methods);
+        for (field, list) in [
+            ("allow_headers", &c.allow_headers),
+            ("expose_headers", &c.expose_headers),
+        ] {
+            for (i, h) in list.iter().enumerate() {
+                if h != "*" {
+                    header_name(e, &format!("{path}.{field}[{i}]"), h);
+                }
+            }
+        }
+        Cors {
+            any_origin: any,
+            origins: c
+                .allow_origins
+                .iter()
+                .filter(|o| *o != "*")
+                .cloned()
+                .collect(),
+            methods: m,
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            max_age_s: c.max_age_s,
+            credentials: c.allow_credentials,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@
 //! Pure checks over the request; never changes what goes upstream except the path, which is
 //! replaced by its normalized form so that what was matched is exactly what is forwarded.
 
+use crate::config::diag::header_name;
+use crate::config::diag::{refuse, Errs};
+use crate::config::raw;
 use crate::problem::Reject;
 use http::{HeaderMap, Uri};
 use std::borrow::Cow;
@@ -579,6 +582,123 @@ pub fn check_body(v: &Validation, headers: &HeaderMap, body: Option<&[u8]>) -> R
         schema.check(&doc).map_err(Reject::InvalidBody)?;
     }
     Ok(())
+}
+
+impl Param {
+    /// Checks and builds a parameter rule at `path` (one in the path is always required).
+    pub(crate) fn compile(
+        e: &mut Errs<'_>,
+        path: &str,
+        spec: &raw::ParamSpec,
+        in_path: bool,
+    ) -> Option<Param> {
+        let rule = match spec {
+            raw::ParamSpec::Type(kind) => raw::ParamRule {
+                kind: *kind,
+                required: false,
+                min: None,
+                max: None,
+                one_of: vec![],
+                pattern: None,
+            },
+            raw::ParamSpec::Rule(r) => r.clone(),
+        };
+        for (name, bound) in [("min", rule.min), ("max", rule.max)] {
+            if bound.is_some_and(|b| !b.is_finite()) {
+                refuse!(e, format!("{path}.{name}"), "must be a finite number");
+                return None;
+            }
+        }
+        if let (Some(min), Some(max)) = (rule.min, rule.max) {
+            if min > max {
+                refuse!(e, path, format!("min {min} is greater than max {max}"));
+            }
+        }
+        let pattern = match &rule.pattern {
+            Some(p) => match regex_lite::Regex::new(p) {
+                Ok(r) => Some(r),
+                Err(err) => {
+                    refuse!(
+                        e,
+                        format!("{path}.pattern"),
+                        format!("invalid regular expression: {err}"),
+                    );
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(Param {
+            kind: rule.kind,
+            required: rule.required || in_path,
+            min: rule.min,
+            max: rule.max,
+            one_of: rule.one_of,
+            pattern,
+        })
+    }
+}
+
+impl Validation {
+    /// Checks and builds route `r`'s validation rules (at key path `vp`); `params` are its path's
+    /// parameters, `max_body_bytes` the gateway's limit.
+    pub(crate) fn compile(
+        e: &mut Errs<'_>,
+        vp: &str,
+        v: &raw::Validation,
+        r: &raw::Route,
+        params: &[String],
+        max_body_bytes: usize,
+    ) -> Validation {
+        let mut validation = Validation {
+            max_body_bytes,
+            ..Default::default()
+        };
+        for (name, spec) in &v.path {
+            if !params.iter().any(|p| p == name) {
+                refuse!(
+                    e,
+                    format!("{vp}.path.{name}"),
+                    format!("{name:?} is not a parameter of path {:?}", r.path),
+                );
+            }
+            if let Some(p) = Param::compile(e, &format!("{vp}.path.{name}"), spec, true) {
+                validation.path.insert(name.clone(), p);
+            }
+        }
+        for (name, spec) in &v.query {
+            if let Some(p) = Param::compile(e, &format!("{vp}.query.{name}"), spec, false) {
+                validation.query.insert(name.clone(), p);
+            }
+        }
+        for (name, spec) in &v.headers {
+            let hp = format!("{vp}.headers.{name}");
+            if let (Some(h), Some(p)) = (
+                header_name(e, &hp, name),
+                Param::compile(e, &hp, spec, false),
+            ) {
+                validation.headers.push((h, p));
+            }
+        }
+        validation.content_types = v
+            .content_types
+            .iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if let Some(schema) = &v.body_schema {
+            match BodySchema::compile(schema) {
+                Ok(s) => validation.body_schema = Some(s),
+                Err(err) => refuse!(e, format!("{vp}.body_schema"), err),
+            }
+        }
+        if let Some(max) = v.max_body_bytes {
+            if max == 0 {
+                refuse!(e, format!("{vp}.max_body_bytes"), "must be greater than 0");
+            }
+            validation.max_body_bytes = max;
+        }
+        validation
+    }
 }
 
 #[cfg(test)]
