@@ -2,7 +2,9 @@
 // taken through the inspector, summed by function (self time). Build with names kept so wasm
 // functions have them: WORKER_OPT=1 WORKER_KEEP_NAMES=1 WORKER_OUT_DIR=build-prof
 // PORTCULLIS_CONFIG=benches/gateway.toml scripts/build-worker.sh
-// Usage: BUILD=build-prof [ROUTE=/bare/42] [N=3000] [TOP=30] [INSPECTOR_PORT=9231] node benches/workers/profile.mjs
+// Usage: BUILD=build-prof [ROUTE=/bare/42] [N=3000] [WARM=300] [TOP=30] [INSPECTOR_PORT=9231] node benches/workers/profile.mjs
+// WARM=0 N=1 profiles an isolate's first request (the wasm is instantiated when the module loads,
+// before the profiler starts; what the first request adds, such as building the gateway, is in).
 // BUILD=passthrough profiles the pass-through worker. Loopback only; bounded by N requests.
 // The profile covers the worker's process (its Durable Objects too). With the inspector attached
 // `console.log` costs more than without, so its share here is an upper bound.
@@ -15,6 +17,7 @@ const N = Number(process.env.N ?? 3000);
 const ROUTE = process.env.ROUTE ?? "/bare/42";
 const BUILD = process.env.BUILD ?? "build-prof";
 const TOP = Number(process.env.TOP ?? 30);
+const WARM = Number(process.env.WARM ?? 300);
 const INSPECTOR_PORT = Number(process.env.INSPECTOR_PORT ?? 9231);
 
 const upstream = await startUpstream();
@@ -48,7 +51,7 @@ const once = () => new Promise((ok, fail) => {
   req.end();
 });
 
-for (let i = 0; i < 300; i++) await once(); // warm: JIT, token cache, the Durable Object
+for (let i = 0; i < WARM; i++) await once(); // warm: JIT, token cache, the Durable Object
 await call("Profiler.enable");
 await call("Profiler.setSamplingInterval", { interval: 50 });
 await call("Profiler.start");
