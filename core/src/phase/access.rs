@@ -2,7 +2,8 @@
 //! believe when the request came through trusted proxies.
 //!
 //! CIDRs are compiled once into sorted, merged ranges over one 128-bit space (IPv4 as
-//! IPv4-mapped IPv6), so a lookup is a binary search whatever the list's size. Reads no headers
+//! IPv4-mapped IPv6), kept as an IPv4 and an IPv6 list, so a lookup is a binary search whatever
+//! the list's size. Reads no headers
 //! other than `X-Forwarded-For`, and that one only behind configured proxies.
 
 use crate::config::diag::{refuse, Errs};
