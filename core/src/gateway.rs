@@ -268,7 +268,7 @@ impl Gateway {
             inbound::Checked::Ready(body) => body,
             // a stream the route must read (its JSON Schema, a JSON transform, its own answer)
             inbound::Checked::Read(stream) => {
-                self.read_body(r, &headers, stream, t, ctx, host).await?
+                out_of_line(self.read_body(r, &headers, stream, t, ctx, host)).await?
             }
         };
 
@@ -286,7 +286,9 @@ impl Gateway {
         let upstream = match &r.action {
             Action::Respond(fixed) => return Ok(self.respond(r, fixed, method, ctx, host)),
             #[cfg(feature = "response-cache")]
-            Action::Admin(AdminAction::PurgeCache) => return self.purge_action(r, ctx, host).await,
+            Action::Admin(AdminAction::PurgeCache) => {
+                return out_of_line(self.purge_action(r, ctx, host)).await
+            }
             // a build without the cache refuses admin routes when it loads the config
             #[cfg(not(feature = "response-cache"))]
             Action::Admin(_) => return Err(Reject::Unavailable),
@@ -429,4 +431,13 @@ impl Gateway {
             *line = String::new();
         }
     }
+}
+
+/// Awaits `fut` through a `dyn Future`, a call the compiler cannot inline, for paths few
+/// requests take (reading a body whole, fetching a JWKS, an admin action). Their code then stays
+/// out of the pipeline's own function: on Workers, V8 compiles a wasm function when it is first
+/// called, so an isolate's first request compiles only the paths it takes.
+pub(crate) async fn out_of_line<'a, T>(fut: impl std::future::Future<Output = T> + 'a) -> T {
+    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>> = Box::pin(fut);
+    fut.await
 }

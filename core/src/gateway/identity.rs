@@ -102,7 +102,7 @@ impl Gateway {
             return Ok(Some(v.consumer));
         }
         let mut remote = match &provider.jwks_url {
-            Some(_) => match self.jwks_keys(pi, false, host).await {
+            Some(_) => match super::out_of_line(self.jwks_keys(pi, false, host)).await {
                 Some(keys) => keys,
                 None if provider.keys.is_empty() => {
                     return if provider.fail_open {
@@ -120,7 +120,7 @@ impl Gateway {
             auth::verify_token(provider, &all, token, now)
         };
         if result == Err(TokenError::UnknownKid) && provider.jwks_url.is_some() {
-            if let Some(fresh) = self.jwks_keys(pi, true, host).await {
+            if let Some(fresh) = super::out_of_line(self.jwks_keys(pi, true, host)).await {
                 remote = fresh;
                 let all: Vec<&Key> = provider.keys.iter().chain(remote.iter()).collect();
                 result = auth::verify_token(provider, &all, token, now);
