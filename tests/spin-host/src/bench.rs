@@ -8,8 +8,8 @@
 //! instance's start-up is paid by every request). The test host here is a debug build (its
 //! dependencies unoptimized but Cranelift), so its absolute figures are slower than real Spin's;
 //! compare within one runtime. Loopback only; ROUNDS (default 3) x
-//! SECONDS (default 5) per target. Writes target/bench/spin.{md,json}. Run it with
-//! scripts/bench-spin.sh.
+//! SECONDS (default 5) per target; BENCH_PATH picks the request (default `/items/42`). Writes
+//! target/bench/spin.{md,json}. Run it with scripts/bench-spin.sh.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -70,7 +70,8 @@ fn upstream() {
     });
 }
 
-/// One keep-alive connection; each call sends GET /items/42 and reads the whole answer.
+/// One keep-alive connection; each call sends GET `BENCH_PATH` (default `/items/42`, the rate-limited
+/// route; `/unlimited/42` is the same route without the limit) and reads the whole answer.
 struct Client {
     r: BufReader<TcpStream>,
     w: TcpStream,
@@ -81,7 +82,8 @@ impl Client {
     fn new(addr: &str, headers: &[(&str, &str)]) -> Client {
         let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         s.set_nodelay(true).ok();
-        let mut head = format!("GET /items/42 HTTP/1.1\r\nhost: {addr}\r\n");
+        let path = std::env::var("BENCH_PATH").unwrap_or_else(|_| "/items/42".into());
+        let mut head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n");
         for (n, v) in headers {
             head.push_str(&format!("{n}: {v}\r\n"));
         }
