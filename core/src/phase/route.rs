@@ -148,6 +148,10 @@ pub struct Matched<'p> {
 /// The end of the static start of `pattern` that indexes it: after at most [`INDEX_DEPTH`]
 /// leading segments with no parameter (and no escaped brace).
 fn indexed_prefix(pattern: &str) -> &str {
+    if !pattern.starts_with('/') {
+        // refused when the config is checked; indexed where every request looks
+        return "";
+    }
     let mut end = 0;
     for (depth, seg) in pattern.get(1..).unwrap_or("").split('/').enumerate() {
         if depth == INDEX_DEPTH || seg.contains(['{', '}']) {
@@ -1219,6 +1223,19 @@ mod tests {
             "one router per set of buckets a request found"
         );
         assert!(r.buckets_for("nowhere.test", "/svc3/res3/7").is_empty());
+    }
+
+    /// Found by fuzzing: a path without its leading `/` (refused by the config check, which
+    /// still builds the table to report conflicts) that starts with a multi-byte character.
+    #[test]
+    fn a_path_without_its_slash_is_indexed_without_a_panic() {
+        let (r, errors) = router(&[(None, "\u{349}1/echo", &[]), (None, "/a", &[])]);
+        assert_eq!(errors, vec![]);
+        assert_eq!(r.find(&Method::GET, None, "/a").map(|m| m.route), Ok(1));
+        assert_eq!(
+            r.find(&Method::GET, None, "/b").map(|m| m.route),
+            Err(Reject::NotFound)
+        );
     }
 
     #[test]
