@@ -198,6 +198,12 @@ fn wasm_opt(root: &Path, wasm: &Path, keep_names: bool) -> Result<(), String> {
     let bin = root.join("node_modules/.bin/wasm-opt");
     let mut cmd = Command::new(&bin);
     cmd.arg(wasm).arg("-o").arg(wasm).arg("-O");
+    // binaryen inlines every function that has one caller, whatever its size: the gateway's
+    // phases all became one 113 KB function, which V8 compiles whole when an isolate's first
+    // request calls it, paths that request does not take included. Only small ones now: an
+    // isolate's first answer came 4 ms sooner, the module 8 KB smaller (gzip), warm requests
+    // no slower (BENCHMARKS.md, "Workers cold start")
+    cmd.arg("--one-caller-inline-max-function-size=100");
     for feature in [
         "mutable-globals",
         "sign-ext",
