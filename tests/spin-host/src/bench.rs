@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -153,14 +153,20 @@ fn measure(addr: &str, headers: &[(&str, &str)], seconds: u64) -> Measured {
 }
 
 /// `spin up` of `manifest` on a free port, one instance per request, its output discarded; and
-/// its address once it listens.
-fn real_spin(spin: &str, root: &Path, manifest: &str) -> (Child, String) {
+/// its address once it listens, and its state directory (the key-value store's SQLite file),
+/// made under `state_base`.
+fn real_spin(
+    spin: &str,
+    root: &Path,
+    manifest: &str,
+    state_base: &Path,
+) -> (Child, String, PathBuf) {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let state = std::env::temp_dir().join(format!("portcullis-spin-bench-{port}"));
+    let state = state_base.join(format!("portcullis-spin-bench-{port}"));
     let _ = std::fs::remove_dir_all(&state);
     // its own process group: `spin up` runs the trigger as a child process of its own, which
     // the end of the benchmark stops with it
@@ -187,7 +193,7 @@ fn real_spin(spin: &str, root: &Path, manifest: &str) -> (Child, String) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    (child, addr)
+    (child, addr, state)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -208,14 +214,20 @@ fn main() {
     let large = start("benches/spin/portcullis-large.toml");
     let passthrough = start("benches/spin/passthrough.toml");
     let spin = std::env::var("SPIN_BIN").ok();
-    let real: Vec<(Child, String)> = spin
+    let real: Vec<(Child, String, PathBuf)> = spin
         .iter()
         .flat_map(|bin| {
-            let on = |m: &str| real_spin(bin, &root, m);
+            let tmp = std::env::temp_dir();
+            let on = |m: &str| real_spin(bin, &root, m, &tmp);
+            // Spin's SQLite store syncs each commit to its disk; on tmpfs the sync costs
+            // nothing, which shows how much of the exact limit's cost is the store's disk
+            let shm = Path::new("/dev/shm");
+            let shm = if shm.is_dir() { shm } else { &tmp };
             [
                 on("benches/spin/passthrough.toml"),
                 on("benches/spin/portcullis.toml"),
                 on("benches/spin/portcullis-large.toml"),
+                real_spin(bin, &root, "benches/spin/portcullis.toml", shm),
             ]
         })
         .collect();
@@ -234,7 +246,7 @@ fn main() {
             vec![("authorization", &auth)],
         ),
     ];
-    if let [(_, pass), (_, small), (_, big)] = real.as_slice() {
+    if let [(_, pass, _), (_, small, _), (_, big, _), (_, tmpfs, _)] = real.as_slice() {
         let header = || vec![("authorization", auth.as_str())];
         targets.push(("real Spin: passthrough", pass, vec![]));
         targets.push(("real Spin: portcullis", small, header()));
@@ -243,6 +255,7 @@ fn main() {
             big,
             header(),
         ));
+        targets.push(("real Spin: portcullis, store on tmpfs", tmpfs, header()));
     }
     for (_, addr, headers) in &targets {
         let mut c = Client::new(addr, headers);
@@ -311,9 +324,10 @@ fn main() {
     )
     .expect("write spin.json");
     println!("{md}");
-    for (mut child, _) in real {
+    for (mut child, _, state) in real {
         let group = format!("-{}", child.id());
         let _ = Command::new("kill").args(["--", &group]).status();
         let _ = child.wait();
+        let _ = std::fs::remove_dir_all(state);
     }
 }
