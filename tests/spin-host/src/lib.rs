@@ -240,9 +240,12 @@ async fn accept(app: Arc<App>, listener: std::net::TcpListener) {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        // an answer streamed frame by frame goes out in several writes: with Nagle's algorithm
-        // on, the client's delayed ACK held each small answer back about 40 ms, which real Spin
-        // does not (0.65 ms p50 for the pass-through component in the same benchmark)
+        // Kinder than Spin 4.1 here, knowingly: Spin does not set TCP_NODELAY, so when it writes
+        // an answer's head before the component's body is ready, the body's small second write
+        // waits for the client's delayed ACK (40 ms; BENCHMARKS.md, "Spin"). Real Spin hands a
+        // body that is the upstream's own stream over with the head and is rarely caught; this
+        // host, without the option, caught nearly every answer, the pass-through's too, so
+        // its benchmark figures would say nothing. The end-to-end cases time no answer.
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         tokio::spawn(async move {
