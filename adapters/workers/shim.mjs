@@ -7,10 +7,19 @@
 // next call starts one, and the `worker` crate counts instances in `__worker_init_state`. Objects
 // made by an earlier instance are stale, so the Durable Object below makes its Rust half again
 // when the count moves.
-import { DurableObject, WorkerEntrypoint } from "cloudflare:workers";
+//
+// The gateway is built here, at the module's top level, from the worker's `env`: Workers runs
+// this while it starts the isolate (during the client's TLS handshake), not on the first request.
+import { DurableObject, WorkerEntrypoint, env } from "cloudflare:workers";
 import * as wasm from "./index.js";
 
 const instances = wasm.__worker_init_state();
+try {
+  if (env) wasm.startGateway(env);
+} catch (e) {
+  // the first request builds it instead (and reports why it cannot)
+  console.error("portcullis: building the gateway at start-up failed:", e);
+}
 
 export default class Portcullis extends WorkerEntrypoint {
   fetch(request) {

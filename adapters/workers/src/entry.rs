@@ -9,13 +9,14 @@ use worker::worker_sys::ext::RequestExt;
 use worker::{event, Context, Env};
 
 thread_local! {
-    /// The gateway, built on the first request an isolate serves and kept for its life: the
-    /// config is parsed once, and verified tokens and JWKS stay warm between requests.
+    /// The gateway, built when the isolate starts ([`start_gateway`]; else on the first request
+    /// an instance serves) and kept for its life: verified tokens and JWKS stay warm between
+    /// requests.
     static GATEWAY: std::cell::OnceCell<Result<Rc<Gateway>, String>> = const { std::cell::OnceCell::new() };
 }
 
 /// `secret_env` keys read the worker's secrets and `[vars]`, which are strings on `env`.
-fn gateway(env: &Env) -> Result<Rc<Gateway>, String> {
+fn gateway(env: &JsValue) -> Result<Rc<Gateway>, String> {
     let read = |name: &str| {
         js_sys::Reflect::get(env, &JsValue::from_str(name))
             .ok()
@@ -27,9 +28,19 @@ fn gateway(env: &Env) -> Result<Rc<Gateway>, String> {
     })
 }
 
+/// Builds the gateway while the isolate starts: the entry module (`shim.mjs`) calls this at its
+/// top level with the worker's `env`. Workers starts an isolate while the client's TLS handshake
+/// is under way, so this work is off the first request's path. A gateway that cannot start (a
+/// missing secret) is kept as that error, which every request then reports; an instance made
+/// afresh after a panic builds the gateway on its first request instead.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = startGateway)]
+pub fn start_gateway(env: JsValue) {
+    let _ = gateway(&env);
+}
+
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
-    let gateway = gateway(&env).map_err(|listing| {
+    let gateway = gateway(env.as_ref()).map_err(|listing| {
         // a gateway that cannot start (a missing secret): every request says why in the log
         worker::console_error!("portcullis cannot start: {listing}");
         worker::Error::RustError(listing)
