@@ -1,6 +1,6 @@
-// What the Workers benchmarks (load.mjs, ab.mjs) share: the upstream they proxy to, the
-// Miniflare settings of Portcullis and of the pass-through worker, and a token for the bench
-// config's JWT provider.
+// What the Workers benchmarks (load.mjs, ab.mjs, hono.mjs, …) share: the upstream they proxy to,
+// the Miniflare settings of Portcullis and of the pass-through worker, a token for the bench
+// config's JWT provider, and the load client.
 import http from "node:http";
 import crypto from "node:crypto";
 import path from "node:path";
@@ -52,6 +52,14 @@ export const passthroughOptions = () => ({
   bindings: { UPSTREAM: `http://127.0.0.1:${UPSTREAM_PORT}` },
 });
 
+/// Miniflare options for a JavaScript worker module (bundled if it imports packages) aimed at the
+/// upstream through its `UPSTREAM` var (benches/workers/hono/).
+export const jsWorkerOptions = (scriptPath) => ({
+  ...common,
+  scriptPath,
+  bindings: { UPSTREAM: `http://127.0.0.1:${UPSTREAM_PORT}` },
+});
+
 /// An HS256 token for benches/gateway.toml's `bench` provider, valid for an hour.
 export function benchToken() {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
@@ -59,4 +67,42 @@ export function benchToken() {
   const claims = b64({ iss: "https://bench.portcullis.local/", aud: "bench", sub: "bench-user", scope: "items:read", exp: Math.floor(Date.now() / 1000) + 3600 });
   const sig = crypto.createHmac("sha256", "portcullis-bench-secret-0123456789abcdef").update(`${head}.${claims}`).digest("base64url");
   return `${head}.${claims}.${sig}`;
+}
+
+/// One GET of `t.path` (else `path`) on 127.0.0.1:`t.port` with `t.headers`; resolves to its
+/// latency in ms, fails on any status but 200.
+export function request(agent, t, path = "/") {
+  return new Promise((ok, fail) => {
+    const start = process.hrtime.bigint();
+    const req = http.request({ host: "127.0.0.1", port: t.port, path: t.path ?? path, agent, headers: t.headers }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () =>
+        res.statusCode === 200
+          ? ok(Number(process.hrtime.bigint() - start) / 1e6)
+          : fail(new Error(`${t.port}${t.path ?? path} answered ${res.statusCode}: ${Buffer.concat(chunks)}`)),
+      );
+    });
+    req.on("error", fail);
+    req.end();
+  });
+}
+
+/// `concurrency` keep-alive connections, each sending its next request when the last is answered,
+/// for `seconds` or `maxRequests` requests in all, whichever comes first: p50, p99 and req/s.
+export async function measureLoad(t, concurrency, { seconds, maxRequests, path = "/" }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies = [];
+  const deadline = Date.now() + seconds * 1000;
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (Date.now() < deadline && latencies.length < maxRequests) latencies.push(await request(agent, t, path));
+    }),
+  );
+  const secs = Number(process.hrtime.bigint() - started) / 1e9;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
+  return { n: latencies.length, p50: pct(50), p99: pct(99), rps: latencies.length / secs };
 }

@@ -13,7 +13,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
-import { root, UPSTREAM_PORT, startUpstream, portcullisOptions, passthroughOptions, benchToken } from "./common.mjs";
+import { root, UPSTREAM_PORT, startUpstream, portcullisOptions, passthroughOptions, benchToken, request, measureLoad } from "./common.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 5);
@@ -54,39 +54,8 @@ const targets = {
   },
 };
 
-function once(agent, t) {
-  return new Promise((ok, fail) => {
-    const start = process.hrtime.bigint();
-    const req = http.request({ host: "127.0.0.1", port: t.port, path: t.path ?? "/items/42", agent, headers: t.headers }, (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () =>
-        res.statusCode === 200
-          ? ok(Number(process.hrtime.bigint() - start) / 1e6)
-          : fail(new Error(`${t.port} answered ${res.statusCode}: ${Buffer.concat(chunks)}`)),
-      );
-    });
-    req.on("error", fail);
-    req.end();
-  });
-}
-
-async function measure(t, concurrency) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const latencies = [];
-  const deadline = Date.now() + SECONDS * 1000;
-  const started = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (Date.now() < deadline && latencies.length < MAX_REQUESTS) latencies.push(await once(agent, t));
-    }),
-  );
-  const secs = Number(process.hrtime.bigint() - started) / 1e9;
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
-  return { n: latencies.length, p50: pct(50), p99: pct(99), rps: latencies.length / secs };
-}
+const once = (agent, t) => request(agent, t, "/items/42");
+const measure = (t, concurrency) => measureLoad(t, concurrency, { seconds: SECONDS, maxRequests: MAX_REQUESTS, path: "/items/42" });
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = {};
