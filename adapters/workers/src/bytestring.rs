@@ -29,7 +29,7 @@ pub fn from_js(text: &str) -> &[u8] {
 }
 
 /// A header map from a JS `Headers` flattened into one string: each name and each value followed
-/// by NUL, the last one not (`Array.from(headers).flat().join("\0")`, one crossing of the JS
+/// by NUL, the last one not (made in JS by `crate::host::header_map`: one crossing of the JS
 /// boundary instead of three per header). NUL can be in neither: names are tokens, and `Headers`
 /// refuses NUL in a value. Values come back as the bytes workerd read ([`from_js`]); an entry that
 /// is not a valid name and value (which `Headers` never holds) is left out. Order and repeated
