@@ -40,6 +40,12 @@ export class RateLimiter extends DurableObject {
     return this.#limiter;
   }
 
+  // the worker's admissions, by JavaScript RPC (adapters/workers/src/limiter.rs)
+  admit(request) {
+    return this.#rust().admit(request);
+  }
+
+  // the object's state and counts, for tests and operators
   fetch(request) {
     return this.#rust().fetch(request);
   }

@@ -134,40 +134,27 @@ impl Host for WorkersHost {
         if let Some(refused) = REFUSALS.with(|m| m.borrow_mut().refusal(key, quota, now, cost)) {
             return Ok(refused);
         }
-        let stub = self
-            .env
-            .durable_object(LIMITER)
-            .and_then(|ns| ns.get_by_name(key))
-            .map_err(|e| host_err("rate limiter", e))?;
-        let url = format!(
-            "https://limiter/{}",
-            AdmitRequest::new(quota, cost).encode()
-        );
-        let mut res = stub
-            .fetch_with_str(&url)
-            .await
-            .map_err(|e| host_err("rate limiter", e))?;
-        // the verdict is in a header, there as soon as the answer's head is; the body is read
-        // only for an error, whose reason it holds
-        let header = res
-            .headers()
-            .get(crate::limiter::VERDICT_HEADER)
+        // the object's `admit` method by JavaScript RPC (a `fetch` made a `Request` and a
+        // `Response` on both sides; BENCHMARKS.md, "Workers: Portcullis against Hono")
+        let env: &JsValue = self.env.as_ref();
+        let namespace = js_sys::Reflect::get(env, &JsValue::from_str(LIMITER))
             .ok()
-            .flatten();
-        let Some(header) = header.filter(|_| res.status_code() == 200) else {
-            let text = res.text().await.map_err(|e| host_err("rate limiter", e))?;
-            return Err(HostError(format!(
-                "rate limiter answered {}: {text}",
-                res.status_code()
-            )));
-        };
-        let verdict = Verdict::decode(&header)
-            .ok_or_else(|| HostError(format!("rate limiter answered {header:?}")))?;
+            .filter(|ns| !ns.is_undefined())
+            .ok_or_else(|| HostError(format!("rate limiter: no {LIMITER} binding")))?;
+        let request = AdmitRequest::new(quota, cost).encode();
+        let answer = admit_at(&namespace, key, &request)
+            .map(JsFuture::from)
+            .map_err(|e| HostError(format!("rate limiter: {e:?}")))?
+            .await
+            .map_err(|e| HostError(format!("rate limiter: {e:?}")))?
+            .as_string()
+            .ok_or_else(|| HostError("rate limiter answered no text".into()))?;
+        let (verdict, state) = answer.split_once('\n').unwrap_or((&answer, ""));
+        let verdict = Verdict::decode(verdict)
+            .ok_or_else(|| HostError(format!("rate limiter answered {answer:?}")))?;
         if !verdict.allowed {
-            if let Ok(Some(state)) = res.headers().get(crate::limiter::STATE_HEADER) {
-                if let Some(state) = Gcra::decode(&state) {
-                    REFUSALS.with(|m| m.borrow_mut().remember(key, state, now));
-                }
+            if let Some(state) = Gcra::decode(state) {
+                REFUSALS.with(|m| m.borrow_mut().remember(key, state, now));
             }
         }
         Ok(verdict)
@@ -635,6 +622,10 @@ pub(crate) fn js_headers(
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function admitAt(namespace, key, request) {
+  return namespace.getByName(key).admit(request);
+}
+
 export function flatHeaders(headers) {
   const parts = [];
   for (const [name, value] of headers) parts.push(name, value);
@@ -649,6 +640,11 @@ export function headersFromFlat(flat) {
   return headers;
 }"#)]
 extern "C" {
+    /// `admit(request)` of the rate-limit object named `key` in `namespace`, by JavaScript RPC
+    /// ([`crate::limiter::RateLimiter::admit_rpc`]).
+    #[wasm_bindgen(js_name = admitAt, catch)]
+    fn admit_at(namespace: &JsValue, key: &str, request: &str) -> Result<js_sys::Promise, JsValue>;
+
     /// A `Headers`' names and values each followed by NUL, the last one not, made in JS: one
     /// crossing, where `Array.from(headers).flat(1).join("\0")` took three and an array more.
     #[wasm_bindgen(js_name = flatHeaders)]

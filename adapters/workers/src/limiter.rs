@@ -1,8 +1,8 @@
 //! The rate-limit counter: one Durable Object per limit key.
 //!
-//! The worker asks `https://limiter/<AdmitRequest>` of the object named after the key; the object
-//! applies the core's pure GCRA ([`AdmitRequest::apply`]) to its state, which it keeps in memory
-//! after the first read. A Durable Object handles one event at a time and its storage calls hold
+//! The worker calls `admit(<AdmitRequest>)` of the object named after the key (JavaScript RPC,
+//! [`RateLimiter::admit_rpc`]); the object applies the core's pure GCRA ([`AdmitRequest::apply`])
+//! to its state, which it keeps in memory after the first read. A Durable Object handles one event at a time and its storage calls hold
 //! back other events (input gates), and after that first read an admission does not wait on
 //! anything between reading the state and replacing it, so "read, decide, update" is atomic per
 //! key: counts are exact however many isolates send requests.
@@ -17,10 +17,10 @@
 //! object is reset before its alarm runs (its machine fails, a deploy), the admissions since its
 //! last durable write (at most about a second's) are forgotten and may be admitted again.
 //!
-//! Its answer is [`Verdict::encode`] in the [`VERDICT_HEADER`] header, with no body: the worker
-//! has it as soon as the answer's head arrives. A refusal also carries the object's state
-//! ([`STATE_HEADER`]), which the worker keeps to refuse the key's next requests itself while that
-//! state refuses them. Once the state has expired the alarm deletes it.
+//! Its answer is [`Verdict::encode`]; a refusal also carries the object's state, which the worker
+//! keeps to refuse the key's next requests itself while that state refuses them. Once the state
+//! has expired the alarm deletes it. `fetch` answers only the object's stored state and counts
+//! (for tests and operators).
 
 use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Verdict};
 use std::cell::{Cell, RefCell};
@@ -34,14 +34,6 @@ const STATE: &str = "gcra";
 
 /// The shortest time between two writes of a key's state (see the module's notes).
 pub const WRITE_BEHIND_MS: u64 = 1000;
-
-/// The response header that carries the verdict.
-pub const VERDICT_HEADER: &str = "x-portcullis-verdict";
-
-/// The response header that carries the object's state with a refusal ([`Gcra::encode`]), so
-/// the worker can answer the key's next requests itself while that state still refuses them
-/// ([`portcullis_core::phase::ratelimit::RefusalMemo`]).
-pub const STATE_HEADER: &str = "x-portcullis-state";
 
 #[durable_object]
 pub struct RateLimiter {
@@ -76,10 +68,9 @@ impl DurableObject for RateLimiter {
         }
     }
 
-    /// `/<AdmitRequest>` applies a request; `/` answers the stored state as it is in storage
-    /// (empty when there is none), `/calls` how many admit requests the object has answered and
-    /// `/writes` how many times it has written its state since it started, for tests and
-    /// operators.
+    /// `/` answers the stored state as it is in storage (empty when there is none), `/calls`
+    /// how many admissions the object has answered and `/writes` how many times it has written
+    /// its state since it started, for tests and operators.
     async fn fetch(&self, req: Request) -> Result<Response> {
         let path = req.path();
         let path = path.trim_start_matches('/');
@@ -91,41 +82,10 @@ impl DurableObject for RateLimiter {
             "writes" => return Response::ok(self.writes.get().to_string()),
             _ => {}
         }
-        let Some(admit) = AdmitRequest::decode(path) else {
-            return Response::error(format!("malformed admit request {path:?}"), 400);
-        };
-        self.calls.set(self.calls.get() + 1);
-        let current = self.current().await?;
-        let now = Date::now().as_millis();
-        let (verdict, next): (Verdict, Gcra) = admit.apply(current, now);
-        *self.memo.borrow_mut() = Some(Some(next));
-        if current != Some(next) {
-            self.dirty.set(true);
-            let next_write = self
-                .written_at
-                .get()
-                .map(|at| at.saturating_add(WRITE_BEHIND_MS));
-            match next_write {
-                // written less than WRITE_BEHIND_MS ago: the alarm writes it when that is up
-                Some(due) if due > now => {
-                    if self.alarm_at.get().is_none_or(|at| at > due) {
-                        self.set_alarm(due, true).await?;
-                    }
-                }
-                _ => {
-                    self.write(next, now, true).await?;
-                    if self.alarm_at.get().is_none() {
-                        self.set_alarm(cleanup_at(next), true).await?;
-                    }
-                }
-            }
-        }
-        let headers = worker::Headers::new();
-        headers.set(VERDICT_HEADER, &verdict.encode())?;
-        if !verdict.allowed {
-            headers.set(STATE_HEADER, &next.encode())?;
-        }
-        Ok(Response::empty()?.with_headers(headers))
+        Response::error(
+            format!("unknown path {path:?}: admissions are the admit method"),
+            404,
+        )
     }
 
     /// Writes a change not yet written if the state is still live, then sets the alarm for when
@@ -179,7 +139,64 @@ fn cleanup_at(state: Gcra) -> u64 {
     state.expires_at_ms().saturating_add(1000)
 }
 
+#[worker::wasm_bindgen::prelude::wasm_bindgen(
+    wasm_bindgen = ::worker::wasm_bindgen,
+    wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+    js_sys = ::worker::js_sys
+)]
 impl RateLimiter {
+    /// The admission as a JavaScript RPC method of the object (`stub.admit(request)`; the class
+    /// in `shim.mjs` passes it on): `request` is an [`AdmitRequest::encode`], the answer the
+    /// verdict ([`Verdict::encode`]), then, with a refusal, a newline and the state
+    /// ([`Gcra::encode`]). No `Request` or `Response` is made on either side, as `fetch` needs.
+    #[wasm_bindgen(js_name = admit)]
+    pub async fn admit_rpc(&self, request: String) -> std::result::Result<String, JsValue> {
+        let Some(admit) = AdmitRequest::decode(&request) else {
+            return Err(JsValue::from_str(&format!(
+                "malformed admit request {request:?}"
+            )));
+        };
+        let (verdict, state) = self.admit(admit).await.map_err(JsValue::from)?;
+        Ok(match state {
+            Some(state) => format!("{}\n{}", verdict.encode(), state.encode()),
+            None => verdict.encode(),
+        })
+    }
+}
+
+impl RateLimiter {
+    /// One admission: the core's GCRA applied to the key's state, the new state kept (and
+    /// written, see the module's notes). The state comes back with a refusal.
+    async fn admit(&self, admit: AdmitRequest) -> Result<(Verdict, Option<Gcra>)> {
+        self.calls.set(self.calls.get() + 1);
+        let current = self.current().await?;
+        let now = Date::now().as_millis();
+        let (verdict, next): (Verdict, Gcra) = admit.apply(current, now);
+        *self.memo.borrow_mut() = Some(Some(next));
+        if current != Some(next) {
+            self.dirty.set(true);
+            let next_write = self
+                .written_at
+                .get()
+                .map(|at| at.saturating_add(WRITE_BEHIND_MS));
+            match next_write {
+                // written less than WRITE_BEHIND_MS ago: the alarm writes it when that is up
+                Some(due) if due > now => {
+                    if self.alarm_at.get().is_none_or(|at| at > due) {
+                        self.set_alarm(due, true).await?;
+                    }
+                }
+                _ => {
+                    self.write(next, now, true).await?;
+                    if self.alarm_at.get().is_none() {
+                        self.set_alarm(cleanup_at(next), true).await?;
+                    }
+                }
+            }
+        }
+        Ok((verdict, (!verdict.allowed).then_some(next)))
+    }
+
     /// Writes `state`, read from memory at `now`.
     async fn write(&self, state: Gcra, now: u64, unconfirmed: bool) -> Result<()> {
         let (storage, put) = self.storage_method("put")?;
