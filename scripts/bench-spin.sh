@@ -3,7 +3,7 @@
 # and 10,000 more deny-list CIDRs) and the pass-through component for wasm32-wasip2 (release),
 # then runs them in the wasmtime test host (spin-bench), and on real Spin when SPIN_BIN names a
 # Spin CLI. Results: target/bench/spin.{md,json}. Bounded: ROUNDS (default 3) x SECONDS
-# (default 5) per target.
+# (default 5) per target; CONCURRENCY (default 1) connections, BENCH_PATH the request.
 set -eu
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR_BENCH="$PWD/target/bench-spin"

@@ -8,7 +8,8 @@
 //! instance's start-up is paid by every request). The test host here is a debug build (its
 //! dependencies unoptimized but Cranelift), so its absolute figures are slower than real Spin's;
 //! compare within one runtime. Loopback only; ROUNDS (default 3) x
-//! SECONDS (default 5) per target; BENCH_PATH picks the request (default `/items/42`). Writes
+//! SECONDS (default 5) per target; BENCH_PATH picks the request (default `/items/42`),
+//! CONCURRENCY the number of connections (default 1). Writes
 //! target/bench/spin.{md,json}. Run it with scripts/bench-spin.sh.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -131,16 +132,35 @@ struct Measured {
     rps: f64,
 }
 
+/// `CONCURRENCY` keep-alive connections (default 1), each sending its next request when the
+/// last is answered, for `seconds` or [`MAX_REQUESTS`] requests in all.
 fn measure(addr: &str, headers: &[(&str, &str)], seconds: u64) -> Measured {
-    let mut c = Client::new(addr, headers);
-    let mut lat = Vec::new();
+    let concurrency = env_num("CONCURRENCY", 1).max(1) as usize;
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(seconds) && lat.len() < MAX_REQUESTS {
-        let t = Instant::now();
-        let status = c.get();
-        assert_eq!(status, 200, "{addr} answered {status}");
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
+    let per_connection = MAX_REQUESTS.div_ceil(concurrency);
+    let mut lat: Vec<f64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut c = Client::new(addr, headers);
+                    let mut lat = Vec::new();
+                    while start.elapsed() < Duration::from_secs(seconds)
+                        && lat.len() < per_connection
+                    {
+                        let t = Instant::now();
+                        let status = c.get();
+                        assert_eq!(status, 200, "{addr} answered {status}");
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a load connection"))
+            .collect()
+    });
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat[((p / 100.0) * lat.len() as f64) as usize].min(lat[lat.len() - 1]);
@@ -305,7 +325,9 @@ fn main() {
         ));
     }
     md.push_str(&format!(
-        "\ninstantiation per request: portcullis p50 {pi50} us / p99 {pi99} us ({pn} requests); passthrough p50 {ti50} us / p99 {ti99} us ({tn})\n"
+        "\n{} connection(s), {}\ninstantiation per request: portcullis p50 {pi50} us / p99 {pi99} us ({pn} requests); passthrough p50 {ti50} us / p99 {ti99} us ({tn})\n",
+        env_num("CONCURRENCY", 1).max(1),
+        std::env::var("BENCH_PATH").unwrap_or_else(|_| "/items/42".into()),
     ));
     md.push_str(&format!(
         "component sizes: portcullis {} B, passthrough {} B (raw; gzip in scripts/bench-spin.sh output)\n",
