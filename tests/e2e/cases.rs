@@ -50,6 +50,8 @@ pub enum CutBeforeHead {
     /// Either that, or the connection closed with no answer at all: Spin's HTTP server (hyper)
     /// writes the head with the first body bytes, and a body that breaks before any went out
     /// leaves nothing to write (seen on real Spin about one run in four with a 1,000-byte body).
+    /// For the same reason, the bytes it holds unwritten when the body breaks may be dropped, so
+    /// the client may get fewer than the upstream sent before the cut.
     MayCloseWithoutHead,
 }
 
@@ -942,7 +944,14 @@ pub fn a_body_cut_short_by_the_upstream_reaches_the_client_cut_short(s: &Suite) 
         match got.header("content-length") {
             Some(declared) => {
                 assert_eq!(declared, n.to_string());
-                assert_eq!(body.len() as u64, n / 2, "{target}");
+                match s.platform.cut_before_head {
+                    CutBeforeHead::HeadSent => assert_eq!(body.len() as u64, n / 2, "{target}"),
+                    // hyper drops what it had not written yet when the body breaks (seen on
+                    // real Spin: 24,576 of 35,000 bytes); short of the declared length all the same
+                    CutBeforeHead::MayCloseWithoutHead => {
+                        assert!(body.len() as u64 <= n / 2, "{target}: {}", body.len())
+                    }
+                }
             }
             // chunked: the terminating chunk never comes
             None => assert!(
