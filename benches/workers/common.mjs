@@ -44,21 +44,16 @@ export const portcullisOptions = (build) => ({
   bindings: { PORTCULLIS_CACHE: "kv" },
 });
 
-/// Miniflare options for the pass-through worker (benches/passthrough-worker), aimed at the
-/// upstream.
-export const passthroughOptions = () => ({
-  ...common,
-  scriptPath: path.join(root, "benches/passthrough-worker/build/shim.mjs"),
-  bindings: { UPSTREAM: `http://127.0.0.1:${UPSTREAM_PORT}` },
-});
-
-/// Miniflare options for a JavaScript worker module (bundled if it imports packages) aimed at the
-/// upstream through its `UPSTREAM` var (benches/workers/hono/).
+/// Miniflare options for a worker module (bundled if it imports packages) aimed at the upstream
+/// through its `UPSTREAM` var: the pass-throughs and Hono (benches/workers/hono/).
 export const jsWorkerOptions = (scriptPath) => ({
   ...common,
   scriptPath,
   bindings: { UPSTREAM: `http://127.0.0.1:${UPSTREAM_PORT}` },
 });
+
+/// Miniflare options for the Rust pass-through worker (benches/passthrough-worker).
+export const passthroughOptions = () => jsWorkerOptions(path.join(root, "benches/passthrough-worker/build/shim.mjs"));
 
 /// An HS256 token for benches/gateway.toml's `bench` provider, valid for an hour.
 export function benchToken() {

@@ -8,7 +8,6 @@
 // Loopback only, bounded: ROUNDS rounds of SECONDS per target and concurrency. Writes
 // target/bench/workers.json and prints a markdown table. Run it with scripts/bench-workers.sh.
 import { Miniflare } from "miniflare";
-import http from "node:http";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";

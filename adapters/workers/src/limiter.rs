@@ -2,10 +2,11 @@
 //!
 //! The worker calls `admit(<AdmitRequest>)` of the object named after the key (JavaScript RPC,
 //! [`RateLimiter::admit_rpc`]); the object applies the core's pure GCRA ([`AdmitRequest::apply`])
-//! to its state, which it keeps in memory after the first read. A Durable Object handles one event at a time and its storage calls hold
-//! back other events (input gates), and after that first read an admission does not wait on
-//! anything between reading the state and replacing it, so "read, decide, update" is atomic per
-//! key: counts are exact however many isolates send requests.
+//! to its state, which it keeps in memory after the first read. A Durable Object handles one
+//! event at a time and its storage calls hold back other events (input gates), and after that
+//! first read an admission does not wait on anything between reading the state and replacing
+//! it, so "read, decide, update" is atomic per key: counts are exact however many isolates send
+//! requests.
 //!
 //! Writes are never waited for (`allowUnconfirmed`: the output gate would hold the answer until
 //! the write is confirmed durable), and a busy key's are coalesced: a change is written at once
