@@ -7,10 +7,9 @@
 // stack of the load benchmark, with its Durable Object call) and `unlimited` (the same stack
 // without the rate limit).
 // Usage: BUILDS=build-a,build-b [ROUNDS=7] [SECONDS=3] [CONCURRENCY=1] node benches/workers/ab.mjs
-// Loopback only; bounded by ROUNDS x SECONDS per target. Prints p50 and req/s medians and each
+// Loopback only; bounded by ROUNDS x SECONDS per target. Prints p50, req/s and workerd CPU per request (medians) and each
 // round's p50.
-import { Miniflare } from "miniflare";
-import { startUpstream, portcullisOptions, passthroughOptions, benchToken, request, measureLoad } from "./common.mjs";
+import { startUpstream, startWorker, portcullisOptions, passthroughOptions, benchToken, request, measureLoad } from "./common.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const SECONDS = Number(process.env.SECONDS ?? 3);
@@ -21,19 +20,20 @@ if (builds.length === 0) {
   process.exit(2);
 }
 const upstream = await startUpstream();
-const gateways = builds.map((b) => new Miniflare(portcullisOptions(b)));
-const pass = new Miniflare(passthroughOptions());
+const gateways = [];
+for (const b of builds) gateways.push(await startWorker(portcullisOptions(b)));
+const pass = await startWorker(passthroughOptions());
 const token = benchToken();
 
 const client = { "cf-connecting-ip": "198.51.100.7" };
 const policy = { ...client, authorization: `Bearer ${token}` };
-const targets = { passthrough: { port: Number(new URL(await pass.ready).port), path: "/items/42", headers: client } };
+const targets = { passthrough: { port: pass.port, pid: pass.pid, path: "/items/42", headers: client } };
 for (const [i, b] of builds.entries()) {
-  const port = Number(new URL(await gateways[i].ready).port);
-  targets[`bare ${b}`] = { port, path: "/bare/42", headers: client };
-  targets[`static ${b}`] = { port, path: "/static", headers: client };
-  targets[`items ${b}`] = { port, path: "/items/42", headers: policy };
-  targets[`unlimited ${b}`] = { port, path: "/unlimited/42", headers: policy };
+  const { port, pid } = gateways[i];
+  targets[`bare ${b}`] = { port, pid, path: "/bare/42", headers: client };
+  targets[`static ${b}`] = { port, pid, path: "/static", headers: client };
+  targets[`items ${b}`] = { port, pid, path: "/items/42", headers: policy };
+  targets[`unlimited ${b}`] = { port, pid, path: "/unlimited/42", headers: policy };
 }
 
 const rounds = {};
@@ -45,12 +45,12 @@ try {
     }
   }
 } finally {
-  for (const mf of [...gateways, pass]) await mf.dispose();
+  for (const w of [...gateways, pass]) await w.mf.dispose();
   upstream.close();
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const base = median(rounds.passthrough.map((r) => r.p50));
 for (const [name, rs] of Object.entries(rounds)) {
-  const [m, rps] = [median(rs.map((r) => r.p50)), median(rs.map((r) => r.rps))];
-  console.log(`${name.padEnd(40)} p50 ${m.toFixed(3)} ms  ${(m / base).toFixed(2)}x passthrough  ${rps.toFixed(0)} req/s  rounds ${rs.map((r) => r.p50.toFixed(2)).join(" ")}`);
+  const [m, rps, cpu] = [median(rs.map((r) => r.p50)), median(rs.map((r) => r.rps)), median(rs.map((r) => r.cpuUs ?? NaN))];
+  console.log(`${name.padEnd(40)} p50 ${m.toFixed(3)} ms  ${(m / base).toFixed(2)}x passthrough  ${rps.toFixed(0)} req/s  ${cpu.toFixed(0)} µs CPU  rounds ${rs.map((r) => r.p50.toFixed(2)).join(" ")}`);
 }

@@ -3,7 +3,9 @@
 // config's JWT provider, and the load client.
 import http from "node:http";
 import crypto from "node:crypto";
+import fs from "node:fs";
 import path from "node:path";
+import { Miniflare } from "miniflare";
 
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 export const UPSTREAM_PORT = 18190;
@@ -88,6 +90,7 @@ export function request(agent, t, path = "/") {
 export async function measureLoad(t, concurrency, { seconds, maxRequests, path = "/" }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies = [];
+  const cpuBefore = t.pid ? cpuSeconds(t.pid) : 0;
   const deadline = Date.now() + seconds * 1000;
   const started = process.hrtime.bigint();
   await Promise.all(
@@ -96,8 +99,44 @@ export async function measureLoad(t, concurrency, { seconds, maxRequests, path =
     }),
   );
   const secs = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpuUs = t.pid ? ((cpuSeconds(t.pid) - cpuBefore) * 1e6) / latencies.length : undefined;
   agent.destroy();
   latencies.sort((a, b) => a - b);
   const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
-  return { n: latencies.length, p50: pct(50), p99: pct(99), rps: latencies.length / secs };
+  return { n: latencies.length, p50: pct(50), p99: pct(99), rps: latencies.length / secs, cpuUs };
+}
+
+/// The workerd processes this process has started (Linux: read from /proc), by PID.
+function workerdChildren() {
+  const pids = new Set();
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      const [, comm, rest] = stat.match(/^\d+ \((.*)\) (.*)$/s);
+      if (comm === "workerd" && Number(rest.split(" ")[1]) === process.pid) pids.add(Number(entry));
+    } catch {
+      // the process ended while the list was read
+    }
+  }
+  return pids;
+}
+
+/// CPU time (user and system, all threads) process `pid` has used so far, in seconds.
+export function cpuSeconds(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields 14 and 15 of stat(5), utime and stime, in clock ticks (100 a second on Linux)
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/// A Miniflare with `options`, ready, with its port and the PID of the workerd it started, so a
+/// measurement can report the runtime's CPU time per request (the load client, the upstream and
+/// the other targets run in other processes): the stable measure of a noisy machine.
+export async function startWorker(options) {
+  const before = workerdChildren();
+  const mf = new Miniflare(options);
+  const port = Number(new URL(await mf.ready).port);
+  const started = [...workerdChildren()].filter((pid) => !before.has(pid));
+  return { mf, port, pid: started.length === 1 ? started[0] : undefined };
 }

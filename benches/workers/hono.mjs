@@ -9,11 +9,10 @@
 // Loopback only, bounded: ROUNDS (default 3) x SECONDS (default 8) per target and concurrency,
 // at most 40,000 requests per measurement. Run it with scripts/bench-hono.sh (it builds what
 // this needs). Results: target/bench/workers-hono.{md,json}.
-import { Miniflare } from "miniflare";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { root, startUpstream, portcullisOptions, passthroughOptions, jsWorkerOptions, benchToken, request, measureLoad } from "./common.mjs";
+import { root, startUpstream, startWorker, portcullisOptions, passthroughOptions, jsWorkerOptions, benchToken, request, measureLoad } from "./common.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 8);
@@ -32,24 +31,25 @@ if (bundled.status !== 0) throw new Error("wrangler could not bundle benches/wor
 const honoScript = fs.readdirSync(honoOut).find((f) => f.endsWith(".js"));
 
 const upstream = await startUpstream();
-// one Miniflare per worker (the same workerd binary and settings), as in load.mjs
+// one Miniflare per worker (the same workerd binary and settings), as in load.mjs; each its own
+// workerd process, whose CPU time per request is reported beside the throughput
 const workers = {
-  js: new Miniflare(jsWorkerOptions(path.join(root, "benches/workers/hono/passthrough.mjs"))),
-  rust: new Miniflare(passthroughOptions()),
-  hono: new Miniflare(jsWorkerOptions(path.join(honoOut, honoScript))),
-  portcullis: new Miniflare(portcullisOptions(BUILD)),
+  js: await startWorker(jsWorkerOptions(path.join(root, "benches/workers/hono/passthrough.mjs"))),
+  rust: await startWorker(passthroughOptions()),
+  hono: await startWorker(jsWorkerOptions(path.join(honoOut, honoScript))),
+  portcullis: await startWorker(portcullisOptions(BUILD)),
 };
-const port = {};
-for (const [k, mf] of Object.entries(workers)) port[k] = Number(new URL(await mf.ready).port);
+const [port, pid] = [{}, {}];
+for (const [k, w] of Object.entries(workers)) [port[k], pid[k]] = [w.port, w.pid];
 
 const client = "198.51.100.7"; // in no deny list
 const policy = { authorization: `Bearer ${benchToken()}`, "cf-connecting-ip": client };
 const targets = {
-  "JavaScript pass-through": { port: port.js, headers: {}, path: "/items/42" },
-  "Rust pass-through": { port: port.rust, headers: {}, path: "/items/42" },
-  "Hono, the same policy": { port: port.hono, headers: policy, path: "/items/42", policy: true },
-  "Portcullis, exact limit": { port: port.portcullis, headers: policy, path: "/items/42", policy: true },
-  "Portcullis, no limit": { port: port.portcullis, headers: policy, path: "/unlimited/42", policy: true },
+  "JavaScript pass-through": { port: port.js, pid: pid.js, headers: {}, path: "/items/42" },
+  "Rust pass-through": { port: port.rust, pid: pid.rust, headers: {}, path: "/items/42" },
+  "Hono, the same policy": { port: port.hono, pid: pid.hono, headers: policy, path: "/items/42", policy: true },
+  "Portcullis, exact limit": { port: port.portcullis, pid: pid.portcullis, headers: policy, path: "/items/42", policy: true },
+  "Portcullis, no limit": { port: port.portcullis, pid: pid.portcullis, headers: policy, path: "/unlimited/42", policy: true },
 };
 
 /// The status `t` answers with `headers` instead of its own.
@@ -60,6 +60,7 @@ async function status(t, headers) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const cpu = (us) => (us === undefined ? "?" : us.toFixed(0));
 const results = {};
 try {
   for (const [name, t] of Object.entries(targets)) {
@@ -74,28 +75,28 @@ try {
       for (const [name, t] of Object.entries(targets)) {
         const r = await measureLoad(t, concurrency, { seconds: SECONDS, maxRequests: MAX_REQUESTS });
         ((results[concurrency] ??= {})[name] ??= []).push(r);
-        console.error(`c=${concurrency} round ${round + 1} ${name}: p50 ${r.p50.toFixed(3)} ms, ${r.rps.toFixed(0)} req/s`);
+        console.error(`c=${concurrency} round ${round + 1} ${name}: p50 ${r.p50.toFixed(3)} ms, ${r.rps.toFixed(0)} req/s, ${cpu(r.cpuUs)} µs CPU`);
       }
     }
   }
 } finally {
-  for (const mf of Object.values(workers)) await mf.dispose();
+  for (const w of Object.values(workers)) await w.mf.dispose();
   upstream.close();
 }
 
 const summary = { rounds: ROUNDS, seconds: SECONDS, when: new Date().toISOString(), hono: JSON.parse(fs.readFileSync(path.join(root, "node_modules/hono/package.json"), "utf8")).version, results: {} };
-let md = "| connections | target | req/s | vs Hono | p50 ms | p99 ms |\n|---|---|---|---|---|---|\n";
+let md = "| connections | target | req/s | vs Hono | workerd CPU µs/request | vs Hono | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|\n";
 for (const [c, byName] of Object.entries(results)) {
   const m = Object.fromEntries(Object.entries(byName).map(([name, rounds]) => [name, {
-    rps: median(rounds.map((r) => r.rps)), p50: median(rounds.map((r) => r.p50)), p99: median(rounds.map((r) => r.p99)), rounds,
+    rps: median(rounds.map((r) => r.rps)), cpuUs: median(rounds.map((r) => r.cpuUs ?? NaN)), p50: median(rounds.map((r) => r.p50)), p99: median(rounds.map((r) => r.p99)), rounds,
   }]));
   summary.results[c] = m;
-  const hono = m["Hono, the same policy"].rps;
+  const hono = m["Hono, the same policy"];
   for (const [name, r] of Object.entries(m)) {
-    md += `| ${c} | ${name} | ${r.rps.toFixed(0)} | ${(r.rps / hono).toFixed(2)}× | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} |\n`;
+    md += `| ${c} | ${name} | ${r.rps.toFixed(0)} | ${(r.rps / hono.rps).toFixed(2)}× | ${cpu(r.cpuUs)} | ${(r.cpuUs / hono.cpuUs).toFixed(2)}× | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} |\n`;
   }
 }
-md += `\nHono ${summary.hono}; ${ROUNDS} rounds of ${SECONDS} s per target and concurrency, interleaved; medians of the rounds.\n`;
+md += `\nHono ${summary.hono}; ${ROUNDS} rounds of ${SECONDS} s per target and concurrency, interleaved; medians of the rounds. CPU: the target's workerd process (all threads, user and system) per request.\n`;
 const out = path.join(root, "target/bench");
 fs.mkdirSync(out, { recursive: true });
 fs.writeFileSync(path.join(out, "workers-hono.json"), JSON.stringify(summary, null, 1));
