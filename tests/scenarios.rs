@@ -212,6 +212,38 @@ fn the_access_log_names_the_clients_country_asn_and_edge_location_when_known() {
 }
 
 #[test]
+fn a_sampled_access_log_keeps_every_failure_and_its_share_of_the_successes() {
+    let sampled = |share: &str| {
+        gateway(&CONFIG.replacen(
+            "[gateway]",
+            &format!("[gateway]\naccess_log_sample = {share}"),
+            1,
+        ))
+    };
+    let statuses = |gw: &Gateway| {
+        let host = Backend::default().host();
+        for path in ["/health", "/nope", "/health", "/health"] {
+            send(gw, &host, req("GET", path, &[], ""), "192.0.2.1");
+        }
+        host.log_records()
+            .iter()
+            .map(|log| log["status"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(statuses(&sampled("0")), [404]);
+    assert_eq!(statuses(&sampled("1")), [200, 404, 200, 200]);
+    assert_eq!(statuses(&gateway(CONFIG)), [200, 404, 200, 200]);
+    // a quarter of 400 successes, drawn from the host's random numbers
+    let gw = sampled("0.25");
+    let host = Backend::default().host();
+    for _ in 0..400 {
+        send(&gw, &host, req("GET", "/health", &[], ""), "192.0.2.1");
+    }
+    let kept = host.log_records().len();
+    assert!((70..=130).contains(&kept), "{kept} of 400 logged");
+}
+
+#[test]
 fn unknown_paths_and_methods_are_problems() {
     let gw = gateway(CONFIG);
     let host = Backend::default().host();

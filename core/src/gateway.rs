@@ -417,9 +417,13 @@ impl Gateway {
             })
     }
 
-    /// Writes the access-log line into the reused buffer and hands it to the host. The buffer
-    /// is borrowed only here, with no await inside, so interleaved requests never meet in it.
+    /// Writes the access-log line (if the sample keeps it) into the reused buffer and hands it to
+    /// the host. The buffer is borrowed only here, with no await inside, so interleaved requests
+    /// never meet in it.
     fn write_log<H: Host>(&self, log: &AccessLog<'_>, host: &H) {
+        if !self.config.access_log.keeps(log.status, || host.random()) {
+            return;
+        }
         let Ok(mut line) = self.log_line.try_borrow_mut() else {
             // only if a host's `log` handled another request inside this one
             return host.log(&log.to_json());

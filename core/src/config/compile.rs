@@ -15,7 +15,7 @@ use super::{
     features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Id, Respond, Route, RouteRefs,
     Routes, Secrets, Table, Upstream,
 };
-use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
+use crate::phase::{access, auth, cache, observe, ratelimit, route, transform, validate};
 use http::HeaderName;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -385,6 +385,7 @@ fn policies(
         },
         request_id_header: request_id_header.unwrap_or(HeaderName::from_static("x-request-id")),
         server_timing: g.server_timing,
+        access_log: observe::LogSample::share(g.access_log_sample),
         token_cache_size: g.token_cache_size,
         client_geo,
     }
@@ -950,6 +951,14 @@ fn gateway_settings(
                 "must be greater than 0"
             );
         }
+    }
+    // also refuses NaN
+    if !(0.0..=1.0).contains(&g.access_log_sample) {
+        refuse!(
+            e,
+            "gateway.access_log_sample",
+            format!("must be from 0 to 1, not {}", g.access_log_sample)
+        );
     }
     match sets {
         Some(sets) => sets.trusted_proxies.clone(),

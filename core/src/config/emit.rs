@@ -356,7 +356,7 @@ embed_struct! {
     }
     GatewaySettings => GatewaySettingsStatic {
         trusted_proxies: Vec<String>, request_id_header: String, server_timing: bool,
-        log_client_geo: bool, limits: Limits, token_cache_size: usize,
+        log_client_geo: bool, access_log_sample: f64, limits: Limits, token_cache_size: usize,
     }
     Limits => LimitsStatic { max_uri_bytes: usize, max_header_bytes: usize, max_header_line_bytes: usize, max_body_bytes: usize }
     RouteDefaults => RouteDefaultsStatic {

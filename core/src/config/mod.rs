@@ -15,7 +15,7 @@ pub mod raw;
 pub mod reference;
 pub mod table;
 
-use crate::phase::{access, auth, cache, ratelimit, route, transform, validate};
+use crate::phase::{access, auth, cache, observe, ratelimit, route, transform, validate};
 use http::Method;
 use std::fmt;
 use std::rc::Rc;
@@ -300,6 +300,8 @@ pub struct Config {
     pub limits: validate::Limits,
     pub request_id_header: http::HeaderName,
     pub server_timing: bool,
+    /// Which answers below 400 get an access-log line.
+    pub access_log: observe::LogSample,
     pub token_cache_size: usize,
     /// Whether any route caches responses (then unsafe requests invalidate what they change).
     pub caches_responses: bool,

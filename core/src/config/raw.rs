@@ -60,6 +60,12 @@ pub struct GatewaySettings {
     /// costs CPU; without it, `request.cf` is read only when an access list names countries or
     /// ASNs (and then they are logged anyway).
     pub log_client_geo: bool,
+    /// The share of answers below 400 that get an access-log line, from 0 to 1, picked at random
+    /// per request; answers of 400 and above are always logged. 1 logs every request. Writing a
+    /// line is a large part of a proxied request's CPU time on Workers (BENCHMARKS.md), so a busy
+    /// gateway may log, say, 0.01 of its successes and every failure.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub access_log_sample: f64,
     /// Size limits for requests.
     pub limits: Limits,
     /// How many verified JWTs to remember (each until it expires), so a token seen before is not
@@ -74,6 +80,7 @@ impl Default for GatewaySettings {
             request_id_header: "x-request-id".into(),
             server_timing: false,
             log_client_geo: false,
+            access_log_sample: 1.0,
             limits: Limits::default(),
             token_cache_size: 10_000,
         }

@@ -1,5 +1,5 @@
 //! Logging and monitoring: one JSON access-log record per request with every phase's decision and
-//! duration, and the optional `Server-Timing` header.
+//! duration (or per sampled request: [`LogSample`]), and the optional `Server-Timing` header.
 //!
 //! Builds values only; the host writes the line.
 
@@ -7,6 +7,39 @@ use http::HeaderValue;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::rc::Rc;
+
+/// Which answers get an access-log line (`[gateway] access_log_sample`): every answer of 400 and
+/// above, and a share of the others picked at random per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSample {
+    /// Every answer.
+    All,
+    /// An answer below 400 when a random draw (uniform over `u64`) is below this.
+    Below(u64),
+}
+
+impl LogSample {
+    /// The sample that logs `share` (0 to 1; outside that range, the nearest end) of the answers
+    /// below 400.
+    pub fn share(share: f64) -> LogSample {
+        if share >= 1.0 {
+            LogSample::All
+        } else {
+            // `as` saturates and takes NaN to 0; 2^64 × share is below 2^64 here
+            LogSample::Below((share * 18_446_744_073_709_551_616.0) as u64)
+        }
+    }
+
+    /// Whether an answer of `status` gets its line; `draw` (a random `u64`) is called only for
+    /// an answer below 400 when not every one is logged.
+    pub fn keeps(self, status: u16, draw: impl FnOnce() -> u64) -> bool {
+        match self {
+            LogSample::All => true,
+            LogSample::Below(_) if status >= 400 => true,
+            LogSample::Below(bound) => draw() < bound,
+        }
+    }
+}
 
 /// The phases a log record names, in the order of the request's journey.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -326,6 +359,47 @@ fn needs_escape(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_sample_keeps_every_failure_and_its_share_of_the_rest() {
+        let none = LogSample::share(0.0);
+        let tenth = LogSample::share(0.1);
+        let all = LogSample::share(1.0);
+        let never = || -> u64 { unreachable!("no draw is needed") };
+        for (sample, status, draw, kept) in [
+            (all, 200, None, true),
+            (all, 503, None, true),
+            (none, 200, Some(0), false),
+            (none, 404, None, true),
+            (none, 500, None, true),
+            (tenth, 399, Some(u64::MAX / 10 - 1_000), true),
+            (tenth, 399, Some(u64::MAX / 10 + 1_000), false),
+            (tenth, 429, None, true),
+        ] {
+            let got = match draw {
+                Some(d) => sample.keeps(status, || d),
+                None => sample.keeps(status, never),
+            };
+            assert_eq!(got, kept, "{sample:?} {status} {draw:?}");
+        }
+        assert_eq!(LogSample::share(1.5), LogSample::All);
+        assert_eq!(LogSample::share(-1.0), LogSample::Below(0));
+        assert_eq!(LogSample::share(f64::NAN), LogSample::Below(0));
+    }
+
+    #[test]
+    fn a_log_sample_of_a_half_keeps_about_half_of_a_uniform_sequence() {
+        let half = LogSample::share(0.5);
+        // a Weyl sequence covers u64 evenly
+        let mut x = 0u64;
+        let kept = (0..10_000)
+            .filter(|_| {
+                x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                half.keeps(200, || x)
+            })
+            .count();
+        assert!((4_900..=5_100).contains(&kept), "{kept}");
+    }
 
     #[test]
     fn each_phase_has_one_name_in_json_server_timing_and_serde() {

@@ -661,3 +661,19 @@ respond = { status = 204 }
     }
     assert!(c.router.find(&http::Method::PUT, None, "/x").is_err());
 }
+
+#[test]
+fn an_access_log_sample_outside_0_to_1_is_refused() {
+    for (share, shown) in [("1.5", "1.5"), ("-0.1", "-0.1"), ("nan", "NaN")] {
+        assert_eq!(
+            errors(&format!("[gateway]\naccess_log_sample = {share}\n")),
+            format!(
+                "gateway.toml:2:21 gateway.access_log_sample: must be from 0 to 1, not {shown}\n\
+                 1 error; nothing was loaded\n"
+            )
+        );
+    }
+    for share in ["0", "0.01", "1"] {
+        assert!(Config::from_toml(&format!("[gateway]\naccess_log_sample = {share}\n")).is_ok());
+    }
+}
