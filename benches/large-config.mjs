@@ -4,7 +4,10 @@
 //   benches/workers/coldstart.mjs);
 // - target/bench/cidr-gateway.toml: the 10,000 more CIDRs only, and target/bench/deny-list.json,
 //   every CIDR of its deny list, for the Hono comparison (benches/workers/hono.mjs), where Hono's
-//   `ip-restriction` gets the same list.
+//   `ip-restriction` gets the same list;
+// - target/bench/cidr-sampled-gateway.toml: cidr-gateway.toml logging 1% of the answers below
+//   400 (`access_log_sample = 0.01`), for the Hono comparison's rows without most of the access
+//   log, which Hono's stack does not write.
 // Usage: node benches/large-config.mjs
 import fs from "node:fs";
 import path from "node:path";
@@ -23,8 +26,11 @@ for (let i = 0; i < 1000; i++) {
 fs.mkdirSync(path.join(root, "target/bench"), { recursive: true });
 fs.writeFileSync(path.join(root, "target/bench/large-gateway.toml"), src);
 fs.writeFileSync(path.join(root, "target/bench/cidr-gateway.toml"), cidrOnly);
+if (!cidrOnly.includes("[gateway]\n")) throw new Error("benches/gateway.toml has no [gateway] table");
+const sampled = cidrOnly.replace("[gateway]\n", "[gateway]\naccess_log_sample = 0.01\n");
+fs.writeFileSync(path.join(root, "target/bench/cidr-sampled-gateway.toml"), sampled);
 // the deny list as written in the config: every quoted CIDR between `deny_ips = [` and `]`
 const list = cidrOnly.slice(cidrOnly.indexOf("deny_ips = ["), cidrOnly.indexOf("]", cidrOnly.indexOf("deny_ips = [")));
 const deny = [...list.matchAll(/"([^"]+)"/g)].map((m) => m[1]);
 fs.writeFileSync(path.join(root, "target/bench/deny-list.json"), JSON.stringify(deny));
-console.log(`wrote target/bench/{large,cidr}-gateway.toml, target/bench/deny-list.json (${deny.length} CIDRs)`);
+console.log(`wrote target/bench/{large,cidr,cidr-sampled}-gateway.toml, target/bench/deny-list.json (${deny.length} CIDRs)`);

@@ -3,7 +3,8 @@
 // JavaScript and a Rust pass-through worker (no policy), Hono 4 with the policy of
 // benches/gateway.toml's `items` route (benches/workers/hono/app.mjs), and Portcullis with that
 // config plus 10,000 deny-list CIDRs (target/bench/cidr-gateway.toml), with its exact limit (a
-// Durable Object call per request) and without it (`/unlimited/42`). Before measuring, each
+// Durable Object call per request) and without it (`/unlimited/42`), each also with 1% of its
+// successes in the access log (Hono's stack writes none). Before measuring, each
 // policy target is checked to refuse a request without a token (401) and one from a denied
 // address (403), so the policy is really on.
 // Loopback only, bounded: ROUNDS (default 3) x SECONDS (default 8) per target and concurrency,
@@ -18,6 +19,8 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const MAX_REQUESTS = 40000;
 const BUILD = process.env.PORTCULLIS_BUILD ?? "build-cidr";
+// the same config logging 1% of the answers below 400 (`access_log_sample = 0.01`)
+const SAMPLED = process.env.PORTCULLIS_SAMPLED_BUILD ?? "build-cidr-sampled";
 
 // Hono bundled by wrangler's own esbuild, as `wrangler deploy` would
 const honoOut = path.join(root, "target/bench/hono-worker");
@@ -38,6 +41,7 @@ const workers = {
   rust: await startWorker(passthroughOptions()),
   hono: await startWorker(jsWorkerOptions(path.join(honoOut, honoScript))),
   portcullis: await startWorker(portcullisOptions(BUILD)),
+  sampled: await startWorker(portcullisOptions(SAMPLED)),
 };
 const [port, pid] = [{}, {}];
 for (const [k, w] of Object.entries(workers)) [port[k], pid[k]] = [w.port, w.pid];
@@ -50,6 +54,8 @@ const targets = {
   "Hono, the same policy": { port: port.hono, pid: pid.hono, headers: policy, path: "/items/42", policy: true },
   "Portcullis, exact limit": { port: port.portcullis, pid: pid.portcullis, headers: policy, path: "/items/42", policy: true },
   "Portcullis, no limit": { port: port.portcullis, pid: pid.portcullis, headers: policy, path: "/unlimited/42", policy: true },
+  "Portcullis, exact limit, 1% logged": { port: port.sampled, pid: pid.sampled, headers: policy, path: "/items/42", policy: true },
+  "Portcullis, no limit, 1% logged": { port: port.sampled, pid: pid.sampled, headers: policy, path: "/unlimited/42", policy: true },
 };
 
 /// The status `t` answers with `headers` instead of its own.
