@@ -244,6 +244,44 @@ fn a_sampled_access_log_keeps_every_failure_and_its_share_of_the_successes() {
 }
 
 #[test]
+fn routes_charge_one_policy_by_their_costs_and_recover_by_units() {
+    let gw = gateway(
+        r#"
+[rate_limits.units]
+key = "ip"
+limit = 6
+period_s = 60
+
+[[routes]]
+name = "one"
+path = "/one"
+rate_limit = "units"
+respond = { status = 200 }
+
+[[routes]]
+name = "three"
+path = "/three"
+rate_limit = { policy = "units", cost = 3 }
+respond = { status = 200 }
+"#,
+    );
+    let host = Backend::default().host();
+    let go = |path: &str| {
+        let res = send(&gw, &host, req("GET", path, &[], ""), "192.0.2.1");
+        let limit = res.headers()["ratelimit"].to_str().unwrap().to_string();
+        (res.status().as_u16(), limit)
+    };
+    assert_eq!(go("/three"), (200, "\"units\";r=3;t=30".into()));
+    assert_eq!(go("/one"), (200, "\"units\";r=2;t=40".into()));
+    assert_eq!(go("/three"), (429, "\"units\";r=2;t=40".into()));
+    // one unit comes back every 10 s: the dear route waits for the one it lacks
+    host.advance(9_000);
+    assert_eq!(go("/three").0, 429);
+    host.advance(1_000);
+    assert_eq!(go("/three"), (200, "\"units\";r=0;t=60".into()));
+}
+
+#[test]
 fn unknown_paths_and_methods_are_problems() {
     let gw = gateway(CONFIG);
     let host = Backend::default().host();

@@ -594,10 +594,14 @@ pub fn hmac_secret_from_the_environment(s: &Suite) {
 
 /// `n` GETs of `path` sent at once from one new client address, one thread each.
 fn gets_at_once(s: &Suite, path: &str, n: usize) -> Vec<Reply> {
-    let ip = s.client_ip();
+    gets_at_once_from(s, &s.client_ip(), path, n)
+}
+
+/// `n` GETs of `path` sent at once from client address `ip`, one thread each.
+fn gets_at_once_from(s: &Suite, ip: &str, path: &str, n: usize) -> Vec<Reply> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
-            .map(|_| scope.spawn(|| s.send_from(&ip, "GET", path, &[], b"")))
+            .map(|_| scope.spawn(|| s.send_from(ip, "GET", path, &[], b"")))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
@@ -624,6 +628,57 @@ pub fn exact_rate_limit_under_concurrency(s: &Suite) {
     }
 }
 
+/// The `r=` (remaining) of a reply's `RateLimit` field.
+fn remaining(r: &Reply) -> Option<u64> {
+    r.header("ratelimit")?
+        .split(";r=")
+        .nth(1)?
+        .split(';')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Two routes charge one policy of 10 (`weighted`), one 1 a request and one 4: in sequence, and
+/// then at once from a new client, exactly as many units pass as the policy has.
+pub fn weighted_routes_share_one_budget(s: &Suite) {
+    let ip = s.client_ip();
+    let get = |path: &str| s.send_from(&ip, "GET", path, &[], b"");
+    let mut timeline = Vec::new();
+    for path in [
+        "/weighted/heavy",
+        "/weighted/heavy",
+        "/weighted/heavy",
+        "/weighted/light",
+        "/weighted/light",
+        "/weighted/light",
+    ] {
+        let r = get(path);
+        timeline.push((path, r.status, remaining(&r)));
+    }
+    assert_eq!(
+        timeline,
+        [
+            ("/weighted/heavy", 200, Some(6)),
+            ("/weighted/heavy", 200, Some(2)),
+            // 4 wanted, 2 left: refused, and nothing charged
+            ("/weighted/heavy", 429, Some(2)),
+            ("/weighted/light", 200, Some(1)),
+            ("/weighted/light", 200, Some(0)),
+            ("/weighted/light", 429, Some(0)),
+        ]
+    );
+    // at once, from a new address: 2 of 30 heavy requests (8 units), then 2 light ones
+    let ip = s.client_ip();
+    let heavy = gets_at_once_from(s, &ip, "/weighted/heavy", 30);
+    let admitted = heavy.iter().filter(|r| r.status == 200).count();
+    assert_eq!((admitted, heavy.len() - admitted), (2, 28));
+    let light: Vec<u16> = (0..3)
+        .map(|_| s.send_from(&ip, "GET", "/weighted/light", &[], b"").status)
+        .collect();
+    assert_eq!(light, [200, 200, 429]);
+}
+
 pub fn sharded_rate_limit_under_concurrency(s: &Suite) {
     let replies = gets_at_once(s, "/sharded", 200);
     let ok = replies.iter().filter(|r| r.status == 200).count();
@@ -640,22 +695,14 @@ pub fn sharded_rate_limit_under_concurrency(s: &Suite) {
     }
     // each admitted request reports what is left in its own counter: 4, 3, 2, 1, 0 from each
     // of the four (one counter of 20 would have counted down from 19 instead)
-    let mut remaining: Vec<u64> = replies
+    let mut left: Vec<u64> = replies
         .iter()
         .filter(|r| r.status == 200)
-        .filter_map(|r| {
-            r.header("ratelimit")?
-                .split(";r=")
-                .nth(1)?
-                .split(';')
-                .next()?
-                .parse()
-                .ok()
-        })
+        .filter_map(remaining)
         .collect();
-    remaining.sort_unstable();
+    left.sort_unstable();
     assert_eq!(
-        remaining,
+        left,
         [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4]
     );
 }
@@ -1099,7 +1146,8 @@ macro_rules! e2e_cases {
             jwt_auth_rotation_and_outage,
             hmac_secret_from_the_environment,
             exact_rate_limit_under_concurrency,
-            sharded_rate_limit_under_concurrency, shared_cache, cors,
+            sharded_rate_limit_under_concurrency, weighted_routes_share_one_budget,
+            shared_cache, cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
             header_bytes_pass_unchanged, access_log_line,
             events_reach_the_client_as_the_upstream_sends_them,

@@ -547,14 +547,23 @@ fn resolve_route(
             &n.api_key,
         );
     }
-    let rate_limit = reference(
-        e,
-        &format!("{path}.rate_limit"),
-        "rate limit",
-        &r.rate_limit,
-        defaults.rate_limit,
-        &n.limit,
-    );
+    let rate_limit = match &r.rate_limit {
+        Some(raw::RateLimitRef::Named(name)) => lookup(
+            e,
+            &format!("{path}.rate_limit"),
+            "rate limit",
+            Some(name),
+            &n.limit,
+        ),
+        Some(raw::RateLimitRef::Charged(charge)) => lookup(
+            e,
+            &format!("{path}.rate_limit.policy"),
+            "rate limit",
+            Some(&charge.policy),
+            &n.limit,
+        ),
+        None => defaults.rate_limit,
+    };
     if let Some(li) = rate_limit {
         let quota = &c.rate_limits[li];
         let needs_consumer = matches!(
@@ -699,12 +708,42 @@ fn build_route(
         auth,
         access: refs.access,
         rate_limit: refs.rate_limit,
+        rate_limit_cost: rate_limit_cost(e, path, r, refs, cfg),
         cors: refs.cors,
         cache,
         validation,
         request,
         response,
     }
+}
+
+/// What each request of route `r` costs against its rate-limit policy: 1, or its own `cost`, at
+/// most what the policy admits at once per shard (a dearer request would always be refused).
+fn rate_limit_cost(
+    e: &mut Errs<'_>,
+    path: &str,
+    r: &raw::Route,
+    refs: &RouteRefs,
+    cfg: &Config,
+) -> u32 {
+    let Some(raw::RateLimitRef::Charged(charge)) = &r.rate_limit else {
+        return 1;
+    };
+    if let Some(quota) = refs.rate_limit.map(|i| &cfg.rate_limits[i]) {
+        let most = quota.burst / u64::from(quota.shards.max(1));
+        if charge.cost == 0 || u64::from(charge.cost) > most {
+            refuse!(
+                e,
+                format!("{path}.rate_limit.cost"),
+                format!(
+                    "must be from 1 to {most}, what policy {:?} admits at once{}",
+                    quota.name,
+                    if quota.shards > 1 { " per shard" } else { "" }
+                )
+            );
+        }
+    }
+    charge.cost.max(1)
 }
 
 /// Checks and builds upstream `name`.

@@ -259,6 +259,36 @@ macro_rules! embed_unit_enum {
 }
 embed_unit_enum!(FailMode, Alg, AdminAction, ParamType);
 
+/// The mirror of [`RateLimitRef`].
+#[doc(hidden)]
+pub enum RateLimitRefStatic {
+    Named(&'static str),
+    Charged(RateLimitChargeStatic),
+}
+
+impl Embed for RateLimitRef {
+    type Static = RateLimitRefStatic;
+    fn build(s: &RateLimitRefStatic) -> RateLimitRef {
+        match s {
+            RateLimitRefStatic::Named(name) => RateLimitRef::Named((*name).to_owned()),
+            RateLimitRefStatic::Charged(c) => RateLimitRef::Charged(RateLimitCharge::build(c)),
+        }
+    }
+    fn write(&self, out: &mut String) {
+        match self {
+            RateLimitRef::Named(name) => {
+                out.push_str("RateLimitRefStatic::Named(");
+                name.write(out);
+            }
+            RateLimitRef::Charged(c) => {
+                out.push_str("RateLimitRefStatic::Charged(");
+                c.write(out);
+            }
+        }
+        out.push(')');
+    }
+}
+
 /// The mirror of [`TransformRef`].
 #[doc(hidden)]
 pub enum TransformRefStatic {
@@ -408,11 +438,12 @@ embed_struct! {
         upstream: Option<String>, respond: Option<Respond>, admin: Option<AdminAction>,
         rewrite: Option<String>, strip_prefix: Option<String>, websocket: bool,
         auth: Option<RouteAuth>,
-        access: Option<String>, rate_limit: Option<String>, cors: Option<String>,
+        access: Option<String>, rate_limit: Option<RateLimitRef>, cors: Option<String>,
         cache: Option<RouteCache>, validate: Option<Validation>, request: Option<TransformRef>,
         response: Option<TransformRef>,
     }
     Respond => RespondStatic { status: u16, body: String, headers: BTreeMap<String, String> }
+    RateLimitCharge => RateLimitChargeStatic { policy: String, cost: u32 }
     RouteAuth => RouteAuthStatic {
         jwt: Option<String>, api_key: Option<String>, scopes: Vec<String>,
         claims: BTreeMap<String, Value>,

@@ -203,6 +203,8 @@ pub struct Route {
     pub auth: Option<AuthRule>,
     pub access: Option<Id<access::AccessPolicy>>,
     pub rate_limit: Option<Id<ratelimit::Quota>>,
+    /// What each request costs against `rate_limit` (1 unless the route sets its `cost`).
+    pub rate_limit_cost: u32,
     pub cors: Option<Id<transform::Cors>>,
     pub cache: Option<cache::CacheRule>,
     pub validation: validate::Validation,

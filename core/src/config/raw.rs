@@ -490,6 +490,57 @@ pub struct JsonEdit {
     pub rename: BTreeMap<String, String>,
 }
 
+/// A rate-limit policy a route counts against, by name (each request costing 1), or with what
+/// each of the route's requests costs.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RateLimitRef {
+    /// The name of a `[rate_limits]` entry (or `"none"`); a request costs 1.
+    Named(String),
+    /// A policy and the cost of each request.
+    Charged(RateLimitCharge),
+}
+
+/// A string or a table, each with its own errors (an untagged enum would only say that neither
+/// matched: a misspelt `cost` must be named).
+impl<'de> Deserialize<'de> for RateLimitRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RateLimitRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a policy name or a table with `policy` and `cost`")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<RateLimitRef, E> {
+                Ok(RateLimitRef::Named(name.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RateLimitRef, A::Error> {
+                let table = serde::de::value::MapAccessDeserializer::new(map);
+                RateLimitCharge::deserialize(table).map(RateLimitRef::Charged)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// A route's charge against a rate-limit policy. Routes that name one policy share its budget,
+/// each charging its own cost: with `limit = 100`, a route costing 5 may be called 20 times, or
+/// 10 times alongside 50 calls of a route costing 1.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitCharge {
+    /// The name of a `[rate_limits]` entry.
+    pub policy: String,
+    /// What each request of the route costs, from 1 to what the policy admits at once (its
+    /// `burst`, divided by its `shards` and rounded down).
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub cost: u32,
+}
+
 /// A transform named in `[transforms]`, or written in place.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -557,8 +608,9 @@ pub struct Route {
     pub auth: Option<RouteAuth>,
     /// Access list name (or `"none"`).
     pub access: Option<String>,
-    /// Rate-limit policy name (or `"none"`).
-    pub rate_limit: Option<String>,
+    /// Rate-limit policy name (or `"none"`), each request costing 1; or the policy and what each
+    /// of the route's requests costs against it: `{ policy = "compute", cost = 5 }`.
+    pub rate_limit: Option<RateLimitRef>,
     /// CORS policy name (or `"none"`).
     pub cors: Option<String>,
     /// Response caching.

@@ -169,7 +169,7 @@ impl Gateway {
         });
         let shards = &self.limit_shards[qi.index()];
         let charged = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
-        match host.rate_limit(&key, charged, 1).await {
+        match host.rate_limit(&key, charged, r.rate_limit_cost).await {
             Ok(verdict) => {
                 ctx.limit = Some((qi, verdict));
                 ctx.log.rate_limit_remaining = Some(verdict.remaining);

@@ -820,6 +820,40 @@ mod tests {
             }
         }
 
+        /// Requests of any mix of costs (routes sharing one policy at different weights): the
+        /// units admitted in any window W are at most burst + floor(W × limit / period), and a
+        /// refused request charges nothing.
+        #[test]
+        fn weighted_requests_never_admit_more_units_than_the_quota(
+            limit in 1u64..50, period_s in 1u64..120, extra_burst in 0u64..5,
+            requests in proptest::collection::vec((0u64..5_000, 1u32..8), 1..300),
+        ) {
+            let q = quota(limit, period_s, limit + extra_burst);
+            let (mut t, mut state) = (1_700_000_000_000u64, None);
+            let mut admitted: Vec<(u64, u64)> = Vec::new(); // (time, cost)
+            for (gap, cost) in requests {
+                t += gap;
+                let (verdict, next) = admit(&q, state, t, cost);
+                if verdict.allowed {
+                    admitted.push((t, u64::from(cost)));
+                } else {
+                    // the state only catches up with now (its unit is 1/limit ms)
+                    let now_t = u128::from(t) * u128::from(limit);
+                    prop_assert_eq!(next.tat, state.map_or(0, |s: Gcra| s.tat).max(now_t));
+                }
+                state = Some(next);
+            }
+            for i in 0..admitted.len() {
+                let mut units = 0u128;
+                for j in i..admitted.len() {
+                    units += u128::from(admitted[j].1);
+                    let w = u128::from(admitted[j].0 - admitted[i].0);
+                    let bound = u128::from(q.burst) + w * u128::from(limit) / u128::from(q.period_ms);
+                    prop_assert!(units <= bound, "{} units admitted in {} ms", units, w);
+                }
+            }
+        }
+
         /// Split over shards, with each request charged to any shard, the limiter still admits
         /// at most burst + floor(W × limit / period) in any window W.
         #[test]

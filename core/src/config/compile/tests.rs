@@ -677,3 +677,64 @@ fn an_access_log_sample_outside_0_to_1_is_refused() {
         assert!(Config::from_toml(&format!("[gateway]\naccess_log_sample = {share}\n")).is_ok());
     }
 }
+
+#[test]
+fn a_route_cost_is_a_whole_number_the_policy_can_admit_at_once() {
+    let config = |policy: &str, rate_limit: &str| {
+        format!(
+            "[upstreams.app]\ntargets = [{{ url = \"https://app.example.com\" }}]\n\
+             [rate_limits.p]\nkey = \"ip\"\n{policy}\n\
+             [[routes]]\nname = \"r\"\npath = \"/r\"\nupstream = \"app\"\nrate_limit = {rate_limit}\n"
+        )
+    };
+    let plain = "limit = 10\nperiod_s = 60";
+    let sharded = "limit = 20\nperiod_s = 60\nshards = 4";
+    for (policy, rate_limit, want) in [
+        (plain, r#"{ policy = "p", cost = 10 }"#, None),
+        (plain, r#"{ policy = "p" }"#, None),
+        (
+            plain,
+            r#"{ policy = "p", cost = 11 }"#,
+            Some(r#"gateway.toml:11:37 routes[0].rate_limit.cost: must be from 1 to 10, what policy "p" admits at once"#),
+        ),
+        (
+            plain,
+            r#"{ policy = "p", cost = 0 }"#,
+            Some(r#"gateway.toml:11:37 routes[0].rate_limit.cost: must be from 1 to 10, what policy "p" admits at once"#),
+        ),
+        (
+            sharded,
+            r#"{ policy = "p", cost = 6 }"#,
+            Some(r#"gateway.toml:12:37 routes[0].rate_limit.cost: must be from 1 to 5, what policy "p" admits at once per shard"#),
+        ),
+        (
+            plain,
+            r#"{ policy = "q", cost = 2 }"#,
+            Some(r#"gateway.toml:11:25 routes[0].rate_limit.policy: unknown rate limit "q" (did you mean "p"?)"#),
+        ),
+        (
+            plain,
+            r#"{ policy = "p", costs = 2 }"#,
+            Some("gateway.toml:11:30 routes[0].rate_limit.costs: unknown field `costs`, expected `policy` or `cost`"),
+        ),
+        (
+            plain,
+            "7",
+            Some("gateway.toml:11:14 routes[0].rate_limit: invalid type: integer `7`, expected a policy name or a table with `policy` and `cost`"),
+        ),
+    ] {
+        let src = config(policy, rate_limit);
+        match want {
+            None => assert!(Config::from_toml(&src).is_ok(), "{rate_limit}"),
+            Some(want) => assert_eq!(
+                errors(&src),
+                format!("{want}\n1 error; nothing was loaded\n"),
+                "{rate_limit}"
+            ),
+        }
+    }
+    let loaded = Config::from_toml(&config(plain, r#"{ policy = "p", cost = 3 }"#)).unwrap();
+    assert_eq!(loaded.route_at(0).rate_limit_cost, 3);
+    let loaded = Config::from_toml(&config(plain, r#""p""#)).unwrap();
+    assert_eq!(loaded.route_at(0).rate_limit_cost, 1);
+}
