@@ -461,6 +461,99 @@ fn denied_addresses_and_forwarded_clients() {
 }
 
 #[test]
+fn a_route_believes_its_own_proxies_or_none_instead_of_the_gateways() {
+    // the gateway trusts 10.0.0.0/8; `cdn` believes only 192.0.2.0/24, `direct` no one
+    let config = r#"
+[gateway]
+trusted_proxies = ["10.0.0.0/8"]
+
+[upstreams.app]
+targets = [{ url = "https://backend.test" }]
+
+[access.no-doc]
+deny_ips = ["203.0.113.0/24"]
+
+[[routes]]
+name = "default"
+path = "/default"
+upstream = "app"
+access = "no-doc"
+
+[[routes]]
+name = "cdn"
+path = "/cdn"
+upstream = "app"
+access = "no-doc"
+trusted_proxies = ["192.0.2.0/24"]
+
+[[routes]]
+name = "direct"
+path = "/direct"
+upstream = "app"
+access = "no-doc"
+trusted_proxies = []
+"#;
+    let gw = gateway(config);
+    let host = Backend::default().host();
+    let mut seen = Vec::new();
+    for (path, peer, xff) in [
+        ("/default", "10.0.0.5", "198.51.100.7"),
+        ("/default", "192.0.2.5", "198.51.100.7"),
+        ("/cdn", "192.0.2.5", "198.51.100.7"),
+        ("/cdn", "10.0.0.5", "198.51.100.7"),
+        ("/direct", "10.0.0.5", "198.51.100.7"),
+        // believed, the forwarded address is denied; not believed, it is not the client
+        ("/cdn", "192.0.2.5", "203.0.113.9"),
+        ("/default", "192.0.2.5", "203.0.113.9"),
+    ] {
+        let res = send(
+            &gw,
+            &host,
+            req("GET", path, &[("x-forwarded-for", xff)], ""),
+            peer,
+        );
+        let forwarded = match res.status().as_u16() {
+            200 => host.sent.borrow().last().unwrap().headers()["x-forwarded-for"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+            status => status.to_string(),
+        };
+        seen.push((path, peer, forwarded));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("/default", "10.0.0.5", "198.51.100.7, 10.0.0.5".to_string()),
+            ("/default", "192.0.2.5", "192.0.2.5".to_string()),
+            ("/cdn", "192.0.2.5", "198.51.100.7, 192.0.2.5".to_string()),
+            ("/cdn", "10.0.0.5", "10.0.0.5".to_string()),
+            ("/direct", "10.0.0.5", "10.0.0.5".to_string()),
+            ("/cdn", "192.0.2.5", "403".to_string()),
+            ("/default", "192.0.2.5", "192.0.2.5".to_string()),
+        ]
+    );
+    // the log names the client each route saw
+    let logged: Vec<String> = host
+        .log_records()
+        .iter()
+        .map(|l| l["client_ip"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        logged,
+        [
+            "198.51.100.7",
+            "192.0.2.5",
+            "198.51.100.7",
+            "10.0.0.5",
+            "10.0.0.5",
+            "203.0.113.9",
+            "192.0.2.5"
+        ]
+    );
+}
+
+#[test]
 fn jwt_auth_and_scopes() {
     let gw = gateway(CONFIG);
     let host = Backend::default().host();

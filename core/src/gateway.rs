@@ -64,6 +64,9 @@ struct Ctx<'a> {
     /// The address the connection came from, and whether it is a trusted proxy.
     peer: (std::net::IpAddr, bool),
     client: &'a Client,
+    /// Where the client as a route with its own `trusted_proxies` sees it is kept (set at most
+    /// once, after routing; [`Ctx::trust_as`]).
+    route_client: &'a std::cell::OnceCell<(Client, access::IpText)>,
     /// The client's address as text (logged, forwarded, a transform's `{client_ip}`).
     client_ip: &'a str,
     /// The request's host (lowercase, no port) as routes match it.
@@ -79,6 +82,30 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// Resolves the client again with the proxies route `r` believes, when it names its own:
+    /// from here on the access list, rate limit, forwarded headers and log see that client.
+    fn trust_as(&mut self, r: &Route, headers: &HeaderMap) {
+        let Some(trusted) = &r.trusted_proxies else {
+            return;
+        };
+        let peer = self.peer.0;
+        self.peer.1 = trusted.contains(peer);
+        let ip = access::effective_ip(peer, headers, trusted);
+        if ip == self.client.ip {
+            return;
+        }
+        let client = Client {
+            ip,
+            ..self.client.clone()
+        };
+        let (client, text) = self
+            .route_client
+            .get_or_init(|| (client, access::ip_text(ip)));
+        self.client = client;
+        self.client_ip = text.as_str();
+        self.log.client_ip = text.as_str();
+    }
+
     /// Records that `phase`, begun at `since`, ended now with `decision`.
     fn mark<H: Host>(
         &mut self,
@@ -195,6 +222,7 @@ impl Gateway {
             ..client
         };
         let client_ip = access::ip_text(client.ip);
+        let route_client = std::cell::OnceCell::new();
         let req_host = route::request_host(&uri, &headers);
         let authority = route::request_authority(&uri, &headers, req_host.as_deref());
         let origin = headers.get(header::ORIGIN).cloned();
@@ -218,6 +246,7 @@ impl Gateway {
             traceparent,
             peer,
             client: &client,
+            route_client: &route_client,
             client_ip: client_ip.as_str(),
             host: req_host.as_deref(),
             authority: authority.as_deref(),
@@ -264,6 +293,7 @@ impl Gateway {
             inbound::Routed::To(found) => found,
         };
         let r = self.config.route_at(found.route);
+        ctx.trust_as(r, &headers);
         let body = match self.validate(r, &found, uri.query(), &headers, body, t, ctx, host)? {
             inbound::Checked::Ready(body) => body,
             // a stream the route must read (its JSON Schema, a JSON transform, its own answer)

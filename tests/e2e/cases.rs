@@ -628,6 +628,33 @@ pub fn exact_rate_limit_under_concurrency(s: &Suite) {
     }
 }
 
+/// A route with its own `trusted_proxies` believes the `X-Forwarded-For` of a peer in them; the
+/// gateway's other routes, which believe no one, take the peer as the client.
+pub fn a_route_believes_its_own_proxies(s: &Suite) {
+    let forwarded = [("x-forwarded-for", "198.51.100.23")];
+    let seen = |route: &str| {
+        let marker = format!("cdn-{}", s.unique());
+        let r = s.send_from(
+            "192.0.2.77",
+            "GET",
+            &format!("/{route}/{marker}"),
+            &forwarded,
+            b"",
+        );
+        assert_eq!(r.status, 200, "{route}: {}", r.text());
+        let got = s.upstream.requests_for(&marker);
+        assert_eq!(got.len(), 1, "{route}");
+        got[0]
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-forwarded-for")
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seen("behind-cdn"), ["198.51.100.23, 192.0.2.77"]);
+    assert_eq!(seen("backend"), ["192.0.2.77"]);
+}
+
 /// The `r=` (remaining) of a reply's `RateLimit` field.
 fn remaining(r: &Reply) -> Option<u64> {
     r.header("ratelimit")?
@@ -1147,6 +1174,7 @@ macro_rules! e2e_cases {
             hmac_secret_from_the_environment,
             exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, weighted_routes_share_one_budget,
+            a_route_believes_its_own_proxies,
             shared_cache, cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
             header_bytes_pass_unchanged, access_log_line,

@@ -706,6 +706,14 @@ fn build_route(
         strip_prefix: r.strip_prefix.clone(),
         websocket: r.websocket,
         auth,
+        trusted_proxies: r.trusted_proxies.as_ref().map(|list| {
+            let nets = list.iter().enumerate().filter_map(|(i, c)| {
+                access::parse_cidr(c)
+                    .map_err(|m| refuse!(e, format!("{path}.trusted_proxies[{i}]"), m))
+                    .ok()
+            });
+            access::IpSet::new(nets.collect::<Vec<_>>())
+        }),
         access: refs.access,
         rate_limit: refs.rate_limit,
         rate_limit_cost: rate_limit_cost(e, path, r, refs, cfg),

@@ -437,7 +437,7 @@ embed_struct! {
         name: String, methods: Vec<String>, host: Option<String>, path: String,
         upstream: Option<String>, respond: Option<Respond>, admin: Option<AdminAction>,
         rewrite: Option<String>, strip_prefix: Option<String>, websocket: bool,
-        auth: Option<RouteAuth>,
+        auth: Option<RouteAuth>, trusted_proxies: Option<Vec<String>>,
         access: Option<String>, rate_limit: Option<RateLimitRef>, cors: Option<String>,
         cache: Option<RouteCache>, validate: Option<Validation>, request: Option<TransformRef>,
         response: Option<TransformRef>,

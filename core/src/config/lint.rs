@@ -34,6 +34,18 @@ pub fn warnings(raw: &RawConfig) -> Vec<Diagnostic> {
             );
         }
     }
+    for (r, route) in raw.routes.iter().enumerate() {
+        for (i, cidr) in route.trusted_proxies.iter().flatten().enumerate() {
+            let everything =
+                crate::phase::access::parse_cidr(cidr).is_ok_and(|net| net.prefix_len() == 0);
+            if everything {
+                warn(
+                    format!("routes[{r}].trusted_proxies[{i}]"),
+                    "trusts every address as a proxy: any client can name its own address in X-Forwarded-For",
+                );
+            }
+        }
+    }
     for (name, p) in &raw.auth.jwt {
         let path = format!("auth.jwt.{name}");
         if p.jwks_url.is_some() && p.issuer.is_none() {
@@ -177,6 +189,11 @@ keys = [{ alg = "HS256", secret = "portcullis-demo-secret-change-me-0123456789" 
 key = "header:X-Forwarded-For"
 limit = 1
 period_s = 1
+[[routes]]
+name = "r"
+path = "/r"
+respond = { body = "r" }
+trusted_proxies = ["192.0.2.0/24", "::/0"]
 "#,
         )
         .unwrap();
@@ -185,6 +202,7 @@ period_s = 1
             paths,
             [
                 "gateway.trusted_proxies[0]",
+                "routes[0].trusted_proxies[1]",
                 "auth.jwt.demo.keys[0].secret",
                 "auth.jwt.demo.keys[1].secret",
                 "auth.jwt.idp.issuer",

@@ -201,6 +201,8 @@ pub struct Route {
     /// Whether WebSocket upgrades pass through to the upstream.
     pub websocket: bool,
     pub auth: Option<AuthRule>,
+    /// The proxies the route believes instead of the gateway's (an empty set: none).
+    pub trusted_proxies: Option<access::IpSet>,
     pub access: Option<Id<access::AccessPolicy>>,
     pub rate_limit: Option<Id<ratelimit::Quota>>,
     /// What each request costs against `rate_limit` (1 unless the route sets its `cost`).

@@ -48,7 +48,8 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySettings {
     /// Proxies whose `X-Forwarded-For` entries are believed (CIDRs): the client is the rightmost
-    /// hop that is not a trusted proxy. Empty: the header is ignored (and replaced upstream).
+    /// hop that is not a trusted proxy. Empty: the header is ignored (and replaced upstream). A
+    /// route may believe other proxies (its own `trusted_proxies`).
     pub trusted_proxies: Vec<String>,
     /// Header that carries the request id in and out. A valid incoming id (1–128 visible ASCII
     /// characters) is kept; otherwise one is generated.
@@ -606,6 +607,12 @@ pub struct Route {
     pub websocket: bool,
     /// Who may call the route.
     pub auth: Option<RouteAuth>,
+    /// Proxies whose `X-Forwarded-For` entries this route believes (CIDRs), instead of
+    /// `[gateway] trusted_proxies`: a route behind a CDN may believe the CDN's ranges while
+    /// the others trust only the connection. `[]` believes none. The route's access list, rate
+    /// limit, log and forwarded headers see the client this gives; answers made before a route
+    /// is found (a malformed request, no route) use the gateway's.
+    pub trusted_proxies: Option<Vec<String>>,
     /// Access list name (or `"none"`).
     pub access: Option<String>,
     /// Rate-limit policy name (or `"none"`), each request costing 1; or the policy and what each

@@ -59,7 +59,7 @@ upstreem = "a"
     let want = r#"gateway.toml:2:2 gatway: unknown section (did you mean "gateway"?); expected one of gateway, defaults, upstreams, access, auth, rate_limits, transforms, cors, routes
 gateway.toml:6:45 upstreams.a.targets[0].wieght: unknown field `wieght`, expected `url` or `weight`
 gateway.toml:12:11 routes[0].methods: invalid type: string "GET", expected a sequence
-gateway.toml:17:1 routes[1].upstreem: unknown field `upstreem`, expected one of `name`, `methods`, `host`, `path`, `upstream`, `respond`, `admin`, `rewrite`, `strip_prefix`, `websocket`, `auth`, `access`, `rate_limit`, `cors`, `cache`, `validate`, `request`, `response`
+gateway.toml:17:1 routes[1].upstreem: unknown field `upstreem`, expected one of `name`, `methods`, `host`, `path`, `upstream`, `respond`, `admin`, `rewrite`, `strip_prefix`, `websocket`, `auth`, `trusted_proxies`, `access`, `rate_limit`, `cors`, `cache`, `validate`, `request`, `response`
 4 errors; nothing was loaded
 "#;
     assert_eq!(errors(src), want);
@@ -737,4 +737,30 @@ fn a_route_cost_is_a_whole_number_the_policy_can_admit_at_once() {
     assert_eq!(loaded.route_at(0).rate_limit_cost, 3);
     let loaded = Config::from_toml(&config(plain, r#""p""#)).unwrap();
     assert_eq!(loaded.route_at(0).rate_limit_cost, 1);
+}
+
+#[test]
+fn a_routes_trusted_proxies_are_addresses_or_cidrs() {
+    let src = "[[routes]]\nname = \"r\"\npath = \"/r\"\nrespond = { body = \"r\" }\n\
+               trusted_proxies = [\"192.0.2.0/24\", \"cdn\"]\n";
+    assert_eq!(
+        errors(src),
+        "gateway.toml:5:36 routes[0].trusted_proxies[1]: \"cdn\" is not an IP address or CIDR\n\
+         1 error; nothing was loaded\n"
+    );
+    let c = Config::from_toml(&src.replace(", \"cdn\"", "")).unwrap();
+    let set = c.route_at(0).trusted_proxies.as_ref().unwrap();
+    assert!(set.contains("192.0.2.9".parse().unwrap()));
+    assert!(!set.contains("10.0.0.1".parse().unwrap()));
+    let none = Config::from_toml(&src.replace("[\"192.0.2.0/24\", \"cdn\"]", "[]")).unwrap();
+    assert!(none
+        .route_at(0)
+        .trusted_proxies
+        .as_ref()
+        .unwrap()
+        .is_empty());
+    let unset =
+        Config::from_toml(&src.replace("trusted_proxies = [\"192.0.2.0/24\", \"cdn\"]\n", ""))
+            .unwrap();
+    assert!(unset.route_at(0).trusted_proxies.is_none());
 }
