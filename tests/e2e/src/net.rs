@@ -671,31 +671,40 @@ pub fn upload(
         ("content-length", length.as_str())
     };
     s.write_all(&head_wire(addr, method, target, &[framing]))?;
-    let mut at = 0u64;
-    // a gateway may answer (413) and close before the whole body is sent: a write error then
-    // is not the test's failure, the answer is what counts
-    let mut sending = || -> std::io::Result<()> {
+    // the body goes from another thread while this one waits for the answer: a gateway may
+    // answer (413) and close before the whole body is sent, and a client that read only after
+    // sending would lose that answer whenever the reset its next write provokes came first
+    // (the kernel drops what the client had not read); a write error is then not the test's
+    // failure, the answer is what counts
+    let mut writer = s.try_clone()?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut at = 0u64;
         while at < total {
             let len = (total - at).min(65_536);
             let piece = pattern(at, len as usize);
             if chunked {
-                s.write_all(format!("{len:x}\r\n").as_bytes())?;
-                s.write_all(&piece)?;
-                s.write_all(b"\r\n")?;
+                writer.write_all(format!("{len:x}\r\n").as_bytes())?;
+                writer.write_all(&piece)?;
+                writer.write_all(b"\r\n")?;
             } else {
-                s.write_all(&piece)?;
+                writer.write_all(&piece)?;
             }
             at += len;
         }
         if chunked {
-            s.write_all(b"0\r\n\r\n")?;
+            writer.write_all(b"0\r\n\r\n")?;
         }
         Ok(())
-    };
-    let _ = sending();
-    let mut r = BufReader::new(s);
-    let (status, headers) = read_status(&mut r)?;
-    let body = read_body(&mut r, &headers, false)?;
+    });
+    let mut r = BufReader::new(s.try_clone()?);
+    let answer = read_status(&mut r).and_then(|(status, headers)| {
+        let body = read_body(&mut r, &headers, false)?;
+        Ok((status, headers, body))
+    });
+    // a sender still writing to a gateway that stopped reading stops here
+    let _ = s.shutdown(Shutdown::Both);
+    let _ = sender.join();
+    let (status, headers, body) = answer?;
     Ok(Reply {
         status,
         headers,
