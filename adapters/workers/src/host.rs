@@ -142,11 +142,10 @@ impl Host for WorkersHost {
             .filter(|ns| !ns.is_undefined())
             .ok_or_else(|| HostError(format!("rate limiter: no {LIMITER} binding")))?;
         let request = AdmitRequest::new(quota, cost).encode();
-        let answer = admit_at(&namespace, key, &request)
-            .map(JsFuture::from)
-            .map_err(|e| HostError(format!("rate limiter: {e:?}")))?
+        let failed = |e: JsValue| HostError(format!("rate limiter: {e:?}"));
+        let answer = JsFuture::from(admit_at(&namespace, key, &request).map_err(failed)?)
             .await
-            .map_err(|e| HostError(format!("rate limiter: {e:?}")))?
+            .map_err(failed)?
             .as_string()
             .ok_or_else(|| HostError("rate limiter answered no text".into()))?;
         let (verdict, state) = answer.split_once('\n').unwrap_or((&answer, ""));
