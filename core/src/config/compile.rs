@@ -548,20 +548,20 @@ fn resolve_route(
         );
     }
     let rate_limit = match &r.rate_limit {
-        Some(raw::RateLimitRef::Named(name)) => lookup(
-            e,
-            &format!("{path}.rate_limit"),
-            "rate limit",
-            Some(name),
-            &n.limit,
-        ),
-        Some(raw::RateLimitRef::Charged(charge)) => lookup(
-            e,
-            &format!("{path}.rate_limit.policy"),
-            "rate limit",
-            Some(&charge.policy),
-            &n.limit,
-        ),
+        // the name's own key path, for where an unknown one is reported
+        Some(own) => {
+            let (name, field) = match own {
+                raw::RateLimitRef::Named(name) => (name, "rate_limit"),
+                raw::RateLimitRef::Charged(charge) => (&charge.policy, "rate_limit.policy"),
+            };
+            lookup(
+                e,
+                &format!("{path}.{field}"),
+                "rate limit",
+                Some(name),
+                &n.limit,
+            )
+        }
         None => defaults.rate_limit,
     };
     if let Some(li) = rate_limit {
@@ -706,14 +706,10 @@ fn build_route(
         strip_prefix: r.strip_prefix.clone(),
         websocket: r.websocket,
         auth,
-        trusted_proxies: r.trusted_proxies.as_ref().map(|list| {
-            let nets = list.iter().enumerate().filter_map(|(i, c)| {
-                access::parse_cidr(c)
-                    .map_err(|m| refuse!(e, format!("{path}.trusted_proxies[{i}]"), m))
-                    .ok()
-            });
-            access::IpSet::new(nets.collect::<Vec<_>>())
-        }),
+        trusted_proxies: r
+            .trusted_proxies
+            .as_ref()
+            .map(|list| access::IpSet::new(cidrs(e, &format!("{path}.trusted_proxies"), list))),
         access: refs.access,
         rate_limit: refs.rate_limit,
         rate_limit_cost: rate_limit_cost(e, path, r, refs, cfg),
@@ -968,6 +964,19 @@ fn check_action(e: &mut Errs<'_>, path: &str, r: &raw::Route, raw: &RawConfig) {
     }
 }
 
+/// The networks of a list of trusted proxies at key path `field`, each entry that is not an
+/// address or CIDR refused.
+fn cidrs(e: &mut Errs<'_>, field: &str, list: &[String]) -> Vec<ipnet::IpNet> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            access::parse_cidr(c)
+                .map_err(|m| refuse!(e, format!("{field}[{i}]"), m))
+                .ok()
+        })
+        .collect()
+}
+
 /// Checks the gateway's limits and returns its trusted proxies (`sets`: as the build script made
 /// them).
 fn gateway_settings(
@@ -975,16 +984,7 @@ fn gateway_settings(
     g: &raw::GatewaySettings,
     sets: Option<&IpSets>,
 ) -> access::IpSet {
-    let trusted: Vec<ipnet::IpNet> = g
-        .trusted_proxies
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            access::parse_cidr(c)
-                .map_err(|m| refuse!(e, format!("gateway.trusted_proxies[{i}]"), m))
-                .ok()
-        })
-        .collect();
+    let trusted = cidrs(e, "gateway.trusted_proxies", &g.trusted_proxies);
     for (field, v) in [
         ("max_uri_bytes", g.limits.max_uri_bytes),
         ("max_header_bytes", g.limits.max_header_bytes),

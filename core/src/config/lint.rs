@@ -24,23 +24,23 @@ pub fn warnings(raw: &RawConfig) -> Vec<Diagnostic> {
             message: message.to_string(),
         })
     };
-    for (i, cidr) in raw.gateway.trusted_proxies.iter().enumerate() {
-        let everything =
-            crate::phase::access::parse_cidr(cidr).is_ok_and(|net| net.prefix_len() == 0);
-        if everything {
-            warn(
-                format!("gateway.trusted_proxies[{i}]"),
-                "trusts every address as a proxy: any client can name its own address in X-Forwarded-For",
-            );
-        }
-    }
-    for (r, route) in raw.routes.iter().enumerate() {
-        for (i, cidr) in route.trusted_proxies.iter().flatten().enumerate() {
+    // the gateway's trusted proxies, then each route's own
+    let trusted = raw.routes.iter().enumerate().filter_map(|(r, route)| {
+        let list = route.trusted_proxies.as_ref()?;
+        Some((format!("routes[{r}].trusted_proxies"), list))
+    });
+    let trusted = std::iter::once((
+        "gateway.trusted_proxies".to_string(),
+        &raw.gateway.trusted_proxies,
+    ))
+    .chain(trusted);
+    for (field, list) in trusted {
+        for (i, cidr) in list.iter().enumerate() {
             let everything =
                 crate::phase::access::parse_cidr(cidr).is_ok_and(|net| net.prefix_len() == 0);
             if everything {
                 warn(
-                    format!("routes[{r}].trusted_proxies[{i}]"),
+                    format!("{field}[{i}]"),
                     "trusts every address as a proxy: any client can name its own address in X-Forwarded-For",
                 );
             }
