@@ -4,7 +4,7 @@
 
 use crate::body::{Body, ReadError};
 use crate::host::{BodyUse, Exchange, FetchError, Host, HostError, Tee, UnixMillis, HEADER_ROOM};
-use crate::phase::ratelimit::{self, Gcra, Quota, Verdict};
+use crate::phase::ratelimit::{self, LimitState, Quota, Verdict};
 use crate::store::StoreKey;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -66,7 +66,7 @@ pub struct MemoryHost {
     now_ms: Cell<u64>,
     mono_us: Cell<u64>,
     rng: Cell<u64>,
-    counters: RefCell<HashMap<String, Gcra>>,
+    counters: RefCell<HashMap<String, LimitState>>,
     store: RefCell<HashMap<String, (Vec<u8>, u64)>>,
     backend: Backend,
     /// Requests sent upstream, in order (a streamed body read to its end).

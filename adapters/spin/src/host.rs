@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures_util::future::{select, Either};
 use http::{Request, Response};
 use portcullis_core::body::declared_length;
-use portcullis_core::phase::ratelimit::{admit, Gcra, Quota, Verdict};
+use portcullis_core::phase::ratelimit::{admit, LimitState, Quota, Verdict};
 use portcullis_core::store::StoreKey;
 use portcullis_core::{
     Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis, HEADER_ROOM,
@@ -279,9 +279,9 @@ impl Host for SpinHost {
             let state = stored
                 .and_then(|v| unwrap_live(v, now))
                 .and_then(|v| String::from_utf8(v).ok())
-                .and_then(|s| Gcra::decode(&s));
+                .and_then(|s| LimitState::decode(&s));
             let (verdict, next) = admit(quota, state, now, cost);
-            if state == Some(next) {
+            if !verdict.allowed {
                 return Ok(verdict); // refused: nothing to write
             }
             let value = wrap(next.encode().as_bytes(), next.expires_at_ms());

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use portcullis_core::body::declared_length;
-use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Quota, RefusalMemo, Verdict};
+use portcullis_core::phase::ratelimit::{AdmitRequest, LimitState, Quota, RefusalMemo, Verdict};
 use portcullis_core::store::{Kind, StoreKey};
 use portcullis_core::{
     Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis,
@@ -152,7 +152,7 @@ impl Host for WorkersHost {
         let verdict = Verdict::decode(verdict)
             .ok_or_else(|| HostError(format!("rate limiter answered {answer:?}")))?;
         if !verdict.allowed {
-            if let Some(state) = Gcra::decode(state) {
+            if let Some(state) = LimitState::decode(state) {
                 REFUSALS.with(|m| m.borrow_mut().remember(key, state, now));
             }
         }

@@ -1,8 +1,8 @@
 //! The rate-limit counter: one Durable Object per limit key.
 //!
 //! The worker calls `admit(<AdmitRequest>)` of the object named after the key (JavaScript RPC,
-//! [`RateLimiter::admit_rpc`]); the object applies the core's pure GCRA ([`AdmitRequest::apply`])
-//! to its state, which it keeps in memory after the first read. A Durable Object handles one
+//! [`RateLimiter::admit_rpc`]); the object applies the core's pure admission, GCRA or sliding
+//! window ([`AdmitRequest::apply`]), to its state, which it keeps in memory after the first read. A Durable Object handles one
 //! event at a time and its storage calls hold back other events (input gates), and after that
 //! first read an admission does not wait on anything between reading the state and replacing
 //! it, so "read, decide, update" is atomic per key: counts are exact however many isolates send
@@ -23,14 +23,15 @@
 //! has expired the alarm deletes it. `fetch` answers only the object's stored state and counts
 //! (for tests and operators).
 
-use portcullis_core::phase::ratelimit::{AdmitRequest, Gcra, Verdict};
+use portcullis_core::phase::ratelimit::{AdmitRequest, LimitState, Verdict};
 use std::cell::{Cell, RefCell};
 use worker::js_sys::{Function, Object, Promise, Reflect};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
 
-/// Storage key of the state inside the object.
+/// Storage key of the state inside the object (either algorithm's; the name is from when GCRA
+/// was the only one, and stays so that stored states are found).
 const STATE: &str = "gcra";
 
 /// The shortest time between two writes of a key's state (see the module's notes).
@@ -40,7 +41,7 @@ pub const WRITE_BEHIND_MS: u64 = 1000;
 pub struct RateLimiter {
     state: State,
     /// `None` until the stored state has been read once.
-    memo: RefCell<Option<Option<Gcra>>>,
+    memo: RefCell<Option<Option<LimitState>>>,
     /// Whether `memo` holds a change not yet written.
     dirty: Cell<bool>,
     /// Whether storage holds a state (so that there is something to delete).
@@ -136,7 +137,7 @@ async fn settle(pending: JsValue) -> Result<JsValue> {
 }
 
 /// When the clean-up alarm for `state` runs: a second after it expires, so it surely has then.
-fn cleanup_at(state: Gcra) -> u64 {
+fn cleanup_at(state: LimitState) -> u64 {
     state.expires_at_ms().saturating_add(1000)
 }
 
@@ -149,7 +150,7 @@ impl RateLimiter {
     /// The admission as a JavaScript RPC method of the object (`stub.admit(request)`; the class
     /// in `shim.mjs` passes it on): `request` is an [`AdmitRequest::encode`], the answer the
     /// verdict ([`Verdict::encode`]), then, with a refusal, a newline and the state
-    /// ([`Gcra::encode`]). No `Request` or `Response` is made on either side, as `fetch` needs.
+    /// ([`LimitState::encode`]). No `Request` or `Response` is made on either side, as `fetch` needs.
     #[wasm_bindgen(js_name = admit)]
     pub async fn admit_rpc(&self, request: String) -> std::result::Result<String, JsValue> {
         let Some(admit) = AdmitRequest::decode(&request) else {
@@ -166,13 +167,16 @@ impl RateLimiter {
 }
 
 impl RateLimiter {
-    /// One admission: the core's GCRA applied to the key's state, the new state kept (and
-    /// written, see the module's notes). The state comes back with a refusal.
-    async fn admit(&self, admit: AdmitRequest) -> Result<(Verdict, Option<Gcra>)> {
+    /// One admission: the core's algorithm applied to the key's state, the new state kept (and
+    /// written, see the module's notes). A refusal changes nothing, and its state comes back.
+    async fn admit(&self, admit: AdmitRequest) -> Result<(Verdict, Option<LimitState>)> {
         self.calls.set(self.calls.get() + 1);
         let current = self.current().await?;
         let now = Date::now().as_millis();
-        let (verdict, next): (Verdict, Gcra) = admit.apply(current, now);
+        let (verdict, next): (Verdict, LimitState) = admit.apply(current, now);
+        if !verdict.allowed {
+            return Ok((verdict, Some(next)));
+        }
         *self.memo.borrow_mut() = Some(Some(next));
         if current != Some(next) {
             self.dirty.set(true);
@@ -195,11 +199,11 @@ impl RateLimiter {
                 }
             }
         }
-        Ok((verdict, (!verdict.allowed).then_some(next)))
+        Ok((verdict, None))
     }
 
     /// Writes `state`, read from memory at `now`.
-    async fn write(&self, state: Gcra, now: u64, unconfirmed: bool) -> Result<()> {
+    async fn write(&self, state: LimitState, now: u64, unconfirmed: bool) -> Result<()> {
         let (storage, put) = self.storage_method("put")?;
         let value = JsValue::from(state.encode());
         let options = write_options(unconfirmed)?;
@@ -231,7 +235,7 @@ impl RateLimiter {
         Ok((storage, method))
     }
 
-    /// The state as storage holds it ([`Gcra::encode`]), if it does.
+    /// The state as storage holds it ([`LimitState::encode`]), if it does.
     async fn stored_state(&self) -> Result<Option<String>> {
         let (storage, get) = self.storage_method("get")?;
         Ok(settle(get.call1(&storage, &STATE.into())?)
@@ -240,7 +244,7 @@ impl RateLimiter {
     }
 
     /// The state: from memory, or read once from storage (with when the alarm is set).
-    async fn current(&self) -> Result<Option<Gcra>> {
+    async fn current(&self) -> Result<Option<LimitState>> {
         if let Some(state) = *self.memo.borrow() {
             return Ok(state);
         }
@@ -249,7 +253,7 @@ impl RateLimiter {
         self.alarm_at
             .set(alarm.map(|at| u64::try_from(at).unwrap_or(0)));
         self.stored.set(stored.is_some());
-        let state = stored.as_deref().and_then(Gcra::decode);
+        let state = stored.as_deref().and_then(LimitState::decode);
         *self.memo.borrow_mut() = Some(state);
         Ok(state)
     }

@@ -35,7 +35,7 @@ pub fn rust_static(raw: &RawConfig) -> String {
         "// Written by portcullis_core::config::emit from the checked config; do not edit.\n{\n\
          #[allow(unused_imports)]\nuse ::portcullis_core::config::emit::*;\n\
          #[allow(unused_imports)]\n\
-         use ::portcullis_core::config::raw::{AdminAction, Alg, FailMode, ParamType};\n",
+         use ::portcullis_core::config::raw::{AdminAction, Alg, FailMode, LimitAlgorithm, ParamType};\n",
     );
     raw.write(&mut out);
     out.push_str("\n}\n");
@@ -257,7 +257,7 @@ macro_rules! embed_unit_enum {
         }
     )*};
 }
-embed_unit_enum!(FailMode, Alg, AdminAction, ParamType);
+embed_unit_enum!(FailMode, Alg, AdminAction, ParamType, LimitAlgorithm);
 
 /// The mirror of [`RateLimitRef`].
 #[doc(hidden)]
@@ -418,7 +418,8 @@ embed_struct! {
     ApiKeySet => ApiKeySetStatic { header: Option<String>, query: Option<String>, keys: Vec<ApiKey> }
     ApiKey => ApiKeyStatic { consumer: String, sha256: String, scopes: Vec<String> }
     RateLimitPolicy => RateLimitPolicyStatic {
-        key: String, limit: u64, period_s: u64, burst: Option<u64>, shards: Option<u32>,
+        key: String, limit: u64, period_s: u64, algorithm: LimitAlgorithm, burst: Option<u64>,
+        shards: Option<u32>,
         fail: FailMode, ipv4_prefix: Option<u8>, ipv6_prefix: Option<u8>,
     }
     Transform => TransformStatic {
@@ -517,7 +518,7 @@ pub fn rust_embedded(raw: &RawConfig, config: &crate::Config) -> String {
         "// Written by portcullis_core::config::emit from the checked config; do not edit.\n{\n\
          #[allow(unused_imports)]\nuse ::portcullis_core::config::emit::*;\n\
          #[allow(unused_imports)]\n\
-         use ::portcullis_core::config::raw::{AdminAction, Alg, FailMode, ParamType};\n\
+         use ::portcullis_core::config::raw::{AdminAction, Alg, FailMode, LimitAlgorithm, ParamType};\n\
          Embedded {\nraw: ",
     );
     slim.write(&mut out);

@@ -427,7 +427,10 @@ pub struct RateLimitPolicy {
     pub limit: u64,
     /// Period in seconds (1 s to one year).
     pub period_s: u64,
-    /// Requests allowed at once after a quiet period (default: `limit`).
+    /// How requests are counted: `gcra` (default) or `sliding_window`.
+    #[serde(default)]
+    pub algorithm: LimitAlgorithm,
+    /// Requests allowed at once after a quiet period (default: `limit`); `gcra` only.
     pub burst: Option<u64>,
     /// Counters each key is split over (1–64, at most `limit` and `burst`; default 1): for keys
     /// hotter than one counter serves.
@@ -446,6 +449,22 @@ pub struct RateLimitPolicy {
     /// which holds 2^64 addresses).
     #[schemars(range(min = 1, max = 128))]
     pub ipv6_prefix: Option<u8>,
+}
+
+/// How a rate limit counts requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitAlgorithm {
+    /// Generic cell rate algorithm: one request every `period_s / limit`, up to `burst` at once.
+    /// It spaces requests evenly and never admits more than `burst + limit × W / period` in a
+    /// window of `W`.
+    #[default]
+    Gcra,
+    /// Sliding-window counter, as Cloudflare and Kong count: periods aligned to Unix time,
+    /// and a request is admitted while the previous period's count, weighted by how much of it
+    /// still overlaps the last `period_s`, plus this period's count stays within `limit`. No
+    /// aligned period ever admits more than `limit`; any `period_s` at most twice that.
+    SlidingWindow,
 }
 
 /// Header, query and JSON body changes. Header values may use `{consumer}`, `{route}`,

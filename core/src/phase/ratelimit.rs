@@ -1,16 +1,20 @@
-//! Rate limiting: an exact GCRA (generic cell rate algorithm) as a pure function of
-//! (stored state, now, quota, cost) → (verdict, new state), plus the key a request counts against
-//! and the IETF `RateLimit` / `RateLimit-Policy` header fields.
+//! Rate limiting: two exact algorithms, GCRA (generic cell rate algorithm) and the sliding-window
+//! counter ([`window`]), each a pure function of (stored state, now, quota, cost) → (verdict,
+//! new state); the key a request counts against; and the IETF `RateLimit` / `RateLimit-Policy`
+//! header fields.
 //!
-//! Arithmetic is in integer "ticks" of 1/limit ms, so the emission interval `period / limit` is
-//! exact and no rounding lets an extra request through. Reads no clock; stores nothing: the host
-//! applies [`admit`] atomically per key.
+//! GCRA's arithmetic is in integer "ticks" of 1/limit ms, so the emission interval
+//! `period / limit` is exact and no rounding lets an extra request through. Reads no clock;
+//! stores nothing: the host applies [`admit`] atomically per key.
 
 use crate::config::diag::{refuse, Errs};
-use crate::config::raw;
+use crate::config::raw::{self, LimitAlgorithm};
 use crate::host::UnixMillis;
 use crate::store::StoreKey;
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+mod window;
+pub use window::Window;
 
 /// A compiled rate-limit policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +25,9 @@ pub struct Quota {
     pub limit: u64,
     /// Period in milliseconds.
     pub period_ms: u64,
-    /// Requests allowed at once.
+    /// How requests are counted.
+    pub algorithm: LimitAlgorithm,
+    /// Requests allowed at once (GCRA; a sliding window's is its `limit`).
     pub burst: u64,
     /// Counters each key is split over (1: one counter); see [`Quota::shard`].
     pub shards: u32,
@@ -134,6 +140,7 @@ impl Quota {
             name: self.name.clone(),
             limit: part(self.limit).max(1),
             period_ms: self.period_ms,
+            algorithm: self.algorithm,
             burst: part(self.burst).max(1),
             shards: 1,
             key: self.key.clone(),
@@ -177,32 +184,51 @@ impl LimitKey {
     }
 }
 
-/// The limiter state for one key: the theoretical arrival time in ticks of 1/`scale` ms.
+/// A GCRA state for one key: the theoretical arrival time in ticks of 1/`scale` ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gcra {
     tat: u128,
     scale: u64,
 }
 
-impl Gcra {
-    /// The stored form: `"tat:scale"`.
+/// The limiter state for one key, of either algorithm. A state of the other algorithm than the
+/// policy's (the policy changed) counts as none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitState {
+    Gcra(Gcra),
+    Window(Window),
+}
+
+impl LimitState {
+    /// The stored form: `"tat:scale"` for GCRA, [`Window::encode`] for a sliding window.
     pub fn encode(&self) -> String {
-        format!("{}:{}", self.tat, self.scale)
+        match self {
+            LimitState::Gcra(g) => format!("{}:{}", g.tat, g.scale),
+            LimitState::Window(w) => w.encode(),
+        }
     }
 
     /// Reads the stored form; `None` for anything malformed (treated as no state).
-    pub fn decode(s: &str) -> Option<Gcra> {
+    pub fn decode(s: &str) -> Option<LimitState> {
+        if let Some(fields) = s.strip_prefix("w:") {
+            return Window::decode(fields).map(LimitState::Window);
+        }
         let (tat, scale) = s.split_once(':')?;
         let scale: u64 = scale.parse().ok()?;
-        (scale > 0).then_some(Gcra {
+        (scale > 0).then_some(LimitState::Gcra(Gcra {
             tat: tat.parse().ok()?,
             scale,
-        })
+        }))
     }
 
     /// Milliseconds after which the state no longer matters (a store may expire it then).
     pub fn expires_at_ms(&self) -> u64 {
-        u64::try_from(self.tat.div_ceil(u128::from(self.scale))).unwrap_or(u64::MAX)
+        match self {
+            LimitState::Gcra(g) => {
+                u64::try_from(g.tat.div_ceil(u128::from(g.scale))).unwrap_or(u64::MAX)
+            }
+            LimitState::Window(w) => w.expires_at_ms(),
+        }
     }
 }
 
@@ -212,9 +238,9 @@ impl Gcra {
 /// admitted than the counter allows:
 ///
 /// - A counter's state only moves towards "refuse" between two of its answers (an admission
-///   raises its `tat`; time is the only thing that lowers what is left to wait, and [`admit`]
-///   takes `now`). So a request that the remembered state refuses at `now` is refused by the
-///   counter's current state too.
+///   raises GCRA's `tat`, or a sliding window's count; time is the only thing that lowers what
+///   is used, and [`admit`] takes `now`). So a request that the remembered state refuses at
+///   `now` is refused by the counter's current state too.
 /// - Once the remembered state would admit the request, the entry is dropped and the counter is
 ///   asked, as without the memo.
 ///
@@ -224,7 +250,7 @@ impl Gcra {
 /// states that have expired, and then all of them, which only costs counter calls.
 #[derive(Debug, Default)]
 pub struct RefusalMemo {
-    states: std::collections::HashMap<String, Gcra>,
+    states: std::collections::HashMap<String, LimitState>,
     max: usize,
 }
 
@@ -256,7 +282,7 @@ impl RefusalMemo {
     }
 
     /// Remembers the state the counter for `key` had when it refused a request.
-    pub fn remember(&mut self, key: &str, state: Gcra, now: UnixMillis) {
+    pub fn remember(&mut self, key: &str, state: LimitState, now: UnixMillis) {
         if self.max == 0 {
             return;
         }
@@ -314,8 +340,37 @@ pub struct Verdict {
     pub retry_after_s: u64,
 }
 
-/// Applies one request of `cost` at `now`. Pure: the caller stores the returned state.
-pub fn admit(quota: &Quota, state: Option<Gcra>, now: UnixMillis, cost: u32) -> (Verdict, Gcra) {
+/// Applies one request of `cost` at `now` with the quota's algorithm. Pure: the caller stores
+/// the returned state (a refusal returns the state unchanged but for the passing of time, so
+/// there is nothing to store).
+pub fn admit(
+    quota: &Quota,
+    state: Option<LimitState>,
+    now: UnixMillis,
+    cost: u32,
+) -> (Verdict, LimitState) {
+    match quota.algorithm {
+        LimitAlgorithm::Gcra => {
+            let state = state.and_then(|s| match s {
+                LimitState::Gcra(g) => Some(g),
+                LimitState::Window(_) => None,
+            });
+            let (verdict, next) = admit_gcra(quota, state, now, cost);
+            (verdict, LimitState::Gcra(next))
+        }
+        LimitAlgorithm::SlidingWindow => {
+            let state = state.and_then(|s| match s {
+                LimitState::Window(w) => Some(w),
+                LimitState::Gcra(_) => None,
+            });
+            let (verdict, next) = window::admit(quota, state, now, cost);
+            (verdict, LimitState::Window(next))
+        }
+    }
+}
+
+/// GCRA: one request of `cost` at `now`.
+fn admit_gcra(quota: &Quota, state: Option<Gcra>, now: UnixMillis, cost: u32) -> (Verdict, Gcra) {
     let scale = quota.limit.max(1);
     let now_t = u128::from(now) * u128::from(scale);
     let interval = u128::from(quota.period_ms); // period/limit ms, in ticks of 1/limit ms
@@ -358,11 +413,13 @@ pub fn admit(quota: &Quota, state: Option<Gcra>, now: UnixMillis, cost: u32) -> 
 }
 
 /// One [`admit`] call sent to a counter that lives elsewhere (a Durable Object, a store with
-/// compare-and-swap): the quota's numbers and the cost, as `"limit:period_ms:burst:cost"`.
+/// compare-and-swap): the quota's numbers and the cost, as `"limit:period_ms:burst:cost"`, and
+/// `":w"` after them for a sliding window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdmitRequest {
     pub limit: u64,
     pub period_ms: u64,
+    pub algorithm: LimitAlgorithm,
     pub burst: u64,
     pub cost: u32,
 }
@@ -372,25 +429,35 @@ impl AdmitRequest {
         AdmitRequest {
             limit: quota.limit,
             period_ms: quota.period_ms,
+            algorithm: quota.algorithm,
             burst: quota.burst,
             cost,
         }
     }
 
     pub fn encode(&self) -> String {
+        let window = match self.algorithm {
+            LimitAlgorithm::Gcra => "",
+            LimitAlgorithm::SlidingWindow => ":w",
+        };
         format!(
-            "{}:{}:{}:{}",
+            "{}:{}:{}:{}{window}",
             self.limit, self.period_ms, self.burst, self.cost
         )
     }
 
     /// Reads the wire form; `None` when malformed or when a number is zero.
     pub fn decode(s: &str) -> Option<AdmitRequest> {
+        let (s, algorithm) = match s.strip_suffix(":w") {
+            Some(numbers) => (numbers, LimitAlgorithm::SlidingWindow),
+            None => (s, LimitAlgorithm::Gcra),
+        };
         let mut it = s.split(':');
         let mut next = || it.next()?.parse::<u64>().ok().filter(|n| *n > 0);
         let r = AdmitRequest {
             limit: next()?,
             period_ms: next()?,
+            algorithm,
             burst: next()?,
             cost: u32::try_from(next()?).ok()?,
         };
@@ -398,11 +465,12 @@ impl AdmitRequest {
     }
 
     /// Applies this request to `state` at `now`, as [`admit`] does.
-    pub fn apply(&self, state: Option<Gcra>, now: UnixMillis) -> (Verdict, Gcra) {
+    pub fn apply(&self, state: Option<LimitState>, now: UnixMillis) -> (Verdict, LimitState) {
         let quota = Quota {
             name: String::new(),
             limit: self.limit,
             period_ms: self.period_ms,
+            algorithm: self.algorithm,
             burst: self.burst,
             shards: 1,
             key: LimitKey::Route,
@@ -516,6 +584,12 @@ impl Quota {
         }
         if q.burst == Some(0) {
             refuse!(e, format!("{path}.burst"), "must be greater than 0");
+        } else if q.burst.is_some() && q.algorithm == LimitAlgorithm::SlidingWindow {
+            refuse!(
+                e,
+                format!("{path}.burst"),
+                "a sliding window admits up to `limit` at once: `burst` is for `gcra`",
+            );
         }
         let shards = q.shards.unwrap_or(1);
         let burst = q.burst.unwrap_or(q.limit);
@@ -558,6 +632,7 @@ impl Quota {
             name: name.to_string(),
             limit: q.limit,
             period_ms: q.period_s.saturating_mul(1000),
+            algorithm: q.algorithm,
             burst,
             shards,
             key: key.unwrap_or(LimitKey::Ip),
@@ -572,11 +647,12 @@ mod tests {
     use crate::store::Kind;
     use proptest::prelude::*;
 
-    fn quota(limit: u64, period_s: u64, burst: u64) -> Quota {
+    pub(super) fn quota(limit: u64, period_s: u64, burst: u64) -> Quota {
         Quota {
             name: "q".into(),
             limit,
             period_ms: period_s * 1000,
+            algorithm: LimitAlgorithm::Gcra,
             burst,
             shards: 1,
             key: LimitKey::Ip,
@@ -591,8 +667,20 @@ mod tests {
         let r = AdmitRequest::new(&q, 2);
         assert_eq!(r.encode(), "50:60000:5:2");
         assert_eq!(AdmitRequest::decode(&r.encode()), Some(r));
+        let sliding = Quota {
+            algorithm: LimitAlgorithm::SlidingWindow,
+            ..quota(50, 60, 50)
+        };
+        let w = AdmitRequest::new(&sliding, 2);
+        assert_eq!(w.encode(), "50:60000:50:2:w");
+        assert_eq!(AdmitRequest::decode(&w.encode()), Some(w));
+        assert_eq!(w.apply(None, 1_000), admit(&sliding, None, 1_000, 2));
         for bad in [
             "",
+            ":w",
+            "50:60000:5:w",
+            "50:60000:5:2:x",
+            "50:60000:5:2:w:w",
             "50:60000:5",
             "50:60000:5:2:9",
             "0:60000:5:2",
@@ -762,9 +850,9 @@ mod tests {
     #[test]
     fn state_round_trips_and_rejects_garbage() {
         let (_, s) = admit(&quota(7, 1, 7), None, 123_456, 1);
-        assert_eq!(Gcra::decode(&s.encode()), Some(s));
+        assert_eq!(LimitState::decode(&s.encode()), Some(s));
         for bad in ["", "1", "x:1", "1:0", "1:-1", "1:2:3"] {
-            assert_eq!(Gcra::decode(bad), None, "{bad}");
+            assert_eq!(LimitState::decode(bad), None, "{bad}");
         }
     }
 
@@ -839,7 +927,11 @@ mod tests {
                 } else {
                     // the state only catches up with now (its unit is 1/limit ms)
                     let now_t = u128::from(t) * u128::from(limit);
-                    prop_assert_eq!(next.tat, state.map_or(0, |s: Gcra| s.tat).max(now_t));
+                    let tat = |s: Option<LimitState>| match s {
+                        Some(LimitState::Gcra(g)) => g.tat,
+                        _ => 0,
+                    };
+                    prop_assert_eq!(tat(Some(next)), tat(state).max(now_t));
                 }
                 state = Some(next);
             }
@@ -884,14 +976,17 @@ mod tests {
         }
 
         /// Isolates that answer remembered refusals themselves decide every request exactly as
-        /// the counter alone would: the same requests are admitted, in any interleaving and with
-        /// any mix of costs.
+        /// the counter alone would, with either algorithm: the same requests are admitted, in
+        /// any interleaving and with any mix of costs.
         #[test]
         fn remembered_refusals_decide_as_the_counter_would(
-            limit in 1u64..20, period_s in 1u64..30, extra_burst in 0u64..4,
+            limit in 1u64..20, period_s in 1u64..30, extra_burst in 0u64..4, sliding: bool,
             requests in proptest::collection::vec((0u64..3_000, 0usize..3, 1u32..4), 1..300),
         ) {
-            let q = quota(limit, period_s, limit + extra_burst);
+            let q = match sliding {
+                true => Quota { algorithm: LimitAlgorithm::SlidingWindow, ..quota(limit, period_s, limit) },
+                false => quota(limit, period_s, limit + extra_burst),
+            };
             let (mut alone, mut shared) = (None, None);
             let mut memos: Vec<RefusalMemo> = (0..3).map(|_| RefusalMemo::new(4)).collect();
             let mut t = 1_700_000_000_000u64;

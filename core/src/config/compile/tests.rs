@@ -679,6 +679,27 @@ fn an_access_log_sample_outside_0_to_1_is_refused() {
 }
 
 #[test]
+fn a_sliding_window_takes_no_burst_and_an_unknown_algorithm_is_named() {
+    let policy = |algorithm: &str, more: &str| {
+        format!("[rate_limits.p]\nkey = \"ip\"\nlimit = 10\nperiod_s = 60\nalgorithm = \"{algorithm}\"\n{more}")
+    };
+    assert_eq!(
+        errors(&policy("sliding_window", "burst = 20\n")),
+        "gateway.toml:6:9 rate_limits.p.burst: a sliding window admits up to `limit` at once: \
+         `burst` is for `gcra`\n1 error; nothing was loaded\n"
+    );
+    assert_eq!(
+        errors(&policy("leaky_bucket", "")),
+        "gateway.toml:5:13 rate_limits.p.algorithm: unknown variant `leaky_bucket`, expected \
+         `gcra` or `sliding_window`\n1 error; nothing was loaded\n"
+    );
+    let config = Config::from_toml(&policy("sliding_window", "")).unwrap();
+    let w = config.rate_limits.iter().next().unwrap();
+    let sliding = crate::config::raw::LimitAlgorithm::SlidingWindow;
+    assert_eq!((w.algorithm, w.limit, w.burst), (sliding, 10, 10));
+}
+
+#[test]
 fn a_route_cost_is_a_whole_number_the_policy_can_admit_at_once() {
     let config = |policy: &str, rate_limit: &str| {
         format!(
