@@ -282,6 +282,56 @@ respond = { status = 200 }
 }
 
 #[test]
+fn a_sliding_window_weighs_the_previous_minute_by_its_overlap() {
+    let gw = gateway(
+        r#"
+[rate_limits.minute]
+key = "ip"
+limit = 4
+period_s = 60
+algorithm = "sliding_window"
+
+[[routes]]
+name = "r"
+path = "/r"
+rate_limit = "minute"
+respond = { status = 200 }
+"#,
+    );
+    let host = Backend::default().host();
+    let go = || {
+        let res = send(&gw, &host, req("GET", "/r", &[], ""), "192.0.2.1");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        (
+            res.status().as_u16(),
+            header("ratelimit").unwrap(),
+            header("retry-after"),
+        )
+    };
+    let minute = 1_700_000_040_000; // a whole minute of Unix time
+    host.set_now(minute + 50_000);
+    for left in (0..4).rev() {
+        assert_eq!(go(), (200, format!("\"minute\";r={left};t=70"), None));
+    }
+    // the 4 weigh 4 × 45/60 = 3 a quarter into the next minute, and 2 at its half
+    host.set_now(minute + 75_000);
+    assert_eq!(go(), (200, "\"minute\";r=0;t=105".into(), None));
+    assert_eq!(
+        go(),
+        (429, "\"minute\";r=0;t=105".into(), Some("15".into()))
+    );
+    host.set_now(minute + 90_000);
+    assert_eq!(go(), (200, "\"minute\";r=0;t=90".into(), None));
+    // two minutes on, nothing weighs
+    host.set_now(minute + 180_000);
+    assert_eq!(go(), (200, "\"minute\";r=3;t=120".into(), None));
+}
+
+#[test]
 fn unknown_paths_and_methods_are_problems() {
     let gw = gateway(CONFIG);
     let host = Backend::default().host();

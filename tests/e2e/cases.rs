@@ -706,6 +706,45 @@ pub fn weighted_routes_share_one_budget(s: &Suite) {
     assert_eq!(light, [200, 200, 429]);
 }
 
+/// A sliding window of 5 a minute (`sliding`), periods aligned to whole minutes of Unix time: 30
+/// requests at once admit exactly 5, and the refusals' `Retry-After` and reset are those of the
+/// runtime's minute (within 2 s of the test's clock).
+pub fn a_sliding_window_counts_aligned_periods_exactly(s: &Suite) {
+    // a burst that straddled two minutes would weigh the first minute's requests; start clear of
+    // the boundary instead (at most 6 s of waiting)
+    let into_minute = now_ms() % 60_000;
+    if into_minute > 54_000 {
+        std::thread::sleep(std::time::Duration::from_millis(61_000 - into_minute));
+    }
+    let ip = s.client_ip();
+    let replies = gets_at_once_from(s, &ip, "/sliding", 30);
+    let elapsed_s = (now_ms() % 60_000) as i64 / 1000;
+    let mut left: Vec<u64> = replies
+        .iter()
+        .filter(|r| r.status == 200)
+        .filter_map(remaining)
+        .collect();
+    left.sort_unstable();
+    assert_eq!(left, [0, 1, 2, 3, 4]);
+    let refused: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(refused.len(), 25);
+    let near = |got: Option<&str>, want: i64, what: &str| {
+        let got: i64 = got.and_then(|v| v.parse().ok()).unwrap_or(-1);
+        assert!(
+            (got - want).abs() <= 2,
+            "{what}: {got} s, expected {want} ± 2 s"
+        );
+    };
+    for r in refused {
+        assert_eq!(r.header("ratelimit-policy"), Some("\"sliding\";q=5;w=60"));
+        assert_eq!(remaining(r), Some(0));
+        // the 5 weigh 4 or less 12 s into the next minute; they clear when it ends
+        near(r.header("retry-after"), 72 - elapsed_s, "Retry-After");
+        let reset = r.header("ratelimit").and_then(|v| v.split(";t=").nth(1));
+        near(reset, 120 - elapsed_s, "RateLimit reset");
+    }
+}
+
 pub fn sharded_rate_limit_under_concurrency(s: &Suite) {
     let replies = gets_at_once(s, "/sharded", 200);
     let ok = replies.iter().filter(|r| r.status == 200).count();
@@ -1174,6 +1213,7 @@ macro_rules! e2e_cases {
             hmac_secret_from_the_environment,
             exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, weighted_routes_share_one_budget,
+            a_sliding_window_counts_aligned_periods_exactly,
             a_route_believes_its_own_proxies,
             shared_cache, cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
