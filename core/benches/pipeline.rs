@@ -273,16 +273,26 @@ fn phases(c: &mut Criterion) {
         name: "q".into(),
         limit: 100,
         period_ms: 60_000,
+        algorithm: portcullis_core::config::raw::LimitAlgorithm::Gcra,
         burst: 100,
         shards: 1,
         key: ratelimit::LimitKey::Ip,
         ip_prefix: ratelimit::IpPrefix::default(),
         fail_open: true,
     };
-    let (_, state) = ratelimit::admit(&quota, None, NOW, 1);
-    g.bench_function("ratelimit/admit", |b| {
-        b.iter(|| ratelimit::admit(&quota, black_box(Some(state)), NOW, 1))
-    });
+    let sliding = ratelimit::Quota {
+        algorithm: portcullis_core::config::raw::LimitAlgorithm::SlidingWindow,
+        ..quota.clone()
+    };
+    for (name, quota) in [
+        ("ratelimit/admit", &quota),
+        ("ratelimit/admit-sliding-window", &sliding),
+    ] {
+        let (_, state) = ratelimit::admit(quota, None, NOW, 1);
+        g.bench_function(name, |b| {
+            b.iter(|| ratelimit::admit(quota, black_box(Some(state)), NOW, 1))
+        });
+    }
 
     let rule = cache::CacheRule {
         ttl_s: 30,
