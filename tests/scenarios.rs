@@ -332,6 +332,82 @@ respond = { status = 200 }
 }
 
 #[test]
+fn several_limits_on_a_route_all_apply_and_a_refusal_charges_none() {
+    let gw = gateway(
+        r#"
+[rate_limits.second]
+key = "ip"
+limit = 2
+period_s = 1
+
+[rate_limits.minute]
+key = "ip"
+limit = 3
+period_s = 60
+algorithm = "sliding_window"
+
+[[routes]]
+name = "both"
+path = "/both"
+rate_limit = ["second", "minute"]
+respond = { status = 200 }
+
+[[routes]]
+name = "fast"
+path = "/fast"
+rate_limit = "second"
+respond = { status = 200 }
+"#,
+    );
+    let host = Backend::default().host();
+    let go = |path: &str| {
+        let res = send(&gw, &host, req("GET", path, &[], ""), "192.0.2.1");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        (
+            res.status().as_u16(),
+            header("ratelimit"),
+            header("retry-after"),
+        )
+    };
+    let minute = 1_700_000_040_000; // a whole minute of Unix time
+    host.set_now(minute);
+    let res = send(&gw, &host, req("GET", "/both", &[], ""), "192.0.2.1");
+    assert_eq!(
+        res.headers()["ratelimit-policy"],
+        "\"second\";q=2;w=1, \"minute\";q=3;w=60"
+    );
+    assert_eq!(
+        res.headers()["ratelimit"],
+        "\"second\";r=1;t=1, \"minute\";r=2;t=120"
+    );
+    let both = |r: u64, m: u64| Some(format!("\"second\";r={r};t=1, \"minute\";r={m};t=120"));
+    assert_eq!(go("/both"), (200, both(0, 1), None));
+    // the first limit refuses: the second is not asked, so nothing is charged to it
+    assert_eq!(
+        go("/both"),
+        (429, Some("\"second\";r=0;t=1".into()), Some("1".into()))
+    );
+    host.set_now(minute + 1_000);
+    assert_eq!(go("/both").0, 200); // the minute's third
+                                    // the second admits, the minute refuses: the second's charge is given back, so a route
+                                    // charging only the second still finds both of its requests
+    host.set_now(minute + 2_000);
+    let (status, limits, retry) = go("/both");
+    // the three weigh 2 or less 20 s into the next minute
+    assert_eq!((status, retry), (429, Some("78".into())));
+    assert_eq!(
+        limits.as_deref(),
+        Some("\"second\";r=1;t=1, \"minute\";r=0;t=118")
+    );
+    assert_eq!(go("/fast").1, Some("\"second\";r=1;t=1".into()));
+    assert_eq!(go("/fast").1, Some("\"second\";r=0;t=1".into()));
+}
+
+#[test]
 fn unknown_paths_and_methods_are_problems() {
     let gw = gateway(CONFIG);
     let host = Backend::default().host();

@@ -45,6 +45,11 @@ export class RateLimiter extends DurableObject {
     return this.#rust().admit(request);
   }
 
+  // the worker gives back an admission its route's other limit refused
+  refund(request) {
+    return this.#rust().refund(request);
+  }
+
   // the object's state and counts, for tests and operators
   fetch(request) {
     return this.#rust().fetch(request);

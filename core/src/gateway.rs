@@ -76,8 +76,8 @@ struct Ctx<'a> {
     scheme: Option<&'a str>,
     route: Option<&'a Route>,
     consumer: Option<Rc<Consumer>>,
-    /// The rate limit applied (index into the config's) and its verdict.
-    limit: Option<(Id<ratelimit::Quota>, Verdict)>,
+    /// The rate limits asked (indexes into the config's), in order, and their verdicts.
+    limits: Vec<(Id<ratelimit::Quota>, Verdict)>,
     log: AccessLog<'a>,
 }
 
@@ -253,7 +253,7 @@ impl Gateway {
             scheme: uri.scheme_str(),
             route: None,
             consumer: None,
-            limit: None,
+            limits: Vec::new(),
             log,
         };
         let req = Incoming {
@@ -308,8 +308,9 @@ impl Gateway {
         // 3. auth, and 4. rate limit
         self.authenticate(r, &headers, uri.query(), ctx, host)
             .await?;
-        if let Some(qi) = r.rate_limit {
-            self.charge_limit(qi, r, ctx, &headers, host).await?;
+        if !r.rate_limits.is_empty() {
+            self.charge_limits(&r.rate_limits, r, ctx, &headers, host)
+                .await?;
         }
 
         // 5. route
@@ -409,9 +410,18 @@ impl Gateway {
         host: &H,
     ) -> Response<Body<S>> {
         let t = host.monotonic_us();
-        if let Some((i, verdict)) = &ctx.limit {
-            let (policy, name) = &self.limit_fields[i.index()];
-            ratelimit::set_headers_with(res.headers_mut(), policy, name, verdict);
+        match ctx.limits.as_slice() {
+            [] => {}
+            [(i, verdict)] => {
+                let (policy, name) = &self.limit_fields[i.index()];
+                ratelimit::set_headers_with(res.headers_mut(), policy, name, verdict);
+            }
+            several => {
+                let fields = several
+                    .iter()
+                    .map(|(i, verdict)| (&self.limit_fields[i.index()], verdict));
+                ratelimit::set_list_headers(res.headers_mut(), fields);
+            }
         }
         if let Some(cors) = ctx.route.and_then(|r| r.cors).map(|i| &self.config.cors[i]) {
             transform::cors_response(cors, origin, res.headers_mut());

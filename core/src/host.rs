@@ -5,7 +5,7 @@
 //! single-threaded, and the adapters' futures hold JS or WASI handles.
 
 use crate::body::{Body, ReadError};
-use crate::phase::ratelimit::{Quota, Verdict};
+use crate::phase::ratelimit::{LimitState, Quota, Verdict};
 use crate::store::StoreKey;
 use bytes::Bytes;
 use http::{Request, Response};
@@ -118,13 +118,24 @@ pub trait Host {
     fn random(&self) -> u64;
     /// Applies one request of `cost` to the counter `key` under `quota`, atomically: the host
     /// reads the state, calls [`crate::phase::ratelimit::admit`], stores the new state and returns
-    /// the verdict, with no other request for the same key in between.
+    /// the verdict, with no other request for the same key in between. An admission also returns
+    /// the state it stored, which a refund of the request names.
     async fn rate_limit(
         &self,
         key: &StoreKey,
         quota: &Quota,
         cost: u32,
-    ) -> Result<Verdict, HostError>;
+    ) -> Result<(Verdict, Option<LimitState>), HostError>;
+    /// Gives back a request of `cost` that [`Host::rate_limit`] admitted, leaving the state
+    /// `charged`, atomically in the same way: the host reads the state, calls
+    /// [`crate::phase::ratelimit::refund`] and stores what it returns (when it returns one).
+    async fn rate_limit_refund(
+        &self,
+        key: &StoreKey,
+        quota: &Quota,
+        cost: u32,
+        charged: LimitState,
+    ) -> Result<(), HostError>;
     /// Reads a value from the shared key-value store.
     async fn store_get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, HostError>;
     /// Writes a value that expires after `ttl_s` seconds.

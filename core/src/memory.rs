@@ -179,7 +179,7 @@ impl Host for MemoryHost {
         key: &StoreKey,
         quota: &Quota,
         cost: u32,
-    ) -> Result<Verdict, HostError> {
+    ) -> Result<(Verdict, Option<LimitState>), HostError> {
         self.check_store()?;
         let key = key.as_str();
         let mut counters = self.counters.borrow_mut();
@@ -187,11 +187,28 @@ impl Host for MemoryHost {
         if let Some(slot) = counters.get_mut(key) {
             let (verdict, state) = ratelimit::admit(quota, Some(*slot), self.now(), cost);
             *slot = state;
-            return Ok(verdict);
+            return Ok((verdict, verdict.allowed.then_some(state)));
         }
         let (verdict, state) = ratelimit::admit(quota, None, self.now(), cost);
         counters.insert(key.to_string(), state);
-        Ok(verdict)
+        Ok((verdict, verdict.allowed.then_some(state)))
+    }
+
+    async fn rate_limit_refund(
+        &self,
+        key: &StoreKey,
+        quota: &Quota,
+        cost: u32,
+        charged: LimitState,
+    ) -> Result<(), HostError> {
+        self.check_store()?;
+        let mut counters = self.counters.borrow_mut();
+        if let Some(slot) = counters.get_mut(key.as_str()) {
+            if let Some(back) = ratelimit::refund(quota, Some(*slot), cost, charged) {
+                *slot = back;
+            }
+        }
+        Ok(())
     }
 
     async fn store_get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, HostError> {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures_util::future::{select, Either};
 use http::{Request, Response};
 use portcullis_core::body::declared_length;
-use portcullis_core::phase::ratelimit::{admit, LimitState, Quota, Verdict};
+use portcullis_core::phase::ratelimit::{admit, refund, LimitState, Quota, Verdict};
 use portcullis_core::store::StoreKey;
 use portcullis_core::{
     Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis, HEADER_ROOM,
@@ -212,6 +212,81 @@ impl SpinHost {
     }
 }
 
+impl SpinHost {
+    /// Compare-and-swap on `wasi:keyvalue/atomics` (Spin serves it next to `spin:key-value`, over
+    /// the same stores): read the rate-limit state through a `cas` handle, apply `change` (the
+    /// core's admission or refund: what to answer, and the state to store, if any), and swap the
+    /// new state in only if nobody changed it meanwhile; otherwise read again. So counts are
+    /// exact however many instances handle the same key at once. After [`CAS_ATTEMPTS`] lost
+    /// races the call fails, and the rate limit's `fail_open` decides. A fresh sweep tombstone
+    /// (`expiry.rs`) is waited out: it is gone once the sweeper deletes it, and reads as no state
+    /// once it is older than `TOMBSTONE_HOLD_MS`, so the wait ends either way.
+    ///
+    /// A key with no entry at all is never swapped: Spin 4.1's SQLite store turns a swap from "no
+    /// entry" into a blind write (`INSERT … ON CONFLICT DO UPDATE`), so two requests that both
+    /// found none would both be admitted as the first. One request creates the entry: the one
+    /// its creation counter ([`creation_turn`]) gives the first turn; the others wait for it.
+    async fn update_limit<R>(
+        &self,
+        key: &StoreKey,
+        change: impl Fn(Option<LimitState>, UnixMillis) -> (R, Option<LimitState>),
+    ) -> Result<R, HostError> {
+        let key = key.as_str();
+        let bucket = self.bucket()?;
+        let (mut lost, mut waited) = (0, 0);
+        while lost < CAS_ATTEMPTS && waited <= 2 * CREATION_WAITS {
+            let cas = Cas::new(bucket, key).map_err(|e| kv_error("compare-and-swap", e))?;
+            let stored = cas
+                .current()
+                .map_err(|e| kv_error("compare-and-swap read", e))?;
+            // the clock after the read: whoever wrote the state read it before writing, so this
+            // request never applies an earlier time to a later state (which would show it one
+            // fewer remaining than it has)
+            let now = self.now();
+            let creating = stored.is_none();
+            if let Some(Stored::Tombstone { fresh: true }) =
+                stored.as_deref().map(|v| classify(v, now))
+            {
+                spin_sdk::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            let state = stored
+                .and_then(|v| unwrap_live(v, now))
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| LimitState::decode(&s));
+            let (answer, next) = change(state, now);
+            let Some(next) = next else {
+                return Ok(answer); // nothing to write
+            };
+            if creating && !creation_turn(bucket, key, waited)? {
+                // another request is creating it: read again shortly
+                waited += 1;
+                spin_sdk::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            let value = wrap(next.encode().as_bytes(), next.expires_at_ms());
+            if creating {
+                // this request's turn: it alone writes the entry (a swap would write as blindly)
+                bucket
+                    .set(key, &value)
+                    .map_err(|e| kv_error("rate-limit state write", e))?;
+                return Ok(answer);
+            }
+            if swapped(cas, &value, "compare-and-swap write")? {
+                return Ok(answer);
+            }
+            // lost a race: back off a little, growing with each loss, then read again
+            lost += 1;
+            let jitter = self.random() % u64::from(lost);
+            spin_sdk::time::sleep(Duration::from_micros(100 * jitter)).await;
+        }
+        Err(HostError(format!(
+            "rate limit {key:?}: {lost} compare-and-swap attempts lost to concurrent updates, \
+             {waited} reads waiting for its creation"
+        )))
+    }
+}
+
 impl Host for SpinHost {
     type Stream = SpinStream;
 
@@ -233,77 +308,32 @@ impl Host for SpinHost {
         u64::from_le_bytes(b)
     }
 
-    /// Compare-and-swap on `wasi:keyvalue/atomics` (Spin serves it next to `spin:key-value`, over
-    /// the same stores): read the state through a `cas` handle, apply the core's GCRA, and swap
-    /// the new state in only if nobody changed it meanwhile; otherwise read again. So counts are
-    /// exact however many instances handle the same key at once. After [`CAS_ATTEMPTS`] lost
-    /// races the call fails, and the rate limit's `fail_open` decides. A fresh sweep tombstone
-    /// (`expiry.rs`) is waited out: it is gone once the sweeper deletes it, and reads as no state
-    /// once it is older than `TOMBSTONE_HOLD_MS`, so the wait ends either way.
-    ///
-    /// A key with no entry at all is never swapped: Spin 4.1's SQLite store turns a swap from "no
-    /// entry" into a blind write (`INSERT … ON CONFLICT DO UPDATE`), so two requests that both
-    /// found none would both be admitted as the first. One request creates the entry: the one
-    /// its creation counter ([`creation_turn`]) gives the first turn; the others wait for it.
+    /// Applies the core's admission to the key's state by [`SpinHost::update_limit`].
     async fn rate_limit(
         &self,
         key: &StoreKey,
         quota: &Quota,
         cost: u32,
-    ) -> Result<Verdict, HostError> {
-        let key = key.as_str();
-        let bucket = self.bucket()?;
-        let (mut lost, mut waited) = (0, 0);
-        while lost < CAS_ATTEMPTS && waited <= 2 * CREATION_WAITS {
-            let cas = Cas::new(bucket, key).map_err(|e| kv_error("compare-and-swap", e))?;
-            let stored = cas
-                .current()
-                .map_err(|e| kv_error("compare-and-swap read", e))?;
-            // the clock after the read: whoever wrote the state read it before writing, so this
-            // request never applies an earlier time to a later state (which would show it one
-            // fewer remaining than it has)
-            let now = self.now();
-            let creating = stored.is_none();
-            if creating && !creation_turn(bucket, key, waited)? {
-                // another request is creating it: read again shortly
-                waited += 1;
-                spin_sdk::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-            if let Some(Stored::Tombstone { fresh: true }) =
-                stored.as_deref().map(|v| classify(v, now))
-            {
-                spin_sdk::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-            let state = stored
-                .and_then(|v| unwrap_live(v, now))
-                .and_then(|v| String::from_utf8(v).ok())
-                .and_then(|s| LimitState::decode(&s));
+    ) -> Result<(Verdict, Option<LimitState>), HostError> {
+        self.update_limit(key, |state, now| {
             let (verdict, next) = admit(quota, state, now, cost);
-            if !verdict.allowed {
-                return Ok(verdict); // refused: nothing to write
-            }
-            let value = wrap(next.encode().as_bytes(), next.expires_at_ms());
-            if creating {
-                // this request's turn: it alone writes the entry (a swap would write as blindly)
-                bucket
-                    .set(key, &value)
-                    .map_err(|e| kv_error("rate-limit state write", e))?;
-                return Ok(verdict);
-            }
-            if swapped(cas, &value, "compare-and-swap write")? {
-                return Ok(verdict);
-            }
-            // lost a race: back off a little, growing with each loss, then read again
-            lost += 1;
-            let jitter = self.random() % u64::from(lost);
-            spin_sdk::time::sleep(Duration::from_micros(100 * jitter)).await;
-        }
-        Err(HostError(format!(
-            "rate limit {key:?}: {lost} compare-and-swap attempts lost to concurrent updates, \
-             {waited} reads waiting for its creation"
-        )))
+            // a refusal changes nothing: nothing to write
+            let next = verdict.allowed.then_some(next);
+            ((verdict, next), next)
+        })
+        .await
+    }
+
+    /// Applies the core's refund to the key's state by [`SpinHost::update_limit`].
+    async fn rate_limit_refund(
+        &self,
+        key: &StoreKey,
+        quota: &Quota,
+        cost: u32,
+        charged: LimitState,
+    ) -> Result<(), HostError> {
+        self.update_limit(key, |state, _| ((), refund(quota, state, cost, charged)))
+            .await
     }
 
     async fn store_get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, HostError> {

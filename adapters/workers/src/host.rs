@@ -128,35 +128,37 @@ impl Host for WorkersHost {
         key: &StoreKey,
         quota: &Quota,
         cost: u32,
-    ) -> Result<Verdict, HostError> {
+    ) -> Result<(Verdict, Option<LimitState>), HostError> {
         let key = key.as_str();
         let now = self.now();
         if let Some(refused) = REFUSALS.with(|m| m.borrow_mut().refusal(key, quota, now, cost)) {
-            return Ok(refused);
+            return Ok((refused, None));
         }
         // the object's `admit` method by JavaScript RPC (a `fetch` made a `Request` and a
         // `Response` on both sides; BENCHMARKS.md, "Workers: Portcullis against Hono")
-        let env: &JsValue = self.env.as_ref();
-        let namespace = js_sys::Reflect::get(env, &JsValue::from_str(LIMITER))
-            .ok()
-            .filter(|ns| !ns.is_undefined())
-            .ok_or_else(|| HostError(format!("rate limiter: no {LIMITER} binding")))?;
         let request = AdmitRequest::new(quota, cost).encode();
-        let failed = |e: JsValue| HostError(format!("rate limiter: {e:?}"));
-        let answer = JsFuture::from(admit_at(&namespace, key, &request).map_err(failed)?)
-            .await
-            .map_err(failed)?
-            .as_string()
-            .ok_or_else(|| HostError("rate limiter answered no text".into()))?;
+        let answer = self.call_limiter(admit_at, key, &request).await?;
         let (verdict, state) = answer.split_once('\n').unwrap_or((&answer, ""));
         let verdict = Verdict::decode(verdict)
             .ok_or_else(|| HostError(format!("rate limiter answered {answer:?}")))?;
-        if !verdict.allowed {
-            if let Some(state) = LimitState::decode(state) {
-                REFUSALS.with(|m| m.borrow_mut().remember(key, state, now));
-            }
+        let state = LimitState::decode(state);
+        if let (false, Some(state)) = (verdict.allowed, state) {
+            REFUSALS.with(|m| m.borrow_mut().remember(key, state, now));
         }
-        Ok(verdict)
+        Ok((verdict, state.filter(|_| verdict.allowed)))
+    }
+
+    async fn rate_limit_refund(
+        &self,
+        key: &StoreKey,
+        quota: &Quota,
+        cost: u32,
+        charged: LimitState,
+    ) -> Result<(), HostError> {
+        let admit = AdmitRequest::new(quota, cost).encode();
+        let request = format!("{admit}\n{}", charged.encode());
+        self.call_limiter(refund_at, key.as_str(), &request).await?;
+        Ok(())
     }
 
     async fn store_get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, HostError> {
@@ -625,6 +627,10 @@ export function admitAt(namespace, key, request) {
   return namespace.getByName(key).admit(request);
 }
 
+export function refundAt(namespace, key, request) {
+  return namespace.getByName(key).refund(request);
+}
+
 export function flatHeaders(headers) {
   const parts = [];
   for (const [name, value] of headers) parts.push(name, value);
@@ -644,6 +650,12 @@ extern "C" {
     #[wasm_bindgen(js_name = admitAt, catch)]
     fn admit_at(namespace: &JsValue, key: &str, request: &str) -> Result<js_sys::Promise, JsValue>;
 
+    /// `refund(request)` of the rate-limit object named `key` in `namespace`, by JavaScript RPC
+    /// ([`crate::limiter::RateLimiter::refund_rpc`]).
+    #[wasm_bindgen(js_name = refundAt, catch)]
+    fn refund_at(namespace: &JsValue, key: &str, request: &str)
+        -> Result<js_sys::Promise, JsValue>;
+
     /// A `Headers`' names and values each followed by NUL, the last one not, made in JS: one
     /// crossing, where `Array.from(headers).flat(1).join("\0")` took three and an array more.
     #[wasm_bindgen(js_name = flatHeaders)]
@@ -652,6 +664,29 @@ extern "C" {
     /// `Headers` from names and values each followed by NUL, the last one not.
     #[wasm_bindgen(js_name = headersFromFlat, catch)]
     fn headers_from_flat(flat: &str) -> Result<web_sys::Headers, JsValue>;
+}
+
+impl WorkersHost {
+    /// Calls a method of the rate-limit object named `key` by JavaScript RPC (`call`: one of the
+    /// functions above); its answer as text.
+    async fn call_limiter(
+        &self,
+        call: fn(&JsValue, &str, &str) -> Result<js_sys::Promise, JsValue>,
+        key: &str,
+        request: &str,
+    ) -> Result<String, HostError> {
+        let env: &JsValue = self.env.as_ref();
+        let namespace = js_sys::Reflect::get(env, &JsValue::from_str(LIMITER))
+            .ok()
+            .filter(|ns| !ns.is_undefined())
+            .ok_or_else(|| HostError(format!("rate limiter: no {LIMITER} binding")))?;
+        let failed = |e: JsValue| HostError(format!("rate limiter: {e:?}"));
+        JsFuture::from(call(&namespace, key, request).map_err(failed)?)
+            .await
+            .map_err(failed)?
+            .as_string()
+            .ok_or_else(|| HostError("rate limiter answered no text".into()))
+    }
 }
 
 fn js_err(kind: fn(String) -> FetchError) -> impl Fn(JsValue) -> FetchError {

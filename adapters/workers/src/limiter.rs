@@ -149,8 +149,9 @@ fn cleanup_at(state: LimitState) -> u64 {
 impl RateLimiter {
     /// The admission as a JavaScript RPC method of the object (`stub.admit(request)`; the class
     /// in `shim.mjs` passes it on): `request` is an [`AdmitRequest::encode`], the answer the
-    /// verdict ([`Verdict::encode`]), then, with a refusal, a newline and the state
-    /// ([`LimitState::encode`]). No `Request` or `Response` is made on either side, as `fetch` needs.
+    /// verdict ([`Verdict::encode`]), a newline and the state ([`LimitState::encode`]): the one
+    /// an admission left (a refund names it), or the one that refused. No `Request` or
+    /// `Response` is made on either side, as `fetch` needs.
     #[wasm_bindgen(js_name = admit)]
     pub async fn admit_rpc(&self, request: String) -> std::result::Result<String, JsValue> {
         let Some(admit) = AdmitRequest::decode(&request) else {
@@ -159,24 +160,48 @@ impl RateLimiter {
             )));
         };
         let (verdict, state) = self.admit(admit).await.map_err(JsValue::from)?;
-        Ok(match state {
-            Some(state) => format!("{}\n{}", verdict.encode(), state.encode()),
-            None => verdict.encode(),
-        })
+        Ok(format!("{}\n{}", verdict.encode(), state.encode()))
+    }
+
+    /// Gives back an admitted request (its route's other limit refused it), by JavaScript RPC
+    /// (`stub.refund(request)`): `request` is the admission's [`AdmitRequest::encode`], a
+    /// newline and the state the admission answered. The answer is empty.
+    #[wasm_bindgen(js_name = refund)]
+    pub async fn refund_rpc(&self, request: String) -> std::result::Result<String, JsValue> {
+        let parsed = request.split_once('\n').and_then(|(admit, charged)| {
+            Some((AdmitRequest::decode(admit)?, LimitState::decode(charged)?))
+        });
+        let Some((admit, charged)) = parsed else {
+            return Err(JsValue::from_str(&format!(
+                "malformed refund request {request:?}"
+            )));
+        };
+        let current = self.current().await.map_err(JsValue::from)?;
+        if let Some(back) = admit.refund(current, charged) {
+            let now = Date::now().as_millis();
+            self.keep(current, back, now).await.map_err(JsValue::from)?;
+        }
+        Ok(String::new())
     }
 }
 
 impl RateLimiter {
     /// One admission: the core's algorithm applied to the key's state, the new state kept (and
-    /// written, see the module's notes). A refusal changes nothing, and its state comes back.
-    async fn admit(&self, admit: AdmitRequest) -> Result<(Verdict, Option<LimitState>)> {
+    /// written, see the module's notes). A refusal changes nothing. The state comes back.
+    async fn admit(&self, admit: AdmitRequest) -> Result<(Verdict, LimitState)> {
         self.calls.set(self.calls.get() + 1);
         let current = self.current().await?;
         let now = Date::now().as_millis();
         let (verdict, next): (Verdict, LimitState) = admit.apply(current, now);
-        if !verdict.allowed {
-            return Ok((verdict, Some(next)));
+        if verdict.allowed {
+            self.keep(current, next, now).await?;
         }
+        Ok((verdict, next))
+    }
+
+    /// Replaces the state `current` by `next` in memory, and writes it now or soon (see the
+    /// module's notes).
+    async fn keep(&self, current: Option<LimitState>, next: LimitState, now: u64) -> Result<()> {
         *self.memo.borrow_mut() = Some(Some(next));
         if current != Some(next) {
             self.dirty.set(true);
@@ -199,7 +224,7 @@ impl RateLimiter {
                 }
             }
         }
-        Ok((verdict, None))
+        Ok(())
     }
 
     /// Writes `state`, read from memory at `now`.

@@ -12,8 +12,8 @@ use super::diag::{header_name, methods, refuse, Errs, CHECKS};
 use super::emit::IpSets;
 use super::raw::{self, RawConfig};
 use super::{
-    features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Id, Respond, Route, RouteRefs,
-    Routes, Secrets, Table, Upstream,
+    features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Id, LimitCharge, Respond,
+    Route, RouteRefs, Routes, Secrets, Table, Upstream,
 };
 use crate::phase::{access, auth, cache, observe, ratelimit, route, transform, validate};
 use http::HeaderName;
@@ -548,39 +548,19 @@ fn resolve_route(
         );
     }
     let rate_limit = match &r.rate_limit {
-        // the name's own key path, for where an unknown one is reported
-        Some(own) => {
-            let (name, field) = match own {
-                raw::RateLimitRef::Named(name) => (name, "rate_limit"),
-                raw::RateLimitRef::Charged(charge) => (&charge.policy, "rate_limit.policy"),
-            };
-            lookup(
+        Some(own) => resolve_limits(e, path, own, n, r.auth.is_some(), c),
+        None => {
+            check_limit_key(
                 e,
-                &format!("{path}.{field}"),
-                "rate limit",
-                Some(name),
-                &n.limit,
-            )
-        }
-        None => defaults.rate_limit,
-    };
-    if let Some(li) = rate_limit {
-        let quota = &c.rate_limits[li];
-        let needs_consumer = matches!(
-            quota.key,
-            ratelimit::LimitKey::Consumer | ratelimit::LimitKey::Claim(_)
-        );
-        if needs_consumer && r.auth.is_none() {
-            refuse!(
-                e,
-                format!("{path}.rate_limit"),
-                format!(
-                    "policy {:?} counts by consumer or claim, but the route has no `auth`",
-                    quota.name
-                ),
+                path,
+                "rate_limit",
+                defaults.rate_limit,
+                r.auth.is_some(),
+                c,
             );
+            defaults.rate_limit
         }
-    }
+    };
     let mut transform = |field: &str, own: &Option<raw::TransformRef>, default| match own {
         Some(raw::TransformRef::Named(name)) => lookup(
             e,
@@ -618,6 +598,87 @@ fn resolve_route(
         ),
         request,
         response,
+    }
+}
+
+/// Resolves the policies a route's `rate_limit` names (one, or a list) and checks each; the
+/// first one's id (a list's others are found by name when the route is built).
+fn resolve_limits(
+    e: &mut Errs<'_>,
+    path: &str,
+    own: &raw::RateLimitRef,
+    n: &Names<'_>,
+    has_auth: bool,
+    c: &Config,
+) -> Option<Id<ratelimit::Quota>> {
+    let several = matches!(own, raw::RateLimitRef::Several(_));
+    let charges = own.charges();
+    if several && charges.is_empty() {
+        refuse!(
+            e,
+            format!("{path}.rate_limit"),
+            "an empty list applies no limit: write \"none\" for that",
+        );
+    }
+    let mut first = None;
+    let mut seen = Vec::new();
+    for (i, (name, _, at, table)) in charges.into_iter().enumerate() {
+        let at = if table { format!("{at}.policy") } else { at };
+        if several && name == "none" {
+            refuse!(
+                e,
+                format!("{path}.{at}"),
+                "\"none\" cannot be one of several limits",
+            );
+        } else if seen.contains(&name) {
+            refuse!(
+                e,
+                format!("{path}.{at}"),
+                format!("policy {name:?} is already in this list"),
+            );
+        }
+        seen.push(name);
+        let id = lookup(
+            e,
+            &format!("{path}.{at}"),
+            "rate limit",
+            Some(name),
+            &n.limit,
+        );
+        check_limit_key(e, path, &at, id, has_auth, c);
+        if i == 0 {
+            first = id;
+        }
+    }
+    first
+}
+
+/// Refuses a policy that counts by consumer or claim on a route without `auth`.
+fn check_limit_key(
+    e: &mut Errs<'_>,
+    path: &str,
+    at: &str,
+    id: Option<Id<ratelimit::Quota>>,
+    has_auth: bool,
+    c: &Config,
+) {
+    let Some(quota) = id.map(|i| &c.rate_limits[i]) else {
+        return;
+    };
+    let needs_consumer = matches!(
+        quota.key,
+        ratelimit::LimitKey::Consumer | ratelimit::LimitKey::Claim(_)
+    );
+    if needs_consumer && !has_auth {
+        let at = at.trim_end_matches(".policy");
+        refuse!(
+            e,
+            format!("{path}.{at}"),
+            format!(
+                "policy {:?} counts by consumer or claim, but the route has no `auth`",
+                quota.name
+            ),
+        );
     }
 }
 
@@ -711,8 +772,7 @@ fn build_route(
             .as_ref()
             .map(|list| access::IpSet::new(cidrs(e, &format!("{path}.trusted_proxies"), list))),
         access: refs.access,
-        rate_limit: refs.rate_limit,
-        rate_limit_cost: rate_limit_cost(e, path, r, refs, cfg),
+        rate_limits: rate_limits(e, path, r, refs, cfg),
         cors: refs.cors,
         cache,
         validation,
@@ -721,33 +781,55 @@ fn build_route(
     }
 }
 
-/// What each request of route `r` costs against its rate-limit policy: 1, or its own `cost`, at
-/// most what the policy admits at once per shard (a dearer request would always be refused).
-fn rate_limit_cost(
+/// The policies route `r` charges, each with what its requests cost: 1, or the entry's own
+/// `cost`, at most what the policy admits at once per shard (a dearer request would always be
+/// refused). The first is `refs`'s; a list's others are found by name.
+fn rate_limits(
     e: &mut Errs<'_>,
     path: &str,
     r: &raw::Route,
     refs: &RouteRefs,
     cfg: &Config,
-) -> u32 {
-    let Some(raw::RateLimitRef::Charged(charge)) = &r.rate_limit else {
-        return 1;
+) -> Vec<LimitCharge> {
+    let Some(own) = &r.rate_limit else {
+        let quota = refs.rate_limit;
+        return quota
+            .map(|quota| LimitCharge { quota, cost: 1 })
+            .into_iter()
+            .collect();
     };
-    if let Some(quota) = refs.rate_limit.map(|i| &cfg.rate_limits[i]) {
-        let most = quota.burst / u64::from(quota.shards.max(1));
-        if charge.cost == 0 || u64::from(charge.cost) > most {
+    let mut out = Vec::new();
+    for (i, (name, cost, at, table)) in own.charges().into_iter().enumerate() {
+        let id = match i {
+            0 => refs.rate_limit,
+            _ => cfg
+                .rate_limits
+                .entries()
+                .find(|(_, q)| q.name == name)
+                .map(|(id, _)| id),
+        };
+        // "none", or a name reported unknown when the route was resolved
+        let Some(quota) = id else { continue };
+        let q = &cfg.rate_limits[quota];
+        let most = q.burst / u64::from(q.shards.max(1));
+        // a name costs 1, which any policy admits (a broken one is reported as such)
+        if table && (cost == 0 || u64::from(cost) > most) {
             refuse!(
                 e,
-                format!("{path}.rate_limit.cost"),
+                format!("{path}.{at}.cost"),
                 format!(
                     "must be from 1 to {most}, what policy {:?} admits at once{}",
-                    quota.name,
-                    if quota.shards > 1 { " per shard" } else { "" }
+                    q.name,
+                    if q.shards > 1 { " per shard" } else { "" }
                 )
             );
         }
+        out.push(LimitCharge {
+            quota,
+            cost: cost.max(1),
+        });
     }
-    charge.cost.max(1)
+    out
 }
 
 /// Checks and builds upstream `name`.

@@ -264,6 +264,7 @@ embed_unit_enum!(FailMode, Alg, AdminAction, ParamType, LimitAlgorithm);
 pub enum RateLimitRefStatic {
     Named(&'static str),
     Charged(RateLimitChargeStatic),
+    Several(&'static [RateLimitRefStatic]),
 }
 
 impl Embed for RateLimitRef {
@@ -272,6 +273,7 @@ impl Embed for RateLimitRef {
         match s {
             RateLimitRefStatic::Named(name) => RateLimitRef::Named((*name).to_owned()),
             RateLimitRefStatic::Charged(c) => RateLimitRef::Charged(RateLimitCharge::build(c)),
+            RateLimitRefStatic::Several(list) => RateLimitRef::Several(Vec::build(list)),
         }
     }
     fn write(&self, out: &mut String) {
@@ -283,6 +285,10 @@ impl Embed for RateLimitRef {
             RateLimitRef::Charged(c) => {
                 out.push_str("RateLimitRefStatic::Charged(");
                 c.write(out);
+            }
+            RateLimitRef::Several(list) => {
+                out.push_str("RateLimitRefStatic::Several(");
+                list.write(out);
             }
         }
         out.push(')');

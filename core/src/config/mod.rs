@@ -204,14 +204,22 @@ pub struct Route {
     /// The proxies the route believes instead of the gateway's (an empty set: none).
     pub trusted_proxies: Option<access::IpSet>,
     pub access: Option<Id<access::AccessPolicy>>,
-    pub rate_limit: Option<Id<ratelimit::Quota>>,
-    /// What each request costs against `rate_limit` (1 unless the route sets its `cost`).
-    pub rate_limit_cost: u32,
+    /// The rate limits the route charges, in the order written: a request is admitted only if
+    /// every one admits it.
+    pub rate_limits: Vec<LimitCharge>,
     pub cors: Option<Id<transform::Cors>>,
     pub cache: Option<cache::CacheRule>,
     pub validation: validate::Validation,
     pub request: Option<Rc<transform::Transform>>,
     pub response: Option<Rc<transform::Transform>>,
+}
+
+/// A rate-limit policy a route charges, and what each of its requests costs against it (1
+/// unless the route sets its `cost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitCharge {
+    pub quota: Id<ratelimit::Quota>,
+    pub cost: u32,
 }
 
 /// What a route names, resolved to ids when the config is checked (an adapter's build script
@@ -223,6 +231,8 @@ pub struct RouteRefs {
     pub jwt: Option<Id<auth::JwtProvider>>,
     pub api_key: Option<Id<auth::ApiKeySet>>,
     pub access: Option<Id<access::AccessPolicy>>,
+    /// The route's rate limit, or the first of its list (the others are found by name when the
+    /// route is built).
     pub rate_limit: Option<Id<ratelimit::Quota>>,
     pub cors: Option<Id<transform::Cors>>,
     pub request: Option<Id<Rc<transform::Transform>>>,

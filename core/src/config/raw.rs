@@ -510,8 +510,8 @@ pub struct JsonEdit {
     pub rename: BTreeMap<String, String>,
 }
 
-/// A rate-limit policy a route counts against, by name (each request costing 1), or with what
-/// each of the route's requests costs.
+/// The rate-limit policies a route counts against: one by name (each request costing 1), one
+/// with what each of the route's requests costs, or a list of those, all applied.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RateLimitRef {
@@ -519,17 +519,69 @@ pub enum RateLimitRef {
     Named(String),
     /// A policy and the cost of each request.
     Charged(RateLimitCharge),
+    /// Several policies, each a name or a table, all applied: a request is admitted only if
+    /// every one admits it, and charged to each only then.
+    Several(#[schemars(with = "Vec<RateLimitItem>")] Vec<RateLimitRef>),
 }
 
-/// A string or a table, each with its own errors (an untagged enum would only say that neither
-/// matched: a misspelt `cost` must be named).
+/// One entry of a list of rate limits (for the schema: a list holds no lists, which reading
+/// refuses).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+enum RateLimitItem {
+    /// The name of a `[rate_limits]` entry; a request costs 1.
+    Named(String),
+    /// A policy and the cost of each request.
+    Charged(RateLimitCharge),
+}
+
+impl RateLimitRef {
+    /// Each policy named, with what a request costs against it, the key path of its entry below
+    /// the route (`rate_limit`, `rate_limit[1]`) and whether that entry is a table (its name is
+    /// then at `.policy`).
+    pub fn charges(&self) -> Vec<(&str, u32, String, bool)> {
+        fn one(r: &RateLimitRef, at: String) -> Option<(&str, u32, String, bool)> {
+            match r {
+                RateLimitRef::Named(name) => Some((name, 1, at, false)),
+                RateLimitRef::Charged(c) => Some((&c.policy, c.cost, at, true)),
+                RateLimitRef::Several(_) => None, // refused when read
+            }
+        }
+        match self {
+            RateLimitRef::Several(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| one(r, format!("rate_limit[{i}]")))
+                .collect(),
+            single => one(single, "rate_limit".into()).into_iter().collect(),
+        }
+    }
+}
+
+/// A string, a table or a list of those, each with its own errors (an untagged enum would only
+/// say that none matched: a misspelt `cost` must be named).
 impl<'de> Deserialize<'de> for RateLimitRef {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
+        struct Visit {
+            in_list: bool,
+        }
+        impl<'de> serde::de::DeserializeSeed<'de> for Visit {
+            type Value = RateLimitRef;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<RateLimitRef, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
         impl<'de> serde::de::Visitor<'de> for Visit {
             type Value = RateLimitRef;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a policy name or a table with `policy` and `cost`")
+                f.write_str(match self.in_list {
+                    false => "a policy name, a table with `policy` and `cost`, or a list of those",
+                    true => "a policy name or a table with `policy` and `cost`",
+                })
             }
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<RateLimitRef, E> {
                 Ok(RateLimitRef::Named(name.to_owned()))
@@ -541,8 +593,24 @@ impl<'de> Deserialize<'de> for RateLimitRef {
                 let table = serde::de::value::MapAccessDeserializer::new(map);
                 RateLimitCharge::deserialize(table).map(RateLimitRef::Charged)
             }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RateLimitRef, A::Error> {
+                if self.in_list {
+                    return Err(serde::de::Error::invalid_type(
+                        serde::de::Unexpected::Seq,
+                        &self,
+                    ));
+                }
+                let mut list = Vec::new();
+                while let Some(item) = seq.next_element_seed(Visit { in_list: true })? {
+                    list.push(item);
+                }
+                Ok(RateLimitRef::Several(list))
+            }
         }
-        d.deserialize_any(Visit)
+        d.deserialize_any(Visit { in_list: false })
     }
 }
 
@@ -635,7 +703,9 @@ pub struct Route {
     /// Access list name (or `"none"`).
     pub access: Option<String>,
     /// Rate-limit policy name (or `"none"`), each request costing 1; or the policy and what each
-    /// of the route's requests costs against it: `{ policy = "compute", cost = 5 }`.
+    /// of the route's requests costs against it: `{ policy = "compute", cost = 5 }`; or a list of
+    /// those, all applied (`["per_second", "per_day"]`): a request is admitted only if every one
+    /// admits it.
     pub rate_limit: Option<RateLimitRef>,
     /// CORS policy name (or `"none"`).
     pub cors: Option<String>,

@@ -2,7 +2,7 @@
 //! key) and whether that proves the route's scopes and claims; then the rate limit.
 
 use super::{Ctx, Gateway};
-use crate::config::{Id, Route};
+use crate::config::{Id, LimitCharge, Route};
 use crate::host::Host;
 use crate::phase::auth::{self, Consumer, Key, TokenError};
 use crate::phase::observe::Phase;
@@ -43,10 +43,12 @@ impl Gateway {
         if let Err(Reject::Unauthenticated(_)) = &outcome {
             // a refused credential counts against an `ip` limit, so keys and passwords cannot be
             // guessed without limit
-            if let Some(qi) = r.rate_limit {
-                if self.config.rate_limits[qi].key == ratelimit::LimitKey::Ip {
-                    self.charge_limit(qi, r, ctx, headers, host).await?;
-                }
+            let by_ip: Vec<LimitCharge> = (r.rate_limits.iter())
+                .filter(|l| self.config.rate_limits[l.quota].key == ratelimit::LimitKey::Ip)
+                .copied()
+                .collect();
+            if !by_ip.is_empty() {
+                self.charge_limits(&by_ip, r, ctx, headers, host).await?;
             }
         }
         ctx.consumer = outcome?.map(|(c, _)| c);
@@ -141,17 +143,76 @@ impl Gateway {
         }
     }
 
-    /// Rate limiting (phase 4): charges the request to the route's rate limit `qi`, the counter
-    /// `rl:<policy>:<key part>` (a sharded policy adds `#<shard>`), with the verdict in `ctx`.
-    pub(super) async fn charge_limit<H: Host>(
+    /// Rate limiting (phase 4): charges the request to each of `limits` in turn, the counter
+    /// `rl:<policy>:<key part>` (a sharded policy adds `#<shard>`), with the verdicts in `ctx`.
+    /// A request is admitted only if every limit admits it: when one refuses (or its store fails
+    /// closed), what the limits before it charged is given back, so it is charged to none.
+    pub(super) async fn charge_limits<H: Host>(
         &self,
-        qi: Id<ratelimit::Quota>,
+        limits: &[LimitCharge],
         r: &Route,
         ctx: &mut Ctx<'_>,
         headers: &http::HeaderMap,
         host: &H,
     ) -> Result<(), Reject> {
         let t = host.monotonic_us();
+        let mut outcome = Ok("allow");
+        // what to give back if a later limit refuses (only a route with several keeps any)
+        let mut charged = Vec::new();
+        for &LimitCharge { quota: qi, cost } in limits {
+            let quota = &self.config.rate_limits[qi];
+            let (key, counter) = self.limit_counter(qi, r, ctx, headers, host);
+            match host.rate_limit(&key, counter, cost).await {
+                Ok((verdict, state)) => {
+                    ctx.limits.push((qi, verdict));
+                    ctx.log.rate_limit_remaining = Some(
+                        (ctx.log.rate_limit_remaining)
+                            .map_or(verdict.remaining, |left| left.min(verdict.remaining)),
+                    );
+                    if !verdict.allowed {
+                        outcome = Err(Reject::RateLimited {
+                            retry_after_s: verdict.retry_after_s,
+                            policy: quota.name.clone(),
+                        });
+                        break;
+                    }
+                    if let (Some(state), 2..) = (state, limits.len()) {
+                        charged.push((key, counter, cost, state));
+                    }
+                }
+                Err(_) if quota.fail_open => outcome = outcome.map(|_| "store-error:open"),
+                Err(_) => {
+                    outcome = Err(Reject::Unavailable);
+                    break;
+                }
+            }
+        }
+        let decision = match &outcome {
+            Ok(decision) => decision,
+            Err(Reject::Unavailable) => "store-error:closed",
+            Err(_) => "limit",
+        };
+        if outcome.is_err() {
+            for (key, counter, cost, state) in charged {
+                // a refund that fails leaves the charge: the key is refused early, never
+                // admitted beyond its policy
+                let _ = host.rate_limit_refund(&key, counter, cost, state).await;
+            }
+        }
+        ctx.mark(Phase::RateLimit, decision, t, host);
+        outcome.map(|_| ())
+    }
+
+    /// The counter a request is charged to under rate limit `qi`: its key, and its quota (a
+    /// sharded policy's, one of its shards at random).
+    fn limit_counter<H: Host>(
+        &self,
+        qi: Id<ratelimit::Quota>,
+        r: &Route,
+        ctx: &Ctx<'_>,
+        headers: &http::HeaderMap,
+        host: &H,
+    ) -> (StoreKey, &ratelimit::Quota) {
         let quota = &self.config.rate_limits[qi];
         let part = ratelimit::key_part(
             quota,
@@ -168,29 +229,7 @@ impl Gateway {
             key.push_str(&part);
         });
         let shards = &self.limit_shards[qi.index()];
-        let charged = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
-        match host.rate_limit(&key, charged, r.rate_limit_cost).await {
-            Ok(verdict) => {
-                ctx.limit = Some((qi, verdict));
-                ctx.log.rate_limit_remaining = Some(verdict.remaining);
-                let decision = if verdict.allowed { "allow" } else { "limit" };
-                ctx.mark(Phase::RateLimit, decision, t, host);
-                if !verdict.allowed {
-                    return Err(Reject::RateLimited {
-                        retry_after_s: verdict.retry_after_s,
-                        policy: quota.name.clone(),
-                    });
-                }
-                Ok(())
-            }
-            Err(_) if quota.fail_open => {
-                ctx.mark(Phase::RateLimit, "store-error:open", t, host);
-                Ok(())
-            }
-            Err(_) => {
-                ctx.mark(Phase::RateLimit, "store-error:closed", t, host);
-                Err(Reject::Unavailable)
-            }
-        }
+        let counter = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
+        (key, counter)
     }
 }

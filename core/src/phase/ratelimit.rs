@@ -241,8 +241,12 @@ impl LimitState {
 ///   raises GCRA's `tat`, or a sliding window's count; time is the only thing that lowers what
 ///   is used, and [`admit`] takes `now`). So a request that the remembered state refuses at
 ///   `now` is refused by the counter's current state too.
-/// - Once the remembered state would admit the request, the entry is dropped and the counter is
-///   asked, as without the memo.
+/// - Once the remembered state would admit the request, or [`MEMO_HOLD_MS`] after it was
+///   remembered, the entry is dropped and the counter is asked, as without the memo.
+///
+/// A refund ([`refund`]: a route's other limit refused a request this one admitted) is the one
+/// move towards "admit" besides time. A state remembered while refunds were on their way may
+/// refuse what the counter would admit by then; the hold bounds how long.
 ///
 /// The verdict's numbers (`reset_s`, `retry_after_s`) are those of the remembered state: when
 /// other isolates were admitted in between (with a cost smaller than the refused one), the
@@ -250,9 +254,14 @@ impl LimitState {
 /// states that have expired, and then all of them, which only costs counter calls.
 #[derive(Debug, Default)]
 pub struct RefusalMemo {
-    states: std::collections::HashMap<String, LimitState>,
+    /// Each key's state, and when it was remembered.
+    states: std::collections::HashMap<String, (LimitState, UnixMillis)>,
     max: usize,
 }
+
+/// How long a remembered refusal answers for its key (ms): a client that keeps coming costs its
+/// counter one call a second per isolate, and a refund is seen at most this late.
+pub const MEMO_HOLD_MS: u64 = 1000;
 
 impl RefusalMemo {
     /// An empty memo for at most `max` keys.
@@ -272,9 +281,9 @@ impl RefusalMemo {
         now: UnixMillis,
         cost: u32,
     ) -> Option<Verdict> {
-        let state = *self.states.get(key)?;
+        let (state, at) = *self.states.get(key)?;
         let (verdict, _) = admit(quota, Some(state), now, cost);
-        if verdict.allowed {
+        if verdict.allowed || now >= at.saturating_add(MEMO_HOLD_MS) {
             self.states.remove(key);
             return None;
         }
@@ -287,12 +296,14 @@ impl RefusalMemo {
             return;
         }
         if self.states.len() >= self.max && !self.states.contains_key(key) {
-            self.states.retain(|_, s| s.expires_at_ms() > now);
+            self.states.retain(|_, (s, at)| {
+                s.expires_at_ms() > now && now < at.saturating_add(MEMO_HOLD_MS)
+            });
             if self.states.len() >= self.max {
                 self.states.clear();
             }
         }
-        self.states.insert(key.to_string(), state);
+        self.states.insert(key.to_string(), (state, now));
     }
 
     /// How many keys are remembered.
@@ -366,6 +377,36 @@ pub fn admit(
             let (verdict, next) = window::admit(quota, state, now, cost);
             (verdict, LimitState::Window(next))
         }
+    }
+}
+
+/// Gives back a request of `cost` that was admitted, leaving the counter in state `charged`,
+/// because another limit of its route refused it (each limit of a route charges only if all
+/// admit). The new state to store; `None` when nothing changes.
+///
+/// - A sliding window's count for the period it was charged in goes down, whatever came since:
+///   counts add up, so the state is exactly as though the request had never come.
+/// - GCRA's `tat` goes back by the cost only while the state is still the one the admission left.
+///   Once other requests have moved it, how much of the charge still weighs is no longer known
+///   (time may have caught up with it), and the charge stays: the key may then be refused a
+///   little early, never admitted beyond its policy.
+pub fn refund(
+    quota: &Quota,
+    state: Option<LimitState>,
+    cost: u32,
+    charged: LimitState,
+) -> Option<LimitState> {
+    let cost = cost.max(1);
+    match (state?, charged) {
+        (LimitState::Gcra(g), LimitState::Gcra(c)) if g == c && g.scale == quota.limit.max(1) => {
+            let back = u128::from(quota.period_ms) * u128::from(cost);
+            Some(LimitState::Gcra(Gcra {
+                tat: g.tat.saturating_sub(back),
+                ..g
+            }))
+        }
+        (LimitState::Window(w), LimitState::Window(c)) => w.refund(c, cost).map(LimitState::Window),
+        _ => None,
     }
 }
 
@@ -466,7 +507,16 @@ impl AdmitRequest {
 
     /// Applies this request to `state` at `now`, as [`admit`] does.
     pub fn apply(&self, state: Option<LimitState>, now: UnixMillis) -> (Verdict, LimitState) {
-        let quota = Quota {
+        admit(&self.quota(), state, now, self.cost)
+    }
+
+    /// Gives this request back, as [`refund`] does: its admission left the state `charged`.
+    pub fn refund(&self, state: Option<LimitState>, charged: LimitState) -> Option<LimitState> {
+        refund(&self.quota(), state, self.cost, charged)
+    }
+
+    fn quota(&self) -> Quota {
+        Quota {
             name: String::new(),
             limit: self.limit,
             period_ms: self.period_ms,
@@ -476,8 +526,7 @@ impl AdmitRequest {
             key: LimitKey::Route,
             ip_prefix: IpPrefix::default(),
             fail_open: false,
-        };
-        admit(&quota, state, now, self.cost)
+        }
     }
 }
 
@@ -544,6 +593,35 @@ pub fn set_headers_with(
             const { HeaderName::from_static("ratelimit-policy") },
             policy.clone(),
         );
+        headers.insert(const { HeaderName::from_static("ratelimit") }, s);
+    }
+}
+
+/// Sets `RateLimit-Policy` and `RateLimit` for several policies, each from its
+/// [`policy_fields`] and its verdict: lists, in the order given (the draft allows a list).
+pub fn set_list_headers<'a>(
+    headers: &mut HeaderMap,
+    fields: impl Iterator<Item = (&'a (HeaderValue, String), &'a Verdict)>,
+) {
+    let (mut policies, mut states) = (Vec::new(), String::new());
+    for ((policy, name), verdict) in fields {
+        if !policies.is_empty() {
+            policies.extend_from_slice(b", ");
+            states.push_str(", ");
+        }
+        policies.extend_from_slice(policy.as_bytes());
+        let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        states.push_str(name);
+        states.push_str(";r=");
+        states.push_str(r.format(verdict.remaining));
+        states.push_str(";t=");
+        states.push_str(t.format(verdict.reset_s));
+    }
+    if let (Ok(p), Ok(s)) = (
+        HeaderValue::from_bytes(&policies),
+        HeaderValue::from_str(&states),
+    ) {
+        headers.insert(const { HeaderName::from_static("ratelimit-policy") }, p);
         headers.insert(const { HeaderName::from_static("ratelimit") }, s);
     }
 }
@@ -709,12 +787,17 @@ mod tests {
         memo.remember("k", s, 0);
         // answered from memory with the counter's own numbers, as long as it refuses
         assert_eq!(memo.refusal("k", &q, 0, 1), Some(refused));
+        assert_eq!(memo.refusal("other", &q, 0, 1), None);
+        // for at most MEMO_HOLD_MS: then the counter is asked again (a refund may have come)
+        assert!(memo.refusal("k", &q, MEMO_HOLD_MS - 1, 1).is_some());
+        assert_eq!(memo.refusal("k", &q, MEMO_HOLD_MS, 1), None);
+        assert!(memo.is_empty());
+        // from the moment the state would admit, the counter is asked again and the entry goes
+        memo.remember("k", s, 29_500);
         assert_eq!(
             memo.refusal("k", &q, 29_999, 1).map(|v| v.retry_after_s),
             Some(1)
         );
-        assert_eq!(memo.refusal("other", &q, 0, 1), None);
-        // from the moment the state would admit, the counter is asked again and the entry goes
         assert_eq!(memo.refusal("k", &q, 30_000, 1), None);
         assert!(memo.is_empty());
     }
@@ -854,6 +937,42 @@ mod tests {
         for bad in ["", "1", "x:1", "1:0", "1:-1", "1:2:3"] {
             assert_eq!(LimitState::decode(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_refund_undoes_the_charge_exactly_or_leaves_it() {
+        for q in [
+            quota(3, 60, 3),
+            Quota {
+                algorithm: LimitAlgorithm::SlidingWindow,
+                ..quota(3, 60, 3)
+            },
+        ] {
+            let (_, before) = admit(&q, None, 1_000, 1);
+            let (_, charged) = admit(&q, Some(before), 1_000, 2);
+            // given back at once: as though the charge of 2 had never been
+            let back = refund(&q, Some(charged), 2, charged);
+            assert_eq!(back, Some(before), "{:?}", q.algorithm);
+            // nothing stored, or a state of the other algorithm: nothing to give back
+            assert_eq!(refund(&q, None, 2, charged), None);
+        }
+        // GCRA, after another request moved the state: the charge stays
+        let q = quota(3, 60, 3);
+        let (_, charged) = admit(&q, None, 1_000, 1);
+        let (_, moved) = admit(&q, Some(charged), 50_000, 1);
+        assert_eq!(refund(&q, Some(moved), 1, charged), None);
+        // a sliding window, after others and a new period: taken from the period it was in
+        let w = Quota {
+            algorithm: LimitAlgorithm::SlidingWindow,
+            ..q
+        };
+        let (_, charged) = admit(&w, None, 1_000, 2);
+        let (_, moved) = admit(&w, Some(charged), 61_000, 1);
+        let back = refund(&w, Some(moved), 2, charged).unwrap();
+        assert_eq!(back.encode(), "w:60000:1:1:0");
+        // two periods on, it no longer counts
+        let (_, later) = admit(&w, Some(charged), 121_000, 1);
+        assert_eq!(refund(&w, Some(later), 2, charged), None);
     }
 
     #[test]
@@ -1007,6 +1126,79 @@ mod tests {
                     }
                 };
                 prop_assert_eq!(allowed, expected.allowed);
+            }
+        }
+
+        /// A route with two limits (a GCRA and a sliding window, charged in either order, the
+        /// first given back when the second refuses), interleaved with routes that charge one of
+        /// them and with other requests between a charge and its refund: neither policy ever
+        /// admits more than its bound.
+        #[test]
+        fn several_limits_never_admit_more_than_any_policy(
+            limit_a in 1u64..20, period_a in 1u64..20, limit_b in 1u64..20, period_b in 1u64..20,
+            ops in proptest::collection::vec((0u64..2_000, 0u8..4, any::<bool>(), 1u32..3), 1..300),
+        ) {
+            let quotas = [
+                quota(limit_a, period_a, limit_a),
+                Quota { algorithm: LimitAlgorithm::SlidingWindow, ..quota(limit_b, period_b, limit_b) },
+            ];
+            let mut states: [Option<LimitState>; 2] = [None, None];
+            let mut admitted: [Vec<(u64, u64)>; 2] = [Vec::new(), Vec::new()]; // (time, cost)
+            // routes with both limits that have charged their first: (first, when, charged state)
+            let mut pending: Vec<(usize, u64, LimitState, u32)> = Vec::new();
+            let mut t = 1_700_000_000_000u64;
+            let charge = |i: usize, t: u64, cost: u32, states: &mut [Option<LimitState>; 2]| {
+                let (v, next) = admit(&quotas[i], states[i], t, cost);
+                states[i] = Some(next);
+                v.allowed.then_some(next)
+            };
+            for (gap, op, b_first, cost) in ops {
+                t += gap;
+                match op {
+                    0 | 1 => {
+                        let i = usize::from(op);
+                        if charge(i, t, cost, &mut states).is_some() {
+                            admitted[i].push((t, u64::from(cost)));
+                        }
+                    }
+                    2 => {
+                        let first = usize::from(b_first);
+                        if let Some(state) = charge(first, t, cost, &mut states) {
+                            pending.push((first, t, state, cost));
+                        }
+                    }
+                    _ => {
+                        if pending.is_empty() {
+                            continue;
+                        }
+                        let (first, at, charged, cost) = pending.remove(0);
+                        let second = 1 - first;
+                        if charge(second, t, cost, &mut states).is_some() {
+                            admitted[first].push((at, u64::from(cost)));
+                            admitted[second].push((t, u64::from(cost)));
+                        } else if let Some(back) = refund(&quotas[first], states[first], cost, charged) {
+                            states[first] = Some(back);
+                        }
+                    }
+                }
+            }
+            // GCRA: in any window W, at most burst + W × limit / period units
+            let a = &mut admitted[0];
+            a.sort_unstable();
+            for i in 0..a.len() {
+                let mut units = 0u128;
+                for j in i..a.len() {
+                    units += u128::from(a[j].1);
+                    let w = u128::from(a[j].0 - a[i].0);
+                    let bound = u128::from(limit_a) + w * u128::from(limit_a) / u128::from(period_a * 1000);
+                    prop_assert!(units <= bound, "GCRA: {} units in {} ms", units, w);
+                }
+            }
+            // the sliding window: at most `limit` in each aligned period
+            let w = period_b * 1000;
+            for (start, _) in &admitted[1] {
+                let aligned: u64 = admitted[1].iter().filter(|(at, _)| at / w == start / w).map(|(_, c)| c).sum();
+                prop_assert!(aligned <= limit_b, "window: {} units in the period of {}", aligned, start);
             }
         }
 

@@ -741,7 +741,7 @@ fn a_route_cost_is_a_whole_number_the_policy_can_admit_at_once() {
         (
             plain,
             "7",
-            Some("gateway.toml:11:14 routes[0].rate_limit: invalid type: integer `7`, expected a policy name or a table with `policy` and `cost`"),
+            Some("gateway.toml:11:14 routes[0].rate_limit: invalid type: integer `7`, expected a policy name, a table with `policy` and `cost`, or a list of those"),
         ),
     ] {
         let src = config(policy, rate_limit);
@@ -754,10 +754,99 @@ fn a_route_cost_is_a_whole_number_the_policy_can_admit_at_once() {
             ),
         }
     }
-    let loaded = Config::from_toml(&config(plain, r#"{ policy = "p", cost = 3 }"#)).unwrap();
-    assert_eq!(loaded.route_at(0).rate_limit_cost, 3);
-    let loaded = Config::from_toml(&config(plain, r#""p""#)).unwrap();
-    assert_eq!(loaded.route_at(0).rate_limit_cost, 1);
+    let cost = |rate_limit: &str| {
+        let loaded = Config::from_toml(&config(plain, rate_limit)).unwrap();
+        let charges = &loaded.route_at(0).rate_limits;
+        charges.iter().map(|c| c.cost).collect::<Vec<_>>()
+    };
+    assert_eq!(cost(r#"{ policy = "p", cost = 3 }"#), [3]);
+    assert_eq!(cost(r#""p""#), [1]);
+    assert!(cost(r#""none""#).is_empty());
+}
+
+#[test]
+fn a_list_of_rate_limits_names_each_policy_once_and_each_cost_is_checked() {
+    let config = |rate_limit: &str| {
+        format!(
+            "[rate_limits.second]\nkey = \"ip\"\nlimit = 10\nperiod_s = 1\n\
+             [rate_limits.day]\nkey = \"ip\"\nlimit = 1000\nperiod_s = 86400\n\
+             [rate_limits.user]\nkey = \"consumer\"\nlimit = 5\nperiod_s = 1\n\
+             [[routes]]\nname = \"r\"\npath = \"/r\"\nrespond = {{ status = 200 }}\n\
+             rate_limit = {rate_limit}\n"
+        )
+    };
+    for (rate_limit, want) in [
+        (r#"["second", "day"]"#, None),
+        (r#"["second", { policy = "day", cost = 20 }]"#, None),
+        (
+            r#"[]"#,
+            Some(
+                r#"gateway.toml:17:14 routes[0].rate_limit: an empty list applies no limit: write "none" for that"#,
+            ),
+        ),
+        (
+            r#"["second", "none"]"#,
+            Some(
+                r#"gateway.toml:17:25 routes[0].rate_limit[1]: "none" cannot be one of several limits"#,
+            ),
+        ),
+        (
+            r#"["second", { policy = "second" }]"#,
+            Some(
+                r#"gateway.toml:17:36 routes[0].rate_limit[1].policy: policy "second" is already in this list"#,
+            ),
+        ),
+        (
+            r#"["second", "dya"]"#,
+            Some(
+                r#"gateway.toml:17:25 routes[0].rate_limit[1]: unknown rate limit "dya" (did you mean "day"?)"#,
+            ),
+        ),
+        (
+            r#"["day", { policy = "second", cost = 11 }]"#,
+            Some(
+                r#"gateway.toml:17:50 routes[0].rate_limit[1].cost: must be from 1 to 10, what policy "second" admits at once"#,
+            ),
+        ),
+        (
+            r#"["second", "user"]"#,
+            Some(
+                r#"gateway.toml:17:25 routes[0].rate_limit[1]: policy "user" counts by consumer or claim, but the route has no `auth`"#,
+            ),
+        ),
+        (
+            r#"["second", ["day"]]"#,
+            Some(
+                r#"gateway.toml:17:25 routes[0].rate_limit[1]: invalid type: sequence, expected a policy name or a table with `policy` and `cost`"#,
+            ),
+        ),
+    ] {
+        let src = config(rate_limit);
+        match want {
+            None => assert!(
+                Config::from_toml(&src).is_ok(),
+                "{rate_limit}: {}",
+                errors(&src)
+            ),
+            Some(want) => assert_eq!(
+                errors(&src),
+                format!("{want}\n1 error; nothing was loaded\n"),
+                "{rate_limit}"
+            ),
+        }
+    }
+    let loaded =
+        Config::from_toml(&config(r#"["second", { policy = "day", cost = 20 }]"#)).unwrap();
+    let charges: Vec<(String, u32)> = loaded
+        .route_at(0)
+        .rate_limits
+        .iter()
+        .map(|c| (loaded.rate_limits[c.quota].name.clone(), c.cost))
+        .collect();
+    assert_eq!(
+        charges,
+        [("second".to_string(), 1), ("day".to_string(), 20)]
+    );
 }
 
 #[test]

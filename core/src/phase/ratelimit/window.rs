@@ -48,6 +48,26 @@ impl Window {
         self.index.saturating_add(2).saturating_mul(self.period_ms)
     }
 
+    /// This state with a request of `cost`, admitted when the state became `charged`, given
+    /// back: taken from the period it was counted in, while that period still counts.
+    pub(super) fn refund(self, charged: Window, cost: u32) -> Option<Window> {
+        let cost = u64::from(cost);
+        if self.period_ms != charged.period_ms {
+            return None;
+        }
+        match self.index.checked_sub(charged.index) {
+            Some(0) => Some(Window {
+                current: self.current.saturating_sub(cost),
+                ..self
+            }),
+            Some(1) => Some(Window {
+                previous: self.previous.saturating_sub(cost),
+                ..self
+            }),
+            _ => None,
+        }
+    }
+
     /// This state seen from period `index`: its counts moved on by the periods that have
     /// passed. A state from a later period (a clock that went back) is kept as it is, counted
     /// as though at the start of its own period, which only refuses sooner.
