@@ -745,6 +745,39 @@ pub fn a_sliding_window_counts_aligned_periods_exactly(s: &Suite) {
     }
 }
 
+/// A route with two limits (`multi_first`, a sliding window of 10 an hour, then `multi_second`,
+/// 3 an hour): 30 requests at once from one client admit exactly 3, and what the first charged
+/// for the others is given back, so it then has exactly 10 − 3 left for a route that charges it
+/// alone. Both fields list both policies.
+pub fn several_limits_charge_only_when_all_admit(s: &Suite) {
+    // a burst that straddled two hours would weigh the first hour's count
+    let into_hour = now_ms() % 3_600_000;
+    if into_hour > 3_590_000 {
+        std::thread::sleep(std::time::Duration::from_millis(3_601_000 - into_hour));
+    }
+    let ip = s.client_ip();
+    let replies = gets_at_once_from(s, &ip, "/multi/both", 30);
+    let admitted: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(admitted.len(), 3);
+    assert_eq!(replies.iter().filter(|r| r.status == 429).count(), 27);
+    for r in &admitted {
+        assert_eq!(
+            r.header("ratelimit-policy"),
+            Some("\"multi_first\";q=10;w=3600, \"multi_second\";q=3;w=3600")
+        );
+        let listed = r.header("ratelimit").unwrap_or_default();
+        assert!(
+            listed.starts_with("\"multi_first\";r=") && listed.contains(", \"multi_second\";r="),
+            "{listed}"
+        );
+    }
+    // while the burst's refunds were on their way the first limit may have refused some, and an
+    // isolate holds a refusal for a second (`MEMO_HOLD_MS`) before asking its counter again
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let first = s.send_from(&ip, "GET", "/multi/first", &[], b"");
+    assert_eq!((first.status, remaining(&first)), (200, Some(6)));
+}
+
 pub fn sharded_rate_limit_under_concurrency(s: &Suite) {
     let replies = gets_at_once(s, "/sharded", 200);
     let ok = replies.iter().filter(|r| r.status == 200).count();
@@ -1214,6 +1247,7 @@ macro_rules! e2e_cases {
             exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, weighted_routes_share_one_budget,
             a_sliding_window_counts_aligned_periods_exactly,
+            several_limits_charge_only_when_all_admit,
             a_route_believes_its_own_proxies,
             shared_cache, cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
