@@ -408,6 +408,82 @@ respond = { status = 200 }
 }
 
 #[test]
+fn a_daily_quota_follows_each_consumers_plan_and_resets_at_midnight_utc() {
+    let gw = gateway(
+        r#"
+[auth.api_keys.partners]
+# sha256("partner-key-1"), sha256("ops-key-1")
+keys = [
+  { consumer = "free-co", sha256 = "d1cf9c5cffcb718f754b7ecb1ed23efdb5a654b4b20c2fc42759db5903209f76" },
+  { consumer = "gold-co", sha256 = "f5e368bcc22b06c39f3db394d0918fd5d5d29c887810a98e99b01196323d7540", plan = "gold" },
+]
+
+[rate_limits.daily]
+key = "consumer"
+limit = 2
+period = "day"
+
+[plans.gold]
+limits = { daily = 4 }
+
+[[routes]]
+name = "r"
+path = "/r"
+auth = { api_key = "partners" }
+rate_limit = "daily"
+respond = { status = 200 }
+"#,
+    );
+    let host = Backend::default().host();
+    let go = |key: &str| {
+        let res = send(
+            &gw,
+            &host,
+            req("GET", "/r", &[("x-api-key", key)], ""),
+            "192.0.2.1",
+        );
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let statuses = (res.status().as_u16(), header("retry-after"));
+        (
+            statuses,
+            header("ratelimit-policy").unwrap(),
+            header("ratelimit").unwrap(),
+        )
+    };
+    // 2023-11-14 22:13:20 UTC: 6,400 s to midnight
+    host.set_now(NOW_MS);
+    let free = |r: u64| {
+        (
+            "\"daily\";q=2;w=86400".to_string(),
+            format!("\"daily\";r={r};t=6400"),
+        )
+    };
+    for left in [1, 0] {
+        let (status, policy, limit) = go("partner-key-1");
+        assert_eq!((status, (policy, limit)), ((200, None), free(left)));
+    }
+    let (status, ..) = go("partner-key-1");
+    assert_eq!(status, (429, Some("6400".into())));
+    // the gold plan's 4 a day, on the same policy
+    for left in [3, 2, 1, 0] {
+        let (status, policy, limit) = go("ops-key-1");
+        assert_eq!(status, (200, None));
+        assert_eq!(policy, "\"daily\";q=4;w=86400");
+        assert_eq!(limit, format!("\"daily\";r={left};t=6400"));
+    }
+    assert_eq!(go("ops-key-1").0 .0, 429);
+    // one millisecond before midnight still refused; at midnight a new day
+    host.set_now(1_700_006_400_000 - 1);
+    assert_eq!(go("partner-key-1").0 .0, 429);
+    host.advance(1);
+    assert_eq!(go("partner-key-1").2, "\"daily\";r=1;t=86400");
+}
+
+#[test]
 fn unknown_paths_and_methods_are_problems() {
     let gw = gateway(CONFIG);
     let host = Backend::default().host();

@@ -274,6 +274,7 @@ fn phases(c: &mut Criterion) {
         limit: 100,
         period_ms: 60_000,
         algorithm: portcullis_core::config::raw::LimitAlgorithm::Gcra,
+        calendar: None,
         burst: 100,
         shards: 1,
         key: ratelimit::LimitKey::Ip,
@@ -284,9 +285,14 @@ fn phases(c: &mut Criterion) {
         algorithm: portcullis_core::config::raw::LimitAlgorithm::SlidingWindow,
         ..quota.clone()
     };
+    let monthly = ratelimit::Quota {
+        calendar: Some(portcullis_core::config::raw::CalendarPeriod::Month),
+        ..quota.clone()
+    };
     for (name, quota) in [
         ("ratelimit/admit", &quota),
         ("ratelimit/admit-sliding-window", &sliding),
+        ("ratelimit/admit-calendar-month", &monthly),
     ] {
         let (_, state) = ratelimit::admit(quota, None, NOW, 1);
         g.bench_function(name, |b| {

@@ -14,7 +14,7 @@
 use crate::body::Body;
 #[cfg(feature = "response-cache")]
 use crate::config::raw::AdminAction;
-use crate::config::{Action, Config, Id, Route};
+use crate::config::{Action, Config, Route};
 use crate::host::Host;
 use crate::phase::access::{self, Client};
 use crate::phase::auth::{Consumer, TokenCache};
@@ -37,13 +37,33 @@ use jwks::{jwks_store_key, Jwks};
 /// The W3C trace-context header.
 const TRACEPARENT: &str = "traceparent";
 
+/// What the gateway makes once per rate-limit quota (a policy's, or a plan's version of one):
+/// its `RateLimit-Policy` value and quoted name, and the quota of each of its shards (empty when
+/// it has one counter).
+struct LimitUse {
+    fields: (HeaderValue, String),
+    shards: Vec<Quota>,
+}
+
+impl LimitUse {
+    fn of(q: &Quota) -> LimitUse {
+        LimitUse {
+            fields: ratelimit::policy_fields(q),
+            shards: match q.shards {
+                0 | 1 => Vec::new(),
+                n => (0..n).map(|i| q.shard(i)).collect(),
+            },
+        }
+    }
+}
+
 /// The gateway: a compiled config plus what it remembers between requests.
 pub struct Gateway {
     config: Config,
-    /// `RateLimit-Policy` values and quoted names, per rate limit.
-    limit_fields: Vec<(HeaderValue, String)>,
-    /// Per rate-limit policy, the quota of each of its shards (empty when it has one counter).
-    limit_shards: Vec<Vec<Quota>>,
+    /// Per rate-limit policy, what each request under it needs made once.
+    limits: Vec<LimitUse>,
+    /// Per plan, the same for each policy it changes (in the plan's order).
+    plan_limits: Vec<Vec<LimitUse>>,
     tokens: RefCell<TokenCache>,
     jwks: RefCell<Vec<Jwks>>,
     /// Per JWT provider, the store key of its JWKS record.
@@ -76,8 +96,9 @@ struct Ctx<'a> {
     scheme: Option<&'a str>,
     route: Option<&'a Route>,
     consumer: Option<Rc<Consumer>>,
-    /// The rate limits asked (indexes into the config's), in order, and their verdicts.
-    limits: Vec<(Id<ratelimit::Quota>, Verdict)>,
+    /// The rate limits asked, in order: their header fields (`RateLimit-Policy`, quoted name)
+    /// and their verdicts.
+    limits: Vec<(&'a (HeaderValue, String), Verdict)>,
     log: AccessLog<'a>,
 }
 
@@ -152,23 +173,14 @@ impl Gateway {
             .iter()
             .map(|p| jwks_store_key(&p.name, p.jwks_url.as_deref().unwrap_or("")))
             .collect();
-        let limit_fields = config
-            .rate_limits
-            .iter()
-            .map(ratelimit::policy_fields)
-            .collect();
-        let limit_shards = config
-            .rate_limits
-            .iter()
-            .map(|q| match q.shards {
-                0 | 1 => Vec::new(),
-                n => (0..n).map(|i| q.shard(i)).collect(),
-            })
+        let limits = config.rate_limits.iter().map(LimitUse::of).collect();
+        let plan_limits = (config.plans.iter())
+            .map(|p| p.limits.iter().map(|(_, q)| LimitUse::of(q)).collect())
             .collect();
         Gateway {
             config,
-            limit_fields,
-            limit_shards,
+            limits,
+            plan_limits,
             tokens,
             jwks,
             jwks_store_keys,
@@ -412,14 +424,11 @@ impl Gateway {
         let t = host.monotonic_us();
         match ctx.limits.as_slice() {
             [] => {}
-            [(i, verdict)] => {
-                let (policy, name) = &self.limit_fields[i.index()];
+            [((policy, name), verdict)] => {
                 ratelimit::set_headers_with(res.headers_mut(), policy, name, verdict);
             }
             several => {
-                let fields = several
-                    .iter()
-                    .map(|(i, verdict)| (&self.limit_fields[i.index()], verdict));
+                let fields = several.iter().map(|(fields, verdict)| (*fields, verdict));
                 ratelimit::set_list_headers(res.headers_mut(), fields);
             }
         }

@@ -18,7 +18,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn check_accepts_the_examples() {
     let (code, out, _) = run(&["check", "examples/gateway.toml"]);
-    assert_eq!((code, out.as_str()), (0, "ok: 5 routes, 0 upstreams, 0 access lists, 1 JWT providers, 1 API-key sets, 2 rate limits\n"));
+    assert_eq!((code, out.as_str()), (0, "ok: 5 routes, 0 upstreams, 0 access lists, 1 JWT providers, 1 API-key sets, 2 rate limits, 0 plans\n"));
 }
 
 #[test]

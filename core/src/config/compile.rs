@@ -12,8 +12,8 @@ use super::diag::{header_name, methods, refuse, Errs, CHECKS};
 use super::emit::IpSets;
 use super::raw::{self, RawConfig};
 use super::{
-    features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Id, LimitCharge, Respond,
-    Route, RouteRefs, Routes, Secrets, Table, Upstream,
+    features, Action, AuthRule, BuildFeatures, Config, ConfigErrors, Id, LimitCharge, Plan,
+    Respond, Route, RouteRefs, Routes, Secrets, Table, Upstream,
 };
 use crate::phase::{access, auth, cache, observe, ratelimit, route, transform, validate};
 use http::HeaderName;
@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 /// ` (did you mean "x"?)` when a candidate is close to `name`.
-pub(super) fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     let best = candidates
         .map(|c| (edit_distance(name, c), c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
@@ -325,22 +325,25 @@ fn policies(
         }
     }
 
-    // JWT providers
+    // JWT providers and API keys, which may name plans
+    let plan_names = names(&raw.plans);
     let mut jwt = Table::default();
     for (name, p) in &raw.auth.jwt {
-        let _ = jwt.push(auth::JwtProvider::compile(e, name, p, secrets));
+        let _ = jwt.push(auth::JwtProvider::compile(e, name, p, secrets, &plan_names));
     }
-
-    // API keys
     let mut api_keys = Table::default();
     for (name, set) in &raw.auth.api_keys {
-        let _ = api_keys.push(auth::ApiKeySet::compile(e, name, set));
+        let _ = api_keys.push(auth::ApiKeySet::compile(e, name, set, &plan_names));
     }
 
-    // rate limits
+    // rate limits, and the plans that change them
     let mut quotas = Table::default();
     for (name, q) in &raw.rate_limits {
         let _ = quotas.push(ratelimit::Quota::compile(e, name, q));
+    }
+    let mut plans = Table::default();
+    for (name, p) in &raw.plans {
+        let _ = plans.push(plan(e, name, p, raw, &quotas));
     }
 
     // transforms and CORS
@@ -374,6 +377,7 @@ fn policies(
         jwt,
         api_keys,
         rate_limits: quotas,
+        plans,
         transforms: transforms.into_values().collect(),
         cors,
         trusted_proxies: trusted,
@@ -598,6 +602,54 @@ fn resolve_route(
         ),
         request,
         response,
+    }
+}
+
+/// Checks and builds plan `name`: for each policy it names, the policy's quota with the plan's
+/// limit (and burst, when the policy leaves its burst to follow the limit).
+fn plan(
+    e: &mut Errs<'_>,
+    name: &str,
+    p: &raw::Plan,
+    raw: &RawConfig,
+    quotas: &Table<ratelimit::Quota>,
+) -> Plan {
+    let policies = names(&raw.rate_limits);
+    let mut limits = Vec::new();
+    for (policy, &limit) in &p.limits {
+        let path = format!("plans.{name}.limits.{policy}");
+        let Some(qi) = lookup::<ratelimit::Quota>(e, &path, "rate limit", Some(policy), &policies)
+        else {
+            continue;
+        };
+        let base = &quotas[qi];
+        let burst = match raw.rate_limits.get(policy).and_then(|q| q.burst) {
+            Some(burst) => burst,
+            None => limit,
+        };
+        if limit == 0 || limit > 1_000_000_000 {
+            refuse!(e, &path, "must be between 1 and 1000000000");
+        } else if u64::from(base.shards) > limit.min(burst) {
+            refuse!(
+                e,
+                &path,
+                format!(
+                    "policy {policy:?} is split over {} shards: each needs a part of the limit, \
+                     so it must be at least {}",
+                    base.shards, base.shards
+                ),
+            );
+        }
+        let quota = ratelimit::Quota {
+            limit,
+            burst,
+            ..base.clone()
+        };
+        limits.push((qi, quota));
+    }
+    Plan {
+        name: name.to_string(),
+        limits,
     }
 }
 

@@ -35,7 +35,7 @@ pub fn rust_static(raw: &RawConfig) -> String {
         "// Written by portcullis_core::config::emit from the checked config; do not edit.\n{\n\
          #[allow(unused_imports)]\nuse ::portcullis_core::config::emit::*;\n\
          #[allow(unused_imports)]\n\
-         use ::portcullis_core::config::raw::{AdminAction, Alg, FailMode, LimitAlgorithm, ParamType};\n",
+         use ::portcullis_core::config::raw::{AdminAction, Alg, CalendarPeriod, FailMode, LimitAlgorithm, ParamType};\n",
     );
     raw.write(&mut out);
     out.push_str("\n}\n");
@@ -257,7 +257,14 @@ macro_rules! embed_unit_enum {
         }
     )*};
 }
-embed_unit_enum!(FailMode, Alg, AdminAction, ParamType, LimitAlgorithm);
+embed_unit_enum!(
+    FailMode,
+    Alg,
+    AdminAction,
+    ParamType,
+    LimitAlgorithm,
+    CalendarPeriod
+);
 
 /// The mirror of [`RateLimitRef`].
 #[doc(hidden)]
@@ -387,9 +394,11 @@ embed_struct! {
     RawConfig => RawConfigStatic {
         gateway: GatewaySettings, defaults: RouteDefaults, upstreams: BTreeMap<String, Upstream>,
         access: BTreeMap<String, AccessList>, auth: AuthProviders,
-        rate_limits: BTreeMap<String, RateLimitPolicy>, transforms: BTreeMap<String, Transform>,
-        cors: BTreeMap<String, CorsPolicy>, routes: Vec<Route>,
+        rate_limits: BTreeMap<String, RateLimitPolicy>, plans: BTreeMap<String, Plan>,
+        transforms: BTreeMap<String, Transform>, cors: BTreeMap<String, CorsPolicy>,
+        routes: Vec<Route>,
     }
+    Plan => PlanStatic { limits: BTreeMap<String, u64> }
     GatewaySettings => GatewaySettingsStatic {
         trusted_proxies: Vec<String>, request_id_header: String, server_timing: bool,
         log_client_geo: bool, access_log_sample: f64, limits: Limits, token_cache_size: usize,
@@ -415,17 +424,18 @@ embed_struct! {
         issuer: Option<String>, audiences: Vec<String>, jwks_url: Option<String>,
         keys: Vec<InlineKey>, leeway_s: u32, require_exp: bool, header: String,
         jwks_min_ttl_s: u32, jwks_max_ttl_s: u32, jwks_cooldown_s: u32, allow_private: bool,
-        fail: FailMode, consumer_claim: Option<String>, max_token_bytes: usize,
+        fail: FailMode, consumer_claim: Option<String>, plan_claim: Option<String>,
+        max_token_bytes: usize,
     }
     InlineKey => InlineKeyStatic {
         kid: Option<String>, alg: Alg, secret: Option<String>, secret_base64: Option<String>,
         secret_env: Option<String>, jwk: Option<Value>,
     }
     ApiKeySet => ApiKeySetStatic { header: Option<String>, query: Option<String>, keys: Vec<ApiKey> }
-    ApiKey => ApiKeyStatic { consumer: String, sha256: String, scopes: Vec<String> }
+    ApiKey => ApiKeyStatic { consumer: String, sha256: String, plan: Option<String>, scopes: Vec<String> }
     RateLimitPolicy => RateLimitPolicyStatic {
-        key: String, limit: u64, period_s: u64, algorithm: LimitAlgorithm, burst: Option<u64>,
-        shards: Option<u32>,
+        key: String, limit: u64, period_s: Option<u64>, period: Option<CalendarPeriod>,
+        algorithm: LimitAlgorithm, burst: Option<u64>, shards: Option<u32>,
         fail: FailMode, ipv4_prefix: Option<u8>, ipv6_prefix: Option<u8>,
     }
     Transform => TransformStatic {
@@ -524,7 +534,7 @@ pub fn rust_embedded(raw: &RawConfig, config: &crate::Config) -> String {
         "// Written by portcullis_core::config::emit from the checked config; do not edit.\n{\n\
          #[allow(unused_imports)]\nuse ::portcullis_core::config::emit::*;\n\
          #[allow(unused_imports)]\n\
-         use ::portcullis_core::config::raw::{AdminAction, Alg, FailMode, LimitAlgorithm, ParamType};\n\
+         use ::portcullis_core::config::raw::{AdminAction, Alg, CalendarPeriod, FailMode, LimitAlgorithm, ParamType};\n\
          Embedded {\nraw: ",
     );
     slim.write(&mut out);

@@ -161,6 +161,7 @@ pub(super) fn parse_toml(src: &str) -> Result<(RawConfig, Locator<'_>), ConfigEr
             "upstreams" => raw.upstreams = l.map(key, v),
             "access" => raw.access = l.map(key, v),
             "rate_limits" => raw.rate_limits = l.map(key, v),
+            "plans" => raw.plans = l.map(key, v),
             "transforms" => raw.transforms = l.map(key, v),
             "cors" => raw.cors = l.map(key, v),
             "auth" => match v.get_ref().as_table() {

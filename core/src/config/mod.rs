@@ -4,7 +4,7 @@
 //! and, for TOML, its line and column. The compiled form holds what the phases need, built once
 //! (route tables, CIDR ranges, keys, regexes, schemas).
 
-mod compile;
+pub(crate) mod compile;
 pub(crate) mod diag;
 pub mod emit;
 pub mod features;
@@ -27,13 +27,14 @@ pub use lint::warnings;
 pub use table::{Id, Table};
 
 /// The file's top-level sections, in the order a config file is written.
-pub(crate) const SECTIONS: [&str; 9] = [
+pub(crate) const SECTIONS: [&str; 10] = [
     "gateway",
     "defaults",
     "upstreams",
     "access",
     "auth",
     "rate_limits",
+    "plans",
     "transforms",
     "cors",
     "routes",
@@ -214,6 +215,21 @@ pub struct Route {
     pub response: Option<Rc<transform::Transform>>,
 }
 
+/// A plan (`[plans.NAME]`): for each rate-limit policy it names, the quota its consumers have
+/// instead of the policy's own.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub limits: Vec<(Id<ratelimit::Quota>, ratelimit::Quota)>,
+}
+
+impl Plan {
+    /// The quota this plan gives under policy `qi`, if it names it.
+    pub fn quota(&self, qi: Id<ratelimit::Quota>) -> Option<&ratelimit::Quota> {
+        self.limits.iter().find(|(i, _)| *i == qi).map(|(_, q)| q)
+    }
+}
+
 /// A rate-limit policy a route charges, and what each of its requests costs against it (1
 /// unless the route sets its `cost`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +323,7 @@ pub struct Config {
     pub jwt: Table<auth::JwtProvider>,
     pub api_keys: Table<auth::ApiKeySet>,
     pub rate_limits: Table<ratelimit::Quota>,
+    pub plans: Table<Plan>,
     /// The named transforms, which routes share.
     pub transforms: Table<Rc<transform::Transform>>,
     pub cors: Table<transform::Cors>,
@@ -549,13 +566,14 @@ impl Config {
     /// A one-line summary: `12 routes, 2 upstreams, …`.
     pub fn summary(&self) -> String {
         format!(
-            "{} routes, {} upstreams, {} access lists, {} JWT providers, {} API-key sets, {} rate limits",
+            "{} routes, {} upstreams, {} access lists, {} JWT providers, {} API-key sets, {} rate limits, {} plans",
             self.route_count(),
             self.upstreams.len(),
             self.access.len(),
             self.jwt.len(),
             self.api_keys.len(),
-            self.rate_limits.len()
+            self.rate_limits.len(),
+            self.plans.len()
         )
     }
 }

@@ -32,6 +32,10 @@ pub struct RawConfig {
     /// Rate-limit policies, by name.
     #[serde(default)]
     pub rate_limits: BTreeMap<String, RateLimitPolicy>,
+    /// Plans, by name: what a consumer's plan (an API key's `plan`, a JWT provider's
+    /// `plan_claim`) allows under the rate-limit policies it names.
+    #[serde(default)]
+    pub plans: BTreeMap<String, Plan>,
     /// Header, query and body transforms, by name.
     #[serde(default)]
     pub transforms: BTreeMap<String, Transform>,
@@ -285,6 +289,10 @@ pub struct JwtProvider {
     /// rate limits count by client address.
     #[serde(default)]
     pub consumer_claim: Option<String>,
+    /// The claim that names the consumer's plan (`[plans]`). A token without it, or naming no
+    /// plan there, has the policies' own limits.
+    #[serde(default)]
+    pub plan_claim: Option<String>,
     /// The longest token accepted, in bytes → 401.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
@@ -412,6 +420,8 @@ pub struct ApiKey {
     pub consumer: String,
     /// Lowercase hex SHA-256 of the key (`printf %s KEY | sha256sum`).
     pub sha256: String,
+    /// The key's plan (`[plans]`), if it has one.
+    pub plan: Option<String>,
     /// Scopes the key grants.
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -425,8 +435,11 @@ pub struct RateLimitPolicy {
     pub key: String,
     /// Requests allowed per period (1 to 10⁹).
     pub limit: u64,
-    /// Period in seconds (1 s to one year).
-    pub period_s: u64,
+    /// Period in seconds (1 s to one year). Give this or `period`.
+    pub period_s: Option<u64>,
+    /// A calendar period in UTC instead of `period_s`: a quota of `limit` per `day` or `month`,
+    /// counted afresh from the first millisecond of each.
+    pub period: Option<CalendarPeriod>,
     /// How requests are counted: `gcra` (default) or `sliding_window`.
     #[serde(default)]
     pub algorithm: LimitAlgorithm,
@@ -449,6 +462,26 @@ pub struct RateLimitPolicy {
     /// which holds 2^64 addresses).
     #[schemars(range(min = 1, max = 128))]
     pub ipv6_prefix: Option<u8>,
+}
+
+/// A calendar period of a quota, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarPeriod {
+    /// From 00:00 UTC to the next.
+    Day,
+    /// From the first of a month, 00:00 UTC, to the first of the next.
+    Month,
+}
+
+/// A plan: for each rate-limit policy it names, the limit its consumers have instead of the
+/// policy's own (`{ monthly = 100000, per_second = 50 }`). A policy it does not name applies
+/// as written.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Policy name → the plan's limit under it (1 to 10⁹).
+    pub limits: BTreeMap<String, u64>,
 }
 
 /// How a rate limit counts requests.

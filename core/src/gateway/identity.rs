@@ -1,7 +1,7 @@
 //! Steps 3 and 4: who the client is (a JWT, verified against inline keys or a JWKS, or an API
 //! key) and whether that proves the route's scopes and claims; then the rate limit.
 
-use super::{Ctx, Gateway};
+use super::{Ctx, Gateway, LimitUse};
 use crate::config::{Id, LimitCharge, Route};
 use crate::host::Host;
 use crate::phase::auth::{self, Consumer, Key, TokenError};
@@ -76,11 +76,12 @@ impl Gateway {
             let set = &self.config.api_keys[si];
             if let Some(key) = auth::presented_api_key(set, headers, query) {
                 return match auth::check_api_key(set, &key) {
-                    Some((consumer, scopes)) => Ok(Some((
+                    Some(holder) => Ok(Some((
                         Rc::new(Consumer {
-                            id: consumer.as_str().into(),
-                            scopes: scopes.clone(),
+                            id: holder.consumer.as_str().into(),
+                            scopes: holder.scopes.clone(),
                             claims: Rc::default(),
+                            plan: holder.plan,
                         }),
                         set.label.as_str(),
                     ))),
@@ -147,11 +148,11 @@ impl Gateway {
     /// `rl:<policy>:<key part>` (a sharded policy adds `#<shard>`), with the verdicts in `ctx`.
     /// A request is admitted only if every limit admits it: when one refuses (or its store fails
     /// closed), what the limits before it charged is given back, so it is charged to none.
-    pub(super) async fn charge_limits<H: Host>(
-        &self,
+    pub(super) async fn charge_limits<'a, H: Host>(
+        &'a self,
         limits: &[LimitCharge],
         r: &Route,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'a>,
         headers: &http::HeaderMap,
         host: &H,
     ) -> Result<(), Reject> {
@@ -160,11 +161,11 @@ impl Gateway {
         // what to give back if a later limit refuses (only a route with several keeps any)
         let mut charged = Vec::new();
         for &LimitCharge { quota: qi, cost } in limits {
-            let quota = &self.config.rate_limits[qi];
-            let (key, counter) = self.limit_counter(qi, r, ctx, headers, host);
+            let (quota, used) = self.limit_quota(qi, ctx.consumer.as_deref());
+            let (key, counter) = self.limit_counter(quota, used, r, ctx, headers, host);
             match host.rate_limit(&key, counter, cost).await {
                 Ok((verdict, state)) => {
-                    ctx.limits.push((qi, verdict));
+                    ctx.limits.push((&used.fields, verdict));
                     ctx.log.rate_limit_remaining = Some(
                         (ctx.log.rate_limit_remaining)
                             .map_or(verdict.remaining, |left| left.min(verdict.remaining)),
@@ -203,17 +204,34 @@ impl Gateway {
         outcome.map(|_| ())
     }
 
-    /// The counter a request is charged to under rate limit `qi`: its key, and its quota (a
-    /// sharded policy's, one of its shards at random).
-    fn limit_counter<H: Host>(
+    /// The quota of rate limit `qi` for `consumer`: its plan's, when its plan changes that
+    /// policy, else the policy's own; and what the gateway made once for it.
+    fn limit_quota(
         &self,
         qi: Id<ratelimit::Quota>,
+        consumer: Option<&Consumer>,
+    ) -> (&ratelimit::Quota, &LimitUse) {
+        if let Some(p) = consumer.and_then(|c| c.plan) {
+            let plan = &self.config.plans[p];
+            if let Some(k) = plan.limits.iter().position(|(i, _)| *i == qi) {
+                return (&plan.limits[k].1, &self.plan_limits[p.index()][k]);
+            }
+        }
+        (&self.config.rate_limits[qi], &self.limits[qi.index()])
+    }
+
+    /// The counter a request is charged to under `quota`: its key (the same whatever the
+    /// consumer's plan, so a change of plan keeps the count), and its quota (a sharded policy's,
+    /// one of its shards at random).
+    fn limit_counter<'q, H: Host>(
+        &self,
+        quota: &'q ratelimit::Quota,
+        used: &'q LimitUse,
         r: &Route,
         ctx: &Ctx<'_>,
         headers: &http::HeaderMap,
         host: &H,
-    ) -> (StoreKey, &ratelimit::Quota) {
-        let quota = &self.config.rate_limits[qi];
+    ) -> (StoreKey, &'q ratelimit::Quota) {
         let part = ratelimit::key_part(
             quota,
             &r.name,
@@ -228,8 +246,7 @@ impl Gateway {
             key.push(':');
             key.push_str(&part);
         });
-        let shards = &self.limit_shards[qi.index()];
-        let counter = ratelimit::pick_shard(quota, shards, &mut key, || host.random());
+        let counter = ratelimit::pick_shard(quota, &used.shards, &mut key, || host.random());
         (key, counter)
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::config::diag::{header_name, refuse, Errs, CHECKS};
 use crate::config::raw::Alg;
-use crate::config::{outbound_url, raw, BuildFeatures, Secrets};
+use crate::config::{outbound_url, raw, BuildFeatures, Id, Plan, Secrets};
 use crate::host::UnixMillis;
 use crate::problem::Reject;
 use http::{HeaderMap, HeaderName};
@@ -250,6 +250,9 @@ pub struct JwtProvider {
     pub fail_open: bool,
     /// The claim naming the consumer (`None`: `sub`, `client_id`, `azp`).
     pub consumer_claim: Option<String>,
+    /// The claim naming the consumer's plan, and the plans' names (a plan's id is its position).
+    pub plan_claim: Option<String>,
+    pub plan_names: Rc<[String]>,
     /// The longest token accepted.
     pub max_token_bytes: usize,
 }
@@ -347,7 +350,13 @@ pub fn verify_token(
             return Err(TokenError::Invalid("wrong audience"));
         }
     }
-    let consumer = Consumer::from_claims(Rc::new(custom.clone()), p.consumer_claim.as_deref());
+    let mut consumer = Consumer::from_claims(Rc::new(custom.clone()), p.consumer_claim.as_deref());
+    // a plan the config does not have is no plan: the policies' own limits apply
+    consumer.plan = (p.plan_claim.as_deref())
+        .and_then(|c| custom.get(c)?.as_str())
+        .and_then(|name| p.plan_names.iter().position(|n| n == name))
+        .and_then(|i| u32::try_from(i).ok())
+        .map(Id::new);
     Ok(Verified {
         consumer: Rc::new(consumer),
         valid_until_ms,
@@ -511,7 +520,15 @@ pub struct ApiKeySet {
     pub label: String,
     pub header: Option<HeaderName>,
     pub query: Option<String>,
-    pub by_hash: HashMap<[u8; 32], (String, Vec<String>)>,
+    pub by_hash: HashMap<[u8; 32], KeyHolder>,
+}
+
+/// Whom an API key belongs to: its consumer, scopes and plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyHolder {
+    pub consumer: String,
+    pub scopes: Vec<String>,
+    pub plan: Option<Id<Plan>>,
 }
 
 /// The API key presented in the request, if any: an empty or blank value is no key.
@@ -535,7 +552,7 @@ pub fn presented_api_key(
 }
 
 /// Looks a key up by its SHA-256.
-pub fn check_api_key<'a>(set: &'a ApiKeySet, key: &str) -> Option<&'a (String, Vec<String>)> {
+pub fn check_api_key<'a>(set: &'a ApiKeySet, key: &str) -> Option<&'a KeyHolder> {
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     set.by_hash.get(&digest)
 }
@@ -548,6 +565,8 @@ pub struct Consumer {
     pub scopes: Vec<String>,
     /// JWT claims (empty for API keys).
     pub claims: Rc<Claims>,
+    /// The consumer's plan: its API key's, or the one its token's `plan_claim` names.
+    pub plan: Option<Id<Plan>>,
 }
 
 impl Consumer {
@@ -572,7 +591,12 @@ impl Consumer {
                 _ => {}
             }
         }
-        Consumer { id, scopes, claims }
+        Consumer {
+            id,
+            scopes,
+            claims,
+            plan: None,
+        }
     }
 
     /// The consumer's id, `None` for a token that names no consumer (an empty id is no id:
@@ -627,6 +651,7 @@ impl JwtProvider {
         name: &str,
         p: &raw::JwtProvider,
         secrets: Secrets<'_>,
+        plans: &[&str],
     ) -> JwtProvider {
         let path = format!("auth.jwt.{name}");
         if p.keys.is_empty() && p.jwks_url.is_none() {
@@ -711,6 +736,11 @@ impl JwtProvider {
             jwks_cooldown_s: p.jwks_cooldown_s,
             fail_open: p.fail == raw::FailMode::Open,
             consumer_claim: p.consumer_claim.clone(),
+            plan_claim: p.plan_claim.clone(),
+            plan_names: match p.plan_claim {
+                Some(_) => plans.iter().map(|n| n.to_string()).collect(),
+                None => Rc::from([]),
+            },
             max_token_bytes: p.max_token_bytes,
         }
     }
@@ -718,7 +748,12 @@ impl JwtProvider {
 
 impl ApiKeySet {
     /// Checks and builds API-key set `name`.
-    pub(crate) fn compile(e: &mut Errs<'_>, name: &str, s: &raw::ApiKeySet) -> ApiKeySet {
+    pub(crate) fn compile(
+        e: &mut Errs<'_>,
+        name: &str,
+        s: &raw::ApiKeySet,
+        plans: &[&str],
+    ) -> ApiKeySet {
         let path = format!("auth.api_keys.{name}");
         let header = match (&s.header, &s.query) {
             (Some(h), _) => header_name(e, &format!("{path}.header"), h),
@@ -737,10 +772,20 @@ impl ApiKeySet {
                     "is the SHA-256 of the empty string (an unset variable?): an empty key is no credential",
                 ),
                 Some(digest) => {
-                    if by_hash
-                        .insert(digest, (k.consumer.clone(), k.scopes.clone()))
-                        .is_some()
-                    {
+                    let plan = k.plan.as_deref().and_then(|p| match plans.iter().position(|n| *n == p) {
+                        Some(i) => u32::try_from(i).ok().map(Id::new),
+                        None => {
+                            let hint = crate::config::compile::did_you_mean(p, plans.iter().copied());
+                            refuse!(e, format!("{path}.keys[{i}].plan"), format!("unknown plan {p:?}{hint}"));
+                            None
+                        }
+                    });
+                    let holder = KeyHolder {
+                        consumer: k.consumer.clone(),
+                        scopes: k.scopes.clone(),
+                        plan,
+                    };
+                    if by_hash.insert(digest, holder).is_some() {
                         refuse!(e, kp, "the same key is listed twice");
                     }
                 }

@@ -8,12 +8,14 @@
 //! stores nothing: the host applies [`admit`] atomically per key.
 
 use crate::config::diag::{refuse, Errs};
-use crate::config::raw::{self, LimitAlgorithm};
+use crate::config::raw::{self, CalendarPeriod, LimitAlgorithm};
 use crate::host::UnixMillis;
 use crate::store::StoreKey;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+mod calendar;
 mod window;
+pub use calendar::Count;
 pub use window::Window;
 
 /// A compiled rate-limit policy.
@@ -27,6 +29,9 @@ pub struct Quota {
     pub period_ms: u64,
     /// How requests are counted.
     pub algorithm: LimitAlgorithm,
+    /// A quota over a calendar period in UTC instead: `limit` per day or month, counted afresh
+    /// from each period's first millisecond (`algorithm` does not apply).
+    pub calendar: Option<CalendarPeriod>,
     /// Requests allowed at once (GCRA; a sliding window's is its `limit`).
     pub burst: u64,
     /// Counters each key is split over (1: one counter); see [`Quota::shard`].
@@ -141,6 +146,7 @@ impl Quota {
             limit: part(self.limit).max(1),
             period_ms: self.period_ms,
             algorithm: self.algorithm,
+            calendar: self.calendar,
             burst: part(self.burst).max(1),
             shards: 1,
             key: self.key.clone(),
@@ -197,6 +203,7 @@ pub struct Gcra {
 pub enum LimitState {
     Gcra(Gcra),
     Window(Window),
+    Count(Count),
 }
 
 impl LimitState {
@@ -205,6 +212,7 @@ impl LimitState {
         match self {
             LimitState::Gcra(g) => format!("{}:{}", g.tat, g.scale),
             LimitState::Window(w) => w.encode(),
+            LimitState::Count(c) => c.encode(),
         }
     }
 
@@ -212,6 +220,9 @@ impl LimitState {
     pub fn decode(s: &str) -> Option<LimitState> {
         if let Some(fields) = s.strip_prefix("w:") {
             return Window::decode(fields).map(LimitState::Window);
+        }
+        if let Some(fields) = s.strip_prefix("c:") {
+            return Count::decode(fields).map(LimitState::Count);
         }
         let (tat, scale) = s.split_once(':')?;
         let scale: u64 = scale.parse().ok()?;
@@ -228,6 +239,7 @@ impl LimitState {
                 u64::try_from(g.tat.div_ceil(u128::from(g.scale))).unwrap_or(u64::MAX)
             }
             LimitState::Window(w) => w.expires_at_ms(),
+            LimitState::Count(c) => c.expires_at_ms(),
         }
     }
 }
@@ -360,11 +372,19 @@ pub fn admit(
     now: UnixMillis,
     cost: u32,
 ) -> (Verdict, LimitState) {
+    if let Some(period) = quota.calendar {
+        let state = state.and_then(|s| match s {
+            LimitState::Count(c) => Some(c),
+            _ => None,
+        });
+        let (verdict, next) = calendar::admit(quota, period, state, now, cost);
+        return (verdict, LimitState::Count(next));
+    }
     match quota.algorithm {
         LimitAlgorithm::Gcra => {
             let state = state.and_then(|s| match s {
                 LimitState::Gcra(g) => Some(g),
-                LimitState::Window(_) => None,
+                _ => None,
             });
             let (verdict, next) = admit_gcra(quota, state, now, cost);
             (verdict, LimitState::Gcra(next))
@@ -372,7 +392,7 @@ pub fn admit(
         LimitAlgorithm::SlidingWindow => {
             let state = state.and_then(|s| match s {
                 LimitState::Window(w) => Some(w),
-                LimitState::Gcra(_) => None,
+                _ => None,
             });
             let (verdict, next) = window::admit(quota, state, now, cost);
             (verdict, LimitState::Window(next))
@@ -406,6 +426,7 @@ pub fn refund(
             }))
         }
         (LimitState::Window(w), LimitState::Window(c)) => w.refund(c, cost).map(LimitState::Window),
+        (LimitState::Count(n), LimitState::Count(c)) => n.refund(c, cost).map(LimitState::Count),
         _ => None,
     }
 }
@@ -455,12 +476,13 @@ fn admit_gcra(quota: &Quota, state: Option<Gcra>, now: UnixMillis, cost: u32) ->
 
 /// One [`admit`] call sent to a counter that lives elsewhere (a Durable Object, a store with
 /// compare-and-swap): the quota's numbers and the cost, as `"limit:period_ms:burst:cost"`, and
-/// `":w"` after them for a sliding window.
+/// after them `":w"` for a sliding window, `":day"` or `":month"` for a calendar quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdmitRequest {
     pub limit: u64,
     pub period_ms: u64,
     pub algorithm: LimitAlgorithm,
+    pub calendar: Option<CalendarPeriod>,
     pub burst: u64,
     pub cost: u32,
 }
@@ -471,34 +493,50 @@ impl AdmitRequest {
             limit: quota.limit,
             period_ms: quota.period_ms,
             algorithm: quota.algorithm,
+            calendar: quota.calendar,
             burst: quota.burst,
             cost,
         }
     }
 
     pub fn encode(&self) -> String {
-        let window = match self.algorithm {
-            LimitAlgorithm::Gcra => "",
-            LimitAlgorithm::SlidingWindow => ":w",
+        let kind = match (self.calendar, self.algorithm) {
+            (Some(CalendarPeriod::Day), _) => ":day",
+            (Some(CalendarPeriod::Month), _) => ":month",
+            (None, LimitAlgorithm::Gcra) => "",
+            (None, LimitAlgorithm::SlidingWindow) => ":w",
         };
         format!(
-            "{}:{}:{}:{}{window}",
+            "{}:{}:{}:{}{kind}",
             self.limit, self.period_ms, self.burst, self.cost
         )
     }
 
     /// Reads the wire form; `None` when malformed or when a number is zero.
     pub fn decode(s: &str) -> Option<AdmitRequest> {
-        let (s, algorithm) = match s.strip_suffix(":w") {
-            Some(numbers) => (numbers, LimitAlgorithm::SlidingWindow),
-            None => (s, LimitAlgorithm::Gcra),
-        };
+        let (mut algorithm, mut calendar) = (LimitAlgorithm::Gcra, None);
+        let mut s = s;
+        for (suffix, sliding, period) in [
+            (":w", true, None),
+            (":day", false, Some(CalendarPeriod::Day)),
+            (":month", false, Some(CalendarPeriod::Month)),
+        ] {
+            if let Some(numbers) = s.strip_suffix(suffix) {
+                s = numbers;
+                calendar = period;
+                if sliding {
+                    algorithm = LimitAlgorithm::SlidingWindow;
+                }
+                break;
+            }
+        }
         let mut it = s.split(':');
         let mut next = || it.next()?.parse::<u64>().ok().filter(|n| *n > 0);
         let r = AdmitRequest {
             limit: next()?,
             period_ms: next()?,
             algorithm,
+            calendar,
             burst: next()?,
             cost: u32::try_from(next()?).ok()?,
         };
@@ -521,6 +559,7 @@ impl AdmitRequest {
             limit: self.limit,
             period_ms: self.period_ms,
             algorithm: self.algorithm,
+            calendar: self.calendar,
             burst: self.burst,
             shards: 1,
             key: LimitKey::Route,
@@ -564,7 +603,11 @@ impl Verdict {
 /// the same for every request, so the gateway makes them once.
 pub fn policy_fields(quota: &Quota) -> (HeaderValue, String) {
     let name = format!("\"{}\"", sf_key(&quota.name));
-    let policy = format!("{name};q={};w={}", quota.limit, quota.period_ms / 1000);
+    let policy = match quota.calendar {
+        // months differ in length: no one window to state
+        Some(CalendarPeriod::Month) => format!("{name};q={}", quota.limit),
+        _ => format!("{name};q={};w={}", quota.limit, quota.period_ms / 1000),
+    };
     (
         HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("")),
         name,
@@ -653,11 +696,40 @@ impl Quota {
                 "must be between 1 and 1000000000"
             );
         }
-        if q.period_s == 0 || q.period_s > 31_536_000 {
+        let period_ms = match (q.period_s, q.period) {
+            (Some(s @ 1..=31_536_000), None) => s * 1000,
+            (Some(_), None) => {
+                refuse!(
+                    e,
+                    format!("{path}.period_s"),
+                    "must be between 1 and 31536000 (a year)",
+                );
+                1000
+            }
+            (None, Some(CalendarPeriod::Day)) => 86_400_000,
+            (None, Some(CalendarPeriod::Month)) => 31 * 86_400_000,
+            (Some(_), Some(_)) => {
+                refuse!(
+                    e,
+                    format!("{path}.period"),
+                    "give `period_s` or `period`, not both"
+                );
+                1000
+            }
+            (None, None) => {
+                refuse!(
+                    e,
+                    &path,
+                    "needs `period_s` (seconds) or `period` (\"day\" or \"month\")"
+                );
+                1000
+            }
+        };
+        if q.period.is_some() && q.algorithm != LimitAlgorithm::Gcra {
             refuse!(
                 e,
-                format!("{path}.period_s"),
-                "must be between 1 and 31536000 (a year)",
+                format!("{path}.algorithm"),
+                "a calendar `period` counts each day or month afresh: `algorithm` is for `period_s`",
             );
         }
         if q.burst == Some(0) {
@@ -667,6 +739,12 @@ impl Quota {
                 e,
                 format!("{path}.burst"),
                 "a sliding window admits up to `limit` at once: `burst` is for `gcra`",
+            );
+        } else if q.burst.is_some() && q.period.is_some() {
+            refuse!(
+                e,
+                format!("{path}.burst"),
+                "a calendar quota admits up to `limit` at once: `burst` is for `gcra`",
             );
         }
         let shards = q.shards.unwrap_or(1);
@@ -709,8 +787,9 @@ impl Quota {
             },
             name: name.to_string(),
             limit: q.limit,
-            period_ms: q.period_s.saturating_mul(1000),
+            period_ms,
             algorithm: q.algorithm,
+            calendar: q.period,
             burst,
             shards,
             key: key.unwrap_or(LimitKey::Ip),
@@ -731,6 +810,7 @@ mod tests {
             limit,
             period_ms: period_s * 1000,
             algorithm: LimitAlgorithm::Gcra,
+            calendar: None,
             burst,
             shards: 1,
             key: LimitKey::Ip,

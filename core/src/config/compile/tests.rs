@@ -56,7 +56,7 @@ name = "two"
 path = "/b"
 upstreem = "a"
 "#;
-    let want = r#"gateway.toml:2:2 gatway: unknown section (did you mean "gateway"?); expected one of gateway, defaults, upstreams, access, auth, rate_limits, transforms, cors, routes
+    let want = r#"gateway.toml:2:2 gatway: unknown section (did you mean "gateway"?); expected one of gateway, defaults, upstreams, access, auth, rate_limits, plans, transforms, cors, routes
 gateway.toml:6:45 upstreams.a.targets[0].wieght: unknown field `wieght`, expected `url` or `weight`
 gateway.toml:12:11 routes[0].methods: invalid type: string "GET", expected a sequence
 gateway.toml:17:1 routes[1].upstreem: unknown field `upstreem`, expected one of `name`, `methods`, `host`, `path`, `upstream`, `respond`, `admin`, `rewrite`, `strip_prefix`, `websocket`, `auth`, `trusted_proxies`, `access`, `rate_limit`, `cors`, `cache`, `validate`, `request`, `response`
@@ -99,7 +99,7 @@ respond = { body = "b" }
     );
     assert_eq!(
         c.summary(),
-        "2 routes, 0 upstreams, 1 access lists, 0 JWT providers, 0 API-key sets, 0 rate limits"
+        "2 routes, 0 upstreams, 1 access lists, 0 JWT providers, 0 API-key sets, 0 rate limits, 0 plans"
     );
 }
 
@@ -873,4 +873,66 @@ fn a_routes_trusted_proxies_are_addresses_or_cidrs() {
         Config::from_toml(&src.replace("trusted_proxies = [\"192.0.2.0/24\", \"cdn\"]\n", ""))
             .unwrap();
     assert!(unset.route_at(0).trusted_proxies.is_none());
+}
+
+#[test]
+fn calendar_quotas_and_plans_are_checked_where_they_are_written() {
+    let src = r#"
+[auth.api_keys.partners]
+keys = [{ consumer = "a", sha256 = "d1cf9c5cffcb718f754b7ecb1ed23efdb5a654b4b20c2fc42759db5903209f76", plan = "glod" }]
+
+[rate_limits.both]
+key = "ip"
+limit = 10
+period_s = 60
+period = "day"
+
+[rate_limits.neither]
+key = "ip"
+limit = 10
+
+[rate_limits.monthly]
+key = "consumer"
+limit = 1000
+period = "month"
+algorithm = "sliding_window"
+burst = 5
+
+[rate_limits.split]
+key = "ip"
+limit = 100
+period_s = 1
+shards = 4
+
+[plans.gold]
+limits = { monthly = 0, split = 3, montly = 5 }
+"#;
+    let want = r#"gateway.toml:3:111 auth.api_keys.partners.keys[0].plan: unknown plan "glod" (did you mean "gold"?)
+gateway.toml:9:10 rate_limits.both.period: give `period_s` or `period`, not both
+gateway.toml:11:1 rate_limits.neither: needs `period_s` (seconds) or `period` ("day" or "month")
+gateway.toml:19:13 rate_limits.monthly.algorithm: a calendar `period` counts each day or month afresh: `algorithm` is for `period_s`
+gateway.toml:20:9 rate_limits.monthly.burst: a sliding window admits up to `limit` at once: `burst` is for `gcra`
+gateway.toml:29:22 plans.gold.limits.monthly: must be between 1 and 1000000000
+gateway.toml:29:33 plans.gold.limits.split: policy "split" is split over 4 shards: each needs a part of the limit, so it must be at least 4
+gateway.toml:29:45 plans.gold.limits.montly: unknown rate limit "montly" (did you mean "monthly"?)
+8 errors; nothing was loaded
+"#;
+    assert_eq!(errors(src), want);
+    let ok = r#"
+[rate_limits.daily]
+key = "ip"
+limit = 1000
+period = "day"
+
+[plans.gold]
+limits = { daily = 5000 }
+"#;
+    let config = Config::from_toml(ok).unwrap();
+    let gold = config.plans.iter().next().unwrap();
+    let (qi, quota) = &gold.limits[0];
+    assert_eq!(config.rate_limits[*qi].limit, 1000);
+    assert_eq!(
+        (quota.limit, quota.burst, quota.calendar),
+        (5000, 5000, Some(crate::config::raw::CalendarPeriod::Day))
+    );
 }

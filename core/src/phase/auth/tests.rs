@@ -31,6 +31,8 @@ fn provider() -> JwtProvider {
         jwks_cooldown_s: 30,
         fail_open: false,
         consumer_claim: None,
+        plan_claim: None,
+        plan_names: Rc::from([]),
         max_token_bytes: 8192,
     }
 }
@@ -507,7 +509,11 @@ fn api_keys_and_authorization() {
     let mut by_hash = HashMap::new();
     by_hash.insert(
         <[u8; 32]>::from(Sha256::digest(b"k-123")),
-        ("acme".to_string(), vec!["read".to_string()]),
+        KeyHolder {
+            consumer: "acme".to_string(),
+            scopes: vec!["read".to_string()],
+            plan: None,
+        },
     );
     let set = ApiKeySet {
         name: "partners".into(),
@@ -523,7 +529,8 @@ fn api_keys_and_authorization() {
     );
     h.insert("x-api-key", "k-123".parse().unwrap());
     assert_eq!(
-        check_api_key(&set, &presented_api_key(&set, &h, None).unwrap()).map(|c| c.0.as_str()),
+        check_api_key(&set, &presented_api_key(&set, &h, None).unwrap())
+            .map(|c| c.consumer.as_str()),
         Some("acme")
     );
     assert_eq!(check_api_key(&set, "k-124"), None);
@@ -593,6 +600,28 @@ fn tokens_without_an_identity_have_no_consumer() {
     let with_sub = hs_token(&kid_less(), json!({}));
     let v = verify_token(&p, &[&hs_key()], &with_sub, NOW).unwrap();
     assert_eq!(v.consumer.identified(), None);
+}
+
+/// A provider's `plan_claim` names the consumer's plan; a token without it, or naming a plan
+/// the config does not have, has none.
+#[test]
+fn a_tokens_plan_claim_names_its_plan() {
+    let p = JwtProvider {
+        plan_claim: Some("tier".into()),
+        plan_names: Rc::from(["free".to_string(), "gold".to_string()]),
+        keys: vec![hs_key()],
+        ..provider()
+    };
+    let plan = |extra: Value| {
+        let token = hs_token(&kid_less(), extra);
+        let v = verify_token(&p, &[&hs_key()], &token, NOW).unwrap();
+        v.consumer.plan.map(|id| id.index())
+    };
+    assert_eq!(plan(json!({"tier": "gold"})), Some(1));
+    assert_eq!(plan(json!({"tier": "free"})), Some(0));
+    assert_eq!(plan(json!({"tier": "platinum"})), None);
+    assert_eq!(plan(json!({"tier": 1})), None);
+    assert_eq!(plan(json!({})), None);
 }
 
 /// A validly signed token over the provider's limit is refused before it is parsed.
