@@ -778,6 +778,42 @@ pub fn several_limits_charge_only_when_all_admit(s: &Suite) {
     assert_eq!((first.status, remaining(&first)), (200, Some(6)));
 }
 
+/// A quota of 3 a UTC day per tenant (`daily_tenant`), 6 for keys with the gold plan: 10
+/// requests at once admit exactly 3 with a plain key and exactly 6 with the ops key (gold), each
+/// listing its own quota, and the refusals' `Retry-After` is the time to midnight UTC (within
+/// 2 s of the test's clock).
+pub fn a_daily_quota_follows_the_plan_of_the_key(s: &Suite) {
+    // a burst across midnight would count in two days
+    let to_midnight_ms = 86_400_000 - now_ms() % 86_400_000;
+    if to_midnight_ms < 10_000 {
+        std::thread::sleep(std::time::Duration::from_millis(to_midnight_ms + 1_000));
+    }
+    for (key, quota) in [("partner-key-1", 3), ("ops-key-1", 6)] {
+        let tenant = format!("t-{}-{}", now_ms(), s.unique());
+        let headers = [("x-api-key", key), ("x-tenant", tenant.as_str())];
+        let replies: Vec<Reply> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..10)
+                .map(|_| scope.spawn(|| s.send("GET", "/quota/daily", &headers, b"")))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let to_midnight_s = ((86_400_000 - now_ms() % 86_400_000) / 1000) as i64;
+        let admitted = replies.iter().filter(|r| r.status == 200).count();
+        assert_eq!((key, admitted), (key, quota));
+        for r in &replies {
+            let policy = format!("\"daily_tenant\";q={quota};w=86400");
+            assert_eq!(r.header("ratelimit-policy"), Some(policy.as_str()));
+            if r.status == 429 {
+                let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!(
+                    (wait - to_midnight_s).abs() <= 2,
+                    "{wait} s, {to_midnight_s} s to midnight"
+                );
+            }
+        }
+    }
+}
+
 pub fn sharded_rate_limit_under_concurrency(s: &Suite) {
     let replies = gets_at_once(s, "/sharded", 200);
     let ok = replies.iter().filter(|r| r.status == 200).count();
@@ -1247,7 +1283,7 @@ macro_rules! e2e_cases {
             exact_rate_limit_under_concurrency,
             sharded_rate_limit_under_concurrency, weighted_routes_share_one_budget,
             a_sliding_window_counts_aligned_periods_exactly,
-            several_limits_charge_only_when_all_admit,
+            several_limits_charge_only_when_all_admit, a_daily_quota_follows_the_plan_of_the_key,
             a_route_believes_its_own_proxies,
             shared_cache, cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
