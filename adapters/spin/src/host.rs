@@ -265,13 +265,10 @@ impl SpinHost {
                 continue;
             }
             let value = wrap(next.encode().as_bytes(), next.expires_at_ms());
-            if creating {
-                // this request's turn: it alone writes the entry (a swap would write as blindly)
-                bucket
-                    .set(key, &value)
-                    .map_err(|e| kv_error("rate-limit state write", e))?;
-                return Ok(answer);
-            }
+            // a creator swaps too, though from "no entry" Spin 4.1 writes as blindly as `set`:
+            // its turn makes it the only writer, and a swap reaches the store before it returns,
+            // where Spin's `set` is write-behind (queued in the instance, done later), so the
+            // others could wait out their turn before the entry was there
             if swapped(cas, &value, "compare-and-swap write")? {
                 return Ok(answer);
             }
