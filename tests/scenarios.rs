@@ -1470,6 +1470,57 @@ fn a_verified_token_is_served_from_the_token_cache_until_it_expires() {
 }
 
 #[test]
+fn answers_that_vary_are_kept_as_variants_of_one_key() {
+    let gw = gateway(
+        r#"
+[upstreams.app]
+targets = [{ url = "https://backend.test" }]
+
+[[routes]]
+name = "doc"
+path = "/doc"
+upstream = "app"
+cache = { ttl_s = 60 }
+"#,
+    );
+    // the upstream answers in the request's language and varies on it and on the codings
+    let host = MemoryHost::new(NOW_MS, |req: &http::Request<Bytes>| {
+        let lang = req
+            .headers()
+            .get("accept-language")
+            .map_or("none", |v| v.to_str().unwrap());
+        Ok(http::Response::builder()
+            .header("vary", "Accept-Language, Accept-Encoding")
+            .header("cache-control", "max-age=60")
+            .body(Bytes::from(format!("hello in {lang}")))
+            .unwrap())
+    });
+    let get = |lang: &str, codings: &str| {
+        let headers = [("accept-language", lang), ("accept-encoding", codings)];
+        let res = send(&gw, &host, req("GET", "/doc", &headers, ""), "192.0.2.1");
+        String::from_utf8(res.body().to_vec()).unwrap()
+    };
+    let sent = || host.sent.borrow().len();
+    // en, fr, en, fr: two upstream calls, each language its own answer
+    for lang in ["en", "fr", "en", "fr"] {
+        assert_eq!(get(lang, "gzip, br"), format!("hello in {lang}"));
+    }
+    assert_eq!(sent(), 2);
+    // the same codings listed another way are the same variant
+    assert_eq!(get("en", "br;q=1.0, gzip"), "hello in en");
+    assert_eq!(sent(), 2);
+    // at most MAX_VARIANTS (16) per key: sixteen more languages push out the first two
+    for i in 0..16 {
+        get(&format!("x-{i}"), "gzip");
+    }
+    assert_eq!(sent(), 18);
+    assert_eq!(get("x-15", "gzip"), "hello in x-15");
+    assert_eq!(sent(), 18);
+    assert_eq!(get("en", "gzip, br"), "hello in en");
+    assert_eq!(sent(), 19, "the oldest variant made way");
+}
+
+#[test]
 fn a_head_request_never_fills_the_cache_with_an_empty_body() {
     let gw = gateway(CONFIG);
     let b = Backend::default();

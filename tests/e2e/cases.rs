@@ -842,6 +842,25 @@ pub fn sharded_rate_limit_under_concurrency(s: &Suite) {
     );
 }
 
+/// An upstream that varies on `Accept-Language` (`/vary`): en, fr, en, fr through a cached route
+/// cost two upstream calls, and each language gets its own answer back.
+pub fn answers_that_vary_are_cached_per_variant(s: &Suite) {
+    let path = format!("/cached/vary/{}-{}", now_ms(), s.unique());
+    for lang in ["en", "fr", "en", "fr"] {
+        let r = s.send("GET", &path, &[("accept-language", lang)], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let echo = r.json();
+        let echoed = (echo["headers"].as_array().into_iter().flatten())
+            .find(|pair| pair[0] == "accept-language")
+            .map(|pair| pair[1].clone());
+        assert_eq!(echoed, Some(serde_json::json!(lang)), "{}", r.text());
+    }
+    let upstream_langs: Vec<String> = (s.upstream.requests_for(&path).iter())
+        .map(|r| r.header("accept-language").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(upstream_langs, ["en", "fr"]);
+}
+
 pub fn shared_cache(s: &Suite) {
     let n = s.unique();
     let path = format!("/cached/etag/{n}");
@@ -1285,7 +1304,7 @@ macro_rules! e2e_cases {
             a_sliding_window_counts_aligned_periods_exactly,
             several_limits_charge_only_when_all_admit, a_daily_quota_follows_the_plan_of_the_key,
             a_route_believes_its_own_proxies,
-            shared_cache, cors,
+            shared_cache, answers_that_vary_are_cached_per_variant, cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
             header_bytes_pass_unchanged, access_log_line,
             events_reach_the_client_as_the_upstream_sends_them,

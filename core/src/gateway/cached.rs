@@ -23,11 +23,13 @@ pub(super) enum Lookup<'r> {
     Bypass,
 }
 
-/// A miss: the rule, the key to store the answer under, and the request as the cache saw it.
+/// A miss: the rule, the key to store the answer under, the request as the cache saw it, and
+/// the key's record of variants when its answers vary.
 pub(super) struct Miss<'r> {
     rule: &'r cache::CacheRule,
     key: cache::CacheKey,
     probe: Request<Bytes>,
+    record: Option<Box<cache::VaryRecord>>,
 }
 
 impl Gateway {
@@ -59,7 +61,7 @@ impl Gateway {
                 Ok(key) => key,
                 Err(why) => return Ok(Err(why)),
             };
-            let stored = host.store_get(&key.entry).await?;
+            let (stored, record) = self.read_entry(&key, &probe, host).await?;
             let mut hit = None;
             if let Some(stored) = stored {
                 // an entry is served only if no unsafe request invalidated its URI since
@@ -67,13 +69,18 @@ impl Gateway {
                 let invalidated = marker.as_deref().and_then(cache::invalidated_at);
                 hit = cache::serve(&stored, &probe, host.now(), invalidated);
             }
-            Ok::<_, crate::host::HostError>(Ok((hit, key)))
+            Ok::<_, crate::host::HostError>(Ok((hit, key, record)))
         }
         .await;
         let (outcome, decision) = match lookup {
-            Ok(Ok((Some(hit), _))) => (Lookup::Hit(hit), Cow::Borrowed("hit")),
-            Ok(Ok((None, key))) => (
-                Lookup::Miss(Miss { rule, key, probe }),
+            Ok(Ok((Some(hit), ..))) => (Lookup::Hit(hit), Cow::Borrowed("hit")),
+            Ok(Ok((None, key, record))) => (
+                Lookup::Miss(Miss {
+                    rule,
+                    key,
+                    probe,
+                    record,
+                }),
                 Cow::Borrowed("miss"),
             ),
             Ok(Err(why)) => (Lookup::Bypass, Cow::Owned(format!("bypass:{why}"))),
@@ -114,7 +121,9 @@ impl Gateway {
                 let view = Response::from_parts(head, bytes);
                 if let Some((entry, ttl)) = cache::store(miss.rule, &miss.probe, &view, host.now())
                 {
-                    let _ = host.store_put(&miss.key.entry, entry, ttl).await;
+                    if let Ok(key) = self.entry_key(&miss, view.headers(), ttl, host).await {
+                        let _ = host.store_put(&key, entry, ttl).await;
+                    }
                 }
                 let (view_head, bytes) = view.into_parts();
                 head = view_head;
@@ -132,19 +141,24 @@ impl Gateway {
                         ctx.mark(Phase::Cache, "bypass:too-large", t, host);
                         Body::Stream(stream)
                     }
-                    Some((entry, ttl_s)) => Body::Stream(host.tee(
-                        stream,
-                        Tee {
-                            key: miss.key.entry,
-                            head: entry,
-                            ttl_s,
-                            limit: rule.max_bytes,
-                            declared: declared.filter(|_| {
-                                !head.headers.contains_key(http::header::CONTENT_ENCODING)
-                            }),
-                            request_id: ctx.request_id.to_string(),
-                        },
-                    )),
+                    Some((entry, ttl_s)) => {
+                        match self.entry_key(&miss, &head.headers, ttl_s, host).await {
+                            Ok(key) => Body::Stream(host.tee(
+                                stream,
+                                Tee {
+                                    key,
+                                    head: entry,
+                                    ttl_s,
+                                    limit: rule.max_bytes,
+                                    declared: declared.filter(|_| {
+                                        !head.headers.contains_key(http::header::CONTENT_ENCODING)
+                                    }),
+                                    request_id: ctx.request_id.to_string(),
+                                },
+                            )),
+                            Err(_) => Body::Stream(stream),
+                        }
+                    }
                     None => Body::Stream(stream),
                 }
             }
@@ -155,6 +169,51 @@ impl Gateway {
                 .await;
         }
         Response::from_parts(head, body)
+    }
+
+    /// A key's stored value, and its record of variants when its answers vary: then the value
+    /// is the request's variant (if the record lists it).
+    async fn read_entry<H: Host>(
+        &self,
+        key: &cache::CacheKey,
+        probe: &Request<Bytes>,
+        host: &H,
+    ) -> Result<(Option<Vec<u8>>, Option<Box<cache::VaryRecord>>), crate::host::HostError> {
+        let stored = host.store_get(&key.entry).await?;
+        let Some(record) = stored.as_deref().and_then(cache::VaryRecord::decode) else {
+            return Ok((stored, None));
+        };
+        let id = cache::variant_id(&record.names, probe);
+        let variant = match record.variants.contains(&id) {
+            true => {
+                host.store_get(&cache::VaryRecord::variant_key(key, &id))
+                    .await?
+            }
+            false => None,
+        };
+        Ok((variant, Some(Box::new(record))))
+    }
+
+    /// Where a miss's answer is stored: its key, or, when the answer varies (`Vary`), its
+    /// variant's key, after the key's record of variants is written with it.
+    async fn entry_key<H: Host>(
+        &self,
+        miss: &Miss<'_>,
+        headers: &http::HeaderMap,
+        ttl_s: u32,
+        host: &H,
+    ) -> Result<crate::store::StoreKey, crate::host::HostError> {
+        let Some(names) = cache::vary_names(headers) else {
+            return Ok(miss.key.entry.clone());
+        };
+        let id = cache::variant_id(&names, &miss.probe);
+        let key = cache::VaryRecord::variant_key(&miss.key, &id);
+        let now = host.now();
+        let previous = miss.record.as_deref().cloned();
+        let record = cache::VaryRecord::with(previous, names, id, now, ttl_s);
+        host.store_put(&miss.key.entry, record.encode(), record.ttl_s(now))
+            .await?;
+        Ok(key)
     }
 
     /// After an unsafe request answered 2xx/3xx, marks its target URI and its `Location` and

@@ -237,6 +237,165 @@ pub fn clamp_freshness(headers: &mut HeaderMap) {
     }
 }
 
+/// The most variants kept for one key when the upstream answers with `Vary`: a client choosing
+/// new `Accept-Language` values cannot fill the store; the oldest variant makes way.
+pub const MAX_VARIANTS: usize = 16;
+
+/// The request header codings a cache tells apart: `Accept-Encoding` reduced to the set of
+/// codings it accepts (q > 0) among `br`, `deflate`, `gzip` and `zstd`, in that order, joined by
+/// commas (`""` for none). `gzip, deflate, br` and `br;q=1, gzip, deflate` are one variant, as
+/// they are to an upstream choosing among those codings (and Workers rewrites the header on the
+/// way out in any case).
+pub fn normalized_accept_encoding(headers: &HeaderMap) -> String {
+    let mut accepted = [false; 4];
+    for item in (headers.get_all(header::ACCEPT_ENCODING).iter())
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if let Some(i) = ["br", "deflate", "gzip", "zstd"]
+            .iter()
+            .position(|c| *c == coding)
+        {
+            accepted[i] |= !refused;
+        }
+    }
+    let names = ["br", "deflate", "gzip", "zstd"];
+    let chosen: Vec<&str> = (0..4).filter(|i| accepted[*i]).map(|i| names[i]).collect();
+    chosen.join(",")
+}
+
+/// The request header names a response varies on (`Vary`, lowercase, sorted, once each);
+/// `None` when it names none (or `*`, which is never stored).
+pub fn vary_names(headers: &HeaderMap) -> Option<Vec<String>> {
+    let mut names: Vec<String> = (headers.get_all(header::VARY).iter())
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    (!names.is_empty() && !names.iter().any(|n| n == "*")).then_some(names)
+}
+
+/// The variant of a request under `names`: a hash of its values of those headers
+/// (`Accept-Encoding` as [`normalized_accept_encoding`]), each length-prefixed.
+pub fn variant_id(names: &[String], req: &Request<Bytes>) -> String {
+    let mut h = Sha256::new();
+    for name in names {
+        field(&mut h, name.as_bytes());
+        if name == "accept-encoding" {
+            field(&mut h, normalized_accept_encoding(req.headers()).as_bytes());
+            continue;
+        }
+        let values = req.headers().get_all(name.as_str());
+        h.update((values.iter().count() as u64).to_be_bytes());
+        for v in values {
+            field(&mut h, v.as_bytes());
+        }
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// What a key holds when its answers vary: the header names, the variants stored (oldest
+/// first, at most [`MAX_VARIANTS`]) and when the longest-lived of them expires. Each variant is
+/// stored under its own key ([`VaryRecord::variant_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaryRecord {
+    pub names: Vec<String>,
+    pub variants: Vec<String>,
+    pub expires_ms: u64,
+}
+
+/// What a stored record starts with (a response entry starts with its JSON head, `{`).
+const VARY_MARK: &[u8] = b"vary\n";
+
+impl VaryRecord {
+    /// The stored form: `vary`, then lines of the names, the variants and the expiry.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = VARY_MARK.to_vec();
+        out.extend_from_slice(self.names.join(",").as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(self.variants.join(",").as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(self.expires_ms.to_string().as_bytes());
+        out
+    }
+
+    /// The record a stored value holds, if it is one.
+    pub fn decode(stored: &[u8]) -> Option<VaryRecord> {
+        let text = std::str::from_utf8(stored.strip_prefix(VARY_MARK)?).ok()?;
+        let mut lines = text.split('\n');
+        let list = |l: &str| -> Vec<String> {
+            l.split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let names = list(lines.next()?);
+        let variants = list(lines.next()?);
+        let expires_ms = lines.next()?.parse().ok()?;
+        (!names.is_empty() && lines.next().is_none()).then_some(VaryRecord {
+            names,
+            variants,
+            expires_ms,
+        })
+    }
+
+    /// The key variant `id` of `key`'s entry is stored under.
+    pub fn variant_key(key: &CacheKey, id: &str) -> StoreKey {
+        StoreKey::new(
+            Kind::Cache,
+            format_args!(
+                "{}:v:{id}",
+                key.entry.as_str().trim_start_matches(Kind::Cache.prefix())
+            ),
+        )
+    }
+
+    /// This record with variant `id` (stored at `now`, kept `ttl_s`) added as the newest; the
+    /// oldest goes when there are more than [`MAX_VARIANTS`]. A record for other header names
+    /// (the upstream changed its `Vary`) starts over.
+    pub fn with(
+        previous: Option<VaryRecord>,
+        names: Vec<String>,
+        id: String,
+        now: u64,
+        ttl_s: u32,
+    ) -> VaryRecord {
+        let expires = now.saturating_add(u64::from(ttl_s) * 1000);
+        let mut record = match previous {
+            Some(r) if r.names == names && r.expires_ms > now => r,
+            _ => VaryRecord {
+                names,
+                variants: Vec::new(),
+                expires_ms: 0,
+            },
+        };
+        record.variants.retain(|v| *v != id);
+        record.variants.push(id);
+        if record.variants.len() > MAX_VARIANTS {
+            record.variants.remove(0);
+        }
+        record.expires_ms = record.expires_ms.max(expires);
+        record
+    }
+
+    /// How long the record must be kept from `now` (s): as long as its longest-lived variant.
+    pub fn ttl_s(&self, now: u64) -> u32 {
+        let s = self.expires_ms.saturating_sub(now).div_ceil(1000);
+        u32::try_from(s).unwrap_or(MAX_TTL_S).clamp(1, MAX_TTL_S)
+    }
+}
+
 /// The statuses a cache may give a lifetime the response does not state (RFC 9111 §4.2.2,
 /// RFC 9110 §15.1).
 #[cfg(feature = "response-cache")]
@@ -268,6 +427,13 @@ fn policy_request(req: &Request<Bytes>) -> Request<()> {
     *policy_req.headers_mut() = req.headers().clone();
     policy_req.headers_mut().remove(header::AUTHORIZATION);
     clamp_freshness(policy_req.headers_mut());
+    // one variant for every list of the same codings, as the variant's key has it
+    if policy_req.headers().contains_key(header::ACCEPT_ENCODING) {
+        let codings = normalized_accept_encoding(policy_req.headers());
+        if let Ok(v) = HeaderValue::from_str(&codings) {
+            policy_req.headers_mut().insert(header::ACCEPT_ENCODING, v);
+        }
+    }
     policy_req
 }
 
@@ -567,6 +733,79 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(Bytes::from_static(b"hello")).unwrap()
+    }
+
+    #[test]
+    fn accept_encoding_is_reduced_to_the_codings_it_accepts() {
+        for (sent, want) in [
+            ("gzip, deflate, br", "br,deflate,gzip"),
+            ("br;q=1.0, gzip;q=0.8, deflate", "br,deflate,gzip"),
+            ("GZIP", "gzip"),
+            ("gzip, br;q=0", "gzip"),
+            ("identity", ""),
+            ("*", ""),
+            ("zstd, compress, x-gzip", "zstd"),
+        ] {
+            let req = get("http://h/", &[("accept-encoding", sent)]);
+            assert_eq!(normalized_accept_encoding(req.headers()), want, "{sent}");
+        }
+    }
+
+    #[test]
+    fn variants_are_told_apart_by_the_headers_the_answer_varies_on() {
+        let vary = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::VARY, HeaderValue::from_str(v).unwrap());
+            vary_names(&h)
+        };
+        assert_eq!(
+            vary("Accept-Language, accept-encoding, Accept-Language"),
+            Some(vec!["accept-encoding".into(), "accept-language".into()])
+        );
+        assert_eq!(vary("*"), None);
+        assert_eq!(vary(" , "), None);
+        let names = vary("accept-language, accept-encoding").unwrap();
+        let id = |h: &[(&str, &str)]| variant_id(&names, &get("http://h/", h));
+        let en = id(&[("accept-language", "en"), ("accept-encoding", "gzip, br")]);
+        assert_eq!(
+            en,
+            id(&[("accept-language", "en"), ("accept-encoding", "br,gzip")])
+        );
+        assert_ne!(
+            en,
+            id(&[("accept-language", "fr"), ("accept-encoding", "gzip, br")])
+        );
+        assert_ne!(en, id(&[("accept-language", "en")]));
+    }
+
+    #[test]
+    fn a_vary_record_round_trips_and_keeps_the_newest_variants() {
+        let names = vec!["accept-language".to_string()];
+        let mut record = None;
+        for i in 0..=MAX_VARIANTS {
+            let ttl = if i == 0 { 600 } else { 60 };
+            record = Some(VaryRecord::with(
+                record,
+                names.clone(),
+                format!("v{i}"),
+                1_000,
+                ttl,
+            ));
+        }
+        let record = record.unwrap();
+        assert_eq!(record.variants.len(), MAX_VARIANTS);
+        assert_eq!(record.variants.first().map(String::as_str), Some("v1"));
+        // kept as long as its longest-lived variant was to be
+        assert_eq!((record.expires_ms, record.ttl_s(1_000)), (601_000, 600));
+        assert_eq!(VaryRecord::decode(&record.encode()), Some(record.clone()));
+        assert_eq!(VaryRecord::decode(b"{\"policy\":1}\nbody"), None);
+        // the upstream changed what it varies on: the record starts over
+        let other = VaryRecord::with(Some(record), vec!["accept".into()], "a".into(), 2_000, 60);
+        assert_eq!(other.variants, ["a"]);
+        let key = key(&rule(false), 3, "r", &get("http://h/x", &[]), None).unwrap();
+        let variant = VaryRecord::variant_key(&key, "ab12");
+        assert_eq!(variant.as_str(), format!("{}:v:ab12", key.entry.as_str()));
+        assert_eq!(Kind::of(variant.as_str()), Some(Kind::Cache));
     }
 
     #[test]

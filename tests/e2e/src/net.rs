@@ -212,7 +212,8 @@ fn read_body_with(
 
 /// The upstream: answers every request with a JSON echo of what it received, and records it.
 /// Path segments script it: `/status/NNN` answers NNN, `/slow/MS` waits first, `/reset` closes
-/// the connection without answering, `/cookie` adds a `Set-Cookie`, `/etag` an `ETag`,
+/// the connection without answering, `/cookie` adds a `Set-Cookie`, `/etag` an `ETag`, `/vary`
+/// a `Vary: Accept-Language`,
 /// `/private` a `Cache-Control: private`, `/latin1` the headers `X-Utf8` (UTF-8 `café`) and
 /// `X-Latin` (the same with the single byte 0xE9); anything else gets `Cache-Control: max-age=60`.
 /// `/bytes/N` answers a body of N `x`s instead of the echo, sent chunked (no `Content-Length`)
@@ -340,6 +341,9 @@ fn serve_upstream(
     }
     if segs.contains(&"etag") {
         extra.push_str("etag: \"v1\"\r\n");
+    }
+    if segs.contains(&"vary") {
+        extra.push_str("vary: Accept-Language\r\n");
     }
     extra.push_str(if segs.contains(&"private") {
         "cache-control: private\r\n"
