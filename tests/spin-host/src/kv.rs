@@ -1,5 +1,12 @@
 //! `spin:key-value@3.0.0` over one in-memory map shared by all instances. Only the labels the
 //! manifest grants (`key_value_stores`) open; any other is `access-denied`, as under Spin.
+//!
+//! Each opened store is a write-behind cache over the map, as Spin's (`CachingStore` in
+//! spin-factor-key-value): a write lands in the handle's cache at once and in the map later, on
+//! a thread of its own, after [`WRITE_BEHIND`], in the order written; a read is answered from
+//! the handle's cache when it holds the key (never refreshed from the map), else from the map
+//! after the handle's writes have landed. So another instance does not see a write the moment
+//! it returns, as under Spin, where a test host that wrote at once hid a lost admission.
 
 wasmtime::component::bindgen!({
     path: "wit/key-value.wit",
@@ -9,15 +16,91 @@ wasmtime::component::bindgen!({
 use spin::key_value::key_value::{Error, Host, HostStore, HostStoreWithStore, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 use wasmtime::component::{Accessor, HasData, Linker, Resource};
 
 /// The data behind every store label, shared by every instance.
 pub type Shared = Arc<Mutex<HashMap<String, HashMap<String, Vec<u8>>>>>;
 
+/// How long after a write returns it reaches the shared map (Spin's runs on a spawned task: at
+/// once on an idle host, later on a busy one).
+pub const WRITE_BEHIND: Duration = Duration::from_millis(2);
+
+/// One opened store: its label, what this handle has read or written, and its writes on their
+/// way to the map (each waits for the one before it).
+pub struct Opened {
+    label: String,
+    cache: HashMap<String, Option<Vec<u8>>>,
+    pending: Option<JoinHandle<()>>,
+}
+
+impl Opened {
+    pub fn new(label: String) -> Opened {
+        Opened {
+            label,
+            cache: HashMap::new(),
+            pending: None,
+        }
+    }
+
+    /// Waits until this handle's writes have reached the map.
+    pub fn flush(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let _ = pending.join();
+        }
+    }
+
+    /// Runs `f` on the map, after this handle's writes have reached it.
+    pub fn on_map<R>(
+        &mut self,
+        data: &Shared,
+        f: impl FnOnce(&mut HashMap<String, Vec<u8>>) -> R,
+    ) -> Result<R, String> {
+        self.flush();
+        let mut data = data.lock().map_err(|_| "poisoned".to_string())?;
+        Ok(f(data.entry(self.label.clone()).or_default()))
+    }
+
+    /// A value: this handle's copy when it has one, else the map's (then copied).
+    pub fn get(&mut self, data: &Shared, key: &str) -> Result<Option<Vec<u8>>, String> {
+        if let Some(v) = self.cache.get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.on_map(data, |map| map.get(key).cloned())?;
+        self.cache.insert(key.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// Remembers what the map holds for `key` now (a compare-and-swap read or write).
+    pub fn saw(&mut self, key: &str, value: Option<Vec<u8>>) {
+        self.cache.insert(key.to_string(), value);
+    }
+
+    /// Sets (`Some`) or deletes (`None`) `key`: in this handle's cache now, in the map later.
+    pub fn write(&mut self, data: &Shared, key: String, value: Option<Vec<u8>>) {
+        self.cache.insert(key.clone(), value.clone());
+        let (before, data, label) = (self.pending.take(), data.clone(), self.label.clone());
+        self.pending = Some(std::thread::spawn(move || {
+            if let Some(before) = before {
+                let _ = before.join();
+            }
+            std::thread::sleep(WRITE_BEHIND);
+            if let Ok(mut data) = data.lock() {
+                let map = data.entry(label).or_default();
+                match value {
+                    Some(v) => map.insert(key, v),
+                    None => map.remove(&key),
+                };
+            }
+        }));
+    }
+}
+
 /// One instance's view: the labels it may open, and the open stores (by resource rep).
 pub struct State {
     granted: Vec<String>,
-    open: Vec<String>,
+    open: Vec<Opened>,
     data: Shared,
 }
 
@@ -57,24 +140,19 @@ impl HostStore for State {
 
 impl Host for State {}
 
-/// Runs `f` on the map behind an open store handle.
-fn with_map<R>(
+/// Runs `f` on the handle behind an open store and the shared map.
+fn with_opened<R>(
     accessor: &Accessor<super::Ctx, Kv>,
     store: &Resource<Store>,
-    f: impl FnOnce(&mut HashMap<String, Vec<u8>>) -> R,
+    f: impl FnOnce(&mut Opened, &Shared) -> Result<R, String>,
 ) -> Result<R, Error> {
     accessor.with(|mut access| {
         let state = access.get();
-        let label = state
-            .open
-            .get(store.rep() as usize)
-            .cloned()
+        let data = state.data.clone();
+        let opened = (state.open)
+            .get_mut(store.rep() as usize)
             .ok_or_else(|| Error::Other("unknown store handle".into()))?;
-        let mut data = state
-            .data
-            .lock()
-            .map_err(|_| Error::Other("poisoned".into()))?;
-        Ok(f(data.entry(label).or_default()))
+        f(opened, &data).map_err(Error::Other)
     })
 }
 
@@ -88,7 +166,7 @@ impl HostStoreWithStore<super::Ctx> for Kv {
             if !state.grants(&label) {
                 return Err(Error::AccessDenied);
             }
-            state.open.push(label);
+            state.open.push(Opened::new(label));
             Ok(Resource::new_own((state.open.len() - 1) as u32))
         })
     }
@@ -98,7 +176,7 @@ impl HostStoreWithStore<super::Ctx> for Kv {
         store: Resource<Store>,
         key: String,
     ) -> Result<Option<Vec<u8>>, Error> {
-        with_map(accessor, &store, |map| map.get(&key).cloned())
+        with_opened(accessor, &store, |opened, data| opened.get(data, &key))
     }
 
     async fn set(
@@ -107,8 +185,9 @@ impl HostStoreWithStore<super::Ctx> for Kv {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        with_map(accessor, &store, |map| {
-            map.insert(key, value);
+        with_opened(accessor, &store, |opened, data| {
+            opened.write(data, key, Some(value));
+            Ok(())
         })
     }
 
@@ -117,8 +196,9 @@ impl HostStoreWithStore<super::Ctx> for Kv {
         store: Resource<Store>,
         key: String,
     ) -> Result<(), Error> {
-        with_map(accessor, &store, |map| {
-            map.remove(&key);
+        with_opened(accessor, &store, |opened, data| {
+            opened.write(data, key, None);
+            Ok(())
         })
     }
 

@@ -1,8 +1,10 @@
 //! `wasi:keyvalue@0.2.0-draft2` (`store` and `atomics`), which Spin serves next to
 //! `spin:key-value`, over the same in-memory map: a bucket named "default" is the store labelled
-//! "default". Only the labels the manifest grants open. Compare-and-swap is exact: a swap
-//! succeeds only if the key still holds what its `cas` handle read, checked and written under
-//! the map's lock.
+//! "default". Only the labels the manifest grants open. Each open bucket is a write-behind cache
+//! as Spin's are ([`kv::Opened`]): `set` and `delete` reach the map later; a compare-and-swap
+//! and `increment` go to the map at once, after the bucket's own writes. Compare-and-swap is
+//! exact: a swap succeeds only if the key still holds what its `cas` handle read, checked and
+//! written under the map's lock.
 
 wasmtime::component::bindgen!({
     path: "wit/wasi-keyvalue",
@@ -14,19 +16,19 @@ wasmtime::component::bindgen!({
 });
 
 use super::kv;
-use std::collections::HashMap;
 use wasi::keyvalue::atomics::{self, CasError};
 use wasi::keyvalue::store::{self, Error, KeyResponse};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-/// An open bucket: the store label it names.
+/// An open bucket: the store it names, as this handle sees it.
 pub struct Bucket {
-    label: String,
+    opened: kv::Opened,
 }
 
-/// A compare-and-swap handle: the key and the value it read when it was made.
+/// A compare-and-swap handle: its bucket (by resource rep), the key and the value it read when
+/// it was made.
 pub struct Cas {
-    label: String,
+    bucket: u32,
     key: String,
     read: Option<Vec<u8>>,
 }
@@ -48,27 +50,25 @@ fn other(e: impl std::fmt::Display) -> Error {
 }
 
 impl View<'_> {
-    /// Runs `f` on the map behind a bucket label.
-    fn with_map<R>(
-        &self,
-        label: &str,
-        f: impl FnOnce(&mut HashMap<String, Vec<u8>>) -> R,
+    /// Runs `f` on the bucket's handle (by resource rep) and the shared map.
+    fn on_rep<R>(
+        &mut self,
+        rep: u32,
+        f: impl FnOnce(&mut kv::Opened, &kv::Shared) -> Result<R, String>,
     ) -> Result<R, Error> {
-        let mut data = self.kv.data().lock().map_err(|_| other("poisoned"))?;
-        Ok(f(data.entry(label.to_string()).or_default()))
-    }
-
-    fn label(&self, bucket: &Resource<Bucket>) -> Result<String, Error> {
-        Ok(self.table.get(bucket).map_err(other)?.label.clone())
+        let data = self.kv.data().clone();
+        let bucket = (self.table)
+            .get_mut(&Resource::<Bucket>::new_borrow(rep))
+            .map_err(other)?;
+        f(&mut bucket.opened, &data).map_err(Error::Other)
     }
 
     fn on_bucket<R>(
-        &self,
+        &mut self,
         bucket: &Resource<Bucket>,
-        f: impl FnOnce(&mut HashMap<String, Vec<u8>>) -> R,
+        f: impl FnOnce(&mut kv::Opened, &kv::Shared) -> Result<R, String>,
     ) -> Result<R, Error> {
-        let label = self.label(bucket)?;
-        self.with_map(&label, f)
+        self.on_rep(bucket.rep(), f)
     }
 }
 
@@ -77,38 +77,46 @@ impl store::Host for View<'_> {
         if !self.kv.grants(&identifier) {
             return Err(Error::AccessDenied);
         }
-        self.table.push(Bucket { label: identifier }).map_err(other)
+        let opened = kv::Opened::new(identifier);
+        self.table.push(Bucket { opened }).map_err(other)
     }
 }
 
 impl store::HostBucket for View<'_> {
     fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, Error> {
-        self.on_bucket(&bucket, |map| map.get(&key).cloned())
+        self.on_bucket(&bucket, |opened, data| opened.get(data, &key))
     }
 
     fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), Error> {
-        self.on_bucket(&bucket, |map| {
-            map.insert(key, value);
+        self.on_bucket(&bucket, |opened, data| {
+            opened.write(data, key, Some(value));
+            Ok(())
         })
     }
 
     fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), Error> {
-        self.on_bucket(&bucket, |map| {
-            map.remove(&key);
+        self.on_bucket(&bucket, |opened, data| {
+            opened.write(data, key, None);
+            Ok(())
         })
     }
 
     fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, Error> {
-        self.on_bucket(&bucket, |map| map.contains_key(&key))
+        self.on_bucket(&bucket, |opened, data| {
+            Ok(opened.get(data, &key)?.is_some())
+        })
     }
 
-    /// Every key at once, sorted (no paging: the cursor is always none).
+    /// Every key at once, sorted (no paging: the cursor is always none), after the bucket's
+    /// writes have landed.
     fn list_keys(
         &mut self,
         bucket: Resource<Bucket>,
         _cursor: Option<String>,
     ) -> Result<KeyResponse, Error> {
-        let mut keys = self.on_bucket(&bucket, |map| map.keys().cloned().collect::<Vec<_>>())?;
+        let mut keys = self.on_bucket(&bucket, |opened, data| {
+            opened.on_map(data, |map| map.keys().cloned().collect::<Vec<_>>())
+        })?;
         keys.sort();
         Ok(KeyResponse { keys, cursor: None })
     }
@@ -128,20 +136,24 @@ impl atomics::Host for View<'_> {
         key: String,
         delta: i64,
     ) -> Result<i64, Error> {
-        self.on_bucket(&bucket, |map| {
-            let current = match map.get(&key) {
-                None => 0,
-                Some(v) => std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| other(format!("{key:?} does not hold a number")))?,
-            };
-            let next = current
-                .checked_add(delta)
-                .ok_or_else(|| other("increment overflows"))?;
-            map.insert(key, next.to_string().into_bytes());
+        self.on_bucket(&bucket, |opened, data| {
+            let next = opened.on_map(data, |map| {
+                let current = match map.get(&key) {
+                    None => 0,
+                    Some(v) => std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .ok_or_else(|| format!("{key:?} does not hold a number"))?,
+                };
+                let next = current
+                    .checked_add(delta)
+                    .ok_or_else(|| "increment overflows".to_string())?;
+                map.insert(key.clone(), next.to_string().into_bytes());
+                Ok::<i64, String>(next)
+            })??;
+            opened.saw(&key, Some(next.to_string().into_bytes()));
             Ok(next)
-        })?
+        })
     }
 
     fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> Result<(), CasError> {
@@ -152,13 +164,20 @@ impl atomics::Host for View<'_> {
         // as Spin 4.1's SQLite store does: a handle that read a value swaps only if the value is
         // still that one (`UPDATE … WHERE value = old`), but one that read no entry writes
         // blindly (`INSERT … ON CONFLICT DO UPDATE`), over whatever another writer put there
+        let (read, key) = (handle.read.clone(), handle.key.clone());
         let swapped = self
-            .with_map(&handle.label, |map| {
-                if handle.read.is_some() && map.get(&handle.key) != handle.read.as_ref() {
-                    return false;
+            .on_rep(handle.bucket, |opened, data| {
+                let done = opened.on_map(data, |map| {
+                    if read.is_some() && map.get(&key) != read.as_ref() {
+                        return false;
+                    }
+                    map.insert(key.clone(), value.clone());
+                    true
+                })?;
+                if done {
+                    opened.saw(&key, Some(value));
                 }
-                map.insert(handle.key.clone(), value);
-                true
+                Ok(done)
             })
             .map_err(CasError::StoreError)?;
         if swapped {
@@ -166,7 +185,11 @@ impl atomics::Host for View<'_> {
         }
         // a fresh handle on the value that won, as the interface asks
         let read = self
-            .with_map(&handle.label, |map| map.get(&handle.key).cloned())
+            .on_rep(handle.bucket, |opened, data| {
+                let now = opened.on_map(data, |map| map.get(&handle.key).cloned())?;
+                opened.saw(&handle.key, now.clone());
+                Ok(now)
+            })
             .map_err(CasError::StoreError)?;
         let fresh = Cas { read, ..handle };
         let fresh = self
@@ -179,9 +202,13 @@ impl atomics::Host for View<'_> {
 
 impl atomics::HostCas for View<'_> {
     fn new(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Resource<Cas>, Error> {
-        let label = self.label(&bucket)?;
-        let read = self.with_map(&label, |map| map.get(&key).cloned())?;
-        self.table.push(Cas { label, key, read }).map_err(other)
+        let read = self.on_bucket(&bucket, |opened, data| {
+            let now = opened.on_map(data, |map| map.get(&key).cloned())?;
+            opened.saw(&key, now.clone());
+            Ok(now)
+        })?;
+        let bucket = bucket.rep();
+        self.table.push(Cas { bucket, key, read }).map_err(other)
     }
 
     fn current(&mut self, cas: Resource<Cas>) -> Result<Option<Vec<u8>>, Error> {
@@ -260,6 +287,35 @@ mod tests {
             Some(b"b".to_vec())
         );
         assert_eq!(view.get(bucket(), "k".into()).unwrap(), Some(b"3".to_vec()));
+    }
+
+    /// As under Spin: a bucket reads its own writes at once, another bucket sees them only once
+    /// they have landed, and a value a bucket has read is not read again from the map.
+    #[test]
+    fn set_is_write_behind_and_each_bucket_keeps_what_it_saw() {
+        let kv = state(&["default"]);
+        let mut table = ResourceTable::new();
+        let mut view = View {
+            table: &mut table,
+            kv: &kv,
+        };
+        let writer = view.open("default".into()).unwrap();
+        let reader = view.open("default".into()).unwrap();
+        let w = || Resource::<Bucket>::new_borrow(writer.rep());
+        let r = || Resource::<Bucket>::new_borrow(reader.rep());
+        view.set(w(), "k".into(), b"1".to_vec()).unwrap();
+        assert_eq!(view.get(w(), "k".into()).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(view.get(r(), "k".into()).unwrap(), None, "not landed yet");
+        std::thread::sleep(kv::WRITE_BEHIND * 20);
+        // landed, but the reader keeps what it read; a new handle sees it
+        assert_eq!(view.get(r(), "k".into()).unwrap(), None);
+        let fresh = view.open("default".into()).unwrap();
+        let f = || Resource::<Bucket>::new_borrow(fresh.rep());
+        assert_eq!(view.get(f(), "k".into()).unwrap(), Some(b"1".to_vec()));
+        // a compare-and-swap reads the map itself, after its bucket's own writes
+        view.delete(w(), "k".into()).unwrap();
+        let cas = view.new(w(), "k".into()).unwrap();
+        assert_eq!(view.current(Resource::new_borrow(cas.rep())).unwrap(), None);
     }
 
     #[test]
