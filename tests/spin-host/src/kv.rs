@@ -3,7 +3,7 @@
 //!
 //! Each opened store is a write-behind cache over the map, as Spin's (`CachingStore` in
 //! spin-factor-key-value): a write lands in the handle's cache at once and in the map later, on
-//! a thread of its own, after [`WRITE_BEHIND`], in the order written; a read is answered from
+//! a thread of its own, in the order written; a read is answered from
 //! the handle's cache when it holds the key (never refreshed from the map), else from the map
 //! after the handle's writes have landed. So another instance does not see a write the moment
 //! it returns, as under Spin, where a test host that wrote at once hid a lost admission.
@@ -23,24 +23,29 @@ use wasmtime::component::{Accessor, HasData, Linker, Resource};
 /// The data behind every store label, shared by every instance.
 pub type Shared = Arc<Mutex<HashMap<String, HashMap<String, Vec<u8>>>>>;
 
-/// How long after a write returns it reaches the shared map (Spin's runs on a spawned task: at
-/// once on an idle host, later on a busy one).
-pub const WRITE_BEHIND: Duration = Duration::from_millis(2);
-
-/// One opened store: its label, what this handle has read or written, and its writes on their
-/// way to the map (each waits for the one before it).
+/// One opened store: its label, what this handle has read or written, its writes on their way
+/// to the map (each waits for the one before it), and how long each waits first.
 pub struct Opened {
     label: String,
     cache: HashMap<String, Option<Vec<u8>>>,
     pending: Option<JoinHandle<()>>,
+    delay: Duration,
 }
 
 impl Opened {
+    /// A handle whose writes start for the map at once (Spin spawns a task for each: it runs
+    /// soon on an idle host, later on a busy one).
     pub fn new(label: String) -> Opened {
+        Opened::with_delay(label, Duration::ZERO)
+    }
+
+    /// A handle whose writes wait `delay` before they start for the map.
+    pub fn with_delay(label: String, delay: Duration) -> Opened {
         Opened {
             label,
             cache: HashMap::new(),
             pending: None,
+            delay,
         }
     }
 
@@ -81,11 +86,12 @@ impl Opened {
     pub fn write(&mut self, data: &Shared, key: String, value: Option<Vec<u8>>) {
         self.cache.insert(key.clone(), value.clone());
         let (before, data, label) = (self.pending.take(), data.clone(), self.label.clone());
+        let delay = self.delay;
         self.pending = Some(std::thread::spawn(move || {
             if let Some(before) = before {
                 let _ = before.join();
             }
-            std::thread::sleep(WRITE_BEHIND);
+            std::thread::sleep(delay);
             if let Ok(mut data) = data.lock() {
                 let map = data.entry(label).or_default();
                 match value {

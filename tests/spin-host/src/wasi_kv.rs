@@ -300,13 +300,15 @@ mod tests {
             kv: &kv,
         };
         let writer = view.open("default".into()).unwrap();
+        let slow = kv::Opened::with_delay("default".into(), std::time::Duration::from_millis(50));
+        view.table.get_mut(&writer).unwrap().opened = slow;
         let reader = view.open("default".into()).unwrap();
         let w = || Resource::<Bucket>::new_borrow(writer.rep());
         let r = || Resource::<Bucket>::new_borrow(reader.rep());
         view.set(w(), "k".into(), b"1".to_vec()).unwrap();
         assert_eq!(view.get(w(), "k".into()).unwrap(), Some(b"1".to_vec()));
         assert_eq!(view.get(r(), "k".into()).unwrap(), None, "not landed yet");
-        std::thread::sleep(kv::WRITE_BEHIND * 20);
+        std::thread::sleep(std::time::Duration::from_millis(200));
         // landed, but the reader keeps what it read; a new handle sees it
         assert_eq!(view.get(r(), "k".into()).unwrap(), None);
         let fresh = view.open("default".into()).unwrap();
