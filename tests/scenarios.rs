@@ -1521,6 +1521,90 @@ cache = { ttl_s = 60 }
 }
 
 #[test]
+fn a_stale_answer_serves_an_upstream_failure_within_its_stale_if_error() {
+    let gw = gateway(
+        r#"
+[upstreams.app]
+targets = [{ url = "https://backend.test" }]
+retries = 1
+
+[[routes]]
+name = "own"
+path = "/own"
+upstream = "app"
+cache = { ttl_s = 60 }
+
+[[routes]]
+name = "default"
+path = "/default"
+upstream = "app"
+cache = { ttl_s = 60, stale_if_error_s = 30 }
+"#,
+    );
+    let b = Backend::default();
+    let host = b.host();
+    // `retries = 1`: each failure below is pushed twice, one per attempt
+    let get = |path: &str| {
+        let res = send(&gw, &host, req("GET", path, &[], ""), "192.0.2.1");
+        let age = res
+            .headers()
+            .get("age")
+            .map(|v| v.to_str().unwrap().to_string());
+        (
+            res.status().as_u16(),
+            String::from_utf8(res.body().to_vec()).unwrap(),
+            age,
+        )
+    };
+    // the upstream's own allowance: fresh for 10 s, then 60 s more for failures
+    b.push(ok(
+        "v1",
+        &[("cache-control", "max-age=10, stale-if-error=60")],
+    ));
+    assert_eq!(get("/own").0, 200);
+    host.advance(15_000);
+    b.push(status(503));
+    b.push(status(503));
+    assert_eq!(get("/own"), (200, "v1".into(), Some("15".into())));
+    b.push(Err(FetchError::Connect("refused".into())));
+    b.push(Err(FetchError::Connect("refused".into())));
+    assert_eq!(get("/own"), (200, "v1".into(), Some("15".into())));
+    // a failure from the end of the allowance (70 s after it was stored) passes
+    host.advance(54_000);
+    b.push(status(504));
+    b.push(status(504));
+    assert_eq!(get("/own").0, 200);
+    host.advance(1_000);
+    b.push(status(504));
+    b.push(status(504));
+    assert_eq!(get("/own").0, 504);
+    let caches: Vec<String> = (host.log_records().iter())
+        .map(|l| l["cache"].as_str().unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(caches, ["miss", "stale", "stale", "stale", "miss"]);
+    // the route's allowance where the upstream says nothing, but not where it forbids stale
+    b.push(ok("d1", &[("cache-control", "max-age=10")]));
+    get("/default");
+    host.advance(39_000);
+    b.push(status(502));
+    b.push(status(502));
+    assert_eq!(get("/default"), (200, "d1".into(), Some("39".into())));
+    host.advance(2_000);
+    b.push(status(502));
+    b.push(status(502));
+    assert_eq!(get("/default").0, 502);
+    b.push(ok(
+        "d2",
+        &[("cache-control", "max-age=10, must-revalidate")],
+    ));
+    get("/default");
+    host.advance(11_000);
+    b.push(status(502));
+    b.push(status(502));
+    assert_eq!(get("/default").0, 502);
+}
+
+#[test]
 fn a_head_request_never_fills_the_cache_with_an_empty_body() {
     let gw = gateway(CONFIG);
     let b = Backend::default();

@@ -362,7 +362,12 @@ impl Gateway {
             cached::Lookup::Miss(miss) => Some(miss),
             cached::Lookup::Bypass => None,
         };
-        let res = self.call_upstream(r, upstream, out, ctx, host).await?;
+        let res = self.call_upstream(r, upstream, out, ctx, host).await;
+        #[cfg(feature = "response-cache")]
+        if let Some(stale) = self.stale_if_error(miss.as_ref(), &res, ctx, host) {
+            return Ok(self.process_response(r, stale.map(Body::Bytes), ctx, host));
+        }
+        let res = res?;
         #[cfg(feature = "response-cache")]
         let res = if miss.is_some() || self.config.caches_responses {
             self.after_upstream(miss, res, method, &path, uri.query(), ctx, host)

@@ -816,6 +816,14 @@ pub struct RouteCache {
     /// longer than this is passed on and not stored (the log says so).
     #[serde(default = "default_cache_max_bytes")]
     pub max_bytes: u64,
+    /// How long after a stored answer goes stale it may still be served when the upstream
+    /// fails (no answer, or 500, 502, 503, 504), in seconds, where the upstream's own
+    /// `stale-if-error` (RFC 5861) does not say and it does not forbid serving stale
+    /// (`no-cache`, `must-revalidate`, `proxy-revalidate`, `s-maxage`). Default 0: only when
+    /// the upstream says so.
+    #[serde(default)]
+    #[schemars(range(max = 31536000))]
+    pub stale_if_error_s: u32,
 }
 
 fn default_cache_max_bytes() -> u64 {

@@ -23,13 +23,15 @@ pub(super) enum Lookup<'r> {
     Bypass,
 }
 
-/// A miss: the rule, the key to store the answer under, the request as the cache saw it, and
-/// the key's record of variants when its answers vary.
+/// A miss: the rule, the key to store the answer under, the request as the cache saw it, the
+/// key's record of variants when its answers vary, and the stored entry that was there but not
+/// fresh (with its URI's last invalidation), which may serve an upstream failure.
 pub(super) struct Miss<'r> {
     rule: &'r cache::CacheRule,
     key: cache::CacheKey,
     probe: Request<Bytes>,
     record: Option<Box<cache::VaryRecord>>,
+    stale: Option<(Vec<u8>, Option<u64>)>,
 }
 
 impl Gateway {
@@ -62,24 +64,28 @@ impl Gateway {
                 Err(why) => return Ok(Err(why)),
             };
             let (stored, record) = self.read_entry(&key, &probe, host).await?;
-            let mut hit = None;
+            let (mut hit, mut stale) = (None, None);
             if let Some(stored) = stored {
                 // an entry is served only if no unsafe request invalidated its URI since
                 let marker = host.store_get(&key.invalidation).await?;
                 let invalidated = marker.as_deref().and_then(cache::invalidated_at);
                 hit = cache::serve(&stored, &probe, host.now(), invalidated);
+                if hit.is_none() {
+                    stale = Some((stored, invalidated));
+                }
             }
-            Ok::<_, crate::host::HostError>(Ok((hit, key, record)))
+            Ok::<_, crate::host::HostError>(Ok((hit, key, record, stale)))
         }
         .await;
         let (outcome, decision) = match lookup {
             Ok(Ok((Some(hit), ..))) => (Lookup::Hit(hit), Cow::Borrowed("hit")),
-            Ok(Ok((None, key, record))) => (
+            Ok(Ok((None, key, record, stale))) => (
                 Lookup::Miss(Miss {
                     rule,
                     key,
                     probe,
                     record,
+                    stale,
                 }),
                 Cow::Borrowed("miss"),
             ),
@@ -169,6 +175,30 @@ impl Gateway {
                 .await;
         }
         Response::from_parts(head, body)
+    }
+
+    /// When the upstream failed (no answer, or 500, 502, 503 or 504) and the miss found a stale
+    /// entry that may still serve a failure (`stale-if-error`): that entry, for the client.
+    pub(super) fn stale_if_error<S, H: Host>(
+        &self,
+        miss: Option<&Miss<'_>>,
+        upstream: &Result<Response<Body<S>>, Reject>,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) -> Option<Response<Bytes>> {
+        let failed = match upstream {
+            Ok(res) => matches!(res.status().as_u16(), 500 | 502 | 503 | 504),
+            Err(e) => matches!(e, Reject::BadGateway | Reject::GatewayTimeout),
+        };
+        let (miss, (stored, invalidated)) = (miss?, miss?.stale.as_ref()?);
+        if !failed {
+            return None;
+        }
+        let t = host.monotonic_us();
+        let stale = cache::serve_stale(stored, &miss.probe, host.now(), *invalidated)?;
+        ctx.log.cache = Some("stale");
+        ctx.mark(Phase::Cache, "stale-if-error", t, host);
+        Some(stale)
     }
 
     /// A key's stored value, and its record of variants when its answers vary: then the value

@@ -51,6 +51,8 @@ pub struct CacheRule {
     pub credential_query: Vec<String>,
     /// The longest body stored.
     pub max_bytes: usize,
+    /// How long a stale answer may serve an upstream failure where the upstream does not say.
+    pub stale_if_error_s: u32,
 }
 
 /// The store key holding the current cache generation.
@@ -415,6 +417,12 @@ struct Meta {
     stored_ms: u64,
     status: u16,
     headers: Vec<(String, String)>,
+    /// When it goes stale, and how long after that it may serve an upstream failure (entries
+    /// stored before these were kept have neither: never served stale).
+    #[serde(default)]
+    fresh_until_ms: u64,
+    #[serde(default)]
+    stale_if_error_s: u64,
 }
 
 #[cfg(feature = "response-cache")]
@@ -508,9 +516,12 @@ pub fn entry_head(
     if ttl == 0 {
         return None;
     }
+    let stale_if_error_s = stale_if_error(rule, &h);
     let meta = Meta {
         policy,
         stored_ms: now,
+        fresh_until_ms: now.saturating_add(ttl * 1000),
+        stale_if_error_s,
         status: status.as_u16(),
         headers: h
             .iter()
@@ -520,7 +531,39 @@ pub fn entry_head(
     };
     let mut out = serde_json::to_vec(&meta).ok()?;
     out.push(b'\n');
-    Some((out, u32::try_from(ttl).unwrap_or(MAX_TTL_S)))
+    // kept as long as it may serve a failure
+    let keep = (ttl + stale_if_error_s).min(u64::from(MAX_TTL_S));
+    Some((out, u32::try_from(keep).unwrap_or(MAX_TTL_S)))
+}
+
+#[cfg(feature = "response-cache")]
+/// How long after going stale a response may serve an upstream failure (s): its own
+/// `stale-if-error` (RFC 5861), else the route's `stale_if_error_s` unless the response
+/// forbids serving it stale (RFC 9111 §4.2.4: `no-cache`, `must-revalidate`,
+/// `proxy-revalidate`, and for a shared cache `s-maxage`).
+fn stale_if_error(rule: &CacheRule, h: &HeaderMap) -> u64 {
+    let own = (h.get_all(header::CACHE_CONTROL).iter())
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|d| d.trim().split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("stale-if-error"))
+        .and_then(|(_, n)| n.trim().parse::<u64>().ok());
+    if let Some(own) = own {
+        return own.min(u64::from(MAX_TTL_S));
+    }
+    let forbidden = [
+        "no-cache",
+        "must-revalidate",
+        "proxy-revalidate",
+        "s-maxage",
+    ]
+    .iter()
+    .any(|d| cache_control_has(h, d));
+    if forbidden {
+        0
+    } else {
+        u64::from(rule.stale_if_error_s)
+    }
 }
 
 #[cfg(feature = "response-cache")]
@@ -539,16 +582,65 @@ pub fn serve(
     now: UnixMillis,
     invalidated: Option<u64>,
 ) -> Option<Response<Bytes>> {
+    let (meta, body) = read_entry(stored, invalidated)?;
+    let BeforeRequest::Fresh(parts) = meta.policy.before_request(&policy_request(req), at(now))
+    else {
+        return None;
+    };
+    let age = parts
+        .headers
+        .get(header::AGE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("0"));
+    stored_response(&meta, body, age, req, true)
+}
+
+#[cfg(feature = "response-cache")]
+/// A stale answer for `req` when the upstream has failed: the stored response, if it matches
+/// (the same resource and variant), was stored after the URI's last invalidation and went stale
+/// no longer ago than its `stale-if-error` allowance (RFC 5861).
+pub fn serve_stale(
+    stored: &[u8],
+    req: &Request<Bytes>,
+    now: UnixMillis,
+    invalidated: Option<u64>,
+) -> Option<Response<Bytes>> {
+    let (meta, body) = read_entry(stored, invalidated)?;
+    let matches = match meta.policy.before_request(&policy_request(req), at(now)) {
+        BeforeRequest::Fresh(_) => true,
+        BeforeRequest::Stale { matches, .. } => matches,
+    };
+    let allowed_until =
+        (meta.fresh_until_ms).saturating_add(meta.stale_if_error_s.saturating_mul(1000));
+    if !matches || meta.stale_if_error_s == 0 || now >= allowed_until {
+        return None;
+    }
+    let age = HeaderValue::from(meta.policy.age(at(now)).as_secs());
+    stored_response(&meta, body, age, req, false)
+}
+
+#[cfg(feature = "response-cache")]
+/// A stored entry's head and body, unless an unsafe request invalidated its URI after it was
+/// stored (`invalidated`, ms).
+fn read_entry(stored: &[u8], invalidated: Option<u64>) -> Option<(Meta, Bytes)> {
     let split = stored.iter().position(|b| *b == b'\n')?;
     let meta: Meta = serde_json::from_slice(&stored[..split]).ok()?;
     if invalidated.is_some_and(|t| meta.stored_ms <= t) {
         return None;
     }
-    let body = Bytes::copy_from_slice(&stored[split + 1..]);
-    let BeforeRequest::Fresh(parts) = meta.policy.before_request(&policy_request(req), at(now))
-    else {
-        return None;
-    };
+    Some((meta, Bytes::copy_from_slice(&stored[split + 1..])))
+}
+
+#[cfg(feature = "response-cache")]
+/// The stored response with `Age`; with `conditional`, `304 Not Modified` when the request's
+/// `If-None-Match` names its ETag.
+fn stored_response(
+    meta: &Meta,
+    body: Bytes,
+    age: HeaderValue,
+    req: &Request<Bytes>,
+    conditional: bool,
+) -> Option<Response<Bytes>> {
     let status = StatusCode::from_u16(meta.status).ok()?;
     let mut headers = HeaderMap::new();
     for (k, v) in &meta.headers {
@@ -559,13 +651,9 @@ pub fn serve(
             headers.append(k, v);
         }
     }
-    let age = parts
-        .headers
-        .get(header::AGE)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("0"));
     headers.insert(header::AGE, age);
-    if let (Some(etag), Some(inm)) = (
+    if let (true, Some(etag), Some(inm)) = (
+        conditional,
         headers.get(header::ETAG),
         req.headers().get(header::IF_NONE_MATCH),
     ) {
@@ -687,6 +775,7 @@ impl CacheRule {
         CacheRule {
             ttl_s: c.ttl_s,
             max_bytes: usize::try_from(c.max_bytes).unwrap_or(usize::MAX),
+            stale_if_error_s: c.stale_if_error_s.min(MAX_TTL_S),
             key_headers,
             per_consumer: c.per_consumer,
             fail_open: c.fail == raw::FailMode::Open,
@@ -715,6 +804,7 @@ mod tests {
             credential_headers: vec![HeaderName::from_static("x-api-key")],
             credential_query: vec!["api_key".into()],
             max_bytes: 1 << 20,
+            stale_if_error_s: 0,
         }
     }
 
@@ -1120,5 +1210,53 @@ mod tests {
         );
         assert_eq!(nm.headers()["etag"], "\"v1\"");
         assert!(serve(b"garbage", &req, t0, None).is_none());
+    }
+
+    #[cfg(feature = "response-cache")]
+    #[test]
+    fn a_stale_entry_serves_a_failure_only_within_its_allowance() {
+        let mut r = rule(false);
+        r.stale_if_error_s = 30;
+        let req = get("http://h/x", &[]);
+        let t0 = 1_700_000_000_000;
+        // (the upstream's Cache-Control, the allowance it gives in s, the store TTL in s)
+        let rows: [(&str, u64, u32); 6] = [
+            ("max-age=10, stale-if-error=60", 60, 70),
+            ("max-age=10, stale-if-error=0", 0, 10),
+            ("max-age=10", 30, 40),
+            ("max-age=10, must-revalidate", 0, 10),
+            ("max-age=10, no-cache", 0, 0),
+            ("s-maxage=10", 0, 10),
+        ];
+        for (cc, allowance, keep) in rows {
+            let Some((bytes, ttl)) = store(&r, &req, &ok(&[("cache-control", cc)]), t0) else {
+                assert_eq!(keep, 0, "{cc}: not stored");
+                continue;
+            };
+            assert_eq!(ttl, keep, "{cc}");
+            let fresh_until = t0 + 10_000;
+            assert!(serve(&bytes, &req, fresh_until, None).is_none(), "{cc}");
+            let last = fresh_until + allowance * 1000 - 1;
+            let stale = serve_stale(&bytes, &req, last, None);
+            assert_eq!(stale.is_some(), allowance > 0, "{cc}");
+            if let Some(stale) = stale {
+                assert_eq!(
+                    stale.headers()["age"],
+                    (last - t0).div_euclid(1000).to_string()
+                );
+                assert_eq!(stale.body().as_ref(), b"hello");
+            }
+            assert!(serve_stale(&bytes, &req, last + 1, None).is_none(), "{cc}");
+            assert!(
+                serve_stale(&bytes, &req, t0 + 11_000, Some(t0)).is_none(),
+                "{cc}"
+            );
+        }
+        // a stale answer never becomes a 304, even for a matching If-None-Match
+        let res = ok(&[("cache-control", "max-age=1"), ("etag", "\"v1\"")]);
+        let (bytes, _) = store(&r, &req, &res, t0).unwrap();
+        let cond = get("http://h/x", &[("if-none-match", "\"v1\"")]);
+        let stale = serve_stale(&bytes, &cond, t0 + 2_000, None).unwrap();
+        assert_eq!(stale.status(), StatusCode::OK);
     }
 }
