@@ -861,7 +861,28 @@ pub fn answers_that_vary_are_cached_per_variant(s: &Suite) {
     assert_eq!(upstream_langs, ["en", "fr"]);
 }
 
+/// A stored answer that went stale serves the upstream's failure within its `stale-if-error`
+/// (RFC 5861): fresh for 1 s, then the upstream answers 503, and the client gets the stored 200.
+pub fn a_stale_answer_serves_an_upstream_failure(s: &Suite) {
+    let path = format!("/cached/sie/fails-after/1/{}-{}", now_ms(), s.unique());
+    let first = s.send("GET", &path, &[], b"");
+    assert_eq!(first.status, 200, "{}", first.text());
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    let stale = s.send("GET", &path, &[], b"");
+    assert_eq!(stale.status, 200, "{}", stale.text());
+    assert_eq!(stale.body, first.body);
+    let age: u64 = stale
+        .header("age")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    assert!(age >= 2, "Age {age}");
+    // asked again, and its 503 retried once (`retries = 1`)
+    assert_eq!(s.upstream.requests_for(&path).len(), 3);
+}
+
 pub fn shared_cache(s: &Suite) {
+    // its purge empties the cache for every case: none may be caching meanwhile
+    let _alone = s.quiet_alone();
     let n = s.unique();
     let path = format!("/cached/etag/{n}");
     let first = s.send("GET", &path, &[], b"");
@@ -1304,17 +1325,20 @@ macro_rules! e2e_cases {
             a_sliding_window_counts_aligned_periods_exactly,
             several_limits_charge_only_when_all_admit, a_daily_quota_follows_the_plan_of_the_key,
             a_route_believes_its_own_proxies,
-            shared_cache, answers_that_vary_are_cached_per_variant, cors,
+            answers_that_vary_are_cached_per_variant,
+            a_stale_answer_serves_an_upstream_failure, cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
             header_bytes_pass_unchanged, access_log_line,
             events_reach_the_client_as_the_upstream_sends_them,
             a_body_cut_short_by_the_upstream_reaches_the_client_cut_short,
             a_stream_that_idles_past_its_timeout_is_cut,
             a_streamed_answer_is_cached_unless_over_the_limit);
-        // these take the suite alone themselves: one samples the runtime's memory, the other
-        // counts fetches within cooldown windows, which other cases' load would stretch
+        // these take the suite alone themselves: one samples the runtime's memory, one counts
+        // fetches within cooldown windows, which other cases' load would stretch, and one purges
+        // the whole cache, which would turn other cases' hits into misses
         $crate::e2e_cases!(@$mode alone $suite;
-            large_bodies_stream_through_byte_exact, unknown_kids_share_one_jwks_fetch);
+            large_bodies_stream_through_byte_exact, unknown_kids_share_one_jwks_fetch,
+            shared_cache);
     };
     (@each alone $suite:path; $($case:ident),*) => {
         $(#[test] fn $case() { cases::$case($suite()); })*

@@ -213,7 +213,8 @@ fn read_body_with(
 /// The upstream: answers every request with a JSON echo of what it received, and records it.
 /// Path segments script it: `/status/NNN` answers NNN, `/slow/MS` waits first, `/reset` closes
 /// the connection without answering, `/cookie` adds a `Set-Cookie`, `/etag` an `ETag`, `/vary`
-/// a `Vary: Accept-Language`,
+/// a `Vary: Accept-Language`, `/sie` a `Cache-Control: max-age=1, stale-if-error=60`,
+/// `/fails-after/N` 503 for the target's requests after its first N,
 /// `/private` a `Cache-Control: private`, `/latin1` the headers `X-Utf8` (UTF-8 `café`) and
 /// `X-Latin` (the same with the single byte 0xE9); anything else gets `Cache-Control: max-age=60`.
 /// `/bytes/N` answers a body of N `x`s instead of the echo, sent chunked (no `Content-Length`)
@@ -330,7 +331,19 @@ fn serve_upstream(
     if segs.contains(&"reset") {
         return conn.shutdown(Shutdown::Both);
     }
-    let status = after("status").unwrap_or(200);
+    let mut status = after("status").unwrap_or(200);
+    if let Some(n) = after("fails-after") {
+        // the target's first `n` requests succeed, the ones after answer 503
+        let seen = rec
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.target == target)
+            .count();
+        if seen as u64 > n {
+            status = 503;
+        }
+    }
     let mut extra = String::new();
     if segs.contains(&"cookie") {
         extra.push_str("set-cookie: session=abc; Path=/\r\n");
@@ -347,6 +360,8 @@ fn serve_upstream(
     }
     extra.push_str(if segs.contains(&"private") {
         "cache-control: private\r\n"
+    } else if segs.contains(&"sie") {
+        "cache-control: max-age=1, stale-if-error=60\r\n"
     } else {
         "cache-control: max-age=60\r\n"
     });
