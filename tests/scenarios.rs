@@ -1232,6 +1232,96 @@ fn cache_hit_age_304_and_purge() {
 }
 
 #[test]
+fn a_purge_by_tag_hides_only_the_answers_carrying_it() {
+    let gw = gateway(
+        r#"
+[upstreams.app]
+targets = [{ url = "https://backend.test" }]
+
+[auth.jwt.hs]
+issuer = "https://issuer.test/"
+audiences = ["api"]
+keys = [{ kid = "hs", alg = "HS256", secret = "scenario-secret-0123456789abcdef-xyz" }]
+
+[[routes]]
+name = "docs"
+path = "/docs/{*rest}"
+upstream = "app"
+cache = { ttl_s = 60, tags = ["Docs"] }
+
+[[routes]]
+name = "shop"
+path = "/shop/{*rest}"
+upstream = "app"
+cache = { ttl_s = 60 }
+
+[[routes]]
+name = "purge"
+methods = ["POST"]
+path = "/admin/cache/purge"
+admin = "purge_cache"
+auth = { jwt = "hs", scopes = ["cache:purge"] }
+"#,
+    );
+    let b = Backend::default();
+    let host = b.host();
+    let get = |path: &str| {
+        let res = send(&gw, &host, req("GET", path, &[], ""), "192.0.2.1");
+        assert!(!res.headers().contains_key("cache-tag"), "{path}");
+        String::from_utf8(res.body().to_vec()).unwrap()
+    };
+    let operator = bearer(&hs_token("ops", json!({"scope": "cache:purge"}), NOW_MS));
+    let purge = |body: &str| {
+        let headers = [("authorization", operator.as_str())];
+        let res = send(
+            &gw,
+            &host,
+            req("POST", "/admin/cache/purge", &headers, body),
+            "192.0.2.1",
+        );
+        (res.status().as_u16(), json_body(&res))
+    };
+    b.push(ok("guide", &[]));
+    b.push(ok("shoe", &[("cache-tag", "Product-7,shoes")]));
+    b.push(ok("sock", &[("cache-tag", "socks")]));
+    for _ in 0..2 {
+        assert_eq!(get("/docs/guide"), "guide");
+        assert_eq!(get("/shop/shoe"), "shoe");
+        assert_eq!(get("/shop/sock"), "sock");
+    }
+    assert_eq!(host.sent.borrow().len(), 3, "the second round was hits");
+    host.advance(1_000);
+    // the route's tag and an upstream's, in any case; the sock keeps its entry
+    assert_eq!(
+        purge(r#"{"tags": ["docs", "PRODUCT-7"]}"#),
+        (
+            200,
+            json!({"action": "purge_cache", "tags": ["docs", "product-7"]})
+        )
+    );
+    // (an answer stored in the purge's own millisecond counts as older than the purge)
+    host.advance(1);
+    b.push(ok("guide 2", &[]));
+    b.push(ok("shoe 2", &[("cache-tag", "product-7")]));
+    assert_eq!(get("/docs/guide"), "guide 2");
+    assert_eq!(get("/shop/shoe"), "shoe 2");
+    assert_eq!(get("/shop/sock"), "sock");
+    assert_eq!(host.sent.borrow().len(), 5);
+    // what was stored after the purge is served again
+    assert_eq!(get("/shop/shoe"), "shoe 2");
+    assert_eq!(host.sent.borrow().len(), 5);
+    // a purge that is not one is a problem, and purges nothing
+    let (status, problem) = purge(r#"{"tags": ["a b"]}"#);
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (400, Some("urn:portcullis:problem:invalid-body"))
+    );
+    assert_eq!(get("/shop/shoe"), "shoe 2");
+    // an empty body still purges everything
+    assert_eq!(purge("").1["generation"], 1);
+}
+
+#[test]
 fn set_cookie_and_private_responses_are_not_shared() {
     let gw = gateway(CONFIG);
     let b = Backend::default();

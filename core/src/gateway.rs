@@ -330,7 +330,7 @@ impl Gateway {
             Action::Respond(fixed) => return Ok(self.respond(r, fixed, method, ctx, host)),
             #[cfg(feature = "response-cache")]
             Action::Admin(AdminAction::PurgeCache) => {
-                return out_of_line(self.purge_action(r, ctx, host)).await
+                return out_of_line(self.purge_action(r, &body, ctx, host)).await
             }
             // a build without the cache refuses admin routes when it loads the config
             #[cfg(not(feature = "response-cache"))]

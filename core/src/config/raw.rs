@@ -824,6 +824,12 @@ pub struct RouteCache {
     #[serde(default)]
     #[schemars(range(max = 31536000))]
     pub stale_if_error_s: u32,
+    /// Cache tags every answer stored for this route carries, besides those the upstream names
+    /// in `Cache-Tag`: an admin `purge_cache` request naming one of them purges them (at most
+    /// 8 tags per answer; 1 to 128 visible ASCII characters other than `,`; compared without
+    /// regard to case).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn default_cache_max_bytes() -> u64 {

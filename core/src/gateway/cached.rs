@@ -31,7 +31,7 @@ pub(super) struct Miss<'r> {
     key: cache::CacheKey,
     probe: Request<Bytes>,
     record: Option<Box<cache::VaryRecord>>,
-    stale: Option<(Vec<u8>, Option<u64>)>,
+    stale: Option<(cache::Stored, Option<u64>)>,
 }
 
 impl Gateway {
@@ -65,10 +65,8 @@ impl Gateway {
             };
             let (stored, record) = self.read_entry(&key, &probe, host).await?;
             let (mut hit, mut stale) = (None, None);
-            if let Some(stored) = stored {
-                // an entry is served only if no unsafe request invalidated its URI since
-                let marker = host.store_get(&key.invalidation).await?;
-                let invalidated = marker.as_deref().and_then(cache::invalidated_at);
+            if let Some(stored) = stored.as_deref().and_then(cache::Stored::parse) {
+                let invalidated = self.hidden_since(&key, &stored, generation, host).await?;
                 hit = cache::serve(&stored, &probe, host.now(), invalidated);
                 if hit.is_none() {
                     stale = Some((stored, invalidated));
@@ -170,6 +168,10 @@ impl Gateway {
             }
             (None, body) => body,
         };
+        // the upstream's tags are for this cache, not for clients (nor for caches after it)
+        if ctx.route.is_some_and(|r| r.cache.is_some()) {
+            head.headers.remove(&cache::CACHE_TAG);
+        }
         if self.config.caches_responses {
             self.invalidate(method, path, query, head.status, &head.headers, ctx, host)
                 .await;
@@ -199,6 +201,24 @@ impl Gateway {
         ctx.log.cache = Some("stale");
         ctx.mark(Phase::Cache, "stale-if-error", t, host);
         Some(stale)
+    }
+
+    /// When an entry was last hidden (ms): an entry is served only if no unsafe request
+    /// invalidated its URI, and no purge named one of its tags, since it was stored.
+    async fn hidden_since<H: Host>(
+        &self,
+        key: &cache::CacheKey,
+        stored: &cache::Stored,
+        generation: u64,
+        host: &H,
+    ) -> Result<Option<u64>, crate::host::HostError> {
+        let marker = host.store_get(&key.invalidation).await?;
+        let mut hidden = marker.as_deref().and_then(cache::invalidated_at);
+        for tag in stored.tags() {
+            let marker = host.store_get(&cache::tag_key(generation, tag)).await?;
+            hidden = hidden.max(marker.as_deref().and_then(cache::invalidated_at));
+        }
+        Ok(hidden)
     }
 
     /// A key's stored value, and its record of variants when its answers vary: then the value
@@ -282,22 +302,36 @@ impl Gateway {
         ctx.mark(Phase::Cache, decision, t, host);
     }
 
-    /// Step 5, route: the `purge_cache` admin action.
+    /// Step 5, route: the `purge_cache` admin action. An empty body purges everything;
+    /// `{"tags": [...]}` purges the answers carrying any of those tags.
     pub(super) async fn purge_action<S, H: Host>(
         &self,
         r: &Route,
+        body: &Body<S>,
         ctx: &mut Ctx<'_>,
         host: &H,
     ) -> Result<Response<Body<S>>, Reject> {
         let t = host.monotonic_us();
-        let purged = self.purge_cache(host).await;
-        let decision = match purged {
-            Ok(_) => "admin:purge_cache",
-            Err(_) => "admin:store-error",
+        // an admin route's body is read before its action (it answers itself)
+        let request = body.bytes().map_or(&[][..], |b| &b[..]);
+        let tags = purge_tags_of(request)
+            .map_err(|why| ctx.refuse(Phase::Route, Reject::InvalidBody(why), t, host))?;
+        let purged = match &tags {
+            None => self.purge_cache(host).await.map(|generation| {
+                format!("{{\"action\":\"purge_cache\",\"generation\":{generation}}}")
+            }),
+            Some(tags) => self.purge_tags(tags, host).await.map(|()| {
+                let tags = serde_json::to_string(tags).unwrap_or_default();
+                format!("{{\"action\":\"purge_cache\",\"tags\":{tags}}}")
+            }),
+        };
+        let decision = match (&purged, &tags) {
+            (Ok(_), None) => "admin:purge_cache",
+            (Ok(_), Some(_)) => "admin:purge_cache:tags",
+            (Err(_), _) => "admin:store-error",
         };
         ctx.mark(Phase::Route, decision, t, host);
-        let generation = purged.map_err(|_| Reject::Unavailable)?;
-        let body = format!("{{\"action\":\"purge_cache\",\"generation\":{generation}}}");
+        let body = purged.map_err(|_| Reject::Unavailable)?;
         let mut res = Response::new(Body::Bytes(Bytes::from(body)));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -306,6 +340,24 @@ impl Gateway {
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(self.process_response(r, res, ctx, host))
+    }
+
+    /// Purges the cached responses carrying any of `tags` (normalized, as
+    /// [`cache::normalize_tag`] gives them): each tag's marker in the current generation is set
+    /// to now, and entries stored until then are not served again.
+    pub async fn purge_tags<H: Host>(
+        &self,
+        tags: &[String],
+        host: &H,
+    ) -> Result<(), crate::host::HostError> {
+        let generation = cache_generation(host).await?;
+        let now = host.now().to_string();
+        for tag in tags {
+            let key = cache::tag_key(generation, tag);
+            host.store_put(&key, now.clone().into_bytes(), cache::MAX_TTL_S)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Purges every cached response by moving to a new cache generation; returns it.
@@ -334,6 +386,40 @@ fn absolute_uri(ctx: &Ctx<'_>, path: &str, query: Option<&str>) -> http::Uri {
     full.parse().unwrap_or_default()
 }
 
+/// The most tags one purge request may name.
+const MAX_PURGE_TAGS: usize = 64;
+
+/// What a purge request asks for: `None` for everything (an empty body), or the tags (a JSON
+/// object `{"tags": [...]}` with 1 to [`MAX_PURGE_TAGS`] tags, normalized); why not otherwise.
+fn purge_tags_of(body: &[u8]) -> Result<Option<Vec<String>>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Purge {
+        tags: Vec<String>,
+    }
+    if body.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    let purge: Purge = serde_json::from_slice(body).map_err(|e| {
+        format!("a purge is an empty body (everything) or {{\"tags\": [...]}}: {e}")
+    })?;
+    if !(1..=MAX_PURGE_TAGS).contains(&purge.tags.len()) {
+        return Err(format!("a purge names 1 to {MAX_PURGE_TAGS} tags"));
+    }
+    let tags = purge.tags.iter().map(|tag| {
+        cache::normalize_tag(tag).ok_or_else(|| {
+            format!(
+                "{tag:?} is not a cache tag: 1 to {} visible ASCII characters other than ','",
+                cache::MAX_TAG_BYTES
+            )
+        })
+    });
+    let mut tags = tags.collect::<Result<Vec<_>, _>>()?;
+    tags.sort_unstable();
+    tags.dedup();
+    Ok(Some(tags))
+}
+
 /// The current cache generation (0 when none was stored yet or the value is unreadable).
 async fn cache_generation<H: Host>(host: &H) -> Result<u64, crate::host::HostError> {
     Ok(host
@@ -342,4 +428,35 @@ async fn cache_generation<H: Host>(host: &H) -> Result<u64, crate::host::HostErr
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::purge_tags_of;
+
+    #[test]
+    fn a_purge_request_names_everything_or_its_tags() {
+        assert_eq!(purge_tags_of(b""), Ok(None));
+        assert_eq!(purge_tags_of(b" \r\n"), Ok(None));
+        assert_eq!(
+            purge_tags_of(br#"{"tags": ["Product-7", "home", "product-7"]}"#),
+            Ok(Some(vec!["home".to_string(), "product-7".to_string()]))
+        );
+        for (body, why) in [
+            (&br#"{"tags": []}"#[..], "1 to 64 tags"),
+            (br#"{"tags": ["a b"]}"#, "is not a cache tag"),
+            (br#"{"tags": ["a,b"]}"#, "is not a cache tag"),
+            (br#"{"tags": [""]}"#, "is not a cache tag"),
+            (br#"{"tags": ["a"], "all": true}"#, "unknown field `all`"),
+            (br#"{"tags": "a"}"#, "invalid type"),
+            (b"tags=a", "an empty body (everything) or"),
+        ] {
+            let err = purge_tags_of(body).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        let many = format!(r#"{{"tags": [{}]}}"#, vec!["\"t\""; 65].join(","));
+        assert!(purge_tags_of(many.as_bytes()).is_err());
+        let long = format!(r#"{{"tags": ["{}"]}}"#, "x".repeat(129));
+        assert!(purge_tags_of(long.as_bytes()).is_err());
+    }
 }

@@ -53,6 +53,37 @@ pub struct CacheRule {
     pub max_bytes: usize,
     /// How long a stale answer may serve an upstream failure where the upstream does not say.
     pub stale_if_error_s: u32,
+    /// The tags every stored answer of the route carries (normalized), besides its `Cache-Tag`.
+    pub tags: Vec<String>,
+}
+
+/// The most cache tags one stored answer may carry (the route's and its `Cache-Tag`'s): a hit
+/// reads one purge marker per tag.
+pub const MAX_TAGS: usize = 8;
+
+/// The longest cache tag, in bytes.
+pub const MAX_TAG_BYTES: usize = 128;
+
+/// The upstream's header naming an answer's cache tags (comma-separated, as Cloudflare's).
+pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+
+/// A cache tag as stored and compared: 1 to [`MAX_TAG_BYTES`] visible ASCII characters other
+/// than `,` (surrounding whitespace trimmed), lowercased, since tags match without regard to
+/// case. `None` for anything else.
+pub fn normalize_tag(tag: &str) -> Option<String> {
+    let tag = tag.trim();
+    let visible = |b: &u8| (0x21..=0x7e).contains(b) && *b != b',';
+    ((1..=MAX_TAG_BYTES).contains(&tag.len()) && tag.bytes().all(|b| visible(&b)))
+        .then(|| tag.to_ascii_lowercase())
+}
+
+/// The store key of a tag's purge marker in cache generation `generation` (the tag hashed, so
+/// that no tag can name another key).
+pub fn tag_key(generation: u64, tag: &str) -> StoreKey {
+    let mut h = Sha256::new();
+    field(&mut h, tag.as_bytes());
+    let tag = hex::encode(h.finalize());
+    StoreKey::new(Kind::Cache, format_args!("tag:{generation}:{tag}"))
 }
 
 /// The store key holding the current cache generation.
@@ -423,6 +454,56 @@ struct Meta {
     fresh_until_ms: u64,
     #[serde(default)]
     stale_if_error_s: u64,
+    /// Its cache tags (normalized), whose purge markers it is checked against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+}
+
+#[cfg(feature = "response-cache")]
+/// A stored entry read back: its head and its body.
+pub struct Stored {
+    meta: Meta,
+    body: Bytes,
+}
+
+#[cfg(feature = "response-cache")]
+impl Stored {
+    /// A stored entry's head and body (`None` for bytes that are not one).
+    pub fn parse(stored: &[u8]) -> Option<Stored> {
+        let split = stored.iter().position(|b| *b == b'\n')?;
+        let meta: Meta = serde_json::from_slice(&stored[..split]).ok()?;
+        let body = Bytes::copy_from_slice(&stored[split + 1..]);
+        Some(Stored { meta, body })
+    }
+
+    /// The entry's cache tags.
+    pub fn tags(&self) -> &[String] {
+        &self.meta.tags
+    }
+
+    /// Whether a purge or an unsafe request marked at `marked` (ms) hides it: it was stored
+    /// then or before.
+    fn hidden_by(&self, marked: Option<u64>) -> bool {
+        marked.is_some_and(|t| self.meta.stored_ms <= t)
+    }
+}
+
+#[cfg(feature = "response-cache")]
+/// The tags of an answer: the route's, then those its `Cache-Tag` names, without repeats.
+/// `None` when one is not a tag ([`normalize_tag`]) or there are more than [`MAX_TAGS`]: such
+/// an answer could not be purged by all its tags, so it is not stored.
+fn answer_tags(rule: &CacheRule, h: &HeaderMap) -> Option<Vec<String>> {
+    let mut tags = rule.tags.clone();
+    for value in h.get_all(&CACHE_TAG) {
+        let value = value.to_str().ok()?;
+        for tag in value.split(',').filter(|t| !t.trim().is_empty()) {
+            let tag = normalize_tag(tag)?;
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+    }
+    (tags.len() <= MAX_TAGS).then_some(tags)
 }
 
 #[cfg(feature = "response-cache")]
@@ -517,15 +598,17 @@ pub fn entry_head(
         return None;
     }
     let stale_if_error_s = stale_if_error(rule, &h);
+    let tags = answer_tags(rule, &h)?;
     let meta = Meta {
         policy,
         stored_ms: now,
         fresh_until_ms: now.saturating_add(ttl * 1000),
         stale_if_error_s,
+        tags,
         status: status.as_u16(),
         headers: h
             .iter()
-            .filter(|(k, _)| *k != header::SET_COOKIE)
+            .filter(|(k, _)| *k != header::SET_COOKIE && *k != CACHE_TAG)
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
     };
@@ -577,12 +660,15 @@ pub fn invalidated_at(marker: &[u8]) -> Option<u64> {
 /// the URI's last invalidation (`invalidated`, ms): the stored response with `Age`, or `304 Not
 /// Modified` when `If-None-Match` names its ETag.
 pub fn serve(
-    stored: &[u8],
+    stored: &Stored,
     req: &Request<Bytes>,
     now: UnixMillis,
     invalidated: Option<u64>,
 ) -> Option<Response<Bytes>> {
-    let (meta, body) = read_entry(stored, invalidated)?;
+    if stored.hidden_by(invalidated) {
+        return None;
+    }
+    let meta = &stored.meta;
     let BeforeRequest::Fresh(parts) = meta.policy.before_request(&policy_request(req), at(now))
     else {
         return None;
@@ -592,7 +678,7 @@ pub fn serve(
         .get(header::AGE)
         .cloned()
         .unwrap_or(HeaderValue::from_static("0"));
-    stored_response(&meta, body, age, req, true)
+    stored_response(meta, stored.body.clone(), age, req, true)
 }
 
 #[cfg(feature = "response-cache")]
@@ -600,12 +686,15 @@ pub fn serve(
 /// (the same resource and variant), was stored after the URI's last invalidation and went stale
 /// no longer ago than its `stale-if-error` allowance (RFC 5861).
 pub fn serve_stale(
-    stored: &[u8],
+    stored: &Stored,
     req: &Request<Bytes>,
     now: UnixMillis,
     invalidated: Option<u64>,
 ) -> Option<Response<Bytes>> {
-    let (meta, body) = read_entry(stored, invalidated)?;
+    if stored.hidden_by(invalidated) {
+        return None;
+    }
+    let meta = &stored.meta;
     let matches = match meta.policy.before_request(&policy_request(req), at(now)) {
         BeforeRequest::Fresh(_) => true,
         BeforeRequest::Stale { matches, .. } => matches,
@@ -616,19 +705,7 @@ pub fn serve_stale(
         return None;
     }
     let age = HeaderValue::from(meta.policy.age(at(now)).as_secs());
-    stored_response(&meta, body, age, req, false)
-}
-
-#[cfg(feature = "response-cache")]
-/// A stored entry's head and body, unless an unsafe request invalidated its URI after it was
-/// stored (`invalidated`, ms).
-fn read_entry(stored: &[u8], invalidated: Option<u64>) -> Option<(Meta, Bytes)> {
-    let split = stored.iter().position(|b| *b == b'\n')?;
-    let meta: Meta = serde_json::from_slice(&stored[..split]).ok()?;
-    if invalidated.is_some_and(|t| meta.stored_ms <= t) {
-        return None;
-    }
-    Some((meta, Bytes::copy_from_slice(&stored[split + 1..])))
+    stored_response(meta, stored.body.clone(), age, req, false)
 }
 
 #[cfg(feature = "response-cache")]
@@ -772,10 +849,34 @@ impl CacheRule {
                 ),
             );
         }
+        let mut tags: Vec<String> = Vec::new();
+        for (j, tag) in c.tags.iter().enumerate() {
+            match normalize_tag(tag) {
+                Some(t) if tags.contains(&t) => {
+                    refuse!(e, format!("{path}.tags[{j}]"), format!("{tag:?} is listed twice"));
+                }
+                Some(t) => tags.push(t),
+                None => refuse!(
+                    e,
+                    format!("{path}.tags[{j}]"),
+                    format!(
+                        "{tag:?} is not a cache tag: 1 to {MAX_TAG_BYTES} visible ASCII characters other than ','"
+                    ),
+                ),
+            }
+        }
+        if tags.len() > MAX_TAGS {
+            refuse!(
+                e,
+                format!("{path}.tags"),
+                format!("at most {MAX_TAGS} tags (a hit reads a purge marker for each)"),
+            );
+        }
         CacheRule {
             ttl_s: c.ttl_s,
             max_bytes: usize::try_from(c.max_bytes).unwrap_or(usize::MAX),
             stale_if_error_s: c.stale_if_error_s.min(MAX_TTL_S),
+            tags,
             key_headers,
             per_consumer: c.per_consumer,
             fail_open: c.fail == raw::FailMode::Open,
@@ -805,6 +906,7 @@ mod tests {
             credential_query: vec!["api_key".into()],
             max_bytes: 1 << 20,
             stale_if_error_s: 0,
+            tags: Vec::new(),
         }
     }
 
@@ -1090,7 +1192,7 @@ mod tests {
             }
         }
         assert_eq!(stored.len(), 2, "the fresh ones are stored");
-        let bytes = stored.remove(0);
+        let bytes = Stored::parse(&stored.remove(0)).unwrap();
         for later in [1_000, 86_400_000, 400 * 86_400_000] {
             assert!(serve(&bytes, &req, t0 + later, None).is_some(), "{later}");
         }
@@ -1111,6 +1213,7 @@ mod tests {
         let req = get("http://h/x", &[]);
         let t0 = 1_700_000_000_000;
         let (bytes, _) = store(&r, &req, &ok(&[("cache-control", "max-age=60")]), t0).unwrap();
+        let bytes = Stored::parse(&bytes).unwrap();
         assert!(serve(&bytes, &req, t0 + 1, Some(t0 - 1)).is_some());
         assert!(serve(&bytes, &req, t0 + 1, Some(t0)).is_none());
         assert_eq!(invalidated_at(b"1700000000000"), Some(t0));
@@ -1179,6 +1282,7 @@ mod tests {
             ("vary", "accept"),
         ]);
         let (bytes, _) = store(&r, &req, &res, t0).unwrap();
+        let bytes = Stored::parse(&bytes).unwrap();
         let hit = serve(&bytes, &req, t0 + 12_000, None).unwrap();
         assert_eq!(
             (hit.status(), hit.body().as_ref()),
@@ -1209,7 +1313,7 @@ mod tests {
             (StatusCode::NOT_MODIFIED, 0)
         );
         assert_eq!(nm.headers()["etag"], "\"v1\"");
-        assert!(serve(b"garbage", &req, t0, None).is_none());
+        assert!(Stored::parse(b"garbage").is_none());
     }
 
     #[cfg(feature = "response-cache")]
@@ -1234,6 +1338,7 @@ mod tests {
                 continue;
             };
             assert_eq!(ttl, keep, "{cc}");
+            let bytes = Stored::parse(&bytes).unwrap();
             let fresh_until = t0 + 10_000;
             assert!(serve(&bytes, &req, fresh_until, None).is_none(), "{cc}");
             let last = fresh_until + allowance * 1000 - 1;
@@ -1255,8 +1360,49 @@ mod tests {
         // a stale answer never becomes a 304, even for a matching If-None-Match
         let res = ok(&[("cache-control", "max-age=1"), ("etag", "\"v1\"")]);
         let (bytes, _) = store(&r, &req, &res, t0).unwrap();
+        let bytes = Stored::parse(&bytes).unwrap();
         let cond = get("http://h/x", &[("if-none-match", "\"v1\"")]);
         let stale = serve_stale(&bytes, &cond, t0 + 2_000, None).unwrap();
         assert_eq!(stale.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn tags_are_visible_ascii_without_commas_and_compared_in_lowercase() {
+        assert_eq!(normalize_tag(" Product-7 ").as_deref(), Some("product-7"));
+        assert_eq!(normalize_tag("a:b/c").as_deref(), Some("a:b/c"));
+        for bad in ["", " ", "a b", "a,b", "caf\u{e9}", "a\tb", &"x".repeat(129)] {
+            assert_eq!(normalize_tag(bad), None, "{bad:?}");
+        }
+        assert_eq!(normalize_tag(&"x".repeat(128)).map(|t| t.len()), Some(128));
+        assert_ne!(tag_key(1, "a"), tag_key(2, "a"));
+        assert_ne!(tag_key(1, "a"), tag_key(1, "b"));
+    }
+
+    #[cfg(feature = "response-cache")]
+    #[test]
+    fn an_answer_carries_the_routes_tags_and_its_cache_tag() {
+        let mut r = rule(false);
+        r.tags = vec!["pages".into()];
+        let req = get("http://h/x", &[]);
+        let t0 = 1_700_000_000_000;
+        let tagged = |values: &[&str]| {
+            let mut res = ok(&[]);
+            for v in values {
+                res.headers_mut()
+                    .append(CACHE_TAG, HeaderValue::from_str(v).unwrap());
+            }
+            store(&r, &req, &res, t0).map(|(bytes, _)| Stored::parse(&bytes).unwrap())
+        };
+        let stored = tagged(&["Product-7, home", "pages,,product-7"]).unwrap();
+        assert_eq!(stored.tags(), ["pages", "product-7", "home"]);
+        let hit = serve(&stored, &req, t0 + 1, None).unwrap();
+        assert!(!hit.headers().contains_key(CACHE_TAG), "not replayed");
+        // an answer whose tags could not all be purged is not stored
+        assert!(tagged(&["a b"]).is_none());
+        assert!(tagged(&["a,b,c,d,e,f,g"]).is_some(), "8 with the route's");
+        assert!(tagged(&["a,b,c,d,e,f,g,h"]).is_none(), "9");
+        // a tag's purge hides what was stored until then
+        assert!(serve(&stored, &req, t0 + 1, Some(t0)).is_none());
+        assert!(serve(&stored, &req, t0 + 1, Some(t0 - 1)).is_some());
     }
 }
