@@ -880,6 +880,35 @@ pub fn a_stale_answer_serves_an_upstream_failure(s: &Suite) {
     assert_eq!(s.upstream.requests_for(&path).len(), 3);
 }
 
+/// A purge that names a tag (`Cache-Tag` from the upstream) hides the answers carrying it, and
+/// only those: the other tag's answer is still a hit.
+pub fn a_purge_by_tag_hides_only_its_answers(s: &Suite) {
+    let n = format!("{}-{}", now_ms(), s.unique());
+    let (a, b) = (format!("a-{n}"), format!("b-{n}"));
+    let path = |tag: &str| format!("/cached/tag/{tag}/page");
+    for tag in [&a, &b] {
+        for _ in 0..2 {
+            let res = s.send("GET", &path(tag), &[], b"");
+            assert_eq!(res.status, 200, "{}", res.text());
+            assert_eq!(res.header("cache-tag"), None, "kept from the client");
+        }
+        assert_eq!(s.upstream.requests_for(&path(tag)).len(), 1, "a hit");
+    }
+    let body = format!(r#"{{"tags": ["{}"]}}"#, a.to_uppercase());
+    let headers = [
+        ("x-api-key", "ops-key-1"),
+        ("content-type", "application/json"),
+    ];
+    let purged = s.send("POST", "/admin/cache/purge", &headers, body.as_bytes());
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert_eq!(purged.json()["tags"], serde_json::json!([a]));
+    for tag in [&a, &b] {
+        assert_eq!(s.send("GET", &path(tag), &[], b"").status, 200);
+    }
+    assert_eq!(s.upstream.requests_for(&path(&a)).len(), 2, "purged");
+    assert_eq!(s.upstream.requests_for(&path(&b)).len(), 1, "kept");
+}
+
 pub fn shared_cache(s: &Suite) {
     // its purge empties the cache for every case: none may be caching meanwhile
     let _alone = s.quiet_alone();
@@ -1326,7 +1355,8 @@ macro_rules! e2e_cases {
             several_limits_charge_only_when_all_admit, a_daily_quota_follows_the_plan_of_the_key,
             a_route_believes_its_own_proxies,
             answers_that_vary_are_cached_per_variant,
-            a_stale_answer_serves_an_upstream_failure, cors,
+            a_stale_answer_serves_an_upstream_failure, a_purge_by_tag_hides_only_its_answers,
+            cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
             header_bytes_pass_unchanged, access_log_line,
             events_reach_the_client_as_the_upstream_sends_them,

@@ -214,7 +214,7 @@ fn read_body_with(
 /// Path segments script it: `/status/NNN` answers NNN, `/slow/MS` waits first, `/reset` closes
 /// the connection without answering, `/cookie` adds a `Set-Cookie`, `/etag` an `ETag`, `/vary`
 /// a `Vary: Accept-Language`, `/sie` a `Cache-Control: max-age=1, stale-if-error=60`,
-/// `/fails-after/N` 503 for the target's requests after its first N,
+/// `/fails-after/N` 503 for the target's requests after its first N, `/tag/T` a `Cache-Tag: T`,
 /// `/private` a `Cache-Control: private`, `/latin1` the headers `X-Utf8` (UTF-8 `café`) and
 /// `X-Latin` (the same with the single byte 0xE9); anything else gets `Cache-Control: max-age=60`.
 /// `/bytes/N` answers a body of N `x`s instead of the echo, sent chunked (no `Content-Length`)
@@ -357,6 +357,13 @@ fn serve_upstream(
     }
     if segs.contains(&"vary") {
         extra.push_str("vary: Accept-Language\r\n");
+    }
+    if let Some(tag) = segs
+        .iter()
+        .position(|s| *s == "tag")
+        .and_then(|i| segs.get(i + 1))
+    {
+        extra.push_str(&format!("cache-tag: {tag}\r\n"));
     }
     extra.push_str(if segs.contains(&"private") {
         "cache-control: private\r\n"
