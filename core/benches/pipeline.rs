@@ -308,6 +308,8 @@ fn phases(c: &mut Criterion) {
         credential_headers: Vec::new(),
         credential_query: Vec::new(),
         max_bytes: 1 << 20,
+        stale_if_error_s: 0,
+        tags: Vec::new(),
     };
     let req = Request::builder()
         .uri("http://gw.bench/items/42?b=2&a=1")
@@ -323,7 +325,11 @@ fn phases(c: &mut Criterion) {
         b.iter(|| cache::key(&rule, 0, "items", black_box(&req), None))
     });
     g.bench_function("cache/serve", |b| {
-        b.iter(|| cache::serve(black_box(&stored), &req, NOW + 1_000, None))
+        // the entry read back from the store's bytes, then served
+        b.iter(|| {
+            let entry = cache::Stored::parse(black_box(&stored))?;
+            cache::serve(&entry, &req, NOW + 1_000, None)
+        })
     });
 
     let tr = transform::Transform {
