@@ -1487,6 +1487,47 @@ fn jwks_fetch_rotation_cooldown_and_outage() {
 }
 
 #[test]
+fn concurrent_requests_that_need_new_keys_share_one_jwks_fetch() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    host.fetch_yields.set(true);
+    let (k1, k2) = (EcKey::new("k1"), EcKey::new("k2"));
+    *b.jwks.borrow_mut() = Some(jwks(&[&k1]));
+    *b.jwks_max_age.borrow_mut() = 300;
+    let together = |key: &EcKey, now: u64| {
+        let requests = (0..3)
+            .map(|i| {
+                let token = bearer(&key.token(&format!("u{i}"), json!({}), now));
+                req("GET", "/v1/remote", &[("authorization", &token)], "")
+            })
+            .collect();
+        (send_together(&gw, &host, requests, "192.0.2.1").iter())
+            .map(|r| r.status().as_u16())
+            .collect::<Vec<_>>()
+    };
+    let jwks_fetches = || {
+        (host.sent.borrow().iter())
+            .filter(|r| r.uri().path() == "/.well-known/jwks.json")
+            .count()
+    };
+    // a cold start: the first fetches, the others wait for its keys
+    assert_eq!(together(&k1, NOW_MS), [200, 200, 200]);
+    assert_eq!(jwks_fetches(), 1);
+    // a rotation: tokens with the new kid all wait for one refetch (none is refused for
+    // arriving during it)
+    *b.jwks.borrow_mut() = Some(jwks(&[&k1, &k2]));
+    assert_eq!(together(&k2, NOW_MS), [200, 200, 200]);
+    assert_eq!(jwks_fetches(), 2);
+    // expired keys: one refresh, while the others go on with the keys they have
+    host.advance(301_000);
+    assert_eq!(together(&k1, NOW_MS + 301_000), [200, 200, 200]);
+    assert_eq!(jwks_fetches(), 3);
+    let upstream_calls = host.sent.borrow().len() - jwks_fetches();
+    assert_eq!(upstream_calls, 9);
+}
+
+#[test]
 fn jwks_unavailable_on_a_cold_start_fails_closed() {
     let gw = gateway(CONFIG);
     let b = Backend::default();

@@ -7,6 +7,12 @@
 
 pub mod body;
 pub mod config;
+// used by JWKS fetches, which a build without `toml` or `asymmetric-jwt` leaves out
+#[cfg_attr(
+    not(any(feature = "toml", feature = "asymmetric-jwt")),
+    allow(dead_code)
+)]
+mod flight;
 pub mod gateway;
 pub mod host;
 #[cfg(feature = "memory")]

@@ -84,6 +84,9 @@ pub struct MemoryHost {
     pub fail_store: Cell<bool>,
     /// Keep `sent` and `logs` (on by default; benchmarks turn it off so memory stays flat).
     pub record: Cell<bool>,
+    /// Make every fetch wait once (pending, woken at once) before it is answered, as a real
+    /// one waits for the network: other requests polled alongside then run meanwhile.
+    pub fetch_yields: Cell<bool>,
 }
 
 impl MemoryHost {
@@ -106,6 +109,7 @@ impl MemoryHost {
             logs: RefCell::default(),
             fail_store: Cell::new(false),
             record: Cell::new(true),
+            fetch_yields: Cell::new(false),
         }
     }
 
@@ -250,6 +254,17 @@ impl Host for MemoryHost {
         req: Request<Body<MemoryStream>>,
         exchange: &Exchange<'_>,
     ) -> Result<Response<Body<MemoryStream>>, FetchError> {
+        if self.fetch_yields.get() {
+            let mut waited = false;
+            std::future::poll_fn(|cx| {
+                if std::mem::replace(&mut waited, true) {
+                    return std::task::Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+        }
         let (head, body) = req.into_parts();
         let streamed = matches!(body, Body::Stream(_));
         if let Body::Stream(s) = &body {

@@ -128,6 +128,36 @@ pub fn send_as(
     res.map(|b| memory::body_bytes(&b))
 }
 
+/// Runs bodiless requests together, as concurrent requests share an isolate: each is polled in
+/// turn until all have answered (with [`MemoryHost::fetch_yields`], one waits on its fetch
+/// while the others run). The answers, in the requests' order.
+pub fn send_together(
+    gw: &Gateway,
+    host: &MemoryHost,
+    requests: Vec<Request<Bytes>>,
+    from: &str,
+) -> Vec<Response<Bytes>> {
+    let mut running: Vec<_> = requests
+        .into_iter()
+        .map(|r| Box::pin(gw.handle(r.map(Body::Bytes), client(from), host)))
+        .collect();
+    let mut answers: Vec<Option<Response<Bytes>>> = running.iter().map(|_| None).collect();
+    pollster::block_on(std::future::poll_fn(|cx| {
+        for (f, answer) in running.iter_mut().zip(answers.iter_mut()) {
+            if answer.is_none() {
+                if let std::task::Poll::Ready(res) = std::future::Future::poll(f.as_mut(), cx) {
+                    *answer = Some(res.map(|b| memory::body_bytes(&b)));
+                }
+            }
+        }
+        match answers.iter().all(Option::is_some) {
+            true => std::task::Poll::Ready(()),
+            false => std::task::Poll::Pending,
+        }
+    }));
+    answers.into_iter().flatten().collect()
+}
+
 /// The response body as JSON.
 pub fn json_body(res: &Response<Bytes>) -> Value {
     serde_json::from_slice(res.body()).unwrap_or(Value::Null)

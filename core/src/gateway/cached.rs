@@ -31,7 +31,7 @@ pub(super) struct Miss<'r> {
     key: cache::CacheKey,
     probe: Request<Bytes>,
     record: Option<Box<cache::VaryRecord>>,
-    stale: Option<(cache::Stored, Option<u64>)>,
+    stale: Option<Box<(cache::Stored, Option<u64>)>>,
 }
 
 impl Gateway {
@@ -69,7 +69,7 @@ impl Gateway {
                 let invalidated = self.hidden_since(&key, &stored, generation, host).await?;
                 hit = cache::serve(&stored, &probe, host.now(), invalidated);
                 if hit.is_none() {
-                    stale = Some((stored, invalidated));
+                    stale = Some(Box::new((stored, invalidated)));
                 }
             }
             Ok::<_, crate::host::HostError>(Ok((hit, key, record, stale)))
@@ -192,7 +192,7 @@ impl Gateway {
             Ok(res) => matches!(res.status().as_u16(), 500 | 502 | 503 | 504),
             Err(e) => matches!(e, Reject::BadGateway | Reject::GatewayTimeout),
         };
-        let (miss, (stored, invalidated)) = (miss?, miss?.stale.as_ref()?);
+        let (miss, (stored, invalidated)) = (miss?, miss?.stale.as_deref()?);
         if !failed {
             return None;
         }

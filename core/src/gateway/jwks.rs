@@ -14,6 +14,7 @@
 use super::Gateway;
 use crate::body::Body;
 use crate::config::Id;
+use crate::flight::Flight;
 use crate::host::{BodyUse, Exchange, Host};
 use crate::phase::auth::{self, JwtProvider, Key};
 use crate::store::{Kind, StoreKey};
@@ -37,6 +38,8 @@ pub(super) struct Jwks {
     last_forced: Option<u64>,
     /// When the last fetch failed, or one began that has not succeeded (cleared by a success).
     last_failure: Option<u64>,
+    /// The fetch under way in this isolate or instance, which others needing new keys wait for.
+    flight: Rc<Flight>,
 }
 
 /// How long the store keeps a provider's JWKS record: the last good keys serve through an
@@ -85,20 +88,39 @@ impl Gateway {
                 s.last_failure = record.last_failure;
             }
         }
-        let (current, must_fetch) = {
+        let (current, landing, flight) = {
+            let s = &self.jwks.borrow()[pi.index()];
+            (
+                s.loaded.then(|| s.keys.clone()),
+                s.flight.landing(),
+                s.flight.clone(),
+            )
+        };
+        if let Some(landing) = landing {
+            // one fetch at a time: a request that needs new keys (it has none, or its token
+            // names an unknown `kid`) waits for the one under way and takes what it got; one
+            // that only finds its keys expired goes on with them meanwhile
+            if force || current.is_none() {
+                landing.await;
+                let s = &self.jwks.borrow()[pi.index()];
+                return s.loaded.then(|| s.keys.clone());
+            }
+            return current;
+        }
+        let must_fetch = {
             let s = &self.jwks.borrow()[pi.index()];
             let within = |t: Option<u64>| t.is_some_and(|t| now < t.saturating_add(cooldown));
-            let fetch = if force {
+            if force {
                 !within(s.last_forced) && !within(s.last_failure)
             } else {
                 let fresh = s.loaded && now < s.expires_at;
                 !fresh && !within(s.last_failure)
-            };
-            (s.loaded.then(|| s.keys.clone()), fetch)
+            }
         };
         if !must_fetch {
             return current;
         }
+        let _lead = flight.lead();
         if force || current.is_some() {
             // the marks go to the store before the fetch, so that other instances wait a
             // cooldown rather than each fetch: an unknown `kid` marks a forced refetch, and a
