@@ -543,8 +543,9 @@ fn unknown_kid_burst(s: &Suite, n: usize) -> (u32, u32) {
 /// of tokens with unknown `kid`s makes at most one fetch per cooldown, with the JWKS up and
 /// while it is down; the keys already known keep verifying during the outage.
 pub fn unknown_kids_share_one_jwks_fetch(s: &Suite) {
-    // the reads and writes of the cooldown marks race when requests pile up: alone, the burst
-    // is the only load (a single-flight refresh is issue 20's)
+    // across instances (Spin's, one per request) only the store's cooldown marks hold the
+    // fetches back, and their reads and writes race when requests pile up: alone, the burst is
+    // the only load (within one isolate a fetch is single-flight: tests/scenarios.rs)
     let _alone = s.quiet_alone();
     let _serial = s.jwks_lock.lock().unwrap_or_else(|e| e.into_inner());
     let ok = s
