@@ -156,6 +156,10 @@ pub trait Host {
     /// write only costs a later miss). A stream that passes the limit, breaks off or is
     /// cancelled is not stored, and the host logs a `cache-skip` line with the reason.
     fn tee(&self, stream: Self::Stream, tee: Tee) -> Self::Stream;
+    /// Waits about `ms` milliseconds on a timer of this request's own. Nothing another request
+    /// does may end the wait: on Workers, a request woken from another request's code runs in
+    /// that request's context, and its own I/O then fails.
+    async fn sleep(&self, ms: u32);
     /// Writes one access-log line (a JSON object).
     fn log(&self, line: &str);
 }

@@ -154,6 +154,19 @@ impl MemoryHost {
     }
 }
 
+/// Pending once (woken at once), then ready.
+async fn yield_once() {
+    let mut waited = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut waited, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
 impl Host for MemoryHost {
     type Stream = MemoryStream;
 
@@ -255,15 +268,7 @@ impl Host for MemoryHost {
         exchange: &Exchange<'_>,
     ) -> Result<Response<Body<MemoryStream>>, FetchError> {
         if self.fetch_yields.get() {
-            let mut waited = false;
-            std::future::poll_fn(|cx| {
-                if std::mem::replace(&mut waited, true) {
-                    return std::task::Poll::Ready(());
-                }
-                cx.waker().wake_by_ref();
-                std::task::Poll::Pending
-            })
-            .await;
+            yield_once().await;
         }
         let (head, body) = req.into_parts();
         let streamed = matches!(body, Body::Stream(_));
@@ -296,6 +301,12 @@ impl Host for MemoryHost {
                 Ok(res.map(|b| Body::Stream(MemoryStream::chunked(&b, size))))
             }
         }
+    }
+
+    /// Yields once (woken at once), so that requests polled alongside run meanwhile; the
+    /// clock is the test's and does not move.
+    async fn sleep(&self, _ms: u32) {
+        yield_once().await;
     }
 
     fn tee(&self, stream: MemoryStream, tee: Tee) -> MemoryStream {

@@ -39,6 +39,9 @@ pub struct Platform {
     /// Whether the runtime may close the connection without the answer's head when the body
     /// breaks before its first bytes went out.
     pub cut_before_head: CutBeforeHead,
+    /// Whether concurrent requests share one isolate's memory (workerd under `wrangler dev`),
+    /// rather than each having an instance of its own (Spin).
+    pub one_isolate: bool,
 }
 
 /// What a client sees of an answer whose body breaks off right after the upstream's head.
@@ -576,6 +579,41 @@ pub fn unknown_kids_share_one_jwks_fetch(s: &Suite) {
     let r = send_ok();
     s.jwks.set(jwks(&[&s.key1]));
     assert_eq!(r.status, 200, "a known key during an outage: {}", r.text());
+}
+
+/// Tokens with a new `kid` arriving together: in one isolate (workerd) they all wait for one
+/// JWKS fetch and pass. Where each request has an instance of its own (Spin), only the store's
+/// cooldown marks hold fetches back: a request that finds a refetch marked by another instance
+/// goes on with the keys it has (401) until the new ones are stored.
+pub fn new_kids_arriving_together_wait_for_one_fetch(s: &Suite) {
+    let _alone = s.quiet_alone();
+    let _serial = s.jwks_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = EcKey::new(&format!("fresh-{}", s.unique()));
+    s.jwks.set(jwks(&[&s.key1, &fresh]));
+    // past the cooldown of any earlier refetch
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let token = bearer(&fresh.token("alice", json!({"scope": "items:read"}), now_ms()));
+    let get = || s.send("GET", "/api/items/1", &[("authorization", &token)], b"");
+    let before = *s.jwks.hits.lock().unwrap();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6).map(|_| scope.spawn(|| get().status)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let fetches = *s.jwks.hits.lock().unwrap() - before;
+    if s.platform.one_isolate {
+        assert_eq!(statuses, [200; 6]);
+        assert_eq!(fetches, 1, "one fetch for six requests");
+    } else {
+        assert!(
+            statuses.iter().all(|s| [200, 401].contains(s)),
+            "{statuses:?}"
+        );
+        assert!((1..=6).contains(&fetches), "{fetches}");
+        // Spin's store writes land a moment later: past the cooldown, a refetch if need be
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(get().status, 200, "the new key once fetched");
+    s.jwks.set(jwks(&[&s.key1]));
 }
 
 pub fn hmac_secret_from_the_environment(s: &Suite) {
@@ -1369,6 +1407,7 @@ macro_rules! e2e_cases {
         // the whole cache, which would turn other cases' hits into misses
         $crate::e2e_cases!(@$mode alone $suite;
             large_bodies_stream_through_byte_exact, unknown_kids_share_one_jwks_fetch,
+            new_kids_arriving_together_wait_for_one_fetch,
             shared_cache);
     };
     (@each alone $suite:path; $($case:ident),*) => {

@@ -22,6 +22,7 @@ fn suite() -> &'static Suite {
                 two_hosts: TwoHosts::Passed,
                 other_host_target: OtherHostTarget::ConnectionClosed,
                 cut_before_head: CutBeforeHead::MayCloseWithoutHead,
+                one_isolate: false,
             },
             |ports| {
                 let (config, manifest) = e2e_files("spin", &ports.upstream, &ports.jwks);

@@ -25,6 +25,7 @@ fn suite() -> &'static Suite {
                 two_hosts: TwoHosts::RefusedByRuntime(500),
                 other_host_target: OtherHostTarget::RefusedByRuntime(500),
                 cut_before_head: CutBeforeHead::HeadSent,
+                one_isolate: true,
             },
             |ports| {
                 let (config, _) = e2e_files("workers", &ports.upstream, &ports.jwks);

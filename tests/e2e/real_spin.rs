@@ -31,6 +31,7 @@ pub fn start(name: &str, args: &'static [&'static str]) -> Option<Suite> {
             two_hosts: TwoHosts::Passed,
             other_host_target: OtherHostTarget::ConnectionClosed,
             cut_before_head: CutBeforeHead::MayCloseWithoutHead,
+            one_isolate: false,
         },
         |ports| {
             let (config, manifest) = e2e_files(name, &ports.upstream, &ports.jwks);

@@ -419,6 +419,10 @@ impl Host for SpinHost {
         stream.teed(tee)
     }
 
+    async fn sleep(&self, ms: u32) {
+        spin_sdk::time::sleep(Duration::from_millis(u64::from(ms))).await;
+    }
+
     fn log(&self, line: &str) {
         println!("{line}");
     }

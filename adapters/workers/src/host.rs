@@ -362,6 +362,11 @@ impl Host for WorkersHost {
         ))
     }
 
+    async fn sleep(&self, ms: u32) {
+        // the timer is this request's: its own context wakes it
+        let _ = JsFuture::from(sleep(ms)).await;
+    }
+
     /// Kept for the entry to write once the answer has gone ([`WorkersHost::take_log_lines`]).
     fn log(&self, line: &str) {
         let mut lines = self.log_lines.borrow_mut();
@@ -631,6 +636,10 @@ export function refundAt(namespace, key, request) {
   return namespace.getByName(key).refund(request);
 }
 
+export function sleep(ms) {
+  return new Promise((done) => setTimeout(done, ms));
+}
+
 export function flatHeaders(headers) {
   const parts = [];
   for (const [name, value] of headers) parts.push(name, value);
@@ -655,6 +664,9 @@ extern "C" {
     #[wasm_bindgen(js_name = refundAt, catch)]
     fn refund_at(namespace: &JsValue, key: &str, request: &str)
         -> Result<js_sys::Promise, JsValue>;
+
+    /// A promise resolved by a timer of the calling request after `ms` milliseconds.
+    fn sleep(ms: u32) -> js_sys::Promise;
 
     /// A `Headers`' names and values each followed by NUL, the last one not, made in JS: one
     /// crossing, where `Array.from(headers).flat(1).join("\0")` took three and an array more.

@@ -49,6 +49,9 @@ const JWKS_RECORD_TTL_S: u32 = 30 * 86_400;
 /// How long a JWKS fetch may take.
 const JWKS_TIMEOUT_MS: u32 = 5_000;
 
+/// How often a request waiting for another's JWKS fetch looks whether it has ended.
+const FLIGHT_POLL_MS: u32 = 5;
+
 /// The largest JWKS read (a key set of a hundred RSA keys is about 150 KB).
 const JWKS_MAX_BYTES: usize = 1 << 20;
 
@@ -101,7 +104,7 @@ impl Gateway {
             // names an unknown `kid`) waits for the one under way and takes what it got; one
             // that only finds its keys expired goes on with them meanwhile
             if force || current.is_none() {
-                landing.await;
+                landing.wait(host, FLIGHT_POLL_MS, JWKS_TIMEOUT_MS).await;
                 let s = &self.jwks.borrow()[pi.index()];
                 return s.loaded.then(|| s.keys.clone());
             }
