@@ -1322,6 +1322,55 @@ auth = { jwt = "hs", scopes = ["cache:purge"] }
 }
 
 #[test]
+fn concurrent_misses_for_one_key_wait_for_one_upstream_call() {
+    let gw = gateway(CONFIG);
+    let b = Backend::default();
+    let host = b.host();
+    host.fetch_yields.set(true);
+    let together = |path: &str| {
+        let requests = (0..4).map(|_| req("GET", path, &[], "")).collect();
+        (send_together(&gw, &host, requests, "192.0.2.1").iter())
+            .map(|r| {
+                (
+                    r.status().as_u16(),
+                    String::from_utf8(r.body().to_vec()).unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let decisions = |from: usize| {
+        (host.log_records()[from..].iter())
+            .map(|l| {
+                let phases = l["phases"].as_array().unwrap().iter();
+                let cache = phases.rev().find(|p| p["phase"] == "cache").unwrap();
+                cache["decision"].as_str().unwrap_or("-").to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    b.push(ok("once", &[("cache-control", "max-age=60")]));
+    assert_eq!(together("/public/doc"), vec![(200, "once".to_string()); 4]);
+    assert_eq!(
+        host.sent.borrow().len(),
+        1,
+        "one upstream call for four misses"
+    );
+    let mut cache: Vec<String> = decisions(0);
+    cache.sort();
+    assert_eq!(
+        cache,
+        ["hit:collapsed", "hit:collapsed", "hit:collapsed", "miss"]
+    );
+    // an answer that is not stored: those that waited call the upstream themselves
+    for body in ["p1", "p2", "p3", "p4"] {
+        b.push(ok(body, &[("cache-control", "private")]));
+    }
+    let mut bodies: Vec<String> = together("/public/mine").into_iter().map(|r| r.1).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["p1", "p2", "p3", "p4"]);
+    assert_eq!(host.sent.borrow().len(), 5);
+}
+
+#[test]
 fn set_cookie_and_private_responses_are_not_shared() {
     let gw = gateway(CONFIG);
     let b = Backend::default();

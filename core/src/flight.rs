@@ -9,6 +9,7 @@
 
 use crate::host::Host;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Whether a call is under way.
@@ -17,8 +18,21 @@ pub(crate) struct Flight {
     current: RefCell<Option<Rc<Cell<bool>>>>,
 }
 
-/// The leader's turn: over when dropped.
-pub(crate) struct Lead(Rc<Cell<bool>>);
+/// Calls under way by key, one per key (the cache's misses), with when each began.
+#[derive(Default)]
+pub(crate) struct Flights {
+    current: Current,
+}
+
+/// The calls under way by key and when they began (ms), shared with their leads (which remove
+/// their key when over).
+type Current = Rc<RefCell<HashMap<String, (Rc<Cell<bool>>, u64)>>>;
+
+/// The leader's turn: over when dropped (and its key forgotten, for a keyed one).
+pub(crate) struct Lead {
+    over: Rc<Cell<bool>>,
+    key: Option<(Current, String)>,
+}
 
 /// The turn of a call under way, to wait for.
 pub(crate) struct Landing(Rc<Cell<bool>>);
@@ -35,13 +49,49 @@ impl Flight {
     pub(crate) fn lead(&self) -> Lead {
         let over = Rc::new(Cell::new(false));
         *self.current.borrow_mut() = Some(over.clone());
-        Lead(over)
+        Lead { over, key: None }
+    }
+}
+
+impl Flights {
+    /// The call under way for `key`, to wait for, if there is one that began less than
+    /// `max_ms` before `now`: an older one is taken as lost (a lead a runtime never dropped),
+    /// and the next call for the key replaces it.
+    pub(crate) fn landing(&self, key: &str, now: u64, max_ms: u32) -> Option<Landing> {
+        let current = self.current.borrow();
+        let (over, began) = current.get(key)?;
+        let lost = now.saturating_sub(*began) >= u64::from(max_ms);
+        (!over.get() && !lost).then(|| Landing(over.clone()))
+    }
+
+    /// Starts a call for `key` at `now`.
+    pub(crate) fn lead(&self, key: &str, now: u64) -> Lead {
+        let over = Rc::new(Cell::new(false));
+        (self.current.borrow_mut()).insert(key.to_string(), (over.clone(), now));
+        let key = Some((self.current.clone(), key.to_string()));
+        Lead { over, key }
+    }
+
+    /// How many keys have a call under way.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.current.borrow().len()
     }
 }
 
 impl Drop for Lead {
     fn drop(&mut self) {
-        self.0.set(true);
+        self.over.set(true);
+        if let Some((current, key)) = self.key.take() {
+            let mut current = current.borrow_mut();
+            // unless a later call for the key took its place
+            if current
+                .get(&key)
+                .is_some_and(|(o, _)| Rc::ptr_eq(o, &self.over))
+            {
+                current.remove(&key);
+            }
+        }
     }
 }
 
@@ -80,5 +130,40 @@ mod tests {
         let _next = flight.lead();
         assert!(flight.landing().is_some_and(|l| !l.is_over()));
         assert!(landing.is_over(), "an earlier turn stays over");
+    }
+
+    #[test]
+    fn keyed_calls_are_separate_and_forgotten_when_over() {
+        let flights = Flights::default();
+        let a = flights.lead("a", 0);
+        assert!(flights.landing("a", 0, 100).is_some());
+        assert!(flights.landing("b", 0, 100).is_none(), "another key");
+        let waiting = flights.landing("a", 0, 100).unwrap();
+        drop(a);
+        assert!(waiting.is_over());
+        assert!(flights.landing("a", 0, 100).is_none());
+        assert_eq!(flights.len(), 0, "forgotten");
+        // a lead replaced by a later one for its key does not forget the later one
+        let first = flights.lead("k", 0);
+        let second = flights.lead("k", 0);
+        drop(first);
+        assert!(flights.landing("k", 0, 100).is_some());
+        drop(second);
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[test]
+    fn a_call_older_than_the_wait_is_taken_as_lost() {
+        let flights = Flights::default();
+        let lost = flights.lead("k", 1_000);
+        assert!(flights.landing("k", 1_099, 100).is_some());
+        assert!(flights.landing("k", 1_100, 100).is_none(), "lost");
+        let next = flights.lead("k", 1_100);
+        drop(lost);
+        assert!(
+            flights.landing("k", 1_100, 100).is_some(),
+            "the new call stays"
+        );
+        drop(next);
     }
 }

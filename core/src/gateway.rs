@@ -70,6 +70,9 @@ pub struct Gateway {
     jwks_store_keys: Vec<crate::store::StoreKey>,
     /// The access-log line's buffer, reused from request to request.
     log_line: RefCell<String>,
+    /// The cache keys whose misses are being filled, which other misses wait for.
+    #[cfg(feature = "response-cache")]
+    cache_flights: crate::flight::Flights,
 }
 
 /// A log line buffer that grew past this is given back rather than kept for the next request.
@@ -185,6 +188,8 @@ impl Gateway {
             jwks,
             jwks_store_keys,
             log_line: RefCell::default(),
+            #[cfg(feature = "response-cache")]
+            cache_flights: Default::default(),
         }
     }
 
@@ -353,13 +358,13 @@ impl Gateway {
         // 6. cache (a build without `response-cache` has no cached routes), then the backend
         #[cfg(feature = "response-cache")]
         let miss = match self
-            .cache_lookup(r, &out, &path, uri.query(), ctx, host)
+            .cache_lookup(r, &out, &path, uri.query(), upstream.timeout_ms, ctx, host)
             .await?
         {
             cached::Lookup::Hit(hit) => {
                 return Ok(self.process_response(r, hit.map(Body::Bytes), ctx, host))
             }
-            cached::Lookup::Miss(miss) => Some(miss),
+            cached::Lookup::Miss(miss) => Some(*miss),
             cached::Lookup::Bypass => None,
         };
         let res = self.call_upstream(r, upstream, out, ctx, host).await;

@@ -89,7 +89,6 @@ pub struct Exchange<'a> {
 }
 
 /// A response to store while it streams to the client ([`Host::tee`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tee {
     /// The store key of the entry.
     pub key: StoreKey,
@@ -103,7 +102,18 @@ pub struct Tee {
     pub declared: Option<u64>,
     /// The request's id, for the line the host logs when it does not store the body.
     pub request_id: String,
+    /// Held until the entry is written or given up: a host drops it then (dropping the `Tee`
+    /// does), and requests that missed the same key meanwhile look again.
+    pub filling: Filling,
 }
+
+/// Held while a cache entry is being filled: other requests of the isolate or instance that
+/// miss the same key wait (on timers of their own, for at most the upstream's timeout) until it
+/// is dropped, then look again, instead of each calling the upstream.
+pub struct Filling(
+    // never read: held for what dropping it does
+    #[allow(dead_code)] pub(crate) Option<crate::flight::Lead>,
+);
 
 /// What a runtime gives the gateway.
 #[allow(async_fn_in_trait)] // deliberately not Send: wasm futures are single-threaded

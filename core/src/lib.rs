@@ -7,9 +7,13 @@
 
 pub mod body;
 pub mod config;
-// used by JWKS fetches, which a build without `toml` or `asymmetric-jwt` leaves out
+// used by JWKS fetches (left out of a build without `toml` or `asymmetric-jwt`) and the
+// response cache
 #[cfg_attr(
-    not(any(feature = "toml", feature = "asymmetric-jwt")),
+    not(all(
+        any(feature = "toml", feature = "asymmetric-jwt"),
+        feature = "response-cache"
+    )),
     allow(dead_code)
 )]
 mod flight;

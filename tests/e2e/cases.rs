@@ -948,6 +948,27 @@ pub fn a_purge_by_tag_hides_only_its_answers(s: &Suite) {
     assert_eq!(s.upstream.requests_for(&path(&b)).len(), 1, "kept");
 }
 
+/// Misses for one key arriving together while the upstream takes 300 ms: in one isolate
+/// (workerd) they wait for the first one's answer to be stored and are served from it, one
+/// upstream call in all; where each request has an instance of its own (Spin) each calls.
+pub fn concurrent_misses_share_one_upstream_call(s: &Suite) {
+    let path = format!("/cached/slow/300/{}-{}", now_ms(), s.unique());
+    let replies = gets_at_once(s, &path, 6);
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, replies[0].body, "the same answer");
+    }
+    let calls = s.upstream.requests_for(&path).len();
+    if s.platform.one_isolate {
+        assert_eq!(calls, 1, "one upstream call for six misses");
+    } else {
+        assert!((1..=6).contains(&calls), "{calls}");
+    }
+    // stored either way
+    assert_eq!(s.send("GET", &path, &[], b"").body, replies[0].body);
+    assert_eq!(s.upstream.requests_for(&path).len(), calls);
+}
+
 pub fn shared_cache(s: &Suite) {
     // its purge empties the cache for every case: none may be caching meanwhile
     let _alone = s.quiet_alone();
@@ -1395,6 +1416,7 @@ macro_rules! e2e_cases {
             a_route_believes_its_own_proxies,
             answers_that_vary_are_cached_per_variant,
             a_stale_answer_serves_an_upstream_failure, a_purge_by_tag_hides_only_its_answers,
+            concurrent_misses_share_one_upstream_call,
             cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
             header_bytes_pass_unchanged, access_log_line,

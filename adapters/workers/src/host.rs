@@ -331,12 +331,19 @@ impl Host for WorkersHost {
             limit,
             declared,
             request_id,
+            filling,
         } = tee;
         let (env, ctx, cache_api) = (self.env.clone(), self.ctx.clone(), self.cache_api);
-        // called once, with the whole body, when the stream has ended within the limit
-        let store = wasm_bindgen::closure::Closure::once_into_js(
-            move |body: js_sys::Uint8Array| -> js_sys::Promise {
+        // called once: with the whole body when the stream has ended within the limit, else
+        // with null; either way the key's fill is over when it returns (`filling` dropped)
+        let store =
+            wasm_bindgen::closure::Closure::once_into_js(move |body: JsValue| -> js_sys::Promise {
+                let Ok(body) = body.dyn_into::<js_sys::Uint8Array>() else {
+                    drop(filling);
+                    return js_sys::Promise::resolve(&JsValue::UNDEFINED);
+                };
                 worker::wasm_bindgen_futures::future_to_promise(async move {
+                    let _filling = filling;
                     let host = WorkersHost {
                         env,
                         ctx,
@@ -349,8 +356,7 @@ impl Host for WorkersHost {
                     let _ = host.store_put(&key, entry, ttl_s).await;
                     Ok(JsValue::UNDEFINED)
                 })
-            },
-        );
+            });
         let length = declared.map_or(-1.0, |n| n as f64);
         WorkersBody::Stream(tee_to_store(
             &stream,
@@ -474,6 +480,8 @@ export function teeToStore(body, limit, length, requestId, ctx, store) {
     if (!parts) return;
     parts = null;
     console.log(JSON.stringify({ request_id: requestId, event: "cache-skip", reason, limit }));
+    // nothing to store: the call ends the key's fill (and frees the closure)
+    store(null);
   };
   const copied = new ReadableStream({
     async pull(out) {
@@ -579,7 +587,8 @@ extern "C" {
     /// `body` passed on as it is (its declared `length` kept when 0 or more) while a copy of
     /// up to `limit` bytes is kept: at its end, `store` is called with the copy, and the end
     /// reaches the client once it is stored (under `ctx.waitUntil` too). Past the limit, broken
-    /// off or cancelled, nothing is stored and a `cache-skip` line is logged.
+    /// off or cancelled, nothing is stored, a `cache-skip` line is logged and `store` is called
+    /// with null.
     #[wasm_bindgen(js_name = teeToStore)]
     fn tee_to_store(
         body: &ReadableStream,

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 pub(super) enum Lookup<'r> {
     Hit(Response<Bytes>),
     /// Not there: where to store the answer.
-    Miss(Miss<'r>),
+    Miss(Box<Miss<'r>>),
     Bypass,
 }
 
@@ -32,18 +32,39 @@ pub(super) struct Miss<'r> {
     probe: Request<Bytes>,
     record: Option<Box<cache::VaryRecord>>,
     stale: Option<Box<(cache::Stored, Option<u64>)>>,
+    /// This request's turn at filling the key, while no other request of the isolate has it.
+    filling: Option<crate::flight::Lead>,
 }
+
+/// What a look in the store found: a fresh answer, or the key to store one under, with the
+/// key's record of variants and the stale entry; or why the request bypasses the cache.
+type Found = Result<
+    (
+        Option<Response<Bytes>>,
+        cache::CacheKey,
+        Option<Box<cache::VaryRecord>>,
+        Option<Box<(cache::Stored, Option<u64>)>>,
+    ),
+    &'static str,
+>;
+
+/// How often a request waiting for another's fill of the same key looks whether it has ended.
+const FLIGHT_POLL_MS: u32 = 5;
 
 impl Gateway {
     /// Looks the request up in the cache (6): the request as the cache sees it is absolute,
     /// with the scheme and authority the gateway forwards and the headers that go upstream. A
-    /// store failure follows the rule's fail mode: open bypasses the cache, closed is 503.
+    /// store failure follows the rule's fail mode: open bypasses the cache, closed is 503. A
+    /// miss while another request of the isolate is filling the same key waits for it (for at
+    /// most `wait_ms`, the upstream's timeout) and looks again (request collapsing).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn cache_lookup<'r, S, H: Host>(
         &self,
         r: &'r Route,
         out: &Outbound<'_, S>,
         path: &str,
         query: Option<&str>,
+        wait_ms: u32,
         ctx: &mut Ctx<'_>,
         host: &H,
     ) -> Result<Lookup<'r>, Reject> {
@@ -57,36 +78,38 @@ impl Gateway {
         *probe.uri_mut() = absolute_uri(ctx, path, query);
         // a consumer without an id has none to key by
         let consumer = ctx.consumer.as_ref().and_then(|c| c.identified());
-        let lookup = async {
-            let generation = cache_generation(host).await?;
-            let key = match cache::key(rule, generation, &r.name, &probe, consumer) {
-                Ok(key) => key,
-                Err(why) => return Ok(Err(why)),
-            };
-            let (stored, record) = self.read_entry(&key, &probe, host).await?;
-            let (mut hit, mut stale) = (None, None);
-            if let Some(stored) = stored.as_deref().and_then(cache::Stored::parse) {
-                let invalidated = self.hidden_since(&key, &stored, generation, host).await?;
-                hit = cache::serve(&stored, &probe, host.now(), invalidated);
-                if hit.is_none() {
-                    stale = Some(Box::new((stored, invalidated)));
-                }
+        let mut lookup = self.look(rule, &r.name, &probe, consumer, host).await;
+        let mut collapsed = false;
+        if let Ok(Ok((None, key, ..))) = &lookup {
+            let landing = (self.cache_flights).landing(key.entry.as_str(), host.now(), wait_ms);
+            if let Some(landing) = landing {
+                landing.wait(host, FLIGHT_POLL_MS, wait_ms).await;
+                lookup = self.look(rule, &r.name, &probe, consumer, host).await;
+                collapsed = true;
             }
-            Ok::<_, crate::host::HostError>(Ok((hit, key, record, stale)))
         }
-        .await;
         let (outcome, decision) = match lookup {
+            Ok(Ok((Some(hit), ..))) if collapsed => {
+                (Lookup::Hit(hit), Cow::Borrowed("hit:collapsed"))
+            }
             Ok(Ok((Some(hit), ..))) => (Lookup::Hit(hit), Cow::Borrowed("hit")),
-            Ok(Ok((None, key, record, stale))) => (
-                Lookup::Miss(Miss {
+            Ok(Ok((None, key, record, stale))) => {
+                // the first miss of a key fills it; one that waited in vain (the answer was not
+                // stored, or is another variant) calls the upstream too, unless another fills it
+                let flights = &self.cache_flights;
+                let (entry, now) = (key.entry.as_str(), host.now());
+                let filling = (flights.landing(entry, now, wait_ms).is_none())
+                    .then(|| flights.lead(entry, now));
+                let miss = Miss {
                     rule,
                     key,
                     probe,
                     record,
                     stale,
-                }),
-                Cow::Borrowed("miss"),
-            ),
+                    filling,
+                };
+                (Lookup::Miss(Box::new(miss)), Cow::Borrowed("miss"))
+            }
             Ok(Err(why)) => (Lookup::Bypass, Cow::Owned(format!("bypass:{why}"))),
             Err(_) if !rule.fail_open => {
                 ctx.mark(Phase::Cache, "store-error:closed", t, host);
@@ -120,7 +143,9 @@ impl Gateway {
     ) -> Response<Body<S>> {
         let (mut head, body) = res.into_parts();
         let body = match (miss, body) {
-            (Some(miss), Body::Bytes(bytes)) => {
+            (Some(mut miss), Body::Bytes(bytes)) => {
+                // others waiting for this key look again once the put is done (or skipped)
+                let _filling = miss.filling.take();
                 // a route that edits the answer's JSON has it read
                 let view = Response::from_parts(head, bytes);
                 if let Some((entry, ttl)) = cache::store(miss.rule, &miss.probe, &view, host.now())
@@ -158,6 +183,7 @@ impl Gateway {
                                         !head.headers.contains_key(http::header::CONTENT_ENCODING)
                                     }),
                                     request_id: ctx.request_id.to_string(),
+                                    filling: crate::host::Filling(miss.filling),
                                 },
                             )),
                             Err(_) => Body::Stream(stream),
@@ -201,6 +227,32 @@ impl Gateway {
         ctx.log.cache = Some("stale");
         ctx.mark(Phase::Cache, "stale-if-error", t, host);
         Some(stale)
+    }
+
+    /// One look in the store for `probe`.
+    async fn look<H: Host>(
+        &self,
+        rule: &cache::CacheRule,
+        route: &str,
+        probe: &Request<Bytes>,
+        consumer: Option<&str>,
+        host: &H,
+    ) -> Result<Found, crate::host::HostError> {
+        let generation = cache_generation(host).await?;
+        let key = match cache::key(rule, generation, route, probe, consumer) {
+            Ok(key) => key,
+            Err(why) => return Ok(Err(why)),
+        };
+        let (stored, record) = self.read_entry(&key, probe, host).await?;
+        let (mut hit, mut stale) = (None, None);
+        if let Some(stored) = stored.as_deref().and_then(cache::Stored::parse) {
+            let invalidated = self.hidden_since(&key, &stored, generation, host).await?;
+            hit = cache::serve(&stored, probe, host.now(), invalidated);
+            if hit.is_none() {
+                stale = Some(Box::new((stored, invalidated)));
+            }
+        }
+        Ok(Ok((hit, key, record, stale)))
     }
 
     /// When an entry was last hidden (ms): an entry is served only if no unsafe request
