@@ -956,16 +956,24 @@ pub fn concurrent_misses_share_one_upstream_call(s: &Suite) {
     let replies = gets_at_once(s, &path, 6);
     for r in &replies {
         assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(r.body, replies[0].body, "the same answer");
     }
     let calls = s.upstream.requests_for(&path).len();
     if s.platform.one_isolate {
         assert_eq!(calls, 1, "one upstream call for six misses");
+        assert!(
+            replies.iter().all(|r| r.body == replies[0].body),
+            "the same answer"
+        );
     } else {
         assert!((1..=6).contains(&calls), "{calls}");
     }
-    // stored either way
-    assert_eq!(s.send("GET", &path, &[], b"").body, replies[0].body);
+    // stored either way: the next request is a hit on one of those answers
+    let later = s.send("GET", &path, &[], b"");
+    assert!(
+        replies.iter().any(|r| r.body == later.body),
+        "{}",
+        later.text()
+    );
     assert_eq!(s.upstream.requests_for(&path).len(), calls);
 }
 
