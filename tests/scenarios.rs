@@ -1233,36 +1233,22 @@ fn cache_hit_age_304_and_purge() {
 
 #[test]
 fn a_purge_by_tag_hides_only_the_answers_carrying_it() {
-    let gw = gateway(
-        r#"
-[upstreams.app]
-targets = [{ url = "https://backend.test" }]
-
-[auth.jwt.hs]
-issuer = "https://issuer.test/"
-audiences = ["api"]
-keys = [{ kid = "hs", alg = "HS256", secret = "scenario-secret-0123456789abcdef-xyz" }]
-
+    // the scenarios' config (its `hs` provider and purge route) and two cached routes
+    let gw = gateway(&format!(
+        r#"{CONFIG}
 [[routes]]
 name = "docs"
-path = "/docs/{*rest}"
+path = "/docs/{{*rest}}"
 upstream = "app"
-cache = { ttl_s = 60, tags = ["Docs"] }
+cache = {{ ttl_s = 60, tags = ["Docs"] }}
 
 [[routes]]
 name = "shop"
-path = "/shop/{*rest}"
+path = "/shop/{{*rest}}"
 upstream = "app"
-cache = { ttl_s = 60 }
-
-[[routes]]
-name = "purge"
-methods = ["POST"]
-path = "/admin/cache/purge"
-admin = "purge_cache"
-auth = { jwt = "hs", scopes = ["cache:purge"] }
-"#,
-    );
+cache = {{ ttl_s = 60 }}
+"#
+    ));
     let b = Backend::default();
     let host = b.host();
     let get = |path: &str| {

@@ -12,6 +12,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// How often a waiting request looks whether the call it waits for has ended.
+const POLL_MS: u32 = 5;
+
 /// Whether a call is under way.
 #[derive(Default)]
 pub(crate) struct Flight {
@@ -101,15 +104,14 @@ impl Landing {
         self.0.get()
     }
 
-    /// Waits until the leader's turn is over, looking every `every_ms`, for at most about
-    /// `at_most_ms`; whether it ended.
-    pub(crate) async fn wait<H: Host>(&self, host: &H, every_ms: u32, at_most_ms: u32) -> bool {
+    /// Waits until the leader's turn is over, looking every [`POLL_MS`], for at most about
+    /// `at_most_ms`.
+    pub(crate) async fn wait<H: Host>(&self, host: &H, at_most_ms: u32) {
         let mut waited = 0;
         while !self.is_over() && waited < at_most_ms {
-            host.sleep(every_ms).await;
-            waited += every_ms;
+            host.sleep(POLL_MS).await;
+            waited += POLL_MS;
         }
-        self.is_over()
     }
 }
 

@@ -39,7 +39,7 @@ pub(super) struct Jwks {
     /// When the last fetch failed, or one began that has not succeeded (cleared by a success).
     last_failure: Option<u64>,
     /// The fetch under way in this isolate or instance, which others needing new keys wait for.
-    flight: Rc<Flight>,
+    flight: Flight,
 }
 
 /// How long the store keeps a provider's JWKS record: the last good keys serve through an
@@ -48,9 +48,6 @@ const JWKS_RECORD_TTL_S: u32 = 30 * 86_400;
 
 /// How long a JWKS fetch may take.
 const JWKS_TIMEOUT_MS: u32 = 5_000;
-
-/// How often a request waiting for another's JWKS fetch looks whether it has ended.
-const FLIGHT_POLL_MS: u32 = 5;
 
 /// The largest JWKS read (a key set of a hundred RSA keys is about 150 KB).
 const JWKS_MAX_BYTES: usize = 1 << 20;
@@ -91,20 +88,16 @@ impl Gateway {
                 s.last_failure = record.last_failure;
             }
         }
-        let (current, landing, flight) = {
+        let (current, landing) = {
             let s = &self.jwks.borrow()[pi.index()];
-            (
-                s.loaded.then(|| s.keys.clone()),
-                s.flight.landing(),
-                s.flight.clone(),
-            )
+            (s.loaded.then(|| s.keys.clone()), s.flight.landing())
         };
         if let Some(landing) = landing {
             // one fetch at a time: a request that needs new keys (it has none, or its token
             // names an unknown `kid`) waits for the one under way and takes what it got; one
             // that only finds its keys expired goes on with them meanwhile
             if force || current.is_none() {
-                landing.wait(host, FLIGHT_POLL_MS, JWKS_TIMEOUT_MS).await;
+                landing.wait(host, JWKS_TIMEOUT_MS).await;
                 let s = &self.jwks.borrow()[pi.index()];
                 return s.loaded.then(|| s.keys.clone());
             }
@@ -123,7 +116,7 @@ impl Gateway {
         if !must_fetch {
             return current;
         }
-        let _lead = flight.lead();
+        let _lead = self.jwks.borrow()[pi.index()].flight.lead();
         if force || current.is_some() {
             // the marks go to the store before the fetch, so that other instances wait a
             // cooldown rather than each fetch: an unknown `kid` marks a forced refetch, and a

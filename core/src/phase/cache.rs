@@ -69,12 +69,16 @@ pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
 /// A cache tag as stored and compared: 1 to [`MAX_TAG_BYTES`] visible ASCII characters other
 /// than `,` (surrounding whitespace trimmed), lowercased, since tags match without regard to
-/// case. `None` for anything else.
-pub fn normalize_tag(tag: &str) -> Option<String> {
-    let tag = tag.trim();
+/// case. For anything else, why it is not one.
+pub fn normalize_tag(tag: &str) -> Result<String, String> {
+    let trimmed = tag.trim();
     let visible = |b: &u8| (0x21..=0x7e).contains(b) && *b != b',';
-    ((1..=MAX_TAG_BYTES).contains(&tag.len()) && tag.bytes().all(|b| visible(&b)))
-        .then(|| tag.to_ascii_lowercase())
+    match (1..=MAX_TAG_BYTES).contains(&trimmed.len()) && trimmed.bytes().all(|b| visible(&b)) {
+        true => Ok(trimmed.to_ascii_lowercase()),
+        false => Err(format!(
+            "{tag:?} is not a cache tag: 1 to {MAX_TAG_BYTES} visible ASCII characters other than ','"
+        )),
+    }
 }
 
 /// The store key of a tag's purge marker in cache generation `generation` (the tag hashed, so
@@ -497,7 +501,7 @@ fn answer_tags(rule: &CacheRule, h: &HeaderMap) -> Option<Vec<String>> {
     for value in h.get_all(&CACHE_TAG) {
         let value = value.to_str().ok()?;
         for tag in value.split(',').filter(|t| !t.trim().is_empty()) {
-            let tag = normalize_tag(tag)?;
+            let tag = normalize_tag(tag).ok()?;
             if !tags.contains(&tag) {
                 tags.push(tag);
             }
@@ -852,17 +856,15 @@ impl CacheRule {
         let mut tags: Vec<String> = Vec::new();
         for (j, tag) in c.tags.iter().enumerate() {
             match normalize_tag(tag) {
-                Some(t) if tags.contains(&t) => {
-                    refuse!(e, format!("{path}.tags[{j}]"), format!("{tag:?} is listed twice"));
+                Ok(t) if tags.contains(&t) => {
+                    refuse!(
+                        e,
+                        format!("{path}.tags[{j}]"),
+                        format!("{tag:?} is listed twice")
+                    );
                 }
-                Some(t) => tags.push(t),
-                None => refuse!(
-                    e,
-                    format!("{path}.tags[{j}]"),
-                    format!(
-                        "{tag:?} is not a cache tag: 1 to {MAX_TAG_BYTES} visible ASCII characters other than ','"
-                    ),
-                ),
+                Ok(t) => tags.push(t),
+                Err(why) => refuse!(e, format!("{path}.tags[{j}]"), why),
             }
         }
         if tags.len() > MAX_TAGS {
@@ -1368,12 +1370,12 @@ mod tests {
 
     #[test]
     fn tags_are_visible_ascii_without_commas_and_compared_in_lowercase() {
-        assert_eq!(normalize_tag(" Product-7 ").as_deref(), Some("product-7"));
-        assert_eq!(normalize_tag("a:b/c").as_deref(), Some("a:b/c"));
+        assert_eq!(normalize_tag(" Product-7 ").as_deref(), Ok("product-7"));
+        assert_eq!(normalize_tag("a:b/c").as_deref(), Ok("a:b/c"));
         for bad in ["", " ", "a b", "a,b", "caf\u{e9}", "a\tb", &"x".repeat(129)] {
-            assert_eq!(normalize_tag(bad), None, "{bad:?}");
+            assert_eq!(normalize_tag(bad).ok(), None, "{bad:?}");
         }
-        assert_eq!(normalize_tag(&"x".repeat(128)).map(|t| t.len()), Some(128));
+        assert_eq!(normalize_tag(&"x".repeat(128)).map(|t| t.len()), Ok(128));
         assert_ne!(tag_key(1, "a"), tag_key(2, "a"));
         assert_ne!(tag_key(1, "a"), tag_key(1, "b"));
     }
