@@ -1771,6 +1771,157 @@ cache = { ttl_s = 60, stale_if_error_s = 30 }
 }
 
 #[test]
+fn a_stale_answer_is_served_while_one_refresh_replaces_it() {
+    let config = r#"
+[upstreams.app]
+targets = [{ url = "https://backend.test" }]
+
+[[routes]]
+name = "own"
+path = "/own"
+upstream = "app"
+cache = { ttl_s = 60 }
+
+[[routes]]
+name = "default"
+path = "/default"
+upstream = "app"
+cache = { ttl_s = 60, stale_while_revalidate_s = 30 }
+"#;
+    let gw = gateway(config);
+    let b = Backend::default();
+    let host = b.host();
+    let get_with = |path: &str, headers: &[(&str, &str)]| {
+        let res = send(&gw, &host, req("GET", path, headers, ""), "192.0.2.1");
+        let age: Option<String> = res.headers().get("age").map(|v| v.to_str().unwrap().into());
+        let body = String::from_utf8(res.body().to_vec()).unwrap();
+        (res.status().as_u16(), body, age)
+    };
+    let get = |path: &str| get_with(path, &[]);
+    let calls = || host.sent.borrow().len();
+    let swr = [("cache-control", "max-age=10, stale-while-revalidate=60")];
+    b.push(ok("v1", &swr));
+    assert_eq!(get("/own").1, "v1");
+    // stale for 5 s: served at once, then refreshed after the answer, without the client's
+    // conditional fields
+    host.advance(15_000);
+    b.push(ok("v2", &swr));
+    let stale = get_with("/own", &[("if-none-match", "\"other\"")]);
+    assert_eq!(stale, (200, "v1".into(), Some("15".into())));
+    assert_eq!(calls(), 2);
+    {
+        let sent = host.sent.borrow();
+        assert_eq!(sent[1].uri().path(), "/own");
+        assert_eq!(sent[1].headers().get("if-none-match"), None);
+    }
+    let records = host.log_records();
+    let access = &records[records.len() - 2];
+    assert_eq!(access["cache"], "stale");
+    let mut phases = access["phases"].as_array().unwrap().iter();
+    let cache_phase = phases.find(|p| p["phase"] == "cache").unwrap();
+    assert_eq!(cache_phase["decision"], "stale-while-revalidate");
+    let line = &records[records.len() - 1];
+    assert_eq!(line["event"], "cache-refresh");
+    assert_eq!(line["request_id"], access["request_id"]);
+    assert_eq!(
+        (line["route"].as_str(), line["outcome"].as_str()),
+        (Some("own"), Some("stored"))
+    );
+    assert_eq!(line["upstream_status"], 200);
+    // the refreshed answer is a fresh hit
+    assert_eq!(get("/own"), (200, "v2".into(), Some("0".into())));
+    assert_eq!(calls(), 2);
+
+    // requests together while it is stale: each is served the stale answer, and one refresh
+    // runs for all of them
+    host.advance(11_000);
+    b.push(ok("v3", &swr));
+    let together = (0..3).map(|_| req("GET", "/own", &[], "")).collect();
+    let answers = send_together(&gw, &host, together, "192.0.2.1");
+    assert!(answers.iter().all(|a| a.body().as_ref() == b"v2"));
+    assert_eq!(calls(), 3);
+    let decisions: Vec<String> = (host.log_records().iter().rev().skip(1).take(3))
+        .map(|l| l["phases"].as_array().unwrap().iter())
+        .filter_map(|mut p| p.find(|p| p["phase"] == "cache"))
+        .map(|p| p["decision"].as_str().unwrap().to_string())
+        .collect();
+    let under_way = "stale-while-revalidate:under-way";
+    assert_eq!(decisions, [under_way, under_way, "stale-while-revalidate"]);
+    assert_eq!(get("/own").1, "v3");
+
+    // another isolate sharing the store leaves a refresh it sees under way to that one
+    host.advance(11_000);
+    let other = gateway(config);
+    b.push(ok("v4", &swr));
+    let handle = |gw: &Gateway| {
+        let r = req("GET", "/own", &[], "").map(Body::Bytes);
+        pollster::block_on(gw.handle(r, client("192.0.2.1"), &host))
+    };
+    handle(&gw);
+    let first = host.take_later();
+    handle(&other);
+    let second = host.take_later();
+    for later in first {
+        pollster::block_on(gw.run_later(later, &host));
+    }
+    for later in second {
+        pollster::block_on(other.run_later(later, &host));
+    }
+    let outcomes: Vec<String> = (host.log_records().iter())
+        .filter(|l| l["event"] == "cache-refresh")
+        .map(|l| l["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes[outcomes.len() - 2..], ["stored", "under-way"]);
+    assert_eq!(calls(), 4);
+    assert_eq!(get("/own").1, "v4");
+
+    // a refresh that fails stores nothing: the stale answer stays, and the next refresh is
+    // tried once the failed one's time (the upstream's timeout) has passed
+    host.advance(11_000);
+    b.push(status(503));
+    assert_eq!(get("/own").1, "v4");
+    let line = host.log_records().pop().unwrap();
+    assert_eq!(line["outcome"], "not-stored");
+    assert_eq!(line["upstream_status"], 503);
+    assert_eq!(get("/own").1, "v4");
+    let line = host.log_records().pop().unwrap();
+    assert_eq!(line["outcome"], "under-way");
+    assert_eq!(calls(), 5);
+    host.advance(10_000);
+    b.push(ok("v5", &swr));
+    assert_eq!(get("/own").1, "v4");
+    assert_eq!(get("/own").1, "v5");
+    assert_eq!(calls(), 6);
+
+    // a client that asks for a fresh answer waits for the upstream
+    host.advance(11_000);
+    b.push(ok("v6", &swr));
+    assert_eq!(get_with("/own", &[("cache-control", "no-cache")]).1, "v6");
+    // past the allowance (60 s after going stale), a miss
+    host.advance(71_000);
+    b.push(ok("v7", &swr));
+    assert_eq!(get("/own"), (200, "v7".into(), None));
+    assert_eq!(calls(), 8);
+
+    // the route's allowance where the upstream says nothing, but not where it forbids stale
+    b.push(ok("d1", &[("cache-control", "max-age=10")]));
+    get("/default");
+    host.advance(39_000);
+    b.push(ok("d2", &[("cache-control", "max-age=10")]));
+    assert_eq!(get("/default"), (200, "d1".into(), Some("39".into())));
+    assert_eq!(get("/default").1, "d2");
+    b.push(ok(
+        "d3",
+        &[("cache-control", "max-age=10, must-revalidate")],
+    ));
+    host.advance(11_000);
+    get("/default");
+    host.advance(11_000);
+    b.push(ok("d4", &[("cache-control", "max-age=10")]));
+    assert_eq!(get("/default"), (200, "d4".into(), None));
+}
+
+#[test]
 fn a_head_request_never_fills_the_cache_with_an_empty_body() {
     let gw = gateway(CONFIG);
     let b = Backend::default();

@@ -309,6 +309,7 @@ fn phases(c: &mut Criterion) {
         credential_query: Vec::new(),
         max_bytes: 1 << 20,
         stale_if_error_s: 0,
+        stale_while_revalidate_s: 0,
         tags: Vec::new(),
     };
     let req = Request::builder()

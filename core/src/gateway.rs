@@ -28,6 +28,8 @@ use std::rc::Rc;
 
 #[cfg(feature = "response-cache")]
 mod cached;
+#[cfg(feature = "response-cache")]
+pub(crate) use cached::Refresh;
 mod identity;
 mod inbound;
 mod jwks;
@@ -210,6 +212,14 @@ impl Gateway {
         &self.config
     }
 
+    /// Runs work a request left for after its answer ([`Host::defer`]), on `host`.
+    pub async fn run_later<H: Host>(&self, later: crate::host::Later, host: &H) {
+        #[cfg(feature = "response-cache")]
+        out_of_line(self.refresh(*later.0, host)).await;
+        #[cfg(not(feature = "response-cache"))]
+        match (later.0, host) {}
+    }
+
     /// Handles one request from `client` (as the adapter trusts it). The answer's body is the
     /// upstream's stream when the gateway passed it on, else bytes.
     pub async fn handle<H: Host>(
@@ -358,10 +368,18 @@ impl Gateway {
         // 6. cache (a build without `response-cache` has no cached routes), then the backend
         #[cfg(feature = "response-cache")]
         let miss = match self
-            .cache_lookup(r, &out, &path, uri.query(), upstream.timeout_ms, ctx, host)
+            .cache_lookup(
+                (found.route, r),
+                &out,
+                &path,
+                uri.query(),
+                upstream.timeout_ms,
+                ctx,
+                host,
+            )
             .await?
         {
-            cached::Lookup::Hit(hit) => {
+            cached::Lookup::Hit(hit) | cached::Lookup::Stale(hit) => {
                 return Ok(self.process_response(r, hit.map(Body::Bytes), ctx, host))
             }
             cached::Lookup::Miss(miss) => Some(*miss),

@@ -115,6 +115,15 @@ pub struct Filling(
     #[allow(dead_code)] pub(crate) Option<crate::flight::Lead>,
 );
 
+/// Work the gateway leaves for after its answer: refreshing a stale cache entry it served
+/// (`stale-while-revalidate`). The adapter runs it with [`crate::Gateway::run_later`] once the
+/// answer is on its way, on a host of its own: on Workers under `waitUntil`, on Spin after the
+/// answer's last byte. Dropping it unrun gives up the refresh, and another request starts one.
+pub struct Later(
+    #[cfg(feature = "response-cache")] pub(crate) Box<crate::gateway::Refresh>,
+    #[cfg(not(feature = "response-cache"))] pub(crate) std::convert::Infallible,
+);
+
 /// What a runtime gives the gateway.
 #[allow(async_fn_in_trait)] // deliberately not Send: wasm futures are single-threaded
 pub trait Host {
@@ -170,6 +179,8 @@ pub trait Host {
     /// does may end the wait: on Workers, a request woken from another request's code runs in
     /// that request's context, and its own I/O then fails.
     async fn sleep(&self, ms: u32);
+    /// Keeps `later` for the adapter to run once the answer is on its way ([`Later`]).
+    fn defer(&self, later: Later);
     /// Writes one access-log line (a JSON object).
     fn log(&self, line: &str);
 }

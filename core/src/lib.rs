@@ -28,7 +28,9 @@ pub mod store;
 pub use body::{Body, ReadError};
 pub use config::{Config, ConfigErrors, Diagnostic, Secrets};
 pub use gateway::Gateway;
-pub use host::{BodyUse, Exchange, FetchError, Host, HostError, Tee, UnixMillis, HEADER_ROOM};
+pub use host::{
+    BodyUse, Exchange, FetchError, Host, HostError, Later, Tee, UnixMillis, HEADER_ROOM,
+};
 pub use phase::access::Client;
 pub use problem::Reject;
 

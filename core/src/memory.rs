@@ -3,7 +3,9 @@
 //! function the caller supplies (a test backend). Single-threaded, like a wasm isolate.
 
 use crate::body::{Body, ReadError};
-use crate::host::{BodyUse, Exchange, FetchError, Host, HostError, Tee, UnixMillis, HEADER_ROOM};
+use crate::host::{
+    BodyUse, Exchange, FetchError, Host, HostError, Later, Tee, UnixMillis, HEADER_ROOM,
+};
 use crate::phase::ratelimit::{self, LimitState, Quota, Verdict};
 use crate::store::StoreKey;
 use bytes::Bytes;
@@ -87,6 +89,8 @@ pub struct MemoryHost {
     /// Make every fetch wait once (pending, woken at once) before it is answered, as a real
     /// one waits for the network: other requests polled alongside then run meanwhile.
     pub fetch_yields: Cell<bool>,
+    /// Work the gateway left for after its answers ([`Host::defer`]), in order.
+    later: RefCell<Vec<Later>>,
 }
 
 impl MemoryHost {
@@ -110,7 +114,14 @@ impl MemoryHost {
             fail_store: Cell::new(false),
             record: Cell::new(true),
             fetch_yields: Cell::new(false),
+            later: RefCell::default(),
         }
+    }
+
+    /// Takes the work the gateway left for after its answers, for the test to run with
+    /// [`crate::Gateway::run_later`] as an adapter would.
+    pub fn take_later(&self) -> Vec<Later> {
+        std::mem::take(&mut self.later.borrow_mut())
     }
 
     /// The keys of the rate-limit counters, sorted.
@@ -329,6 +340,10 @@ impl Host for MemoryHost {
             self.log(&line.to_string());
         }
         stream
+    }
+
+    fn defer(&self, later: Later) {
+        self.later.borrow_mut().push(later);
     }
 
     fn log(&self, line: &str) {

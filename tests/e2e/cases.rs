@@ -933,6 +933,53 @@ pub fn a_stale_answer_serves_an_upstream_failure(s: &Suite) {
     assert_eq!(s.upstream.requests_for(&path).len(), 3);
 }
 
+/// A stored answer that went stale within its `stale-while-revalidate` (RFC 5861) is served at
+/// once while one refresh replaces it after the answer (Workers: `waitUntil`; Spin: after the
+/// answer's last byte): the upstream takes 1.5 s, the stale answer comes back well before that,
+/// and the refreshed answer is then served from the cache. In one isolate (workerd) the
+/// requests made while the refresh runs start no other; on Spin each instance reads the
+/// refresh's marker in the store, which lands a moment after it is written.
+pub fn a_stale_answer_is_served_while_it_is_refreshed(s: &Suite) {
+    let path = format!("/patient/swr/slow/1500/{}-{}", now_ms(), s.unique());
+    let calls = || s.upstream.requests_for(&path).len();
+    let first = s.send("GET", &path, &[], b"");
+    assert_eq!(first.status, 200, "{}", first.text());
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    let asked = std::time::Instant::now();
+    let stale = s.send("GET", &path, &[("if-none-match", "\"other\"")], b"");
+    let took = asked.elapsed();
+    assert_eq!(stale.status, 200, "{}", stale.text());
+    assert_eq!(stale.body, first.body, "the stale answer");
+    assert!(
+        took.as_millis() < 1_000,
+        "answered in {took:?}, not after the refresh"
+    );
+    let age: u64 = (stale.header("age").and_then(|a| a.parse().ok())).unwrap_or(0);
+    assert!(age >= 2, "Age {age}");
+    // the refresh's answer replaces the stale one once it has come (1.5 s, then stored)
+    let deadline = asked + std::time::Duration::from_secs(6);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let r = s.send("GET", &path, &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        if r.body != first.body {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refreshed");
+    }
+    let upstream = s.upstream.requests_for(&path);
+    // a refresh asks for the whole answer, not the client's conditional one
+    assert!(upstream[1..]
+        .iter()
+        .all(|r| r.header("if-none-match").is_none()));
+    let n = calls();
+    if s.platform.one_isolate {
+        assert_eq!(n, 2, "one refresh for every request made while it ran");
+    } else {
+        assert!((2..=4).contains(&n), "{n} upstream calls");
+    }
+}
+
 /// A purge that names a tag (`Cache-Tag` from the upstream) hides the answers carrying it, and
 /// only those: the other tag's answer is still a hit.
 pub fn a_purge_by_tag_hides_only_its_answers(s: &Suite) {
@@ -1444,7 +1491,8 @@ macro_rules! e2e_cases {
             several_limits_charge_only_when_all_admit, a_daily_quota_follows_the_plan_of_the_key,
             a_route_believes_its_own_proxies,
             answers_that_vary_are_cached_per_variant,
-            a_stale_answer_serves_an_upstream_failure, a_purge_by_tag_hides_only_its_answers,
+            a_stale_answer_serves_an_upstream_failure, a_stale_answer_is_served_while_it_is_refreshed,
+            a_purge_by_tag_hides_only_its_answers,
             concurrent_misses_share_one_upstream_call,
             cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,

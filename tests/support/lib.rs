@@ -111,7 +111,8 @@ pub fn send(gw: &Gateway, host: &MemoryHost, r: Request<Bytes>, from: &str) -> R
 
 /// Runs one request from `client`, as an adapter hands it over: a body as the platform's stream
 /// (in 4 KiB chunks) when its `Content-Length`, if any, is its length (a runtime hands over no
-/// other stream), else as bytes; none as empty bytes. The answer's body is read to its end.
+/// other stream), else as bytes; none as empty bytes. The answer's body is read to its end,
+/// then the work the gateway left for after it runs ([`run_later`]).
 pub fn send_as(
     gw: &Gateway,
     host: &MemoryHost,
@@ -125,7 +126,17 @@ pub fn send_as(
         false => Body::Stream(MemoryStream::chunked(&b, 4096)),
     });
     let res = pollster::block_on(gw.handle(r, client, host));
-    res.map(|b| memory::body_bytes(&b))
+    let res = res.map(|b| memory::body_bytes(&b));
+    run_later(gw, host);
+    res
+}
+
+/// Runs the work the gateway left for after its answers ([`portcullis_core::Host::defer`]), as
+/// an adapter does once an answer is on its way.
+pub fn run_later(gw: &Gateway, host: &MemoryHost) {
+    for later in host.take_later() {
+        pollster::block_on(gw.run_later(later, host));
+    }
 }
 
 /// Runs bodiless requests together, as concurrent requests share an isolate: each is polled in
@@ -155,6 +166,7 @@ pub fn send_together(
             false => std::task::Poll::Pending,
         }
     }));
+    run_later(gw, host);
     answers.into_iter().flatten().collect()
 }
 

@@ -60,10 +60,30 @@ async fn handle(
             eprintln!("portcullis: sweeping expired entries: {}", e.0);
         }
     }
-    Ok(res.map(|body| match body {
+    let later = host.take_later();
+    let (mut head, body) = res.into_parts();
+    let body = match body {
         Body::Stream(stream) => stream,
-        Body::Bytes(bytes) => SpinStream::bytes(bytes),
-    }))
+        Body::Bytes(bytes) => {
+            if !later.is_empty() && !bytes.is_empty() {
+                // the client knows the answer whole at its last byte, while the work runs
+                head.headers
+                    .insert(http::header::CONTENT_LENGTH, bytes.len().into());
+            }
+            SpinStream::bytes(bytes)
+        }
+    };
+    if later.is_empty() {
+        return Ok(http::Response::from_parts(head, body));
+    }
+    // the work left for after the answer (a stale entry's refresh) runs after its last byte
+    // (the instance may live for this request only)
+    let body = body.then_run(async move {
+        for later in later {
+            gateway.run_later(later, &host).await;
+        }
+    });
+    Ok(http::Response::from_parts(head, body))
 }
 
 /// Whether a request has a body (RFC 9112 §6.3: a length above 0, or a transfer coding).

@@ -9,7 +9,8 @@ use portcullis_core::body::declared_length;
 use portcullis_core::phase::ratelimit::{admit, refund, LimitState, Quota, Verdict};
 use portcullis_core::store::StoreKey;
 use portcullis_core::{
-    Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis, HEADER_ROOM,
+    Body, BodyUse, Exchange, FetchError, Host, HostError, Later, ReadError, Tee, UnixMillis,
+    HEADER_ROOM,
 };
 use spin_sdk::experimental::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::experimental::wasi::keyvalue::store::{self, Bucket};
@@ -28,6 +29,8 @@ pub struct SpinHost {
     /// The same store as a `wasi:keyvalue` bucket, for compare-and-swap.
     bucket: Result<Bucket, String>,
     started: Instant,
+    /// Work the gateway left for after the answer ([`Host::defer`]).
+    later: std::cell::RefCell<Vec<Later>>,
 }
 
 impl SpinHost {
@@ -38,7 +41,14 @@ impl SpinHost {
                 .map_err(|e| format!("key-value store \"default\": {e:?}")),
             bucket: store::open(STORE).map_err(|e| kv_error("bucket \"default\"", e).0),
             started: Instant::now(),
+            later: Default::default(),
         }
+    }
+
+    /// The work the gateway left for after the answer, for the entry to run after its last
+    /// byte.
+    pub fn take_later(&self) -> Vec<Later> {
+        std::mem::take(&mut *self.later.borrow_mut())
     }
 
     fn store(&self) -> Result<&Store, HostError> {
@@ -421,6 +431,10 @@ impl Host for SpinHost {
 
     async fn sleep(&self, ms: u32) {
         spin_sdk::time::sleep(Duration::from_millis(u64::from(ms))).await;
+    }
+
+    fn defer(&self, later: Later) {
+        self.later.borrow_mut().push(later);
     }
 
     fn log(&self, line: &str) {

@@ -32,6 +32,9 @@ pub struct SpinStream {
     tee: Option<(Tee, bytes::BytesMut)>,
     /// The copy's store write, once the body has ended: the end waits for it.
     writing: Option<Timer>,
+    /// Work to run once the body's last byte is out (a stale cache entry's refresh): the end
+    /// waits for it, so the instance lives until it is done.
+    after: Option<Timer>,
 }
 
 impl SpinStream {
@@ -42,7 +45,15 @@ impl SpinStream {
             idle: None,
             tee: None,
             writing: None,
+            after: None,
         }
+    }
+
+    /// Runs `work` once the body's last byte is out, before its end: the client has the
+    /// whole answer by then when its `Content-Length` says how long it is.
+    pub fn then_run(mut self, work: impl Future<Output = ()> + 'static) -> SpinStream {
+        self.after = Some(Box::pin(work));
+        self
     }
 
     /// Copied to the store on its way: see [`portcullis_core::Host::tee`].
@@ -113,6 +124,22 @@ impl SpinStream {
     }
 }
 
+impl SpinStream {
+    /// The end of the body, once the work left for after it is done.
+    fn poll_after(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
+        if let Some(after) = &mut self.after {
+            if after.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.after = None;
+        }
+        Poll::Ready(None)
+    }
+}
+
 impl Body for SpinStream {
     type Data = Bytes;
     type Error = ErrorCode;
@@ -128,7 +155,7 @@ impl Body for SpinStream {
                 return Poll::Pending;
             }
             this.writing = None;
-            return Poll::Ready(None);
+            return this.poll_after(cx);
         }
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(None) => match this.store_write() {
@@ -136,7 +163,7 @@ impl Body for SpinStream {
                     this.writing = Some(write);
                     Pin::new(this).poll_frame(cx)
                 }
-                None => Poll::Ready(None),
+                None => this.poll_after(cx),
             },
             Poll::Ready(Some(Err(e))) => {
                 this.skip("broken");
@@ -179,7 +206,7 @@ impl Body for SpinStream {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.after.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -76,6 +76,8 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         None => Body::default(),
     };
     let context: &JsValue = ctx.as_ref();
+    #[cfg(feature = "response-cache")]
+    let later_env = env.clone();
     let host = WorkersHost::new(env, context.clone());
     let res = gateway
         .handle(http::Request::from_parts(head, body), client, &host)
@@ -83,6 +85,19 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let lines = host.take_log_lines();
     if !lines.is_empty() {
         let _ = log_once_answered(ctx.as_ref(), &lines);
+    }
+    #[cfg(feature = "response-cache")]
+    for later in host.take_later() {
+        let (gateway, host) = (
+            gateway.clone(),
+            WorkersHost::new(later_env.clone(), context.clone()),
+        );
+        ctx.wait_until(async move {
+            gateway.run_later(later, &host).await;
+            for line in host.take_log_lines().lines() {
+                worker::console_log!("{line}");
+            }
+        });
     }
     Ok(to_platform(res)?)
 }

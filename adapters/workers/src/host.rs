@@ -6,7 +6,7 @@ use portcullis_core::body::declared_length;
 use portcullis_core::phase::ratelimit::{AdmitRequest, LimitState, Quota, RefusalMemo, Verdict};
 use portcullis_core::store::{Kind, StoreKey};
 use portcullis_core::{
-    Body, BodyUse, Exchange, FetchError, Host, HostError, ReadError, Tee, UnixMillis,
+    Body, BodyUse, Exchange, FetchError, Host, HostError, Later, ReadError, Tee, UnixMillis,
 };
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
@@ -56,6 +56,8 @@ pub struct WorkersHost {
     /// The access-log lines of this request not yet written, each but the last followed by a
     /// newline (a line is JSON, which has none of its own).
     log_lines: RefCell<String>,
+    /// Work the gateway left for after the answer ([`Host::defer`]).
+    later: RefCell<Vec<Later>>,
 }
 
 impl WorkersHost {
@@ -69,7 +71,15 @@ impl WorkersHost {
             ctx,
             cache_api,
             log_lines: RefCell::new(String::new()),
+            later: RefCell::default(),
         }
+    }
+
+    /// The work the gateway left for after the answer, for the entry to run under `waitUntil`
+    /// (a build without `response-cache` leaves none).
+    #[cfg_attr(not(feature = "response-cache"), allow(dead_code))]
+    pub fn take_later(&self) -> Vec<Later> {
+        std::mem::take(&mut *self.later.borrow_mut())
     }
 
     /// The log lines [`Host::log`] was given, to write with `console.log` one by one.
@@ -349,6 +359,7 @@ impl Host for WorkersHost {
                         ctx,
                         cache_api,
                         log_lines: RefCell::default(),
+                        later: RefCell::default(),
                     };
                     let mut entry = head;
                     entry.extend(body.to_vec());
@@ -371,6 +382,11 @@ impl Host for WorkersHost {
     async fn sleep(&self, ms: u32) {
         // the timer is this request's: its own context wakes it
         let _ = JsFuture::from(sleep(ms)).await;
+    }
+
+    /// Kept for the entry to run under `waitUntil` ([`WorkersHost::take_later`]).
+    fn defer(&self, later: Later) {
+        self.later.borrow_mut().push(later);
     }
 
     /// Kept for the entry to write once the answer has gone ([`WorkersHost::take_log_lines`]).

@@ -467,7 +467,7 @@ embed_struct! {
     }
     RouteCache => RouteCacheStatic {
         ttl_s: u32, key_headers: Vec<String>, per_consumer: bool, fail: FailMode, max_bytes: u64,
-        stale_if_error_s: u32, tags: Vec<String>,
+        stale_if_error_s: u32, stale_while_revalidate_s: u32, tags: Vec<String>,
     }
     Validation => ValidationStatic {
         path: BTreeMap<String, ParamSpec>, query: BTreeMap<String, ParamSpec>,

@@ -824,6 +824,15 @@ pub struct RouteCache {
     #[serde(default)]
     #[schemars(range(max = 31536000))]
     pub stale_if_error_s: u32,
+    /// How long after a stored answer goes stale it may still be served while the gateway
+    /// refreshes it in the background, in seconds, where the upstream's own
+    /// `stale-while-revalidate` (RFC 5861) does not say and it does not forbid serving stale
+    /// (as for `stale_if_error_s`). The first request to find it stale starts one refresh (on
+    /// Workers under `waitUntil`, on Spin after the answer's last byte); the others are served
+    /// the stale answer meanwhile. Default 0: only when the upstream says so.
+    #[serde(default)]
+    #[schemars(range(max = 31536000))]
+    pub stale_while_revalidate_s: u32,
     /// Cache tags every answer stored for this route carries, besides those the upstream names
     /// in `Cache-Tag`: an admin `purge_cache` request naming one of them purges them (at most
     /// 8 tags per answer; 1 to 128 visible ASCII characters other than `,`; compared without

@@ -3,12 +3,12 @@
 
 //! Built only with `response-cache`: a build without it refuses configs that cache or purge.
 
-use super::upstream::Outbound;
+use super::upstream::{send_upstream, Outbound};
 use super::{Ctx, Gateway};
 use crate::body::Body;
-use crate::config::Route;
-use crate::host::{Host, Tee};
-use crate::phase::cache;
+use crate::config::{Action, Route};
+use crate::host::{BodyUse, Exchange, Host, Later, Tee};
+use crate::phase::cache::{self, Stale};
 use crate::phase::observe::Phase;
 use crate::problem::Reject;
 use bytes::Bytes;
@@ -18,6 +18,8 @@ use std::borrow::Cow;
 /// What the cache had for a request.
 pub(super) enum Lookup<'r> {
     Hit(Response<Bytes>),
+    /// A stale answer served while it is refreshed (`stale-while-revalidate`).
+    Stale(Response<Bytes>),
     /// Not there: where to store the answer.
     Miss(Box<Miss<'r>>),
     Bypass,
@@ -36,6 +38,38 @@ pub(super) struct Miss<'r> {
     filling: Option<crate::flight::Lead>,
 }
 
+/// A stale entry's refresh, left for after the answer ([`Host::defer`]): the request as it
+/// goes upstream, and where its answer is stored.
+pub(crate) struct Refresh {
+    /// The route's index.
+    route: usize,
+    path_and_query: String,
+    /// The request's headers as they go upstream, without its conditional and range fields
+    /// (the refresh asks for the whole answer).
+    headers: http::HeaderMap,
+    key: cache::CacheKey,
+    probe: Request<Bytes>,
+    record: Option<Box<cache::VaryRecord>>,
+    /// When the stale entry was stored: a refresh begun since is another's, under way.
+    stale_since: u64,
+    request_id: String,
+    /// The isolate's turn at filling the key, held until the refresh ends: stale hits
+    /// meanwhile start no other refresh, and misses wait for it.
+    _filling: crate::flight::Lead,
+}
+
+/// What a refresh is made of: the route's index, the request as it goes upstream, its key,
+/// the request as the cache saw it, the key's record of variants, and when the stale entry
+/// was stored.
+type RefreshOf<'a, 'o, S> = (
+    usize,
+    &'a Outbound<'o, S>,
+    cache::CacheKey,
+    Request<Bytes>,
+    Option<Box<cache::VaryRecord>>,
+    u64,
+);
+
 /// What a look in the store found: a fresh answer, or the key to store one under, with the
 /// key's record of variants and the stale entry; or why the request bypasses the cache.
 type Found = Result<
@@ -53,11 +87,13 @@ impl Gateway {
     /// with the scheme and authority the gateway forwards and the headers that go upstream. A
     /// store failure follows the rule's fail mode: open bypasses the cache, closed is 503. A
     /// miss while another request of the isolate is filling the same key waits for it (for at
-    /// most `wait_ms`, the upstream's timeout) and looks again (request collapsing).
+    /// most `wait_ms`, the upstream's timeout) and looks again (request collapsing). A stale
+    /// entry within its `stale-while-revalidate` is served, and its refresh left for after the
+    /// answer unless one is under way.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn cache_lookup<'r, S, H: Host>(
         &self,
-        r: &'r Route,
+        (route_at, r): (usize, &'r Route),
         out: &Outbound<'_, S>,
         path: &str,
         query: Option<&str>,
@@ -90,6 +126,19 @@ impl Gateway {
                 (Lookup::Hit(hit), Cow::Borrowed("hit:collapsed"))
             }
             Ok(Ok((Some(hit), ..))) => (Lookup::Hit(hit), Cow::Borrowed("hit")),
+            Ok(Ok((None, key, record, Some(stale))))
+                if let Some(res) = cache::serve_stale(
+                    &stale.0,
+                    &probe,
+                    host.now(),
+                    stale.1,
+                    Stale::WhileRevalidate,
+                ) =>
+            {
+                let job = (route_at, out, key, probe, record, stale.0.stored_ms());
+                let decision = self.refresh_later(job, wait_ms, ctx, host);
+                (Lookup::Stale(res), Cow::Borrowed(decision))
+            }
             Ok(Ok((None, key, record, stale))) => {
                 // the first miss of a key fills it; one that waited in vain (the answer was not
                 // stored, or is another variant) calls the upstream too, unless another fills it
@@ -116,6 +165,7 @@ impl Gateway {
         };
         ctx.log.cache = Some(match &outcome {
             Lookup::Hit(_) => "hit",
+            Lookup::Stale(_) => "stale",
             Lookup::Miss(..) => "miss",
             Lookup::Bypass => "bypass",
         });
@@ -147,7 +197,8 @@ impl Gateway {
                 let view = Response::from_parts(head, bytes);
                 if let Some((entry, ttl)) = cache::store(miss.rule, &miss.probe, &view, host.now())
                 {
-                    if let Ok(key) = self.entry_key(&miss, view.headers(), ttl, host).await {
+                    let at = (&miss.key, &miss.probe, miss.record.as_deref());
+                    if let Ok(key) = self.entry_key(at, view.headers(), ttl, host).await {
                         let _ = host.store_put(&key, entry, ttl).await;
                     }
                 }
@@ -168,7 +219,8 @@ impl Gateway {
                         Body::Stream(stream)
                     }
                     Some((entry, ttl_s)) => {
-                        match self.entry_key(&miss, &head.headers, ttl_s, host).await {
+                        let at = (&miss.key, &miss.probe, miss.record.as_deref());
+                        match self.entry_key(at, &head.headers, ttl_s, host).await {
                             Ok(key) => Body::Stream(host.tee(
                                 stream,
                                 Tee {
@@ -220,7 +272,8 @@ impl Gateway {
             return None;
         }
         let t = host.monotonic_us();
-        let stale = cache::serve_stale(stored, &miss.probe, host.now(), *invalidated)?;
+        let now = host.now();
+        let stale = cache::serve_stale(stored, &miss.probe, now, *invalidated, Stale::IfError)?;
         ctx.log.cache = Some("stale");
         ctx.mark(Phase::Cache, "stale-if-error", t, host);
         Some(stale)
@@ -293,26 +346,160 @@ impl Gateway {
         Ok((variant, Some(Box::new(record))))
     }
 
-    /// Where a miss's answer is stored: its key, or, when the answer varies (`Vary`), its
-    /// variant's key, after the key's record of variants is written with it.
+    /// Where an answer for `probe` is stored: its key, or, when the answer varies (`Vary`), its
+    /// variant's key, after the key's record of variants (`record`, as it was read) is written
+    /// with it.
     async fn entry_key<H: Host>(
         &self,
-        miss: &Miss<'_>,
+        (key, probe, record): (
+            &cache::CacheKey,
+            &Request<Bytes>,
+            Option<&cache::VaryRecord>,
+        ),
         headers: &http::HeaderMap,
         ttl_s: u32,
         host: &H,
     ) -> Result<crate::store::StoreKey, crate::host::HostError> {
         let Some(names) = cache::vary_names(headers) else {
-            return Ok(miss.key.entry.clone());
+            return Ok(key.entry.clone());
         };
-        let id = cache::variant_id(&names, &miss.probe);
-        let key = cache::VaryRecord::variant_key(&miss.key, &id);
+        let id = cache::variant_id(&names, probe);
+        let variant = cache::VaryRecord::variant_key(key, &id);
         let now = host.now();
-        let previous = miss.record.as_deref().cloned();
-        let record = cache::VaryRecord::with(previous, names, id, now, ttl_s);
-        host.store_put(&miss.key.entry, record.encode(), record.ttl_s(now))
+        let record = cache::VaryRecord::with(record.cloned(), names, id, now, ttl_s);
+        host.store_put(&key.entry, record.encode(), record.ttl_s(now))
             .await?;
-        Ok(key)
+        Ok(variant)
+    }
+
+    /// After serving a stale entry (`stale-while-revalidate`): its refresh left for after the
+    /// answer ([`Host::defer`]), unless a request of the isolate is filling the key already.
+    /// The decision logged.
+    fn refresh_later<S, H: Host>(
+        &self,
+        (route, out, key, probe, record, stale_since): RefreshOf<'_, '_, S>,
+        wait_ms: u32,
+        ctx: &Ctx<'_>,
+        host: &H,
+    ) -> &'static str {
+        let (entry, now) = (key.entry.as_str(), host.now());
+        if self.cache_flights.landing(entry, now, wait_ms).is_some() {
+            return "stale-while-revalidate:under-way";
+        }
+        let filling = self.cache_flights.lead(entry, now);
+        let mut headers = out.headers.clone();
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+        ] {
+            headers.remove(name);
+        }
+        host.defer(Later(Box::new(Refresh {
+            route,
+            path_and_query: out.path_and_query.clone(),
+            headers,
+            key,
+            probe,
+            record,
+            stale_since,
+            request_id: ctx.request_id.to_string(),
+            _filling: filling,
+        })));
+        "stale-while-revalidate"
+    }
+
+    /// Refreshes a stale entry ([`Refresh`]), after the answer that served it, and logs a
+    /// `cache-refresh` line saying how it went. Another isolate's or instance's refresh of the
+    /// same entry under way (its marker in the store, written after the stale entry and less
+    /// than the upstream's timeout ago, all attempts counted) is left to finish instead.
+    pub(super) async fn refresh<H: Host>(&self, job: Refresh, host: &H) {
+        let t = host.monotonic_us();
+        let r = self.config.route_at(job.route);
+        let (Action::Proxy(i), Some(rule)) = (&r.action, &r.cache) else {
+            return;
+        };
+        let upstream = &self.config.upstreams[*i];
+        let (outcome, status) = self.refreshed(&job, r, rule, upstream, host).await;
+        let line = serde_json::json!({
+            "ts_ms": host.now(),
+            "request_id": job.request_id,
+            "event": "cache-refresh",
+            "route": r.name,
+            "outcome": outcome,
+            "upstream_status": status,
+            "duration_us": host.monotonic_us().saturating_sub(t),
+        });
+        host.log(&line.to_string());
+    }
+
+    /// The refresh itself: how it ended, and the upstream's status.
+    async fn refreshed<H: Host>(
+        &self,
+        job: &Refresh,
+        r: &Route,
+        rule: &cache::CacheRule,
+        upstream: &crate::config::Upstream,
+        host: &H,
+    ) -> (&'static str, Option<u16>) {
+        let marker = cache::refresh_key(&job.key);
+        let now = host.now();
+        // as long as a refresh may take, all its attempts
+        let bound_ms = u64::from(upstream.timeout_ms) * u64::from(1 + upstream.retries);
+        let under_way = |at: u64| at >= job.stale_since && now < at.saturating_add(bound_ms);
+        match host.store_get(&marker).await {
+            Ok(Some(v)) if cache::invalidated_at(&v).is_some_and(under_way) => {
+                return ("under-way", None);
+            }
+            Ok(_) => {}
+            Err(_) => return ("store-error", None),
+        }
+        let ttl_s = u32::try_from(bound_ms.div_ceil(1000)).unwrap_or(u32::MAX);
+        let _ = (host.store_put(&marker, now.to_string().into_bytes(), ttl_s)).await;
+        let out = Outbound {
+            method: &Method::GET,
+            upgrade: false,
+            path_and_query: job.path_and_query.clone(),
+            headers: job.headers.clone(),
+            body: Body::Bytes(Bytes::new()),
+        };
+        let exchange = Exchange {
+            timeout_ms: upstream.timeout_ms,
+            idle_timeout_ms: upstream.idle_timeout_ms,
+            max_response_bytes: upstream.max_response_bytes.min(rule.max_bytes),
+            max_request_bytes: r.validation.max_body_bytes,
+            body: BodyUse::Read,
+            request_id: &job.request_id,
+        };
+        let sent = send_upstream(upstream, out, &exchange, host).await;
+        let res = match sent.answer {
+            Ok(res) => res,
+            Err(reject) => return (reject.code(), sent.status),
+        };
+        let (head, body) = res.into_parts();
+        let bytes = match body {
+            Body::Bytes(bytes) => bytes,
+            Body::Stream(stream) => match host.read_stream(stream, rule.max_bytes).await {
+                Ok(bytes) => bytes,
+                Err(_) => return ("not-stored", sent.status),
+            },
+        };
+        let view = Response::from_parts(head, bytes);
+        let Some((entry, ttl)) = cache::store(rule, &job.probe, &view, host.now()) else {
+            return ("not-stored", sent.status);
+        };
+        let at = (&job.key, &job.probe, job.record.as_deref());
+        let stored = match self.entry_key(at, view.headers(), ttl, host).await {
+            Ok(key) => host.store_put(&key, entry, ttl).await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(()) => ("stored", sent.status),
+            Err(_) => ("store-error", sent.status),
+        }
     }
 
     /// After an unsafe request answered 2xx/3xx, marks its target URI and its `Location` and

@@ -146,16 +146,7 @@ impl Gateway {
         ctx: &mut Ctx<'_>,
         host: &H,
     ) -> Result<Response<Body<S>>, Reject> {
-        let Outbound {
-            method,
-            upgrade,
-            mut path_and_query,
-            mut headers,
-            mut body,
-        } = out;
         let t = host.monotonic_us();
-        let retries = route::is_idempotent(method) && !matches!(body, Body::Stream(_));
-        let attempts = 1 + if retries { upstream.retries } else { 0 };
         let reads = r.response.as_ref().is_some_and(|t| t.has_json());
         let exchange = Exchange {
             timeout_ms: upstream.timeout_ms,
@@ -169,31 +160,72 @@ impl Gateway {
             },
             request_id: ctx.request_id,
         };
-        let mut outcome = Err(Reject::BadGateway);
-        for attempt in 1..=attempts {
-            let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
-            // the last attempt takes the parts; earlier ones send copies
-            let last = attempt == attempts;
-            let uri = transform::upstream_uri(target, take_or_clone(&mut path_and_query, last))
-                .map_err(|_| Reject::BadGateway)?;
-            let mut req = Request::new(take_or_copy(&mut body, last));
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = uri;
-            *req.headers_mut() = take_or_clone(&mut headers, last);
-            ctx.log.upstream_attempts = attempt;
-            outcome = match host.fetch(req, &exchange).await {
-                Ok(res) if !last && route::is_retryable_status(res.status()) => continue,
-                Err(FetchError::Connect(_)) if !last => continue,
-                Ok(res) => Ok(res),
-                Err(FetchError::Timeout) => Err(Reject::GatewayTimeout),
-                Err(FetchError::RequestTooLarge { limit }) => Err(Reject::BodyTooLarge { limit }),
-                Err(_) => Err(Reject::BadGateway),
-            };
-            break;
-        }
+        let sent = send_upstream(upstream, out, &exchange, host).await;
+        ctx.log.upstream_attempts = sent.attempts;
         ctx.log.upstream_us = Some(host.monotonic_us().saturating_sub(t));
-        let mut res = outcome?;
-        ctx.log.upstream_status = Some(res.status().as_u16());
+        ctx.log.upstream_status = sent.status;
+        sent.answer
+    }
+}
+
+/// What [`send_upstream`] got.
+pub(super) struct Sent<S> {
+    /// The answer, with its hop-by-hop fields removed, or why there is none.
+    pub answer: Result<Response<Body<S>>, Reject>,
+    pub attempts: u32,
+    /// The status the last attempt received, if any (also one that is not a client's).
+    pub status: Option<u16>,
+}
+
+/// Sends `out` to one of `upstream`'s targets on the terms of `exchange`: again after a connect
+/// error or a retryable status while `upstream.retries` allow, for an idempotent request
+/// without a streamed body.
+pub(super) async fn send_upstream<S, H: Host<Stream = S>>(
+    upstream: &Upstream,
+    out: Outbound<'_, S>,
+    exchange: &Exchange<'_>,
+    host: &H,
+) -> Sent<S> {
+    let Outbound {
+        method,
+        upgrade,
+        mut path_and_query,
+        mut headers,
+        mut body,
+    } = out;
+    let retries = route::is_idempotent(method) && !matches!(body, Body::Stream(_));
+    let attempts = 1 + if retries { upstream.retries } else { 0 };
+    let mut sent = Sent {
+        answer: Err(Reject::BadGateway),
+        attempts: 0,
+        status: None,
+    };
+    let mut outcome = Err(Reject::BadGateway);
+    for attempt in 1..=attempts {
+        let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
+        // the last attempt takes the parts; earlier ones send copies
+        let last = attempt == attempts;
+        let Ok(uri) = transform::upstream_uri(target, take_or_clone(&mut path_and_query, last))
+        else {
+            return sent;
+        };
+        let mut req = Request::new(take_or_copy(&mut body, last));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = take_or_clone(&mut headers, last);
+        sent.attempts = attempt;
+        outcome = match host.fetch(req, exchange).await {
+            Ok(res) if !last && route::is_retryable_status(res.status()) => continue,
+            Err(FetchError::Connect(_)) if !last => continue,
+            Ok(res) => Ok(res),
+            Err(FetchError::Timeout) => Err(Reject::GatewayTimeout),
+            Err(FetchError::RequestTooLarge { limit }) => Err(Reject::BodyTooLarge { limit }),
+            Err(_) => Err(Reject::BadGateway),
+        };
+        break;
+    }
+    sent.answer = outcome.and_then(|mut res| {
+        sent.status = Some(res.status().as_u16());
         // `http` accepts any status up to 999, and a fetch may surface a stray 1xx: an answer
         // outside 200–599 is not one a client can read (workerd's `Response` refuses it), but
         // for 101 to a handshake the route lets through (its body is the platform's socket)
@@ -203,5 +235,6 @@ impl Gateway {
         }
         transform::strip_hop_by_hop(res.headers_mut());
         Ok(res)
-    }
+    });
+    sent
 }

@@ -53,6 +53,9 @@ pub struct CacheRule {
     pub max_bytes: usize,
     /// How long a stale answer may serve an upstream failure where the upstream does not say.
     pub stale_if_error_s: u32,
+    /// How long a stale answer may be served while it is refreshed in the background, where
+    /// the upstream does not say.
+    pub stale_while_revalidate_s: u32,
     /// The tags every stored answer of the route carries (normalized), besides its `Cache-Tag`.
     pub tags: Vec<String>,
 }
@@ -88,6 +91,14 @@ pub fn tag_key(generation: u64, tag: &str) -> StoreKey {
     field(&mut h, tag.as_bytes());
     let tag = hex::encode(h.finalize());
     StoreKey::new(Kind::Cache, format_args!("tag:{generation}:{tag}"))
+}
+
+/// The store key of the marker saying when a refresh of the entry at `key` began
+/// (`stale-while-revalidate`), which other isolates and instances leave it to.
+pub fn refresh_key(key: &CacheKey) -> StoreKey {
+    let entry = key.entry.as_str();
+    let name = entry.strip_prefix(Kind::Cache.prefix()).unwrap_or(entry);
+    StoreKey::new(Kind::Cache, format_args!("refresh:{name}"))
 }
 
 /// The store key holding the current cache generation.
@@ -458,6 +469,9 @@ struct Meta {
     fresh_until_ms: u64,
     #[serde(default)]
     stale_if_error_s: u64,
+    /// How long after going stale it may be served while it is refreshed.
+    #[serde(default)]
+    stale_while_revalidate_s: u64,
     /// Its cache tags (normalized), whose purge markers it is checked against.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<String>,
@@ -478,6 +492,11 @@ impl Stored {
         let meta: Meta = serde_json::from_slice(&stored[..split]).ok()?;
         let body = Bytes::copy_from_slice(&stored[split + 1..]);
         Some(Stored { meta, body })
+    }
+
+    /// When the entry was stored (ms).
+    pub fn stored_ms(&self) -> u64 {
+        self.meta.stored_ms
     }
 
     /// The entry's cache tags.
@@ -601,13 +620,16 @@ pub fn entry_head(
     if ttl == 0 {
         return None;
     }
-    let stale_if_error_s = stale_if_error(rule, &h);
+    let stale_if_error_s = stale_allowance(&h, Stale::IfError, rule.stale_if_error_s);
+    let stale_while_revalidate_s =
+        stale_allowance(&h, Stale::WhileRevalidate, rule.stale_while_revalidate_s);
     let tags = answer_tags(rule, &h)?;
     let meta = Meta {
         policy,
         stored_ms: now,
         fresh_until_ms: now.saturating_add(ttl * 1000),
         stale_if_error_s,
+        stale_while_revalidate_s,
         tags,
         status: status.as_u16(),
         headers: h
@@ -618,22 +640,43 @@ pub fn entry_head(
     };
     let mut out = serde_json::to_vec(&meta).ok()?;
     out.push(b'\n');
-    // kept as long as it may serve a failure
-    let keep = (ttl + stale_if_error_s).min(u64::from(MAX_TTL_S));
+    // kept as long as it may be served stale
+    let keep = (ttl + stale_if_error_s.max(stale_while_revalidate_s)).min(u64::from(MAX_TTL_S));
     Some((out, u32::try_from(keep).unwrap_or(MAX_TTL_S)))
 }
 
 #[cfg(feature = "response-cache")]
-/// How long after going stale a response may serve an upstream failure (s): its own
-/// `stale-if-error` (RFC 5861), else the route's `stale_if_error_s` unless the response
-/// forbids serving it stale (RFC 9111 §4.2.4: `no-cache`, `must-revalidate`,
-/// `proxy-revalidate`, and for a shared cache `s-maxage`).
-fn stale_if_error(rule: &CacheRule, h: &HeaderMap) -> u64 {
+/// Why a stale answer may be served (RFC 5861).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// The upstream failed (`stale-if-error`).
+    IfError,
+    /// The answer is being refreshed in the background (`stale-while-revalidate`).
+    WhileRevalidate,
+}
+
+#[cfg(feature = "response-cache")]
+impl Stale {
+    /// The `Cache-Control` directive that sets its allowance.
+    fn directive(self) -> &'static str {
+        match self {
+            Stale::IfError => "stale-if-error",
+            Stale::WhileRevalidate => "stale-while-revalidate",
+        }
+    }
+}
+
+#[cfg(feature = "response-cache")]
+/// How long after going stale a response may be served for `why` (s): its own directive
+/// (RFC 5861), else the route's `route_s` unless the response forbids serving it stale
+/// (RFC 9111 §4.2.4: `no-cache`, `must-revalidate`, `proxy-revalidate`, and for a shared cache
+/// `s-maxage`).
+fn stale_allowance(h: &HeaderMap, why: Stale, route_s: u32) -> u64 {
     let own = (h.get_all(header::CACHE_CONTROL).iter())
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|d| d.trim().split_once('='))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("stale-if-error"))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case(why.directive()))
         .and_then(|(_, n)| n.trim().parse::<u64>().ok());
     if let Some(own) = own {
         return own.min(u64::from(MAX_TTL_S));
@@ -649,7 +692,7 @@ fn stale_if_error(rule: &CacheRule, h: &HeaderMap) -> u64 {
     if forbidden {
         0
     } else {
-        u64::from(rule.stale_if_error_s)
+        u64::from(route_s)
     }
 }
 
@@ -686,14 +729,18 @@ pub fn serve(
 }
 
 #[cfg(feature = "response-cache")]
-/// A stale answer for `req` when the upstream has failed: the stored response, if it matches
-/// (the same resource and variant), was stored after the URI's last invalidation and went stale
-/// no longer ago than its `stale-if-error` allowance (RFC 5861).
+/// A stale answer for `req`, served because the upstream has failed or while the entry is
+/// refreshed (`why`): the stored response, if it matches (the same resource and variant), was
+/// stored after the URI's last invalidation and went stale no longer ago than its allowance
+/// for `why` (RFC 5861). A request that asks for a fresh answer (`Cache-Control: no-cache`,
+/// `max-age`, `min-fresh`, or `Pragma: no-cache`) is not served one while it could wait for
+/// the upstream; a failure still serves it.
 pub fn serve_stale(
     stored: &Stored,
     req: &Request<Bytes>,
     now: UnixMillis,
     invalidated: Option<u64>,
+    why: Stale,
 ) -> Option<Response<Bytes>> {
     if stored.hidden_by(invalidated) {
         return None;
@@ -703,13 +750,35 @@ pub fn serve_stale(
         BeforeRequest::Fresh(_) => true,
         BeforeRequest::Stale { matches, .. } => matches,
     };
-    let allowed_until =
-        (meta.fresh_until_ms).saturating_add(meta.stale_if_error_s.saturating_mul(1000));
-    if !matches || meta.stale_if_error_s == 0 || now >= allowed_until {
+    let allowance = match why {
+        Stale::IfError => meta.stale_if_error_s,
+        Stale::WhileRevalidate if wants_fresh(req.headers()) => 0,
+        Stale::WhileRevalidate => meta.stale_while_revalidate_s,
+    };
+    let allowed_until = (meta.fresh_until_ms).saturating_add(allowance.saturating_mul(1000));
+    if !matches || allowance == 0 || now >= allowed_until {
         return None;
     }
     let age = HeaderValue::from(meta.policy.age(at(now)).as_secs());
-    stored_response(meta, stored.body.clone(), age, req, false)
+    stored_response(
+        meta,
+        stored.body.clone(),
+        age,
+        req,
+        why == Stale::WhileRevalidate,
+    )
+}
+
+#[cfg(feature = "response-cache")]
+/// Whether a request asks for an answer fresher than a stale one (RFC 9111 §5.2.1, §5.4).
+fn wants_fresh(h: &HeaderMap) -> bool {
+    ["no-cache", "max-age", "min-fresh"]
+        .iter()
+        .any(|d| cache_control_has(h, d))
+        || (h.get_all(header::PRAGMA).iter()).any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
+        })
 }
 
 #[cfg(feature = "response-cache")]
@@ -878,6 +947,7 @@ impl CacheRule {
             ttl_s: c.ttl_s,
             max_bytes: usize::try_from(c.max_bytes).unwrap_or(usize::MAX),
             stale_if_error_s: c.stale_if_error_s.min(MAX_TTL_S),
+            stale_while_revalidate_s: c.stale_while_revalidate_s.min(MAX_TTL_S),
             tags,
             key_headers,
             per_consumer: c.per_consumer,
@@ -908,6 +978,7 @@ mod tests {
             credential_query: vec!["api_key".into()],
             max_bytes: 1 << 20,
             stale_if_error_s: 0,
+            stale_while_revalidate_s: 0,
             tags: Vec::new(),
         }
     }
@@ -1344,7 +1415,7 @@ mod tests {
             let fresh_until = t0 + 10_000;
             assert!(serve(&bytes, &req, fresh_until, None).is_none(), "{cc}");
             let last = fresh_until + allowance * 1000 - 1;
-            let stale = serve_stale(&bytes, &req, last, None);
+            let stale = serve_stale(&bytes, &req, last, None, Stale::IfError);
             assert_eq!(stale.is_some(), allowance > 0, "{cc}");
             if let Some(stale) = stale {
                 assert_eq!(
@@ -1353,9 +1424,12 @@ mod tests {
                 );
                 assert_eq!(stale.body().as_ref(), b"hello");
             }
-            assert!(serve_stale(&bytes, &req, last + 1, None).is_none(), "{cc}");
             assert!(
-                serve_stale(&bytes, &req, t0 + 11_000, Some(t0)).is_none(),
+                serve_stale(&bytes, &req, last + 1, None, Stale::IfError).is_none(),
+                "{cc}"
+            );
+            assert!(
+                serve_stale(&bytes, &req, t0 + 11_000, Some(t0), Stale::IfError).is_none(),
                 "{cc}"
             );
         }
@@ -1364,8 +1438,71 @@ mod tests {
         let (bytes, _) = store(&r, &req, &res, t0).unwrap();
         let bytes = Stored::parse(&bytes).unwrap();
         let cond = get("http://h/x", &[("if-none-match", "\"v1\"")]);
-        let stale = serve_stale(&bytes, &cond, t0 + 2_000, None).unwrap();
+        let stale = serve_stale(&bytes, &cond, t0 + 2_000, None, Stale::IfError).unwrap();
         assert_eq!(stale.status(), StatusCode::OK);
+    }
+
+    #[cfg(feature = "response-cache")]
+    #[test]
+    fn a_stale_entry_is_served_while_revalidating_only_within_its_allowance() {
+        let mut r = rule(false);
+        r.stale_while_revalidate_s = 20;
+        let req = get("http://h/x", &[]);
+        let t0 = 1_700_000_000_000;
+        // (the upstream's Cache-Control, the allowance it gives in s, the store TTL in s): the
+        // longer of the two allowances keeps the entry
+        let rows: [(&str, u64, u32); 6] = [
+            ("max-age=10, stale-while-revalidate=60", 60, 70),
+            ("s-maxage=1, stale-while-revalidate=59", 59, 60),
+            (
+                "max-age=10, stale-while-revalidate=5, stale-if-error=30",
+                5,
+                40,
+            ),
+            ("max-age=10", 20, 30),
+            ("max-age=10, must-revalidate", 0, 10),
+            ("max-age=10, stale-while-revalidate=x", 20, 30),
+        ];
+        for (cc, allowance, keep) in rows {
+            let (bytes, ttl) = store(&r, &req, &ok(&[("cache-control", cc)]), t0).expect(cc);
+            assert_eq!(ttl, keep, "{cc}");
+            let bytes = Stored::parse(&bytes).unwrap();
+            let fresh_until = bytes.meta.fresh_until_ms;
+            let why = Stale::WhileRevalidate;
+            let last = fresh_until + allowance * 1000 - 1;
+            let stale = serve_stale(&bytes, &req, last, None, why);
+            assert_eq!(stale.is_some(), allowance > 0, "{cc}");
+            assert!(
+                serve_stale(&bytes, &req, last + 1, None, why).is_none(),
+                "{cc}"
+            );
+            assert!(
+                serve_stale(&bytes, &req, fresh_until, Some(t0), why).is_none(),
+                "{cc}: invalidated"
+            );
+        }
+        let res = ok(&[
+            ("cache-control", "max-age=1, stale-while-revalidate=60"),
+            ("etag", "\"v1\""),
+        ]);
+        let (bytes, _) = store(&r, &req, &res, t0).unwrap();
+        let bytes = Stored::parse(&bytes).unwrap();
+        let why = Stale::WhileRevalidate;
+        // a client that asks for a fresh answer waits for one
+        for (name, value) in [
+            ("cache-control", "no-cache"),
+            ("cache-control", "max-age=0"),
+            ("cache-control", "min-fresh=5"),
+            ("pragma", "No-Cache"),
+        ] {
+            let picky = get("http://h/x", &[(name, value)]);
+            assert!(serve_stale(&bytes, &picky, t0 + 2_000, None, why).is_none());
+        }
+        // served as a hit is: a matching If-None-Match gets 304
+        let cond = get("http://h/x", &[("if-none-match", "\"v1\"")]);
+        let stale = serve_stale(&bytes, &cond, t0 + 2_000, None, why).unwrap();
+        assert_eq!(stale.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(stale.headers()["age"], "2");
     }
 
     #[test]

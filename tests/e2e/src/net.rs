@@ -213,7 +213,8 @@ fn read_body_with(
 /// The upstream: answers every request with a JSON echo of what it received, and records it.
 /// Path segments script it: `/status/NNN` answers NNN, `/slow/MS` waits first, `/reset` closes
 /// the connection without answering, `/cookie` adds a `Set-Cookie`, `/etag` an `ETag`, `/vary`
-/// a `Vary: Accept-Language`, `/sie` a `Cache-Control: max-age=1, stale-if-error=60`,
+/// a `Vary: Accept-Language`, `/sie` a `Cache-Control: max-age=1, stale-if-error=60`, `/swr`
+/// a `Cache-Control: max-age=1, stale-while-revalidate=60`,
 /// `/fails-after/N` 503 for the target's requests after its first N, `/tag/T` a `Cache-Tag: T`,
 /// `/private` a `Cache-Control: private`, `/latin1` the headers `X-Utf8` (UTF-8 `café`) and
 /// `X-Latin` (the same with the single byte 0xE9); anything else gets `Cache-Control: max-age=60`.
@@ -369,6 +370,8 @@ fn serve_upstream(
         "cache-control: private\r\n"
     } else if segs.contains(&"sie") {
         "cache-control: max-age=1, stale-if-error=60\r\n"
+    } else if segs.contains(&"swr") {
+        "cache-control: max-age=1, stale-while-revalidate=60\r\n"
     } else {
         "cache-control: max-age=60\r\n"
     });
