@@ -3,7 +3,7 @@
 
 //! Built only with `response-cache`: a build without it refuses configs that cache or purge.
 
-use super::upstream::{send_upstream, Outbound};
+use super::upstream::{send_upstream, Outbound, Tries};
 use super::{Ctx, Gateway};
 use crate::body::Body;
 use crate::config::{Action, Route};
@@ -474,8 +474,8 @@ impl Gateway {
             body: BodyUse::Read,
             request_id: &job.request_id,
         };
-        let sent = send_upstream(upstream, out, &exchange, host).await;
-        let res = match sent.answer {
+        let mut sent = Tries::default();
+        let res = match send_upstream(upstream, out, &exchange, &mut sent, host).await {
             Ok(res) => res,
             Err(reject) => return (reject.code(), sent.status),
         };

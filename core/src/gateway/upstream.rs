@@ -160,18 +160,18 @@ impl Gateway {
             },
             request_id: ctx.request_id,
         };
-        let sent = send_upstream(upstream, out, &exchange, host).await;
-        ctx.log.upstream_attempts = sent.attempts;
+        let mut tries = Tries::default();
+        let answer = send_upstream(upstream, out, &exchange, &mut tries, host).await;
+        ctx.log.upstream_attempts = tries.attempts;
         ctx.log.upstream_us = Some(host.monotonic_us().saturating_sub(t));
-        ctx.log.upstream_status = sent.status;
-        sent.answer
+        ctx.log.upstream_status = tries.status;
+        answer
     }
 }
 
-/// What [`send_upstream`] got.
-pub(super) struct Sent<S> {
-    /// The answer, with its hop-by-hop fields removed, or why there is none.
-    pub answer: Result<Response<Body<S>>, Reject>,
+/// How [`send_upstream`] went, whatever it answers.
+#[derive(Default)]
+pub(super) struct Tries {
     pub attempts: u32,
     /// The status the last attempt received, if any (also one that is not a client's).
     pub status: Option<u16>,
@@ -179,13 +179,15 @@ pub(super) struct Sent<S> {
 
 /// Sends `out` to one of `upstream`'s targets on the terms of `exchange`: again after a connect
 /// error or a retryable status while `upstream.retries` allow, for an idempotent request
-/// without a streamed body.
+/// without a streamed body. The answer, with its hop-by-hop fields removed, or why there is
+/// none; `tries` says how it went.
 pub(super) async fn send_upstream<S, H: Host<Stream = S>>(
     upstream: &Upstream,
     out: Outbound<'_, S>,
     exchange: &Exchange<'_>,
+    tries: &mut Tries,
     host: &H,
-) -> Sent<S> {
+) -> Result<Response<Body<S>>, Reject> {
     let Outbound {
         method,
         upgrade,
@@ -195,11 +197,6 @@ pub(super) async fn send_upstream<S, H: Host<Stream = S>>(
     } = out;
     let retries = route::is_idempotent(method) && !matches!(body, Body::Stream(_));
     let attempts = 1 + if retries { upstream.retries } else { 0 };
-    let mut sent = Sent {
-        answer: Err(Reject::BadGateway),
-        attempts: 0,
-        status: None,
-    };
     let mut outcome = Err(Reject::BadGateway);
     for attempt in 1..=attempts {
         let target = &upstream.targets[route::pick(&upstream.weights, host.random())];
@@ -207,13 +204,13 @@ pub(super) async fn send_upstream<S, H: Host<Stream = S>>(
         let last = attempt == attempts;
         let Ok(uri) = transform::upstream_uri(target, take_or_clone(&mut path_and_query, last))
         else {
-            return sent;
+            return Err(Reject::BadGateway);
         };
         let mut req = Request::new(take_or_copy(&mut body, last));
         *req.method_mut() = method.clone();
         *req.uri_mut() = uri;
         *req.headers_mut() = take_or_clone(&mut headers, last);
-        sent.attempts = attempt;
+        tries.attempts = attempt;
         outcome = match host.fetch(req, exchange).await {
             Ok(res) if !last && route::is_retryable_status(res.status()) => continue,
             Err(FetchError::Connect(_)) if !last => continue,
@@ -224,17 +221,15 @@ pub(super) async fn send_upstream<S, H: Host<Stream = S>>(
         };
         break;
     }
-    sent.answer = outcome.and_then(|mut res| {
-        sent.status = Some(res.status().as_u16());
-        // `http` accepts any status up to 999, and a fetch may surface a stray 1xx: an answer
-        // outside 200–599 is not one a client can read (workerd's `Response` refuses it), but
-        // for 101 to a handshake the route lets through (its body is the platform's socket)
-        let switched = upgrade && res.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        if !switched && !(200..=599).contains(&res.status().as_u16()) {
-            return Err(Reject::BadGateway);
-        }
-        transform::strip_hop_by_hop(res.headers_mut());
-        Ok(res)
-    });
-    sent
+    let mut res = outcome?;
+    tries.status = Some(res.status().as_u16());
+    // `http` accepts any status up to 999, and a fetch may surface a stray 1xx: an answer
+    // outside 200–599 is not one a client can read (workerd's `Response` refuses it), but
+    // for 101 to a handshake the route lets through (its body is the platform's socket)
+    let switched = upgrade && res.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    if !switched && !(200..=599).contains(&res.status().as_u16()) {
+        return Err(Reject::BadGateway);
+    }
+    transform::strip_hop_by_hop(res.headers_mut());
+    Ok(res)
 }
