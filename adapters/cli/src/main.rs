@@ -1,5 +1,6 @@
 //! `portcullis`: check a config, explain what the gateway would do with a request, print the
-//! config's JSON Schema, or convert a config to the JSON the adapters embed.
+//! config's JSON Schema, convert a config to the JSON the adapters embed, or import an OpenAPI
+//! document as a config.
 //!
 //! This is an adapter like the Workers and Spin ones: it owns the clock and the files, and runs
 //! the core on its in-memory host.
@@ -21,7 +22,10 @@ const USAGE: &str = "usage:
   portcullis reference
       Prints the configuration reference (docs/configuration.md) written from the schema.
   portcullis json FILE
-      Checks FILE and prints it as JSON (what the adapters embed).";
+      Checks FILE and prints it as JSON (what the adapters embed).
+  portcullis import openapi SPEC [--upstream URL] [-o OUT]
+      Writes a config with a route per operation of SPEC (OpenAPI 3.0 or 3.1, YAML or JSON) to
+      OUT or stdout; what does not map is listed in its comments and on stderr.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some("json") => to_json(&args[1..]),
+        Some("import") => import(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -111,6 +116,46 @@ fn to_json(args: &[String]) -> Result<(), Failure> {
         serde_json::to_string(&raw).map_err(|e| Failure::Io(e.to_string()))?
     );
     Ok(())
+}
+
+fn import(args: &[String]) -> Result<(), Failure> {
+    if args.first().map(String::as_str) != Some("openapi") {
+        return Err(Failure::Usage("import takes `openapi SPEC`".into()));
+    }
+    let (path, src) = read(args.get(1))?;
+    let mut options = portcullis_openapi::Options::default();
+    let mut out = None;
+    let mut rest = args[2..].iter();
+    while let Some(flag) = rest.next() {
+        let value = rest
+            .next()
+            .cloned()
+            .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+        match flag.as_str() {
+            "--upstream" => options.upstream = Some(value),
+            "-o" | "--out" => out = Some(value),
+            other => return Err(Failure::Usage(format!("unknown option {other:?}"))),
+        }
+    }
+    let imported = portcullis_openapi::import(&src, &options).map_err(|refused| {
+        let listing = refused.problems.iter().map(|p| format!("{path}: {p}\n"));
+        Failure::Config(listing.collect())
+    })?;
+    for note in &imported.notes {
+        eprintln!("note: {path}: {note}");
+    }
+    eprintln!(
+        "imported {} of {} operations as routes",
+        imported.routes, imported.operations
+    );
+    match out {
+        Some(file) => std::fs::write(&file, &imported.toml)
+            .map_err(|e| Failure::Io(format!("cannot write {file}: {e}"))),
+        None => {
+            print!("{}", imported.toml);
+            Ok(())
+        }
+    }
 }
 
 fn explain(args: &[String]) -> Result<(), Failure> {
