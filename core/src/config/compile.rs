@@ -1018,6 +1018,16 @@ fn check_route(e: &mut Errs<'_>, path: &str, r: &raw::Route) {
             format!("{path}.path"),
             format!("{:?} must start with /", r.path),
         );
+    } else if r.path.contains(['?', '#']) {
+        refuse!(
+            e,
+            format!("{path}.path"),
+            format!(
+                "{:?} has a query or fragment: a route matches the path alone, so no request \
+                 would ever reach it",
+                r.path
+            ),
+        );
     } else if let Ok(normalized) = validate::normalize_path(&r.path.replace(['{', '}', '*'], "x")) {
         if normalized != r.path.replace(['{', '}', '*'], "x") {
             refuse!(

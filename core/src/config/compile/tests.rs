@@ -194,6 +194,16 @@ name = "b"
 path = "/b/{id}"
 respond = { status = 99 }
 validate = { path = { uid = "int" }, query = { n = { type = "int", min = 5, max = 1 }, f = { type = "number", min = 0.5, max = 0.25 }, i = { type = "number", max = inf } } }
+
+[[routes]]
+name = "c"
+path = "/c#two"
+respond = { body = "x" }
+
+[[routes]]
+name = "d"
+path = "/d?x=1"
+respond = { body = "x" }
 "#;
     let want = r#"gateway.toml:4:8 routes[0].path: "/a//b" is not in normal form (no //, . or .. segments, no needless %-encoding)
 gateway.toml:10:22 routes[1].respond.status: 99 is not a final HTTP status
@@ -201,7 +211,9 @@ gateway.toml:11:29 routes[1].validate.path.uid: "uid" is not a parameter of path
 gateway.toml:11:52 routes[1].validate.query.n: min 5 is greater than max 1
 gateway.toml:11:92 routes[1].validate.query.f: min 0.5 is greater than max 0.25
 gateway.toml:11:165 routes[1].validate.query.i.max: must be a finite number
-6 errors; nothing was loaded
+gateway.toml:15:8 routes[2].path: "/c#two" has a query or fragment: a route matches the path alone, so no request would ever reach it
+gateway.toml:20:8 routes[3].path: "/d?x=1" has a query or fragment: a route matches the path alone, so no request would ever reach it
+8 errors; nothing was loaded
 "#;
     assert_eq!(errors(src), want);
 }
