@@ -44,8 +44,13 @@ fn main() -> ExitCode {
         let code = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {file}: {e}"))
             .and_then(|src| {
+                // a config with `[openapi]` is embedded expanded, as the Workers build does
+                let dir = path.parent().unwrap_or(&root);
+                portcullis_openapi::expand(&src, file, dir)
+            })
+            .and_then(|expanded| {
                 portcullis_core::Config::embed(
-                    &src,
+                    &expanded.toml,
                     file,
                     portcullis_core::config::BuildFeatures::ALL,
                 )

@@ -31,8 +31,13 @@ fn every_example_config_loads() {
     assert!(files.len() >= 5, "{files:?}");
     for f in files {
         let src = std::fs::read_to_string(&f).unwrap();
-        if let Err(e) = Config::from_toml(&src) {
-            panic!("{}", e.render(&f.display().to_string()));
+        let name = f.display().to_string();
+        // a config with `[openapi]` loads as `portcullis check` loads it: expanded
+        let dir = f.parent().unwrap();
+        let src = portcullis_openapi::expand(&src, &name, dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(src.warnings.is_empty(), "{:#?}", src.warnings);
+        if let Err(e) = Config::from_toml(&src.toml) {
+            panic!("{}", e.render(&name));
         }
     }
 }
@@ -55,7 +60,10 @@ fn the_configs_in_the_docs_load() {
         for block in text.split("```toml\n").skip(1) {
             let src = block.split("```").next().unwrap();
             blocks += 1;
-            if let Err(e) = Config::from_toml(src) {
+            let page_name = page.display().to_string();
+            let expanded = portcullis_openapi::expand(src, &page_name, &root)
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Err(e) = Config::from_toml(&expanded.toml) {
                 panic!("{}", e.render(&page.display().to_string()));
             }
         }
@@ -107,7 +115,11 @@ fn every_config_embedded_as_data_builds_what_its_file_parses_to() {
         "tests/build.rs and examples() list different configs"
     );
     for (file, embedded) in emitted {
-        let src = std::fs::read_to_string(root.join(file)).unwrap();
+        let path = root.join(file);
+        let src = std::fs::read_to_string(&path).unwrap();
+        let src = portcullis_openapi::expand(&src, file, path.parent().unwrap())
+            .unwrap()
+            .toml;
         let mut parsed = Config::raw_from_toml(&src).unwrap();
         let secret = |_: &str| Some("s".repeat(64));
         let from_file = Config::from_toml_with_secrets(&src, &secret).unwrap();

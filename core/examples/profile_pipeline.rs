@@ -1,7 +1,9 @@
 //! Runs the benchmark's main request N times (default 20,000) for a profiler, with ROUTES extra
 //! routes and CIDRS deny-list entries (default 0 and 2):
 //! `valgrind --tool=callgrind target/release/examples/profile_pipeline 20000 1000 10000`;
-//! add `--toggle-collect=profile_pipeline::handle` to count only the gateway's work.
+//! add `--toggle-collect=profile_pipeline::handle` to count only the gateway's work. A fourth
+//! argument names a config file whose upstreams and routes are loaded beside the benchmark's
+//! (an imported OpenAPI document's: `portcullis import openapi`), instead of the ROUTES.
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
@@ -118,6 +120,10 @@ fn main() {
             r#"deny_ips = ["203.0.113.0/24", "198.51.100.0/24"]"#,
             &format!("deny_ips = [{}]", list.join(", ")),
         );
+    }
+    if let Some(file) = std::env::args().nth(4) {
+        let beside = std::fs::read_to_string(&file).expect("the routes file");
+        config = format!("{beside}\n{config}");
     }
     for i in 0..routes {
         config.push_str(&format!("\n[[routes]]\nname = \"r{i}\"\nmethods = [\"GET\"]\npath = \"/svc{}/res{i}/{{id}}\"\nupstream = \"app\"\n", i % 37));

@@ -63,7 +63,7 @@ pub(crate) fn checked(mut m: Mapped, _doc: &Value) -> Result<(String, usize, Vec
 }
 
 /// `routes[12].path` → 12.
-fn route_index(path: &str) -> Option<usize> {
+pub(crate) fn route_index(path: &str) -> Option<usize> {
     let rest = path.strip_prefix("routes[")?;
     rest[..rest.find(']')?].parse().ok()
 }

@@ -19,10 +19,12 @@
 //! or the query an API-key set; the first server is the upstream.
 
 mod emit;
+mod expand;
 mod map;
 mod parse;
 mod schema;
 
+pub use expand::{expand, Expanded};
 pub use parse::Version;
 
 /// What the import is told besides the document.
@@ -79,7 +81,7 @@ impl std::fmt::Display for Refused {
 /// Imports `src`, an OpenAPI 3.0 or 3.1 document in YAML or JSON.
 pub fn import(src: &str, options: &Options) -> Result<Import, Refused> {
     let (doc, version, departure) = parse::document(src)?;
-    let mut mapped = map::config(&doc, options)?;
+    let mut mapped = map::config(&doc, options, true)?;
     mapped.notes.splice(0..0, departure);
     let operations = mapped.routes.len() + mapped.skipped;
     let (toml, routes, notes) = emit::checked(mapped, &doc)?;

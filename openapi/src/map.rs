@@ -40,12 +40,19 @@ enum Scheme {
 struct Mapper<'d> {
     doc: &'d Value,
     version: Version,
+    /// Whether the config gets the importer's providers to complete (else it has its own).
+    placeholders: bool,
     schemes: Vec<(String, Scheme)>,
     notes: Vec<Note>,
 }
 
-/// Maps the whole document.
-pub(crate) fn config(doc: &Value, options: &Options) -> Result<Mapped, Refused> {
+/// Maps the whole document; with `placeholders`, the auth providers are the importer's, to
+/// complete.
+pub(crate) fn config(
+    doc: &Value,
+    options: &Options,
+    placeholders: bool,
+) -> Result<Mapped, Refused> {
     let version = match doc["openapi"].as_str() {
         Some(v) if v.starts_with("3.0") => Version::V3_0,
         _ => Version::V3_1,
@@ -53,6 +60,7 @@ pub(crate) fn config(doc: &Value, options: &Options) -> Result<Mapped, Refused> 
     let mut m = Mapper {
         doc,
         version,
+        placeholders,
         schemes: Vec::new(),
         notes: Vec::new(),
     };
@@ -199,10 +207,10 @@ impl<'d> Mapper<'d> {
                 true => "no server URL".to_string(),
                 false => format!("the server URL {url:?} is not absolute"),
             };
-            self.note(
-                "/servers",
-                format!("{why}: set the upstream (`--upstream URL`)"),
-            );
+            if self.placeholders {
+                let message = format!("{why}: set the upstream (`--upstream URL`)");
+                self.note("/servers", message);
+            }
             "https://upstream.invalid".into()
         };
         let mut upstream = Map::new();
@@ -218,10 +226,10 @@ impl<'d> Mapper<'d> {
         upstream.insert("targets".into(), json!([{ "url": url }]));
         if local {
             upstream.insert("allow_private".into(), Value::Bool(true));
-            self.note(
-                "/servers",
-                "the upstream is a local address: allow_private is on",
-            );
+            if self.placeholders {
+                let message = "the upstream is a local address: allow_private is on";
+                self.note("/servers", message);
+            }
         }
         upstream
     }
@@ -240,7 +248,9 @@ impl<'d> Mapper<'d> {
                     let provider = json!({ "jwks_url": "https://issuer.invalid/.well-known/jwks.json" });
                     jwt.insert(name.clone(), provider);
                     self.schemes.push((name.clone(), Scheme::Jwt(name.clone())));
-                    self.note(&at, format!("JWT provider `{name}`: complete its jwks_url (and issuer, audiences)"));
+                    if self.placeholders {
+                        self.note(&at, format!("JWT provider `{name}`: complete its jwks_url (and issuer, audiences)"));
+                    }
                 }
                 ("apiKey", _, Some(place @ ("header" | "query"))) => {
                     let key_name = scheme["name"].as_str().unwrap_or("x-api-key");
@@ -248,7 +258,9 @@ impl<'d> Mapper<'d> {
                     let set = json!({ field: key_name.to_ascii_lowercase(), "keys": [] });
                     api_keys.insert(name.clone(), set);
                     self.schemes.push((name.clone(), Scheme::ApiKey(name.clone())));
-                    self.note(&at, format!("API-key set `{name}`: add its keys (SHA-256 of each)"));
+                    if self.placeholders {
+                        self.note(&at, format!("API-key set `{name}`: add its keys (SHA-256 of each)"));
+                    }
                 }
                 _ => self.note(&at, format!("security scheme `{name}` ({kind} {http}) has no counterpart: routes requiring only it do not authenticate")),
             }

@@ -62,6 +62,48 @@ fn features(config: Option<&str>) -> Result<String, String> {
     Ok(needed.cargo_list())
 }
 
+/// The config the worker embeds: the file, or, when it takes routes from an OpenAPI document
+/// (an `[openapi]` section), the file as `portcullis expand` writes it, in
+/// `target/portcullis/expanded-config.toml`. The CLI is built only then, so a build from a
+/// config without the section compiles no OpenAPI parser.
+fn embedded_config(root: &Path) -> Result<String, String> {
+    let file = config_file(None);
+    let path = root.join(&file);
+    let src = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the gateway config {file}: {e}"))?;
+    let has_section = src.lines().any(|l| l.trim_start().starts_with("[openapi"));
+    if !has_section {
+        return Ok(file);
+    }
+    let out = root.join("target/portcullis/expanded-config.toml");
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut expand = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    expand
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "--profile",
+            "tool",
+            "-p",
+            "portcullis-cli",
+            "--",
+        ])
+        .args([
+            "expand",
+            &path.display().to_string(),
+            "-o",
+            &out.display().to_string(),
+        ])
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .current_dir(root);
+    run(&mut expand, "portcullis expand")?;
+    Ok(out.display().to_string())
+}
+
 struct Options {
     /// Run wasm-opt (minutes on 2 cores; `npm run deploy` and `npm run pack` ask for it).
     opt: bool,
@@ -104,8 +146,9 @@ fn build_worker(o: &Options) -> Result<(), String> {
     let crate_dir = root.join(&o.krate);
     let package = package_name(&crate_dir)?;
     // only the gateway's features depend on its config; other worker crates have none
+    let config = embedded_config(&root)?;
     let features = if o.krate == "adapters/workers" {
-        features(None)?
+        features(Some(&config))?
     } else {
         String::new()
     };
@@ -129,6 +172,7 @@ fn build_worker(o: &Options) -> Result<(), String> {
     // fails ("externref table required") when the profile's `strip = true` removed it
     let profile_var = o.profile.to_uppercase().replace('-', "_");
     cargo.env(format!("CARGO_PROFILE_{profile_var}_STRIP"), "debuginfo");
+    cargo.env("PORTCULLIS_CONFIG", &config);
     run(&mut cargo, "cargo build")?;
 
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")

@@ -23,6 +23,9 @@ const USAGE: &str = "usage:
       Prints the configuration reference (docs/configuration.md) written from the schema.
   portcullis json FILE
       Checks FILE and prints it as JSON (what the adapters embed).
+  portcullis expand FILE [-o OUT]
+      Prints FILE (or writes OUT) with its [openapi] section expanded into routes, as check,
+      explain, json and the Workers build see it.
   portcullis import openapi SPEC [--upstream URL] [-o OUT]
       Writes a config with a route per operation of SPEC (OpenAPI 3.0 or 3.1, YAML or JSON) to
       OUT or stdout; what does not map is listed in its comments and on stderr.";
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         }
         Some("json") => to_json(&args[1..]),
         Some("import") => import(&args[1..]),
+        Some("expand") => expand(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -83,11 +87,39 @@ fn read(path: Option<&String>) -> Result<(String, String), Failure> {
     Ok((path.clone(), src))
 }
 
+/// A config file, its `[openapi]` section expanded into routes (what the document has that
+/// does not map is said on stderr).
+fn read_config(path: Option<&String>) -> Result<(String, String), Failure> {
+    let (path, src) = read(path)?;
+    let dir = std::path::Path::new(&path)
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    let expanded = portcullis_openapi::expand(&src, &path, dir).map_err(Failure::Config)?;
+    for w in &expanded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok((path, expanded.toml))
+}
+
+fn expand(args: &[String]) -> Result<(), Failure> {
+    let (_, src) = read_config(args.first())?;
+    match (args.get(1).map(String::as_str), args.get(2)) {
+        (None, _) => {
+            print!("{src}");
+            Ok(())
+        }
+        (Some("-o" | "--out"), Some(out)) => {
+            std::fs::write(out, src).map_err(|e| Failure::Io(format!("cannot write {out}: {e}")))
+        }
+        _ => Err(Failure::Usage("expand takes FILE [-o OUT]".into())),
+    }
+}
+
 fn check(args: &[String]) -> Result<(), Failure> {
     if args.len() != 1 {
         return Err(Failure::Usage("check takes exactly one FILE".into()));
     }
-    let (path, src) = read(args.first())?;
+    let (path, src) = read_config(args.first())?;
     let config = Config::from_toml(&src).map_err(|e| Failure::Config(e.render(&path)))?;
     println!("ok: {}", config.summary());
     // the config is valid, so it parses; the keys whose secret is read when the gateway starts
@@ -109,7 +141,7 @@ fn check(args: &[String]) -> Result<(), Failure> {
 }
 
 fn to_json(args: &[String]) -> Result<(), Failure> {
-    let (path, src) = read(args.first())?;
+    let (path, src) = read_config(args.first())?;
     let raw = Config::raw_from_toml(&src).map_err(|e| Failure::Config(e.render(&path)))?;
     println!(
         "{}",
@@ -160,7 +192,7 @@ fn import(args: &[String]) -> Result<(), Failure> {
 
 fn explain(args: &[String]) -> Result<(), Failure> {
     // the request really runs, so `secret_env` keys read this process's environment
-    let (file, src) = read(args.first())?;
+    let (file, src) = read_config(args.first())?;
     let config = Config::from_toml_with_secrets(&src, &|name| std::env::var(name).ok())
         .map_err(|e| Failure::Config(e.render(&file)))?;
     let (method, path) = match (args.get(1), args.get(2)) {

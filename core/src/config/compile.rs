@@ -233,6 +233,15 @@ pub fn compile(
         locate,
     };
     let mut config = policies(&mut e, &raw, secrets, None);
+    if raw.openapi.is_some() {
+        refuse!(
+            e,
+            "openapi.spec",
+            "the document's routes are added when the config is expanded (`portcullis check`, \
+             `explain` and `expand`, `scripts/build-worker.sh`): expand it with `portcullis \
+             expand FILE -o OUT` and load OUT",
+        );
+    }
 
     // routes
     let (defaults, route_names) = Names::of(&mut e, &raw);

@@ -94,6 +94,22 @@ impl Embed for String {
     }
 }
 
+/// An embedded config has no `openapi` section: it was expanded into routes, and a config that
+/// still has one is refused before it is embedded. So it is embedded as `None` always.
+impl Embed for OpenApiSource {
+    type Static = ();
+    fn build(_: &()) -> OpenApiSource {
+        OpenApiSource {
+            spec: String::new(),
+            upstream: String::new(),
+            operations: BTreeMap::new(),
+        }
+    }
+    fn write(&self, out: &mut String) {
+        out.push_str("()");
+    }
+}
+
 impl<T: Embed> Embed for Option<T> {
     type Static = Option<T::Static>;
     fn build(s: &Option<T::Static>) -> Option<T> {
@@ -396,7 +412,7 @@ embed_struct! {
         access: BTreeMap<String, AccessList>, auth: AuthProviders,
         rate_limits: BTreeMap<String, RateLimitPolicy>, plans: BTreeMap<String, Plan>,
         transforms: BTreeMap<String, Transform>, cors: BTreeMap<String, CorsPolicy>,
-        routes: Vec<Route>,
+        routes: Vec<Route>, openapi: Option<OpenApiSource>,
     }
     Plan => PlanStatic { limits: BTreeMap<String, u64> }
     GatewaySettings => GatewaySettingsStatic {

@@ -164,6 +164,7 @@ pub(super) fn parse_toml(src: &str) -> Result<(RawConfig, Locator<'_>), ConfigEr
             "plans" => raw.plans = l.map(key, v),
             "transforms" => raw.transforms = l.map(key, v),
             "cors" => raw.cors = l.map(key, v),
+            "openapi" => raw.openapi = l.one(key, v),
             "auth" => match v.get_ref().as_table() {
                 Some(t) => {
                     let mut auth = AuthProviders::default();

@@ -27,7 +27,7 @@ pub use lint::warnings;
 pub use table::{Id, Table};
 
 /// The file's top-level sections, in the order a config file is written.
-pub(crate) const SECTIONS: [&str; 10] = [
+pub(crate) const SECTIONS: [&str; 11] = [
     "gateway",
     "defaults",
     "upstreams",
@@ -38,6 +38,7 @@ pub(crate) const SECTIONS: [&str; 10] = [
     "transforms",
     "cors",
     "routes",
+    "openapi",
 ];
 
 /// One problem in a config file.

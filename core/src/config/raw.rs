@@ -45,6 +45,58 @@ pub struct RawConfig {
     /// Routes, matched by method, host and path.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Routes made from an OpenAPI document, one per operation, added to `routes` when the
+    /// config is expanded: by `portcullis check`, `explain`, `json` and `expand`, and by the
+    /// Workers build (`scripts/build-worker.sh`); a loader that reads no files (the adapters'
+    /// embedding, an embedder's `Config::from_toml`) refuses an unexpanded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openapi: Option<OpenApiSource>,
+}
+
+/// Where a config's OpenAPI routes come from, and what each operation's route adds.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiSource {
+    /// The OpenAPI 3.0 or 3.1 document (YAML or JSON), relative to this config file. Each of
+    /// its operations becomes a route named by its `operationId`, with its parameters, body
+    /// schema, media types and security (`docs/openapi.md`); what cannot be mapped is listed
+    /// by `check`.
+    pub spec: String,
+    /// The upstream (a name in `[upstreams]`) every operation's route goes to.
+    pub upstream: String,
+    /// What an operation's route has besides what the document says, by `operationId`. Its
+    /// `auth` replaces the document's security for that operation.
+    #[serde(default)]
+    pub operations: BTreeMap<String, OperationRoute>,
+}
+
+/// The route settings an operation of an OpenAPI document may add (the others come from the
+/// document).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperationRoute {
+    /// Host the route is limited to.
+    pub host: Option<String>,
+    /// Authentication, instead of the document's security.
+    pub auth: Option<RouteAuth>,
+    /// Proxies this route believes, as a route's `trusted_proxies`.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Access list name.
+    pub access: Option<String>,
+    /// Rate limit(s), as a route's `rate_limit`.
+    pub rate_limit: Option<RateLimitRef>,
+    /// CORS policy name.
+    pub cors: Option<String>,
+    /// Response caching.
+    pub cache: Option<RouteCache>,
+    /// Transform applied to the request before it goes upstream.
+    pub request: Option<TransformRef>,
+    /// Transform applied to the response before it goes to the client.
+    pub response: Option<TransformRef>,
+    /// Upstream path template, with `{param}` from the operation's path.
+    pub rewrite: Option<String>,
+    /// Prefix removed from the path before it goes upstream.
+    pub strip_prefix: Option<String>,
 }
 
 /// Gateway-wide settings.
