@@ -415,11 +415,10 @@ pub fn check_params<'a>(
 /// and control characters (`LIMIT`, `limit[]` and `limit%00` are all `limit` to some
 /// framework). ASCII folding only: Unicode case tables would cost the Workers build ~5 KB gzip,
 /// and parameter names a rule constrains are ASCII.
-fn loose_name(name: &str) -> String {
+fn loose_name(name: &str) -> impl Iterator<Item = char> + '_ {
     name.chars()
         .filter(|c| !c.is_control() && !matches!(c, '[' | ']'))
         .map(|c| c.to_ascii_lowercase())
-        .collect()
 }
 
 /// Checks the query against the route's rules. Pairs are split at `&` and at `;` (which some
@@ -438,7 +437,6 @@ fn check_query(v: &Validation, query: &str) -> Result<(), Reject> {
         .flat_map(|p| form_urlencoded::parse(p.as_bytes()).into_owned())
         .collect();
     for (name, rule) in &v.query {
-        let loose = loose_name(name);
         let mut seen = false;
         for (k, value) in &pairs {
             if k == name {
@@ -447,7 +445,7 @@ fn check_query(v: &Validation, query: &str) -> Result<(), Reject> {
                 }
                 seen = true;
                 rule.check(value).map_err(|e| bad(name, &e))?;
-            } else if loose_name(k) == loose {
+            } else if loose_name(k).eq(loose_name(name)) {
                 return Err(bad(name, &format!("is also given as {k:?}")));
             }
         }
