@@ -142,7 +142,10 @@ fn main() {
     let client = Client::new("198.18.0.1".parse().unwrap());
     let token = token();
     let target = std::env::args().nth(5);
-    let uri = format!("https://gw.bench{}", target.as_deref().unwrap_or("/api/items/42?x=1"));
+    let uri = format!(
+        "https://gw.bench{}",
+        target.as_deref().unwrap_or("/api/items/42?x=1")
+    );
     // requests are built first: an adapter hands the gateway a parsed request
     let requests: Vec<Request<Bytes>> = (0..n)
         .map(|_| {

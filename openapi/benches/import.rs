@@ -9,8 +9,12 @@ use std::path::Path;
 fn github(c: &mut Criterion) {
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("specs/node_modules/@octokit/openapi/generated/api.github.com.json");
-    let src = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `npm ci --prefix openapi/specs`)", file.display()));
+    let src = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run `npm ci --prefix openapi/specs`)",
+            file.display()
+        )
+    });
     let mut group = c.benchmark_group("import");
     group.sample_size(10);
     group.bench_function("github_rest_api", |b| {

@@ -22,10 +22,10 @@ fn refused(pointer: &str, message: impl Into<String>) -> Refused {
     }
 }
 
-/// The document as JSON and its version, and where it departs from the OpenAPI object model
-/// (the import goes on: what the gateway cannot use is left out and listed); or why it is not
-/// an OpenAPI 3.0 or 3.1 document at all.
-pub(crate) fn document(src: &str) -> Result<(Value, Version, Option<Note>), Refused> {
+/// The document as JSON and its version, and every place it departs from the OpenAPI object
+/// model (the import goes on: what the gateway cannot use is left out and listed); or why it
+/// is not an OpenAPI 3.0 or 3.1 document at all.
+pub(crate) fn document(src: &str) -> Result<(Value, Version, Vec<Note>), Refused> {
     let doc = read(src)?;
     let Some(top) = doc.as_object() else {
         return Err(refused("", "an OpenAPI document is an object"));
@@ -58,8 +58,8 @@ pub(crate) fn document(src: &str) -> Result<(Value, Version, Option<Note>), Refu
     if !top.get("paths").is_none_or(Value::is_object) {
         return Err(refused("/paths", "`paths` is not an object"));
     }
-    let departure = check_model(&doc, version);
-    Ok((doc, version, departure))
+    let departures = check_model(&doc, version);
+    Ok((doc, version, departures))
 }
 
 /// The text as JSON: JSON when it opens with `{`, else YAML (of which JSON is a part). YAML
@@ -111,25 +111,85 @@ fn from_yaml(v: serde_norway::Value) -> Value {
     }
 }
 
-/// Checks the document against the OpenAPI object model of its version: the first place it
-/// departs from it, as a JSON pointer.
-fn check_model(doc: &Value, version: Version) -> Option<Note> {
-    let failed = match version {
-        Version::V3_0 => serde_path_to_error::deserialize::<_, openapiv3::OpenAPI>(doc)
-            .err()
-            .map(|e| (pointer_of(e.path()), e.into_inner().to_string())),
-        Version::V3_1 => serde_path_to_error::deserialize::<_, oas3::Spec>(doc)
-            .err()
-            .map(|e| (pointer_of(e.path()), e.into_inner().to_string())),
+/// Checks the document against the OpenAPI object model of its version: each operation and
+/// each component on its own, so that every one that departs is listed at its place; then, if
+/// none did, the document whole (its other parts), at the first place it departs.
+fn check_model(doc: &Value, version: Version) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let methods = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in methods {
+            if let Some(op) = item.get(method) {
+                let at = format!("/paths/{}/{method}", crate::escape(path));
+                notes.extend(check_part(op, &at, version, Part::Operation));
+            }
+        }
+    }
+    let parts = [
+        ("schemas", Part::Schema),
+        ("parameters", Part::Parameter),
+        ("requestBodies", Part::RequestBody),
+        ("securitySchemes", Part::SecurityScheme),
+    ];
+    for (section, part) in parts {
+        for (name, v) in doc["components"][section].as_object().into_iter().flatten() {
+            let at = format!("/components/{section}/{}", crate::escape(name));
+            notes.extend(check_part(v, &at, version, part));
+        }
+    }
+    if notes.is_empty() {
+        notes.extend(check_part(doc, "", version, Part::Document));
+    }
+    notes
+}
+
+/// What [`check_part`] checks a value as.
+#[derive(Clone, Copy)]
+enum Part {
+    Document,
+    Operation,
+    Schema,
+    Parameter,
+    RequestBody,
+    SecurityScheme,
+}
+
+/// Checks `v` (at `at`) as `part` of an OpenAPI document of `version`: where it departs, if it
+/// does.
+fn check_part(v: &Value, at: &str, version: Version, part: Part) -> Option<Note> {
+    use oas3::spec as v31;
+    use openapiv3 as v30;
+    fn first<T: serde::de::DeserializeOwned>(v: &Value) -> Option<(String, String)> {
+        let e = serde_path_to_error::deserialize::<_, T>(v).err()?;
+        Some((pointer_of(e.path()), e.into_inner().to_string()))
+    }
+    let failed = match (version, part) {
+        (Version::V3_0, Part::Document) => first::<v30::OpenAPI>(v),
+        (Version::V3_0, Part::Operation) => first::<v30::Operation>(v),
+        (Version::V3_0, Part::Schema) => first::<v30::ReferenceOr<v30::Schema>>(v),
+        (Version::V3_0, Part::Parameter) => first::<v30::ReferenceOr<v30::Parameter>>(v),
+        (Version::V3_0, Part::RequestBody) => first::<v30::ReferenceOr<v30::RequestBody>>(v),
+        (Version::V3_0, Part::SecurityScheme) => first::<v30::ReferenceOr<v30::SecurityScheme>>(v),
+        (Version::V3_1, Part::Document) => first::<v31::Spec>(v),
+        (Version::V3_1, Part::Operation) => first::<v31::Operation>(v),
+        (Version::V3_1, Part::Schema) => first::<v31::ObjectOrReference<v31::ObjectSchema>>(v),
+        (Version::V3_1, Part::Parameter) => first::<v31::ObjectOrReference<v31::Parameter>>(v),
+        (Version::V3_1, Part::RequestBody) => first::<v31::ObjectOrReference<v31::RequestBody>>(v),
+        (Version::V3_1, Part::SecurityScheme) => {
+            first::<v31::ObjectOrReference<v31::SecurityScheme>>(v)
+        }
     };
-    let (pointer, message) = failed?;
+    let (inner, message) = failed?;
     let name = match version {
         Version::V3_0 => "OpenAPI 3.0",
         Version::V3_1 => "OpenAPI 3.1",
     };
-    let message =
-        format!("not valid {name} (the first such place; imported as far as it maps): {message}");
-    Some(Note { pointer, message })
+    Some(Note {
+        pointer: format!("{at}{inner}"),
+        message: format!("not valid {name} (imported as far as it maps): {message}"),
+    })
 }
 
 /// A serde path (`paths./pets.get`) as a JSON pointer (`/paths/~1pets/get`).

@@ -200,7 +200,7 @@ fn a_departure_from_the_object_model_is_listed_and_the_rest_imported() {
     let src = "openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get: 7\n  /b:\n    get: {responses: {}}";
     let out = import(src, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let first = &out.notes[0];
-    assert_eq!(first.pointer, "/paths");
+    assert_eq!(first.pointer, "/paths/~1a/get");
     assert!(
         first.message.starts_with("not valid OpenAPI 3.0"),
         "{}",
@@ -212,6 +212,42 @@ fn a_departure_from_the_object_model_is_listed_and_the_rest_imported() {
         out.notes
     );
     assert_eq!((out.routes, out.operations), (1, 2));
+}
+
+#[test]
+fn every_part_that_departs_from_the_object_model_is_listed_at_its_place() {
+    let src = r#"
+openapi: 3.1.0
+info: {title: t, version: '1'}
+components:
+  schemas:
+    Good: {type: string}
+    Bad: {type: 7}
+  parameters:
+    P: {name: p, in: nowhere}
+paths:
+  /a:
+    get: {responses: {'200': {description: ok}}, parameters: [{name: q, in: query, required: maybe}]}
+  /b:
+    post: {responses: {'200': {description: ok}}, requestBody: {content: 5}}
+"#;
+    let out = import(src, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let places: Vec<&str> = (out.notes.iter())
+        .filter(|n| n.message.starts_with("not valid OpenAPI 3.1"))
+        .map(|n| n.pointer.as_str())
+        .collect();
+    assert_eq!(places.len(), 4, "{:#?}", out.notes);
+    for prefix in [
+        "/paths/~1a/get",
+        "/paths/~1b/post",
+        "/components/schemas/Bad",
+        "/components/parameters/P",
+    ] {
+        assert!(
+            places.iter().any(|p| p.starts_with(prefix)),
+            "{prefix}: {places:?}"
+        );
+    }
 }
 
 #[test]
