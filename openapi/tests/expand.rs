@@ -121,7 +121,9 @@ fn a_document_problem_names_the_documents_file_line_and_pointer() {
     let api = dir.join("api.yaml").display().to_string();
     assert_eq!(out.warnings.len(), 1, "{:#?}", out.warnings);
     assert!(
-        out.warnings[0].starts_with(&format!("{api}:10 #/paths/~1items~1{{id}}/get/requestBody: not valid OpenAPI 3.0")),
+        out.warnings[0].starts_with(&format!(
+            "{api}:10 #/paths/~1items~1{{id}}/get/requestBody: not valid OpenAPI 3.0"
+        )),
         "{:#?}",
         out.warnings
     );

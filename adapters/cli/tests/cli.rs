@@ -170,3 +170,59 @@ fn explain_reads_secret_env_keys_from_the_environment_and_check_does_not_need_th
         "{text}"
     );
 }
+
+#[test]
+fn a_config_with_an_openapi_section_is_checked_and_explained_expanded() {
+    let (code, out, err) = run(&["check", "examples/openapi.toml"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(out.starts_with("ok: 5 routes, 1 upstreams"), "{out}");
+    let (code, out, _) = run(&[
+        "explain",
+        "examples/openapi.toml",
+        "GET",
+        "/books/not-a-uuid",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("matched   getBook\n"), "{out}");
+    assert!(out.contains("response  400 Bad Request\n"), "{out}");
+    let (code, out, _) = run(&["expand", "examples/openapi.toml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("# [openapi]\n"), "{out}");
+    assert!(out.contains("name = \"deleteBook\""), "{out}");
+}
+
+#[test]
+fn import_openapi_writes_a_config_that_checks_and_lists_what_did_not_map() {
+    let out_file =
+        std::env::temp_dir().join(format!("portcullis-import-{}.toml", std::process::id()));
+    let out_path = out_file.display().to_string();
+    let (code, _, err) = run(&[
+        "import",
+        "openapi",
+        "examples/openapi/bookshop.yaml",
+        "--upstream",
+        "https://books.internal.example",
+        "-o",
+        &out_path,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("JWT provider `bearer`: complete its jwks_url"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("imported 5 of 5 operations as routes\n"),
+        "{err}"
+    );
+    let (code, out, _) = run(&["check", &out_path]);
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        text.contains("url = \"https://books.internal.example\""),
+        "{text}"
+    );
+    std::fs::remove_file(&out_file).unwrap();
+    let (code, _, err) = run(&["import", "openapi", "Cargo.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not YAML"), "{err}");
+}
