@@ -2,89 +2,127 @@
 //! route the gateway cannot express (its path, or a conflict with another route) is taken out
 //! and listed.
 
-use crate::map::{Mapped, UPSTREAM};
+use crate::map::{Mapped, Route, UPSTREAM};
 use crate::{Note, Refused};
-use portcullis_core::Config;
+use portcullis_core::{Config, Diagnostic};
 use serde_json::{Map, Value};
 
 /// How many times a config is loaded again after taking routes out.
 const ROUNDS: usize = 16;
 
 /// The config as TOML, how many routes it has, and every note; or why none could be made.
-pub(crate) fn checked(mut m: Mapped, _doc: &Value) -> Result<(String, usize, Vec<Note>), Refused> {
-    // a component used twice is noted twice
-    let mut seen = std::collections::HashSet::new();
-    m.notes
-        .retain(|n| seen.insert((n.pointer.clone(), n.message.clone())));
-    for _ in 0..ROUNDS {
-        let body = toml_of(&m)?;
-        let errors = match Config::from_toml(&body) {
-            Ok(_) => {
-                let text = format!("{}{body}\n", header(&m));
-                return Ok((text, m.routes.len(), m.notes));
-            }
-            Err(e) => e.diagnostics,
-        };
-        // the routes the loader names go, with its reasons; anything else is this importer's
-        let mut dropped: Vec<usize> = Vec::new();
-        let mut other = Vec::new();
-        for d in errors {
-            match route_index(&d.path).filter(|i| *i < m.routes.len()) {
-                Some(i) => {
-                    let pointer = m.routes[i].pointer.clone();
-                    let message = format!("the gateway cannot express it, left out: {}", d.message);
-                    m.notes.push(Note { pointer, message });
-                    dropped.push(i);
-                }
-                None => other.push(Note {
+pub(crate) fn checked(mut m: Mapped) -> Result<(String, usize, Vec<Note>), Refused> {
+    let refused = |message: String| Refused {
+        problems: vec![Note {
+            pointer: String::new(),
+            message,
+        }],
+    };
+    let before = m.routes.len();
+    let (upstream, auth) = (&m.upstream, &m.auth);
+    let loaded = load_taking_out(&mut m.routes, 0, |routes| toml_of(upstream, auth, routes));
+    let (body, notes) = loaded.map_err(|failure| match failure {
+        Unloadable::Config(diagnostics) => Refused {
+            problems: (diagnostics.iter())
+                .map(|d| Note {
                     pointer: String::new(),
                     message: format!("the config made does not load: {d}"),
-                }),
+                })
+                .collect(),
+        },
+        Unloadable::Text(e) => refused(format!("the config cannot be written as TOML: {e}")),
+        Unloadable::Rounds => refused(format!(
+            "the config still did not load after {ROUNDS} rounds of taking routes out"
+        )),
+    })?;
+    m.skipped += before - m.routes.len();
+    m.notes.extend(notes);
+    let text = format!("{}{body}\n", header(&m));
+    Ok((text, m.routes.len(), m.notes))
+}
+
+/// Why [`load_taking_out`] gave up.
+pub(crate) enum Unloadable {
+    /// The loader's problems that are not the routes' (the caller's, or this crate's).
+    Config(Vec<Diagnostic>),
+    /// The text could not be written.
+    Text(String),
+    /// Still refused after [`ROUNDS`] rounds.
+    Rounds,
+}
+
+/// Loads `text_of(routes)` with the gateway's loader until it loads, taking out each of
+/// `routes` it refuses (the config's routes from index `own` on) with a note saying why: its
+/// path, or a conflict with another route. The text that loaded and those notes.
+pub(crate) fn load_taking_out(
+    routes: &mut Vec<Route>,
+    own: usize,
+    text_of: impl Fn(&[Route]) -> Result<String, String>,
+) -> Result<(String, Vec<Note>), Unloadable> {
+    let mut notes = Vec::new();
+    for _ in 0..ROUNDS {
+        let text = text_of(routes).map_err(Unloadable::Text)?;
+        let errors = match Config::from_toml(&text) {
+            Ok(_) => return Ok((text, notes)),
+            Err(e) => e.diagnostics,
+        };
+        let mut dropped: Vec<usize> = Vec::new();
+        let mut theirs = Vec::new();
+        for d in errors {
+            let index = route_index(&d.path).and_then(|i| i.checked_sub(own));
+            match index.filter(|i| *i < routes.len()) {
+                Some(i) => {
+                    let pointer = routes[i].pointer.clone();
+                    let message = format!("the gateway cannot express it, left out: {}", d.message);
+                    notes.push(Note { pointer, message });
+                    dropped.push(i);
+                }
+                None => theirs.push(d),
             }
         }
-        if !other.is_empty() || dropped.is_empty() {
-            return Err(Refused { problems: other });
+        if !theirs.is_empty() || dropped.is_empty() {
+            return Err(Unloadable::Config(theirs));
         }
         dropped.sort_unstable();
         dropped.dedup();
         for i in dropped.into_iter().rev() {
-            m.routes.remove(i);
-            m.skipped += 1;
+            routes.remove(i);
         }
     }
-    Err(Refused {
-        problems: vec![Note {
-            pointer: String::new(),
-            message: format!(
-                "the config still did not load after {ROUNDS} rounds of taking routes out"
-            ),
-        }],
-    })
+    Err(Unloadable::Rounds)
 }
 
 /// `routes[12].path` → 12.
-pub(crate) fn route_index(path: &str) -> Option<usize> {
+fn route_index(path: &str) -> Option<usize> {
     let rest = path.strip_prefix("routes[")?;
     rest[..rest.find(']')?].parse().ok()
 }
 
 /// The config's TOML text.
-fn toml_of(m: &Mapped) -> Result<String, Refused> {
+fn toml_of(
+    upstream: &Map<String, Value>,
+    auth: &Map<String, Value>,
+    routes: &[Route],
+) -> Result<String, String> {
     let mut top = Map::new();
     let mut upstreams = Map::new();
-    upstreams.insert(UPSTREAM.into(), Value::Object(m.upstream.clone()));
+    upstreams.insert(UPSTREAM.into(), Value::Object(upstream.clone()));
     top.insert("upstreams".into(), Value::Object(upstreams));
-    if !m.auth.is_empty() {
-        top.insert("auth".into(), Value::Object(m.auth.clone()));
+    if !auth.is_empty() {
+        top.insert("auth".into(), Value::Object(auth.clone()));
     }
-    let routes = m.routes.iter().map(|r| Value::Object(r.route.clone()));
-    top.insert("routes".into(), Value::Array(routes.collect()));
-    toml::to_string(&Value::Object(top)).map_err(|e| Refused {
-        problems: vec![Note {
-            pointer: String::new(),
-            message: format!("the config cannot be written as TOML: {e}"),
-        }],
-    })
+    top.insert("routes".into(), routes_value(routes));
+    toml::to_string(&Value::Object(top)).map_err(|e| e.to_string())
+}
+
+/// The routes as a JSON array of tables.
+pub(crate) fn routes_value(routes: &[Route]) -> Value {
+    Value::Array(
+        routes
+            .iter()
+            .map(|r| Value::Object(r.route.clone()))
+            .collect(),
+    )
 }
 
 /// The comment block at the top: where the config came from and what did not map.

@@ -9,10 +9,11 @@
 //! the document's security scheme names, which the config must define: the importer's
 //! placeholders are never deployed.
 
-use crate::map::{self, Mapped};
+use crate::emit::{self, Unloadable};
+use crate::map::{self, Mapped, Route};
 use crate::{Note, Options};
 use portcullis_core::config::raw::OpenApiSource;
-use portcullis_core::Config;
+use portcullis_core::ConfigErrors;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -58,14 +59,31 @@ pub fn expand(src: &str, file: &str, dir: &Path) -> Result<Expanded, String> {
         .get("routes")
         .and_then(|r| r.as_array())
         .map_or(0, Vec::len);
-    let routes = with_additions(&source, &mut mapped, file, &mut problems);
+    let mut routes = with_additions(&source, &mut mapped, file, &mut problems);
     if !problems.is_empty() {
         return Err(problems.concat());
     }
     let own_text = comment_out_openapi(src, &table).ok_or_else(|| {
         format!("{file}: openapi: write the section as its own tables (`[openapi]`, `[openapi.operations.ID]`)\n")
     })?;
-    let (text, mut notes) = load_until_clean(&own_text, routes, own, file)?;
+    let appended = |routes: &[Route]| {
+        let mut top = Map::new();
+        top.insert("routes".into(), emit::routes_value(routes));
+        let routes = toml::to_string(&Value::Object(top)).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{own_text}\n# The routes of [openapi] (`portcullis expand`).\n{routes}\n"
+        ))
+    };
+    let (text, mut notes) =
+        emit::load_taking_out(&mut routes, own, appended).map_err(|failure| match failure {
+            Unloadable::Config(diagnostics) => ConfigErrors { diagnostics }.render(file),
+            Unloadable::Text(e) => {
+                format!("{file}: openapi: the routes cannot be written as TOML: {e}\n")
+            }
+            Unloadable::Rounds => {
+                format!("{file}: openapi: the routes still did not load after taking routes out\n")
+            }
+        })?;
     notes.splice(0..0, mapped.notes);
     Ok(Expanded {
         toml: text,
@@ -125,7 +143,7 @@ fn with_additions(
     m: &mut Mapped,
     file: &str,
     problems: &mut Vec<String>,
-) -> Vec<(Map<String, Value>, String)> {
+) -> Vec<Route> {
     let names: std::collections::HashSet<&str> = m
         .routes
         .iter()
@@ -152,7 +170,10 @@ fn with_additions(
                 );
             }
         }
-        out.push((route, r.pointer));
+        out.push(Route {
+            route,
+            pointer: r.pointer,
+        });
     }
     out
 }
@@ -181,64 +202,6 @@ fn comment_out_openapi(src: &str, table: &toml::Table) -> Option<String> {
     without.remove("openapi");
     let reparsed: toml::Table = toml::from_str(&out).ok()?;
     (reparsed == without).then_some(out)
-}
-
-/// Appends the routes to the config's text and loads it; routes the gateway cannot take
-/// (their path, a conflict) are taken out with a note, until it loads. Problems of the
-/// config's own are the loader's listing.
-fn load_until_clean(
-    own_text: &str,
-    mut routes: Vec<(Map<String, Value>, String)>,
-    own: usize,
-    file: &str,
-) -> Result<(String, Vec<Note>), String> {
-    let mut notes = Vec::new();
-    for _ in 0..16 {
-        let list: Vec<Value> = routes
-            .iter()
-            .map(|(r, _)| Value::Object(r.clone()))
-            .collect();
-        let mut top = Map::new();
-        top.insert("routes".into(), Value::Array(list));
-        let appended = toml::to_string(&Value::Object(top))
-            .map_err(|e| format!("{file}: openapi: the routes cannot be written as TOML: {e}\n"))?;
-        let text =
-            format!("{own_text}\n# The routes of [openapi] (`portcullis expand`).\n{appended}\n");
-        let errors = match Config::from_toml(&text) {
-            Ok(_) => return Ok((text, notes)),
-            Err(e) => e,
-        };
-        let mut dropped = Vec::new();
-        let mut theirs = Vec::new();
-        for d in &errors.diagnostics {
-            let index = crate::emit::route_index(&d.path).filter(|i| *i >= own);
-            match index.and_then(|i| routes.get(i - own).map(|r| (i - own, r))) {
-                Some((i, (_, pointer))) => {
-                    let message = format!("the gateway cannot express it, left out: {}", d.message);
-                    notes.push(Note {
-                        pointer: pointer.clone(),
-                        message,
-                    });
-                    dropped.push(i);
-                }
-                None => theirs.push(d.clone()),
-            }
-        }
-        if !theirs.is_empty() || dropped.is_empty() {
-            let errors = portcullis_core::ConfigErrors {
-                diagnostics: theirs,
-            };
-            return Err(errors.render(file));
-        }
-        dropped.sort_unstable();
-        dropped.dedup();
-        for i in dropped.into_iter().rev() {
-            routes.remove(i);
-        }
-    }
-    Err(format!(
-        "{file}: openapi: the routes still did not load after 16 rounds\n"
-    ))
 }
 
 /// The line (1-based) of the value a JSON pointer names in a JSON or YAML text, found by

@@ -84,7 +84,7 @@ pub fn import(src: &str, options: &Options) -> Result<Import, Refused> {
     let mut mapped = map::config(&doc, options, true)?;
     mapped.notes.splice(0..0, departure);
     let operations = mapped.routes.len() + mapped.skipped;
-    let (toml, routes, notes) = emit::checked(mapped, &doc)?;
+    let (toml, routes, notes) = emit::checked(mapped)?;
     Ok(Import {
         toml,
         notes,

@@ -107,6 +107,10 @@ pub(crate) fn config(
         .as_str()
         .unwrap_or("an API")
         .to_string();
+    // a component used by several operations is noted once
+    let mut seen = std::collections::HashSet::new();
+    m.notes
+        .retain(|n| seen.insert((n.pointer.clone(), n.message.clone())));
     Ok(Mapped {
         upstream,
         auth,

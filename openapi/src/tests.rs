@@ -64,13 +64,7 @@ paths:
 fn imported(src: &str) -> (Import, serde_json::Value) {
     let out = import(src, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
     Config::from_toml(&out.toml).unwrap_or_else(|e| panic!("{}", e.render("import")));
-    let body = out
-        .toml
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let value: toml::Value = toml::from_str(&body).unwrap();
+    let value: toml::Value = toml::from_str(&out.toml).unwrap();
     let json = serde_json::to_value(value).unwrap();
     (out, json)
 }

@@ -63,13 +63,7 @@ fn concrete(route: &serde_json::Value) -> String {
 fn explain_sample(imported: &Import, every: usize) -> usize {
     let config =
         Config::from_toml(&imported.toml).unwrap_or_else(|e| panic!("{}", e.render("imported")));
-    let body: String = imported
-        .toml
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let raw: toml::Value = toml::from_str(&body).unwrap();
+    let raw: toml::Value = toml::from_str(&imported.toml).unwrap();
     let raw = serde_json::to_value(raw).unwrap();
     let gateway = Gateway::new(config);
     let host = MemoryHost::new(1_700_000_000_000, |_| Ok(http::Response::new(Bytes::new())));
