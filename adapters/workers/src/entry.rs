@@ -76,8 +76,6 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         None => Body::default(),
     };
     let context: &JsValue = ctx.as_ref();
-    #[cfg(feature = "response-cache")]
-    let later_env = env.clone();
     let host = WorkersHost::new(env, context.clone());
     let res = gateway
         .handle(http::Request::from_parts(head, body), client, &host)
@@ -86,14 +84,15 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     if !lines.is_empty() {
         let _ = log_once_answered(ctx.as_ref(), &lines);
     }
+    // the work left for after the answer (a stale entry's refresh), on the request's host
     #[cfg(feature = "response-cache")]
-    for later in host.take_later() {
-        let (gateway, host) = (
-            gateway.clone(),
-            WorkersHost::new(later_env.clone(), context.clone()),
-        );
+    let later = host.take_later();
+    #[cfg(feature = "response-cache")]
+    if !later.is_empty() {
         ctx.wait_until(async move {
-            gateway.run_later(later, &host).await;
+            for later in later {
+                gateway.run_later(later, &host).await;
+            }
             for line in host.take_log_lines().lines() {
                 worker::console_log!("{line}");
             }
