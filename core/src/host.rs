@@ -171,9 +171,11 @@ pub trait Host {
     ) -> Result<Response<Body<Self::Stream>>, FetchError>;
     /// Passes `stream` on untouched while keeping a copy: when it ends whole within `tee.limit`
     /// bytes, the host stores `tee.head` followed by the body under `tee.key` for `tee.ttl_s`
-    /// before the stream's end reaches the client or under the platform's `waitUntil` (a failed
-    /// write only costs a later miss). A stream that passes the limit, breaks off or is
-    /// cancelled is not stored, and the host logs a `cache-skip` line with the reason.
+    /// (a failed write only costs a later miss). A client that asks again once it has the answer
+    /// whole must find it stored: the host holds the last bytes back until the write is done, or
+    /// (in one isolate) keeps the key's fill (`tee.filling`) until then. A stream that passes
+    /// the limit, breaks off or is cancelled is not stored, and the host logs a `cache-skip`
+    /// line with the reason.
     fn tee(&self, stream: Self::Stream, tee: Tee) -> Self::Stream;
     /// Waits about `ms` milliseconds on a timer of this request's own. Nothing another request
     /// does may end the wait: on Workers, a request woken from another request's code runs in

@@ -3,7 +3,7 @@
 //! frame by frame as the other side pulls. Two guards ride on it: an upload is cut past the
 //! route's limit, and an upstream's body that sends nothing for the idle timeout is cut (with a
 //! log line). A cached route's answer is copied on its way and stored when it has ended within
-//! the limit, before its end reaches the client ([`SpinStream::teed`]).
+//! the limit, before its last frame reaches the client ([`SpinStream::teed`]).
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -30,8 +30,13 @@ pub struct SpinStream {
     idle: Option<(Duration, Option<Timer>, String)>,
     /// A copy on its way to the store, and the body so far.
     tee: Option<(Tee, bytes::BytesMut)>,
-    /// The copy's store write, once the body has ended: the end waits for it.
+    /// While a copy is on its way, the latest frame is held back: a client that knows the
+    /// length has the answer whole at its last byte, and must not ask again before it is stored.
+    held: Option<Result<Frame<Bytes>, ErrorCode>>,
+    /// The copy's store write, once the body has ended: the held frame waits for it.
     writing: Option<Timer>,
+    /// The inner body has ended (it is not polled again).
+    ended: bool,
     /// Work to run once the body's last byte is out (a stale cache entry's refresh): the end
     /// waits for it, so the instance lives until it is done.
     after: Option<Timer>,
@@ -44,7 +49,9 @@ impl SpinStream {
             cap: None,
             idle: None,
             tee: None,
+            held: None,
             writing: None,
+            ended: false,
             after: None,
         }
     }
@@ -138,6 +145,78 @@ impl SpinStream {
         }
         Poll::Ready(None)
     }
+
+    /// Passes `item` on, or holds it back while a copy is on its way (the one held before goes
+    /// out instead; with none, the next frame is awaited).
+    fn pass(
+        &mut self,
+        item: Result<Frame<Bytes>, ErrorCode>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
+        match (self.held.take(), self.tee.is_some()) {
+            (None, false) => Poll::Ready(Some(item)),
+            (None, true) => {
+                self.held = Some(item);
+                Pin::new(self).poll_frame(cx)
+            }
+            (Some(before), _) => {
+                self.held = Some(item);
+                Poll::Ready(Some(before))
+            }
+        }
+    }
+
+    /// The inner body's next frame, checked against the cap and copied.
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
+        match self.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.ended = true;
+                self.writing = self.store_write();
+                Pin::new(self).poll_frame(cx)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.skip("broken");
+                self.pass(Err(e), cx)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                self.copy(&frame);
+                if let Some((_, timer, _)) = &mut self.idle {
+                    *timer = None; // the next wait starts its own
+                }
+                if let Some((left, over)) = &mut self.cap {
+                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if len > *left {
+                        over.set(true);
+                        return Poll::Ready(Some(Err(ErrorCode::HttpRequestBodySize(None))));
+                    }
+                    *left -= len;
+                }
+                self.pass(Ok(frame), cx)
+            }
+            Poll::Pending => self.poll_idle(cx),
+        }
+    }
+
+    /// Waiting for a frame: cut when the idle timeout passes.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
+        let Some((idle, timer, log)) = &mut self.idle else {
+            return Poll::Pending;
+        };
+        let idle = *idle;
+        let timer = timer.get_or_insert_with(|| Box::pin(spin_sdk::time::sleep(idle)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        println!("{log}");
+        self.skip("broken");
+        // the upstream's body is dropped, which closes its stream
+        self.inner = Box::pin(http_body_util::Empty::new().map_err(|never| match never {}));
+        self.idle = None;
+        self.pass(Err(ErrorCode::ConnectionReadTimeout), cx)
+    }
 }
 
 impl Body for SpinStream {
@@ -150,67 +229,44 @@ impl Body for SpinStream {
     ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
         let this = self.get_mut();
         if let Some(write) = &mut this.writing {
-            // the body has ended: its end goes out once the copy is stored
+            // the body has ended: its last frame goes out once the copy is stored
             if write.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             this.writing = None;
+        }
+        if this.tee.is_none() {
+            if let Some(held) = this.held.take() {
+                return Poll::Ready(Some(held));
+            }
+        }
+        if this.ended {
             return this.poll_after(cx);
         }
-        match this.inner.as_mut().poll_frame(cx) {
-            Poll::Ready(None) => match this.store_write() {
-                Some(write) => {
-                    this.writing = Some(write);
-                    Pin::new(this).poll_frame(cx)
-                }
-                None => this.poll_after(cx),
-            },
-            Poll::Ready(Some(Err(e))) => {
-                this.skip("broken");
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(frame) => {
-                if let Some(Ok(f)) = &frame {
-                    this.copy(f);
-                }
-                if let Some((_, timer, _)) = &mut this.idle {
-                    *timer = None; // the next wait starts its own
-                }
-                if let (Some(Ok(f)), Some((left, over))) = (&frame, &mut this.cap) {
-                    let len = f.data_ref().map_or(0, |d| d.len() as u64);
-                    if len > *left {
-                        over.set(true);
-                        return Poll::Ready(Some(Err(ErrorCode::HttpRequestBodySize(None))));
-                    }
-                    *left -= len;
-                }
-                Poll::Ready(frame)
-            }
-            Poll::Pending => {
-                let Some((idle, timer, log)) = &mut this.idle else {
-                    return Poll::Pending;
-                };
-                let idle = *idle;
-                let timer = timer.get_or_insert_with(|| Box::pin(spin_sdk::time::sleep(idle)));
-                if timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                println!("{log}");
-                this.skip("broken");
-                // the upstream's body is dropped, which closes its stream
-                this.inner = Box::pin(http_body_util::Empty::new().map_err(|never| match never {}));
-                this.idle = None;
-                Poll::Ready(Some(Err(ErrorCode::ConnectionReadTimeout)))
-            }
-        }
+        this.poll_inner(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.after.is_none() && self.inner.is_end_stream()
+        self.after.is_none()
+            && self.held.is_none()
+            && self.tee.is_none()
+            && self.writing.is_none()
+            && (self.ended || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let held = match &self.held {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        // the upper bound first: a lower bound above it would panic
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint.set_lower(inner.lower() + held);
+        hint
     }
 }
 
