@@ -1,9 +1,11 @@
 //! `portcullis`: check a config, explain what the gateway would do with a request, print the
-//! config's JSON Schema, convert a config to the JSON the adapters embed, or import an OpenAPI
-//! document as a config.
+//! config's JSON Schema, convert a config to the JSON the adapters embed, import an OpenAPI
+//! document as a config, or draw a report of the traffic from access-log lines.
 //!
 //! This is an adapter like the Workers and Spin ones: it owns the clock and the files, and runs
 //! the core on its in-memory host.
+
+mod report;
 
 use bytes::Bytes;
 use portcullis_core::memory::MemoryHost;
@@ -28,7 +30,11 @@ const USAGE: &str = "usage:
       explain, json and the Workers build see it.
   portcullis import openapi SPEC [--upstream URL] [-o OUT]
       Writes a config with a route per operation of SPEC (OpenAPI 3.0 or 3.1, YAML or JSON) to
-      OUT or stdout; what does not map is listed in its comments and on stderr.";
+      OUT or stdout; what does not map is listed in its comments and on stderr.
+  portcullis report [FILE|-]... [-o OUT] [--bucket SECONDS]
+      Reads access-log lines (the gateway's JSON lines, e.g. `spin up`'s output, or
+      `wrangler tail --format json`) from the FILEs or stdin and writes one self-contained HTML
+      page of charts and tables to OUT or stdout.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +57,9 @@ fn main() -> ExitCode {
         Some("json") => to_json(&args[1..]),
         Some("import") => import(&args[1..]),
         Some("expand") => expand(&args[1..]),
+        Some("report") => report::run(&args[1..])
+            .map_err(Failure::Usage)
+            .and_then(|done| done.map_err(Failure::Io)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
