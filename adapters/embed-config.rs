@@ -34,6 +34,7 @@ fn embed() -> Result<String, String> {
         asymmetric_jwt: std::env::var_os("CARGO_FEATURE_ASYMMETRIC_JWT").is_some(),
         hs384_hs512: std::env::var_os("CARGO_FEATURE_HS384_HS512").is_some(),
         response_cache: std::env::var_os("CARGO_FEATURE_RESPONSE_CACHE").is_some(),
+        telemetry: std::env::var_os("CARGO_FEATURE_TELEMETRY").is_some(),
     };
     let src = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read the gateway config {file}: {e}"))?;

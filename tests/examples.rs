@@ -308,3 +308,28 @@ fn the_proxy_example_forwards_to_its_local_backend() {
     );
     assert_eq!(res.status().as_u16(), 403);
 }
+
+#[test]
+fn the_proxy_example_sends_a_sampled_requests_spans_to_its_local_collector() {
+    let gw = gateway(include_str!("../examples/proxy.toml"));
+    let b = Backend::default();
+    let host = b.host();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let headers = [("x-api-key", "partner-key-1"), ("traceparent", traceparent)];
+    let res = send(
+        &gw,
+        &host,
+        req("GET", "/api/items/12", &headers, ""),
+        "198.18.0.10",
+    );
+    assert_eq!(res.status().as_u16(), 200);
+    let sent = host.sent.borrow();
+    let export = sent
+        .iter()
+        .find(|r| r.uri().host() == Some("127.0.0.1") && r.uri().port_u16() == Some(4318))
+        .expect("the spans went to the collector");
+    assert_eq!(export.uri().to_string(), "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(export.method(), "POST");
+    assert_eq!(export.headers()["content-type"], "application/x-protobuf");
+    assert!(!export.body().is_empty());
+}

@@ -33,6 +33,8 @@ pub(crate) use cached::Refresh;
 mod identity;
 mod inbound;
 mod jwks;
+#[cfg(feature = "telemetry")]
+mod traced;
 mod upstream;
 use jwks::{jwks_store_key, Jwks};
 
@@ -105,6 +107,9 @@ struct Ctx<'a> {
     /// and their verdicts.
     limits: Vec<(&'a (HeaderValue, String), Verdict)>,
     log: AccessLog<'a>,
+    /// A traced request's caller and upstream attempts (`[telemetry]`).
+    #[cfg(feature = "telemetry")]
+    trace: Option<crate::telemetry::Trace>,
 }
 
 impl<'a> Ctx<'a> {
@@ -214,10 +219,17 @@ impl Gateway {
 
     /// Runs work a request left for after its answer ([`Host::defer`]), on `host`.
     pub async fn run_later<H: Host>(&self, later: crate::host::Later, host: &H) {
-        #[cfg(feature = "response-cache")]
-        out_of_line(self.refresh(*later.0, host)).await;
-        #[cfg(not(feature = "response-cache"))]
-        match (later.0, host) {}
+        let _ = host; // a build with neither part has no work to run on it
+        match later.0 {
+            #[cfg(feature = "response-cache")]
+            crate::host::LaterWork::Refresh(refresh) => {
+                out_of_line(self.refresh(*refresh, host)).await;
+            }
+            #[cfg(feature = "telemetry")]
+            crate::host::LaterWork::Export(spans) => {
+                out_of_line(self.export_spans(*spans, host)).await;
+            }
+        }
     }
 
     /// Handles one request from `client` (as the adapter trusts it). The answer's body is the
@@ -238,10 +250,13 @@ impl Gateway {
         } = parts;
         let request_id_value = self.request_id(&headers, host);
         let request_id = request_id_value.to_str().unwrap_or("-");
-        let traceparent = transform::traceparent(
+        #[allow(unused_mut)] // changed only by a build with telemetry
+        let mut traceparent = transform::traceparent(
             headers.get(TRACEPARENT),
             [host.random(), host.random(), host.random()],
         );
+        #[cfg(feature = "telemetry")]
+        let trace = self.trace_start(headers.get(TRACEPARENT), &mut traceparent, host);
         let traceparent = transform::traceparent_text(&traceparent);
         let peer = (client.ip, self.config.trusted_proxies.contains(client.ip));
         let client = Client {
@@ -282,6 +297,8 @@ impl Gateway {
             consumer: None,
             limits: Vec::new(),
             log,
+            #[cfg(feature = "telemetry")]
+            trace,
         };
         let req = Incoming {
             method: &method,
@@ -478,6 +495,8 @@ impl Gateway {
             }
         }
         self.write_log(&ctx.log, host);
+        #[cfg(feature = "telemetry")]
+        self.trace_end(start, ctx, host);
         res
     }
 

@@ -116,13 +116,19 @@ pub struct Filling(
 );
 
 /// Work the gateway leaves for after its answer: refreshing a stale cache entry it served
-/// (`stale-while-revalidate`). The adapter runs it with [`crate::Gateway::run_later`] once the
-/// answer is on its way, on a host of its own: on Workers under `waitUntil`, on Spin after the
-/// answer's last byte. Dropping it unrun gives up the refresh, and another request starts one.
-pub struct Later(
-    #[cfg(feature = "response-cache")] pub(crate) Box<crate::gateway::Refresh>,
-    #[cfg(not(feature = "response-cache"))] pub(crate) std::convert::Infallible,
-);
+/// (`stale-while-revalidate`), sending a traced request's spans (`[telemetry]`). The adapter
+/// runs it with [`crate::Gateway::run_later`] once the answer is on its way, on a host of its
+/// own: on Workers under `waitUntil`, on Spin after the answer's last byte. Dropping it unrun
+/// gives up the refresh (another request starts one) or the spans.
+pub struct Later(pub(crate) LaterWork);
+
+/// What [`Later`] holds (nothing, in a build with neither part).
+pub(crate) enum LaterWork {
+    #[cfg(feature = "response-cache")]
+    Refresh(Box<crate::gateway::Refresh>),
+    #[cfg(feature = "telemetry")]
+    Export(Box<crate::telemetry::Export>),
+}
 
 /// What a runtime gives the gateway.
 #[allow(async_fn_in_trait)] // deliberately not Send: wasm futures are single-threaded
@@ -183,6 +189,10 @@ pub trait Host {
     async fn sleep(&self, ms: u32);
     /// Keeps `later` for the adapter to run once the answer is on its way ([`Later`]).
     fn defer(&self, later: Later);
+    /// The runtime's name, for the traces' resource (`portcullis.runtime`).
+    fn runtime(&self) -> &'static str {
+        "unknown"
+    }
     /// Writes one access-log line (a JSON object).
     fn log(&self, line: &str);
 }

@@ -24,6 +24,8 @@ pub mod memory;
 pub mod phase;
 pub mod problem;
 pub mod store;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 pub use body::{Body, ReadError};
 pub use config::{Config, ConfigErrors, Diagnostic, Secrets};

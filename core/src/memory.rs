@@ -342,6 +342,10 @@ impl Host for MemoryHost {
         stream
     }
 
+    fn runtime(&self) -> &'static str {
+        "memory"
+    }
+
     fn defer(&self, later: Later) {
         self.later.borrow_mut().push(later);
     }

@@ -433,6 +433,10 @@ impl Host for SpinHost {
         spin_sdk::time::sleep(Duration::from_millis(u64::from(ms))).await;
     }
 
+    fn runtime(&self) -> &'static str {
+        "spin"
+    }
+
     fn defer(&self, later: Later) {
         self.later.borrow_mut().push(later);
     }

@@ -84,10 +84,11 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     if !lines.is_empty() {
         let _ = log_once_answered(ctx.as_ref(), &lines);
     }
-    // the work left for after the answer (a stale entry's refresh), on the request's host
-    #[cfg(feature = "response-cache")]
+    // the work left for after the answer (a stale entry's refresh, spans to export), on the
+    // request's host
+    #[cfg(any(feature = "response-cache", feature = "telemetry"))]
     let later = host.take_later();
-    #[cfg(feature = "response-cache")]
+    #[cfg(any(feature = "response-cache", feature = "telemetry"))]
     if !later.is_empty() {
         ctx.wait_until(async move {
             for later in later {

@@ -384,6 +384,10 @@ impl Host for WorkersHost {
         let _ = JsFuture::from(sleep(ms)).await;
     }
 
+    fn runtime(&self) -> &'static str {
+        "cloudflare-workers"
+    }
+
     /// Kept for the entry to run under `waitUntil` ([`WorkersHost::take_later`]).
     fn defer(&self, later: Later) {
         self.later.borrow_mut().push(later);

@@ -75,7 +75,7 @@ fn reference<T>(
 }
 
 /// Resolves a reference to a named policy; `"none"` opts out.
-fn lookup<T>(
+pub(crate) fn lookup<T>(
     e: &mut Errs<'_>,
     path: &str,
     what: &str,
@@ -368,6 +368,13 @@ fn policies(
         let _ = cors.push(transform::Cors::compile(e, name, c));
     }
 
+    // telemetry: its collector is one of the upstreams
+    #[cfg(feature = "telemetry")]
+    let telemetry = raw
+        .telemetry
+        .as_ref()
+        .and_then(|t| crate::telemetry::Telemetry::compile(e, t, &names(&raw.upstreams), secrets));
+
     // what adapters ask of the config on every request, worked out once here
     let client_geo = g.log_client_geo
         || access_lists.iter().any(|p| {
@@ -401,6 +408,8 @@ fn policies(
         access_log: observe::LogSample::share(g.access_log_sample),
         token_cache_size: g.token_cache_size,
         client_geo,
+        #[cfg(feature = "telemetry")]
+        telemetry,
     }
 }
 

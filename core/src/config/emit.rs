@@ -412,8 +412,14 @@ embed_struct! {
         access: BTreeMap<String, AccessList>, auth: AuthProviders,
         rate_limits: BTreeMap<String, RateLimitPolicy>, plans: BTreeMap<String, Plan>,
         transforms: BTreeMap<String, Transform>, cors: BTreeMap<String, CorsPolicy>,
-        routes: Vec<Route>, openapi: Option<OpenApiSource>,
+        routes: Vec<Route>, openapi: Option<OpenApiSource>, telemetry: Option<Telemetry>,
     }
+    Telemetry => TelemetryStatic {
+        upstream: String, path: String, sample: f64, service_name: String,
+        service_version: Option<String>, consumer_ids: bool,
+        headers: BTreeMap<String, HeaderSource>,
+    }
+    HeaderSource => HeaderSourceStatic { value: Option<String>, secret_env: Option<String> }
     Plan => PlanStatic { limits: BTreeMap<String, u64> }
     GatewaySettings => GatewaySettingsStatic {
         trusted_proxies: Vec<String>, request_id_header: String, server_timing: bool,

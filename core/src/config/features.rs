@@ -16,15 +16,18 @@ pub enum Feature {
     Hs384Hs512,
     /// Routes with `cache` and the `purge_cache` admin action (RFC 9111 rules).
     ResponseCache,
+    /// `[telemetry]`: traces sent to an OpenTelemetry collector (OTLP protobuf).
+    Telemetry,
 }
 
 impl Feature {
     /// Every optional part.
-    pub const ALL: [Feature; 4] = [
+    pub const ALL: [Feature; 5] = [
         Feature::JsonSchema,
         Feature::AsymmetricJwt,
         Feature::Hs384Hs512,
         Feature::ResponseCache,
+        Feature::Telemetry,
     ];
 
     /// The cargo feature's name, as the core and both adapters spell it.
@@ -34,6 +37,7 @@ impl Feature {
             Feature::AsymmetricJwt => "asymmetric-jwt",
             Feature::Hs384Hs512 => "hs384-hs512",
             Feature::ResponseCache => "response-cache",
+            Feature::Telemetry => "telemetry",
         }
     }
 
@@ -91,6 +95,10 @@ pub fn needs(raw: &RawConfig) -> Vec<Need> {
             }
         }
     }
+    if raw.telemetry.is_some() {
+        let what = "this build sends no traces".into();
+        need(Feature::Telemetry, "telemetry.upstream".into(), what);
+    }
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
         if r.validate.as_ref().is_some_and(|v| v.body_schema.is_some()) {
@@ -124,6 +132,8 @@ pub struct BuildFeatures {
     pub hs384_hs512: bool,
     /// `response-cache`: routes with `cache`, and the `purge_cache` admin action.
     pub response_cache: bool,
+    /// `telemetry`: `[telemetry]`, traces sent to a collector.
+    pub telemetry: bool,
 }
 
 impl BuildFeatures {
@@ -133,6 +143,7 @@ impl BuildFeatures {
         asymmetric_jwt: true,
         hs384_hs512: true,
         response_cache: true,
+        telemetry: true,
     };
 
     /// Nothing optional.
@@ -141,6 +152,7 @@ impl BuildFeatures {
         asymmetric_jwt: false,
         hs384_hs512: false,
         response_cache: false,
+        telemetry: false,
     };
 
     /// What this build of the core has.
@@ -149,6 +161,7 @@ impl BuildFeatures {
         asymmetric_jwt: cfg!(feature = "asymmetric-jwt"),
         hs384_hs512: cfg!(feature = "hs384-hs512"),
         response_cache: cfg!(feature = "response-cache"),
+        telemetry: cfg!(feature = "telemetry"),
     };
 
     /// Just what `raw` needs: the features to build an adapter for it with.
@@ -173,6 +186,7 @@ impl BuildFeatures {
             Feature::AsymmetricJwt => self.asymmetric_jwt,
             Feature::Hs384Hs512 => self.hs384_hs512,
             Feature::ResponseCache => self.response_cache,
+            Feature::Telemetry => self.telemetry,
         }
     }
 
@@ -183,6 +197,7 @@ impl BuildFeatures {
             Feature::AsymmetricJwt => self.asymmetric_jwt = true,
             Feature::Hs384Hs512 => self.hs384_hs512 = true,
             Feature::ResponseCache => self.response_cache = true,
+            Feature::Telemetry => self.telemetry = true,
         }
         self
     }
@@ -221,6 +236,9 @@ keys = [{ kid = "b", alg = "HS512", secret = "x" }, { kid = "c", alg = "RS256", 
 [auth.jwt.remote]
 jwks_url = "https://auth.example.com/jwks.json"
 
+[telemetry]
+upstream = "collector"
+
 [[routes]]
 name = "r"
 path = "/r"
@@ -237,6 +255,7 @@ respond = {}
             (Feature::AsymmetricJwt, "auth.jwt.long.keys[1].alg"),
             (Feature::Hs384Hs512, "auth.jwt.remote.jwks_url"),
             (Feature::AsymmetricJwt, "auth.jwt.remote.jwks_url"),
+            (Feature::Telemetry, "telemetry.upstream"),
             (Feature::JsonSchema, "routes[0].validate.body_schema"),
             (Feature::ResponseCache, "routes[0].cache"),
         ];

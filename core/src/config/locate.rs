@@ -165,6 +165,7 @@ pub(super) fn parse_toml(src: &str) -> Result<(RawConfig, Locator<'_>), ConfigEr
             "transforms" => raw.transforms = l.map(key, v),
             "cors" => raw.cors = l.map(key, v),
             "openapi" => raw.openapi = l.one(key, v),
+            "telemetry" => raw.telemetry = l.one(key, v),
             "auth" => match v.get_ref().as_table() {
                 Some(t) => {
                     let mut auth = AuthProviders::default();

@@ -27,7 +27,7 @@ pub use lint::warnings;
 pub use table::{Id, Table};
 
 /// The file's top-level sections, in the order a config file is written.
-pub(crate) const SECTIONS: [&str; 11] = [
+pub(crate) const SECTIONS: [&str; 12] = [
     "gateway",
     "defaults",
     "upstreams",
@@ -39,6 +39,7 @@ pub(crate) const SECTIONS: [&str; 11] = [
     "cors",
     "routes",
     "openapi",
+    "telemetry",
 ];
 
 /// One problem in a config file.
@@ -339,6 +340,9 @@ pub struct Config {
     pub caches_responses: bool,
     /// [`Config::needs_client_geo`], worked out when the config is compiled.
     pub(crate) client_geo: bool,
+    /// `[telemetry]`: where traces go.
+    #[cfg(feature = "telemetry")]
+    pub telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 impl Config {

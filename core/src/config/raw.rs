@@ -51,6 +51,67 @@ pub struct RawConfig {
     /// embedding, an embedder's `Config::from_toml`) refuses an unexpanded one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openapi: Option<OpenApiSource>,
+    /// OpenTelemetry traces: a span per request, with a child per phase and per upstream
+    /// attempt, sent as OTLP/HTTP (protobuf) to a collector after the answer
+    /// (docs/observability.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
+}
+
+/// Where traces go, and which requests are traced.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// The collector: an entry of `[upstreams]` (its targets, `timeout_ms`, `retries` and the
+    /// private-address rule apply). Spans are sent to its target's URL followed by `path`.
+    pub upstream: String,
+    /// The path of the OTLP/HTTP traces endpoint on the collector.
+    #[serde(default = "default_traces_path")]
+    pub path: String,
+    /// The share of requests traced, from 0 to 1, when the caller's `traceparent` did not decide:
+    /// a valid one is followed (its sampled flag), and the decision goes upstream in the
+    /// `traceparent` the gateway sends.
+    #[serde(default = "default_share")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sample: f64,
+    /// `service.name` of the spans' resource.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// `service.version` of the spans' resource: e.g. the config's revision (default: the
+    /// gateway's version).
+    pub service_version: Option<String>,
+    /// Put the consumer's id (`portcullis.consumer`) on request spans. Off by default: a
+    /// consumer id may identify a person, and a tracing backend is often more widely read than
+    /// the access log.
+    #[serde(default)]
+    pub consumer_ids: bool,
+    /// Headers sent with each export (a collector's API key), each a `value` or the name of an
+    /// environment variable read when the gateway starts (`secret_env`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderSource>,
+}
+
+fn default_traces_path() -> String {
+    "/v1/traces".into()
+}
+
+fn default_share() -> f64 {
+    1.0
+}
+
+fn default_service_name() -> String {
+    "portcullis".into()
+}
+
+/// A header's value, given or read from the environment when the gateway starts.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSource {
+    /// The value as text.
+    pub value: Option<String>,
+    /// Name of an environment variable that holds the value (Workers: a secret, `npx wrangler
+    /// secret put NAME`; Spin: `spin up -e NAME=...`).
+    pub secret_env: Option<String>,
 }
 
 /// Where a config's OpenAPI routes come from, and what each operation's route adds.

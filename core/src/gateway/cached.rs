@@ -7,7 +7,7 @@ use super::upstream::{send_upstream, Outbound, Tries};
 use super::{Ctx, Gateway};
 use crate::body::Body;
 use crate::config::{Action, Route};
-use crate::host::{BodyUse, Exchange, Host, Later, Tee};
+use crate::host::{BodyUse, Exchange, Host, Later, LaterWork, Tee};
 use crate::phase::cache::{self, Stale};
 use crate::phase::observe::Phase;
 use crate::problem::Reject;
@@ -398,7 +398,7 @@ impl Gateway {
         ] {
             headers.remove(name);
         }
-        host.defer(Later(Box::new(Refresh {
+        host.defer(Later(LaterWork::Refresh(Box::new(Refresh {
             route,
             path_and_query: out.path_and_query.clone(),
             headers,
@@ -408,7 +408,7 @@ impl Gateway {
             stale_since,
             request_id: ctx.request_id.to_string(),
             _filling: filling,
-        })));
+        }))));
         "stale-while-revalidate"
     }
 

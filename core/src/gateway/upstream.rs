@@ -161,7 +161,15 @@ impl Gateway {
             request_id: ctx.request_id,
         };
         let mut tries = Tries::default();
+        #[cfg(feature = "telemetry")]
+        if ctx.trace.is_some() {
+            tries.traced = Some(Vec::new());
+        }
         let answer = send_upstream(upstream, out, &exchange, &mut tries, host).await;
+        #[cfg(feature = "telemetry")]
+        if let (Some(trace), Some(attempts)) = (&mut ctx.trace, tries.traced) {
+            trace.attempts = attempts;
+        }
         ctx.log.upstream_attempts = tries.attempts;
         ctx.log.upstream_us = Some(host.monotonic_us().saturating_sub(t));
         ctx.log.upstream_status = tries.status;
@@ -175,6 +183,9 @@ pub(super) struct Tries {
     pub attempts: u32,
     /// The status the last attempt received, if any (also one that is not a client's).
     pub status: Option<u16>,
+    /// Each attempt, for a traced request's spans.
+    #[cfg(feature = "telemetry")]
+    pub traced: Option<Vec<crate::telemetry::Attempt>>,
 }
 
 /// Sends `out` to one of `upstream`'s targets on the terms of `exchange`: again after a connect
@@ -211,7 +222,18 @@ pub(super) async fn send_upstream<S, H: Host<Stream = S>>(
         *req.uri_mut() = uri;
         *req.headers_mut() = take_or_clone(&mut headers, last);
         tries.attempts = attempt;
-        outcome = match host.fetch(req, exchange).await {
+        #[cfg(feature = "telemetry")]
+        let began = tries.traced.is_some().then(|| host.monotonic_us());
+        let fetched = host.fetch(req, exchange).await;
+        #[cfg(feature = "telemetry")]
+        if let (Some(spans), Some(start_us)) = (&mut tries.traced, began) {
+            spans.push(crate::telemetry::Attempt::of(
+                &fetched,
+                start_us,
+                host.monotonic_us(),
+            ));
+        }
+        outcome = match fetched {
             Ok(res) if !last && route::is_retryable_status(res.status()) => continue,
             Err(FetchError::Connect(_)) if !last => continue,
             Ok(res) => Ok(res),

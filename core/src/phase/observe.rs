@@ -103,6 +103,9 @@ pub struct PhaseRecord<'a> {
     /// What the phase decided, e.g. `pass`, `deny`, `hit`, `jwt:main`.
     pub decision: Cow<'a, str>,
     pub us: u64,
+    /// The monotonic reading when it began (for trace spans; not logged).
+    #[serde(skip)]
+    pub start_us: u64,
 }
 
 /// The access-log record. It borrows from the request and the config, so building it copies
@@ -159,6 +162,7 @@ impl<'a> AccessLog<'a> {
             phase,
             decision: decision.into(),
             us: end_us.saturating_sub(start_us),
+            start_us,
         });
     }
 

@@ -56,7 +56,7 @@ name = "two"
 path = "/b"
 upstreem = "a"
 "#;
-    let want = r#"gateway.toml:2:2 gatway: unknown section (did you mean "gateway"?); expected one of gateway, defaults, upstreams, access, auth, rate_limits, plans, transforms, cors, routes, openapi
+    let want = r#"gateway.toml:2:2 gatway: unknown section (did you mean "gateway"?); expected one of gateway, defaults, upstreams, access, auth, rate_limits, plans, transforms, cors, routes, openapi, telemetry
 gateway.toml:6:45 upstreams.a.targets[0].wieght: unknown field `wieght`, expected `url` or `weight`
 gateway.toml:12:11 routes[0].methods: invalid type: string "GET", expected a sequence
 gateway.toml:17:1 routes[1].upstreem: unknown field `upstreem`, expected one of `name`, `methods`, `host`, `path`, `upstream`, `respond`, `admin`, `rewrite`, `strip_prefix`, `websocket`, `auth`, `trusted_proxies`, `access`, `rate_limit`, `cors`, `cache`, `validate`, `request`, `response`
