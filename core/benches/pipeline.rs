@@ -225,6 +225,35 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
+/// The pipeline with `[telemetry]` off and on (every request traced: its spans built, encoded
+/// and handed to the collector, which the in-memory host answers at once). On a runtime the
+/// export itself happens after the answer; what the answer waits for is the span building and
+/// encoding, in `on` less `off`.
+fn telemetry(c: &mut Criterion) {
+    let client = Client::new("198.18.0.1".parse().unwrap());
+    let (token, key) = token_and_key(Alg::HS256);
+    let traced = "\n[upstreams.collector]\ntargets = [{ url = \"https://otel.bench\" }]\n\n\
+                  [telemetry]\nupstream = \"collector\"\nsample = 1.0\n";
+    let mut g = c.benchmark_group("pipeline/telemetry");
+    for (name, extra) in [("off", ""), ("on", traced)] {
+        let src = config(10, 10, &key, 10_000) + extra;
+        let gw = Gateway::new(Config::from_toml(&src).unwrap());
+        let host = backend();
+        let run = |r: Request<Bytes>| {
+            let res = pollster::block_on(gw.handle(r.map(Body::Bytes), client.clone(), &host));
+            for later in host.take_later() {
+                pollster::block_on(gw.run_later(later, &host));
+            }
+            res
+        };
+        assert_eq!(run(request(&token)).status(), 200);
+        g.bench_function(name, |b| {
+            b.iter_batched(|| request(&token), run, BatchSize::SmallInput)
+        });
+    }
+    g.finish();
+}
+
 fn phases(c: &mut Criterion) {
     let mut g = c.benchmark_group("phase");
     g.bench_function("validate/normalize_path", |b| {
@@ -380,5 +409,5 @@ fn quick() -> Criterion {
         .sample_size(40)
 }
 
-criterion_group! { name = benches; config = quick(); targets = phases, pipeline }
+criterion_group! { name = benches; config = quick(); targets = phases, pipeline, telemetry }
 criterion_main!(benches);

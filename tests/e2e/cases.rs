@@ -42,6 +42,8 @@ pub struct Platform {
     /// Whether concurrent requests share one isolate's memory (workerd under `wrangler dev`),
     /// rather than each having an instance of its own (Spin).
     pub one_isolate: bool,
+    /// The runtime's name in the traces' resource (`portcullis.runtime`).
+    pub runtime: &'static str,
 }
 
 /// What a client sees of an answer whose body breaks off right after the upstream's head.
@@ -1469,6 +1471,146 @@ pub fn a_streamed_answer_is_cached_unless_over_the_limit(s: &Suite) {
     );
 }
 
+/// A caller's sampled `traceparent`: the request's spans reach the collector (the suite's
+/// upstream server, at `/otlp/v1/traces`) as OTLP protobuf, decoded here with the
+/// `opentelemetry-proto` crate: a server span, the caller's span its parent, a child per phase
+/// and per upstream attempt. An unsampled caller's request sends none.
+pub fn a_sampled_request_is_traced_to_the_collector(s: &Suite) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message;
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let n = s.unique();
+    let trace = |flag: u8| format!("{:016x}{:08x}{flag:08x}", now_ms(), n);
+    let (sampled, unsampled) = (trace(1), trace(0));
+    let path = format!("/backend/traced-{n}");
+    for (id, flags) in [(&unsampled, "00"), (&sampled, "01")] {
+        let tp = format!("00-{id}-00f067aa0ba902b7-{flags}");
+        let res = s.send("GET", &path, &[("traceparent", tp.as_str())], b"");
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    let upstream_saw: Vec<String> = s
+        .upstream
+        .requests_for(&path)
+        .iter()
+        .map(|r| r.header("traceparent").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(upstream_saw.len(), 2);
+    assert!(
+        upstream_saw[0].starts_with(&format!("00-{unsampled}-"))
+            && upstream_saw[0].ends_with("-00")
+    );
+    assert!(
+        upstream_saw[1].starts_with(&format!("00-{sampled}-")) && upstream_saw[1].ends_with("-01")
+    );
+    // the exports this case's trace ids are in (every case's go to the same collector)
+    let exports = |id: &str| -> Vec<ExportTraceServiceRequest> {
+        let want = (0..16)
+            .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
+            .collect::<Vec<u8>>();
+        s.upstream
+            .requests_for("/otlp/v1/traces")
+            .iter()
+            .map(|r| {
+                assert_eq!(r.method, "POST");
+                assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+                ExportTraceServiceRequest::decode(&r.body[..]).expect("OTLP protobuf")
+            })
+            .filter(|x| {
+                x.resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .flat_map(|s| &s.spans)
+                    .any(|sp| sp.trace_id == want)
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while exports(&sampled).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let got = exports(&sampled);
+    assert_eq!(got.len(), 1, "one export for the sampled request");
+    let rs = &got[0].resource_spans[0];
+    let resource: Vec<(String, String)> = rs
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .filter_map(|a| match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(v) => Some((a.key.clone(), v.clone())),
+            _ => None,
+        })
+        .collect();
+    for (k, v) in [
+        ("service.name", "portcullis"),
+        ("service.version", "e2e"),
+        ("portcullis.runtime", s.platform.runtime),
+    ] {
+        assert!(
+            resource.contains(&(k.to_string(), v.to_string())),
+            "{k}: {resource:?}"
+        );
+    }
+    let spans = &rs.scope_spans[0].spans;
+    let server = &spans[0];
+    assert_eq!(
+        (server.name.as_str(), server.kind),
+        ("GET /backend/{*rest}", 2)
+    );
+    assert_eq!(
+        hex(&server.parent_span_id),
+        "00f067aa0ba902b7",
+        "the caller's span"
+    );
+    assert_eq!(
+        hex(&server.span_id),
+        upstream_saw[1][36..52],
+        "the parent the upstream was given"
+    );
+    let names: Vec<(&str, i32)> = spans[1..]
+        .iter()
+        .map(|sp| (sp.name.as_str(), sp.kind))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("validate", 1),
+            ("route", 1),
+            ("transform", 1),
+            ("respond", 1),
+            ("GET", 3)
+        ],
+        "{spans:?}"
+    );
+    for sp in &spans[1..] {
+        assert_eq!(sp.parent_span_id, server.span_id, "{}", sp.name);
+        assert!(
+            sp.start_time_unix_nano >= server.start_time_unix_nano,
+            "{}",
+            sp.name
+        );
+        assert!(
+            sp.end_time_unix_nano <= server.end_time_unix_nano,
+            "{}",
+            sp.name
+        );
+    }
+    let now_ns = now_ms() * 1_000_000;
+    assert!(
+        server.start_time_unix_nano > now_ns - 60_000_000_000
+            && server.end_time_unix_nano <= now_ns,
+        "wall-clock times"
+    );
+    // the unsampled request sent nothing (its answer came first, and each export follows its answer)
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        exports(&unsampled).is_empty(),
+        "an unsampled caller's request is not traced"
+    );
+}
+
 /// One `#[test]` per case, against the suite `$suite()` returns; with `optional`, `$suite()`
 /// returns an `Option` and an absent suite (a runtime not installed, which said so) runs none.
 #[macro_export]
@@ -1495,7 +1637,7 @@ macro_rules! e2e_cases {
             concurrent_misses_share_one_upstream_call,
             cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
-            header_bytes_pass_unchanged, access_log_line,
+            header_bytes_pass_unchanged, access_log_line, a_sampled_request_is_traced_to_the_collector,
             events_reach_the_client_as_the_upstream_sends_them,
             a_body_cut_short_by_the_upstream_reaches_the_client_cut_short,
             a_stream_that_idles_past_its_timeout_is_cut,

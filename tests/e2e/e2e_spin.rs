@@ -23,6 +23,7 @@ fn suite() -> &'static Suite {
                 other_host_target: OtherHostTarget::ConnectionClosed,
                 cut_before_head: CutBeforeHead::MayCloseWithoutHead,
                 one_isolate: false,
+                runtime: "spin",
             },
             |ports| {
                 let (config, manifest) = e2e_files("spin", &ports.upstream, &ports.jwks);

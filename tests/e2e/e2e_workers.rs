@@ -26,6 +26,7 @@ fn suite() -> &'static Suite {
                 other_host_target: OtherHostTarget::RefusedByRuntime(500),
                 cut_before_head: CutBeforeHead::HeadSent,
                 one_isolate: true,
+                runtime: "cloudflare-workers",
             },
             |ports| {
                 let (config, _) = e2e_files("workers", &ports.upstream, &ports.jwks);

@@ -32,6 +32,7 @@ pub fn start(name: &str, args: &'static [&'static str]) -> Option<Suite> {
             other_host_target: OtherHostTarget::ConnectionClosed,
             cut_before_head: CutBeforeHead::MayCloseWithoutHead,
             one_isolate: false,
+            runtime: "spin",
         },
         |ports| {
             let (config, manifest) = e2e_files(name, &ports.upstream, &ports.jwks);
