@@ -110,6 +110,65 @@ impl Embed for OpenApiSource {
     }
 }
 
+/// `[telemetry]`'s mirror. A build without the `telemetry` feature refuses a config that has
+/// the section before it embeds it, so there it is `None` always, and builds a placeholder
+/// that is never used rather than link the code that builds the section.
+#[doc(hidden)]
+pub struct TelemetryStatic {
+    pub upstream: &'static str,
+    pub path: &'static str,
+    pub sample: f64,
+    pub service_name: &'static str,
+    pub service_version: Option<&'static str>,
+    pub consumer_ids: bool,
+    pub headers: <BTreeMap<String, HeaderSource> as Embed>::Static,
+}
+
+impl Embed for Telemetry {
+    type Static = TelemetryStatic;
+    #[cfg(feature = "telemetry")]
+    fn build(s: &TelemetryStatic) -> Telemetry {
+        Telemetry {
+            upstream: String::build(&s.upstream),
+            path: String::build(&s.path),
+            sample: s.sample,
+            service_name: String::build(&s.service_name),
+            service_version: Option::build(&s.service_version),
+            consumer_ids: s.consumer_ids,
+            headers: BTreeMap::build(&s.headers),
+        }
+    }
+    #[cfg(not(feature = "telemetry"))]
+    fn build(_: &TelemetryStatic) -> Telemetry {
+        Telemetry {
+            upstream: String::new(),
+            path: String::new(),
+            sample: 0.0,
+            service_name: String::new(),
+            service_version: None,
+            consumer_ids: false,
+            headers: BTreeMap::new(),
+        }
+    }
+    fn write(&self, out: &mut String) {
+        out.push_str("TelemetryStatic { upstream: ");
+        self.upstream.write(out);
+        out.push_str(", path: ");
+        self.path.write(out);
+        out.push_str(", sample: ");
+        self.sample.write(out);
+        out.push_str(", service_name: ");
+        self.service_name.write(out);
+        out.push_str(", service_version: ");
+        self.service_version.write(out);
+        out.push_str(", consumer_ids: ");
+        self.consumer_ids.write(out);
+        out.push_str(", headers: ");
+        self.headers.write(out);
+        out.push('}');
+    }
+}
+
 impl<T: Embed> Embed for Option<T> {
     type Static = Option<T::Static>;
     fn build(s: &Option<T::Static>) -> Option<T> {
@@ -413,11 +472,6 @@ embed_struct! {
         rate_limits: BTreeMap<String, RateLimitPolicy>, plans: BTreeMap<String, Plan>,
         transforms: BTreeMap<String, Transform>, cors: BTreeMap<String, CorsPolicy>,
         routes: Vec<Route>, openapi: Option<OpenApiSource>, telemetry: Option<Telemetry>,
-    }
-    Telemetry => TelemetryStatic {
-        upstream: String, path: String, sample: f64, service_name: String,
-        service_version: Option<String>, consumer_ids: bool,
-        headers: BTreeMap<String, HeaderSource>,
     }
     HeaderSource => HeaderSourceStatic { value: Option<String>, secret_env: Option<String> }
     Plan => PlanStatic { limits: BTreeMap<String, u64> }
