@@ -152,16 +152,9 @@ pub(super) fn spans(
         status: None,
     };
     let mut spans = Vec::with_capacity(1 + log.phases.len() + f.attempts.len());
-    let mut phases_at = f.start_us;
     for p in &log.phases {
-        // a phase's start is kept to the microsecond; a record without one follows the last
-        let start = if p.start_us == 0 {
-            phases_at
-        } else {
-            p.start_us
-        };
-        phases_at = start + p.us;
-        let mut s = child(p.phase.as_str(), INTERNAL, start, phases_at);
+        let end = p.start_us.saturating_add(p.us);
+        let mut s = child(p.phase.as_str(), INTERNAL, p.start_us, end);
         s.attributes.push(text("portcullis.decision", &p.decision));
         if p.phase != Phase::Respond && log.error.is_some_and(|e| e == p.decision) {
             s.status = error(&p.decision);
