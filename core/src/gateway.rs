@@ -256,7 +256,7 @@ impl Gateway {
             [host.random(), host.random(), host.random()],
         );
         #[cfg(feature = "telemetry")]
-        let trace = self.trace_start(headers.get(TRACEPARENT), &mut traceparent, host);
+        let trace = self.trace_start(&headers, &mut traceparent, host);
         let traceparent = transform::traceparent_text(&traceparent);
         let peer = (client.ip, self.config.trusted_proxies.contains(client.ip));
         let client = Client {

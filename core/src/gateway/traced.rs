@@ -16,15 +16,14 @@ impl Gateway {
     /// it, the `traceparent` sent on says so (flags `00`).
     pub(super) fn trace_start<H: Host>(
         &self,
-        incoming: Option<&HeaderValue>,
+        headers: &http::HeaderMap,
         traceparent: &mut [u8; 55],
         host: &H,
     ) -> Option<Trace> {
         let t = self.config.telemetry.as_ref()?;
-        let parent = telemetry::parent(
-            incoming,
-            crate::phase::transform::traceparent_text(traceparent),
-        );
+        let incoming = headers.get(super::TRACEPARENT);
+        let ours = crate::phase::transform::traceparent_text(traceparent);
+        let parent = telemetry::parent(incoming, ours);
         let sampled = t.sampled(parent.as_ref(), || host.random());
         if parent.is_none() && !sampled {
             traceparent[53..].copy_from_slice(b"00");
