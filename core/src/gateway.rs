@@ -77,6 +77,9 @@ pub struct Gateway {
     /// The cache keys whose misses are being filled, which other misses wait for.
     #[cfg(feature = "response-cache")]
     cache_flights: crate::flight::Flights,
+    /// Traced requests' spans waiting to share an export (`[telemetry]`, Workers).
+    #[cfg(feature = "telemetry")]
+    spans: RefCell<crate::telemetry::Batch>,
 }
 
 /// A log line buffer that grew past this is given back rather than kept for the next request.
@@ -197,6 +200,8 @@ impl Gateway {
             log_line: RefCell::default(),
             #[cfg(feature = "response-cache")]
             cache_flights: Default::default(),
+            #[cfg(feature = "telemetry")]
+            spans: RefCell::default(),
         }
     }
 
@@ -228,6 +233,10 @@ impl Gateway {
             #[cfg(feature = "telemetry")]
             crate::host::LaterWork::Export(spans) => {
                 out_of_line(self.export_spans(*spans, host)).await;
+            }
+            #[cfg(feature = "telemetry")]
+            crate::host::LaterWork::Flush(waiting, request_id) => {
+                out_of_line(self.flush_spans(waiting, &request_id, host)).await;
             }
         }
     }

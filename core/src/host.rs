@@ -128,6 +128,9 @@ pub(crate) enum LaterWork {
     Refresh(Box<crate::gateway::Refresh>),
     #[cfg(feature = "telemetry")]
     Export(Box<crate::telemetry::Export>),
+    /// Wait `batch_ms`, then send the isolate's batch of spans; the request's id.
+    #[cfg(feature = "telemetry")]
+    Flush(crate::telemetry::Waiting, String),
 }
 
 /// What a runtime gives the gateway.
@@ -192,6 +195,12 @@ pub trait Host {
     /// The runtime's name, for the traces' resource (`portcullis.runtime`).
     fn runtime(&self) -> &'static str {
         "unknown"
+    }
+    /// Whether requests share this host's memory for a while (a Workers isolate), so that
+    /// traced requests' spans can wait for each other to share one export. `false` where an
+    /// instance may live for one request only (Spin).
+    fn shares_isolate(&self) -> bool {
+        false
     }
     /// Writes one access-log line (a JSON object).
     fn log(&self, line: &str);

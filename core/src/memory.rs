@@ -89,6 +89,9 @@ pub struct MemoryHost {
     /// Make every fetch wait once (pending, woken at once) before it is answered, as a real
     /// one waits for the network: other requests polled alongside then run meanwhile.
     pub fetch_yields: Cell<bool>,
+    /// Whether requests share this host as an isolate's (Workers): then traced requests'
+    /// spans wait for each other ([`Host::shares_isolate`]). Off by default.
+    pub shares_isolate: Cell<bool>,
     /// Work the gateway left for after its answers ([`Host::defer`]), in order.
     later: RefCell<Vec<Later>>,
 }
@@ -114,6 +117,7 @@ impl MemoryHost {
             fail_store: Cell::new(false),
             record: Cell::new(true),
             fetch_yields: Cell::new(false),
+            shares_isolate: Cell::new(false),
             later: RefCell::default(),
         }
     }
@@ -344,6 +348,10 @@ impl Host for MemoryHost {
 
     fn runtime(&self) -> &'static str {
         "memory"
+    }
+
+    fn shares_isolate(&self) -> bool {
+        self.shares_isolate.get()
     }
 
     fn defer(&self, later: Later) {

@@ -9,9 +9,13 @@
 //! Nothing else of the request goes into a span but its method, path, route, status, the client
 //! address the gateway settled on and, when `consumer_ids` allows, the consumer's id.
 //!
-//! Bounds: one export per traced request, at most [`MAX_SPANS`] spans, sent once within the
-//! collector upstream's `timeout_ms` (and `retries`); a collector that fails costs the spans,
-//! and a `telemetry-export` log line says how many were lost.
+//! Bounds: at most [`MAX_SPANS`] spans a request. Where requests share an isolate (Workers),
+//! their spans wait up to `batch_ms` to share one export of at most [`MAX_BATCH_SPANS`] spans
+//! (the first request's work waits, then sends what has gathered); elsewhere (Spin, whose
+//! instance may live for one request) each request sends its own. An export is sent once,
+//! within the collector upstream's `timeout_ms`; a collector that fails costs the spans, and a
+//! `telemetry-export` log line says how many were lost. Spans still waiting when an isolate is
+//! evicted are lost with it (at most one batch).
 
 mod otlp;
 
@@ -19,6 +23,8 @@ use crate::config::diag::{header_name, refuse, Errs};
 use crate::config::{raw, Id, Upstream};
 use crate::phase::observe::{AccessLog, LogSample};
 use http::{HeaderMap, HeaderValue};
+use std::cell::Cell;
+use std::rc::Rc;
 
 /// The most spans one request sends: the request, its phases and its upstream attempts.
 pub const MAX_SPANS: usize = 32;
@@ -34,6 +40,8 @@ pub struct Telemetry {
     service_name: String,
     service_version: String,
     consumer_ids: bool,
+    /// How long spans may wait in an isolate for others to share their export (0: never).
+    pub batch_ms: u32,
 }
 
 impl Telemetry {
@@ -64,6 +72,9 @@ impl Telemetry {
         }
         if !(0.0..=1.0).contains(&t.sample) {
             refuse!(e, "telemetry.sample", "must be from 0 to 1");
+        }
+        if t.batch_ms > 10_000 {
+            refuse!(e, "telemetry.batch_ms", "must be at most 10000");
         }
         if t.service_name.is_empty() {
             refuse!(e, "telemetry.service_name", "must not be empty");
@@ -110,6 +121,7 @@ impl Telemetry {
                 .clone()
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
             consumer_ids: t.consumer_ids,
+            batch_ms: t.batch_ms,
         })
     }
 
@@ -206,25 +218,91 @@ pub struct Finished<'l, 'a> {
     pub runtime: &'static str,
 }
 
-/// Spans waiting to be sent: the protobuf body, and how many spans it holds.
+/// Spans waiting to be sent: the protobuf body, how many spans it holds, and the request whose
+/// work sends it (for the log line when it fails).
 pub struct Export {
     pub body: bytes::Bytes,
     pub spans: usize,
     pub request_id: String,
 }
 
-/// The request's spans, encoded; `random` gives the child spans' ids.
-pub fn export(t: &Telemetry, f: &Finished<'_, '_>, random: impl FnMut() -> u64) -> Option<Export> {
-    let trace_id = hex16(f.traceparent.get(3..35)?)?;
-    let span_id = hex8(f.traceparent.get(36..52)?)?;
+/// The most spans one export holds: a batch that reaches it is sent at once.
+pub const MAX_BATCH_SPANS: usize = 512;
+
+/// Spans of several requests waiting in an isolate (Workers) for one export, and whether a
+/// request's work is already waiting to send them ([`finish`]).
+#[derive(Default)]
+pub struct Batch {
+    spans: Vec<otlp::Span>,
+    waiting: Rc<Cell<bool>>,
+}
+
+/// Held by the work that waits to send the batch; when it is dropped (the batch taken, or the
+/// work dropped unrun), the next request that adds spans starts a wait of its own.
+pub struct Waiting(Rc<Cell<bool>>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// What [`finish`] asks of the request that added its spans.
+pub enum Then {
+    /// Nothing: a request's work already waits to send the batch.
+    Wait,
+    /// Wait `batch_ms`, then send what the batch holds ([`Batch::take`]).
+    SendLater(Waiting),
+    /// Send these now (the batch was full, or batching is off).
+    Send(Export),
+}
+
+/// Where a traced request's spans go: into the isolate's batch when the host keeps one
+/// (`batching`) and `batch_ms` is above 0, else into an export of their own.
+pub fn finish(
+    t: &Telemetry,
+    f: &Finished<'_, '_>,
+    batch: &mut Batch,
+    batching: bool,
+    random: impl FnMut() -> u64,
+) -> Then {
+    let (Some(trace_id), Some(span_id)) = (
+        f.traceparent.get(3..35).and_then(hex16),
+        f.traceparent.get(36..52).and_then(hex8),
+    ) else {
+        return Then::Wait; // not a traceparent the gateway made: nothing to trace
+    };
     let spans = otlp::spans(t, f, trace_id, span_id, random);
-    let n = spans.len();
-    let body = otlp::encode(t, f.runtime, spans);
-    Some(Export {
-        body: body.into(),
-        spans: n,
-        request_id: f.log.request_id.to_string(),
-    })
+    let request_id = f.log.request_id;
+    if !batching || t.batch_ms == 0 {
+        return Then::Send(export(t, f.runtime, spans, request_id));
+    }
+    batch.spans.extend(spans);
+    if batch.spans.len() >= MAX_BATCH_SPANS {
+        let spans = std::mem::take(&mut batch.spans);
+        return Then::Send(export(t, f.runtime, spans, request_id));
+    }
+    if batch.waiting.replace(true) {
+        Then::Wait
+    } else {
+        Then::SendLater(Waiting(batch.waiting.clone()))
+    }
+}
+
+impl Batch {
+    /// What the batch holds, as one export (none when empty).
+    pub fn take(&mut self, t: &Telemetry, runtime: &str, request_id: &str) -> Option<Export> {
+        let spans = std::mem::take(&mut self.spans);
+        (!spans.is_empty()).then(|| export(t, runtime, spans, request_id))
+    }
+}
+
+fn export(t: &Telemetry, runtime: &str, spans: Vec<otlp::Span>, request_id: &str) -> Export {
+    Export {
+        spans: spans.len(),
+        body: otlp::encode(t, runtime, spans).into(),
+        request_id: request_id.to_string(),
+    }
 }
 
 #[cfg(test)]

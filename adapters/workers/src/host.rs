@@ -388,6 +388,10 @@ impl Host for WorkersHost {
         "cloudflare-workers"
     }
 
+    fn shares_isolate(&self) -> bool {
+        true // an isolate serves many requests, concurrently
+    }
+
     /// Kept for the entry to run under `waitUntil` ([`WorkersHost::take_later`]).
     fn defer(&self, later: Later) {
         self.later.borrow_mut().push(later);

@@ -122,6 +122,7 @@ pub struct TelemetryStatic {
     pub service_version: Option<&'static str>,
     pub consumer_ids: bool,
     pub headers: <BTreeMap<String, HeaderSource> as Embed>::Static,
+    pub batch_ms: u32,
 }
 
 impl Embed for Telemetry {
@@ -136,6 +137,7 @@ impl Embed for Telemetry {
             service_version: Option::build(&s.service_version),
             consumer_ids: s.consumer_ids,
             headers: BTreeMap::build(&s.headers),
+            batch_ms: s.batch_ms,
         }
     }
     #[cfg(not(feature = "telemetry"))]
@@ -148,6 +150,7 @@ impl Embed for Telemetry {
             service_version: None,
             consumer_ids: false,
             headers: BTreeMap::new(),
+            batch_ms: 0,
         }
     }
     fn write(&self, out: &mut String) {
@@ -165,6 +168,8 @@ impl Embed for Telemetry {
         self.consumer_ids.write(out);
         out.push_str(", headers: ");
         self.headers.write(out);
+        out.push_str(", batch_ms: ");
+        self.batch_ms.write(out);
         out.push('}');
     }
 }

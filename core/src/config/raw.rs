@@ -89,6 +89,16 @@ pub struct Telemetry {
     /// environment variable read when the gateway starts (`secret_env`).
     #[serde(default)]
     pub headers: BTreeMap<String, HeaderSource>,
+    /// On Workers, where requests share an isolate, how long a request's spans may wait for
+    /// others' to share one export, in milliseconds (at most 10,000; 0 sends each request's on
+    /// its own). The wait runs after the answer, under `waitUntil`. On Spin each request sends
+    /// its own.
+    #[serde(default = "default_batch_ms")]
+    pub batch_ms: u32,
+}
+
+fn default_batch_ms() -> u32 {
+    1000
 }
 
 fn default_traces_path() -> String {

@@ -5,7 +5,7 @@ use super::upstream::{send_upstream, Outbound, Tries};
 use super::{Ctx, Gateway};
 use crate::body::Body;
 use crate::host::{BodyUse, Exchange, Host, Later, LaterWork};
-use crate::telemetry::{self, Export, Finished, Trace};
+use crate::telemetry::{self, Export, Finished, Then, Trace};
 use http::{HeaderValue, Method};
 
 /// The longest answer of a collector the gateway reads (and then drops).
@@ -34,7 +34,8 @@ impl Gateway {
         })
     }
 
-    /// Leaves the request's spans for after the answer.
+    /// Leaves the request's spans for after the answer: in the isolate's batch, or sent on
+    /// their own ([`telemetry::finish`]).
     pub(super) fn trace_end<H: Host>(&self, start_us: u64, ctx: &mut Ctx<'_>, host: &H) {
         let (Some(t), Some(trace)) = (&self.config.telemetry, &ctx.trace) else {
             return;
@@ -48,8 +49,36 @@ impl Gateway {
             route_path: ctx.route.map(|r| r.path.as_str()),
             runtime: host.runtime(),
         };
-        if let Some(export) = telemetry::export(t, &finished, || host.random()) {
-            host.defer(Later(LaterWork::Export(Box::new(export))));
+        let Ok(mut batch) = self.spans.try_borrow_mut() else {
+            return; // only if a host's `random` handled another request inside this one
+        };
+        let then = telemetry::finish(t, &finished, &mut batch, host.shares_isolate(), || {
+            host.random()
+        });
+        drop(batch);
+        let work = match then {
+            Then::Wait => return,
+            Then::SendLater(waiting) => LaterWork::Flush(waiting, ctx.request_id.to_string()),
+            Then::Send(export) => LaterWork::Export(Box::new(export)),
+        };
+        host.defer(Later(work));
+    }
+
+    /// Waits `batch_ms`, then sends the spans that gathered in the isolate meanwhile.
+    pub(super) async fn flush_spans<H: Host>(
+        &self,
+        waiting: telemetry::Waiting,
+        request_id: &str,
+        host: &H,
+    ) {
+        let Some(t) = &self.config.telemetry else {
+            return;
+        };
+        host.sleep(t.batch_ms).await;
+        let export = self.spans.borrow_mut().take(t, host.runtime(), request_id);
+        drop(waiting); // the next spans start a wait of their own
+        if let Some(export) = export {
+            self.export_spans(export, host).await;
         }
     }
 

@@ -320,6 +320,82 @@ auth = { api_key = "main" }
         assert_eq!(failed["spans_lost"], spans.len());
     }
 
+    /// Where requests share an isolate, their spans wait `batch_ms` for each other: the first
+    /// traced request's work waits and sends all of them in one export; a batch that reaches
+    /// MAX_BATCH_SPANS goes at once.
+    #[test]
+    fn in_an_isolate_spans_of_several_requests_share_one_export() {
+        let gateway = Gateway::new(Config::from_toml(CONFIG).unwrap());
+        let host = MemoryHost::new(1_796_326_637_000, |_| Ok(http::Response::new(Bytes::new())));
+        host.shares_isolate.set(true);
+        let send = |i: u32| {
+            let tp = format!("00-{:032x}-00f067aa0ba902b7-01", 1000 + i);
+            let req = http::Request::builder()
+                .uri("/items/7")
+                .header("traceparent", tp)
+                .header("x-api-key", "demo-key-123")
+                .body(Body::Bytes(Bytes::new()))
+                .unwrap();
+            let client = Client::new([192, 0, 2, 1].into());
+            pollster::block_on(gateway.handle(req, client, &host));
+            host.take_later()
+        };
+        let exports = || {
+            let sent = host.sent.borrow();
+            let to_collector = sent.iter().filter(|r| r.uri().host() == Some("otel.test"));
+            to_collector
+                .map(|r| ExportTraceServiceRequest::decode(r.body().clone()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let traces = |x: &ExportTraceServiceRequest| {
+            let spans = x.resource_spans[0].scope_spans[0].spans.iter();
+            let mut ids: Vec<Vec<u8>> = spans.map(|s| s.trace_id.clone()).collect();
+            ids.dedup();
+            ids.len()
+        };
+        let mut first = send(0);
+        assert_eq!(first.len(), 1, "the first request's work waits to send");
+        for i in 1..3 {
+            assert!(send(i).is_empty(), "the others' spans join the batch");
+        }
+        assert!(exports().is_empty(), "nothing sent before the wait");
+        pollster::block_on(gateway.run_later(first.remove(0), &host));
+        let sent = exports();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(traces(&sent[0]), 3, "three requests in one export");
+        // the next request starts a wait of its own; a batch that fills up goes at once
+        let mut waits = send(3);
+        assert_eq!(waits.len(), 1);
+        let mut i = 4;
+        let full = loop {
+            let later = send(i);
+            i += 1;
+            if !later.is_empty() {
+                break later;
+            }
+        };
+        for later in full {
+            pollster::block_on(gateway.run_later(later, &host));
+        }
+        let sent = exports();
+        assert_eq!(sent.len(), 2);
+        let spans = sent[1].resource_spans[0].scope_spans[0].spans.len();
+        assert!(
+            (super::super::MAX_BATCH_SPANS
+                ..super::super::MAX_BATCH_SPANS + super::super::MAX_SPANS)
+                .contains(&spans),
+            "{spans}"
+        );
+        // the waiting work then finds the batch empty and sends nothing
+        pollster::block_on(gateway.run_later(waits.remove(0), &host));
+        assert_eq!(exports().len(), 2);
+        // the next request starts a wait; dropped unrun, it lets the one after start another
+        let dropped = send(i);
+        assert_eq!(dropped.len(), 1);
+        drop(dropped);
+        assert_eq!(send(i + 1).len(), 1);
+    }
+
     #[test]
     fn the_config_is_checked() {
         let errors = |src: &str| Config::from_toml(src).err().map(|e| e.render("g.toml"));
