@@ -310,7 +310,7 @@ fn the_proxy_example_forwards_to_its_local_backend() {
 }
 
 #[test]
-fn the_proxy_example_sends_a_sampled_requests_spans_to_its_local_collector() {
+fn the_proxy_example_sends_a_sampled_requests_spans_and_counts_to_its_local_collector() {
     let gw = gateway(include_str!("../examples/proxy.toml"));
     let b = Backend::default();
     let host = b.host();
@@ -324,12 +324,21 @@ fn the_proxy_example_sends_a_sampled_requests_spans_to_its_local_collector() {
     );
     assert_eq!(res.status().as_u16(), 200);
     let sent = host.sent.borrow();
-    let export = sent
+    let exports: Vec<_> = sent
         .iter()
-        .find(|r| r.uri().host() == Some("127.0.0.1") && r.uri().port_u16() == Some(4318))
-        .expect("the spans went to the collector");
-    assert_eq!(export.uri().to_string(), "http://127.0.0.1:4318/v1/traces");
-    assert_eq!(export.method(), "POST");
-    assert_eq!(export.headers()["content-type"], "application/x-protobuf");
-    assert!(!export.body().is_empty());
+        .filter(|r| r.uri().host() == Some("127.0.0.1") && r.uri().port_u16() == Some(4318))
+        .collect();
+    let targets: Vec<String> = exports.iter().map(|r| r.uri().to_string()).collect();
+    assert_eq!(
+        targets,
+        [
+            "http://127.0.0.1:4318/v1/traces",
+            "http://127.0.0.1:4318/v1/metrics"
+        ]
+    );
+    for export in exports {
+        assert_eq!(export.method(), "POST");
+        assert_eq!(export.headers()["content-type"], "application/x-protobuf");
+        assert!(!export.body().is_empty());
+    }
 }

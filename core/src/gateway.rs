@@ -113,6 +113,9 @@ struct Ctx<'a> {
     /// A traced request's caller and upstream attempts (`[telemetry]`).
     #[cfg(feature = "telemetry")]
     trace: Option<crate::telemetry::Trace>,
+    /// The request body's declared size, when metrics count it (`[telemetry]`).
+    #[cfg(feature = "telemetry")]
+    request_bytes: Option<u64>,
 }
 
 impl<'a> Ctx<'a> {
@@ -231,12 +234,12 @@ impl Gateway {
                 out_of_line(self.refresh(*refresh, host)).await;
             }
             #[cfg(feature = "telemetry")]
-            crate::host::LaterWork::Export(spans) => {
-                out_of_line(self.export_spans(*spans, host)).await;
+            crate::host::LaterWork::Export(export) => {
+                out_of_line(self.export(*export, host)).await;
             }
             #[cfg(feature = "telemetry")]
             crate::host::LaterWork::Flush(waiting, request_id) => {
-                out_of_line(self.flush_spans(waiting, &request_id, host)).await;
+                out_of_line(self.flush_batch(waiting, &request_id, host)).await;
             }
         }
     }
@@ -308,6 +311,12 @@ impl Gateway {
             log,
             #[cfg(feature = "telemetry")]
             trace,
+            #[cfg(feature = "telemetry")]
+            request_bytes: self
+                .config
+                .telemetry
+                .as_ref()
+                .and_then(|_| crate::body::declared_length(&headers)),
         };
         let req = Incoming {
             method: &method,
@@ -505,7 +514,13 @@ impl Gateway {
         }
         self.write_log(&ctx.log, host);
         #[cfg(feature = "telemetry")]
-        self.trace_end(start, ctx, host);
+        if self.config.telemetry.is_some() {
+            let response_bytes = match res.body() {
+                Body::Bytes(body) => Some(body.len() as u64),
+                Body::Stream(_) => crate::body::declared_length(res.headers()),
+            };
+            self.telemetry_end(start, response_bytes, ctx, host);
+        }
         res
     }
 

@@ -192,6 +192,13 @@ pub trait Host {
     async fn sleep(&self, ms: u32);
     /// Keeps `later` for the adapter to run once the answer is on its way ([`Later`]).
     fn defer(&self, later: Later);
+    /// Writes one request's data point to the Workers Analytics Engine dataset bound as
+    /// `dataset` (`[telemetry] analytics_engine`). A runtime without such datasets writes
+    /// nothing: the setting is documented as Workers' only.
+    #[cfg(feature = "telemetry")]
+    fn write_data_point(&self, dataset: &str, point: &crate::telemetry::DataPoint) {
+        let _ = (dataset, point);
+    }
     /// The runtime's name, for the traces' resource (`portcullis.runtime`).
     fn runtime(&self) -> &'static str {
         "unknown"

@@ -94,6 +94,10 @@ pub struct MemoryHost {
     pub shares_isolate: Cell<bool>,
     /// Work the gateway left for after its answers ([`Host::defer`]), in order.
     later: RefCell<Vec<Later>>,
+    /// Analytics Engine data points, with their dataset's binding, in order (kept as `record`
+    /// says).
+    #[cfg(feature = "telemetry")]
+    pub data_points: RefCell<Vec<(String, crate::telemetry::DataPoint)>>,
 }
 
 impl MemoryHost {
@@ -119,6 +123,8 @@ impl MemoryHost {
             fetch_yields: Cell::new(false),
             shares_isolate: Cell::new(false),
             later: RefCell::default(),
+            #[cfg(feature = "telemetry")]
+            data_points: RefCell::default(),
         }
     }
 
@@ -348,6 +354,14 @@ impl Host for MemoryHost {
 
     fn runtime(&self) -> &'static str {
         "memory"
+    }
+
+    #[cfg(feature = "telemetry")]
+    fn write_data_point(&self, dataset: &str, point: &crate::telemetry::DataPoint) {
+        if self.record.get() {
+            let point = (dataset.to_string(), point.clone());
+            self.data_points.borrow_mut().push(point);
+        }
     }
 
     fn shares_isolate(&self) -> bool {

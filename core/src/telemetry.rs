@@ -17,7 +17,10 @@
 //! `telemetry-export` log line says how many were lost. Spans still waiting when an isolate is
 //! evicted are lost with it (at most one batch).
 
+mod metrics;
 mod otlp;
+
+pub use metrics::{Aggregate, DataPoint, Measure, MAX_SERIES};
 
 use crate::config::diag::{header_name, refuse, Errs};
 use crate::config::{raw, Id, Upstream};
@@ -32,14 +35,21 @@ pub const MAX_SPANS: usize = 32;
 /// `[telemetry]`, compiled.
 #[derive(Debug, Clone)]
 pub struct Telemetry {
-    /// The collector.
-    pub upstream: Id<Upstream>,
+    /// The OTLP collector, if any.
+    pub upstream: Option<Id<Upstream>>,
+    /// The traces' path on the collector.
     pub path: String,
+    /// Whether sampled requests' spans are sent (a collector is named and `traces` is on).
+    pub traces: bool,
+    /// The metrics' path on the collector, when metrics are sent.
+    pub metrics_path: Option<String>,
+    /// The Workers Analytics Engine binding that gets a data point per request.
+    pub analytics_engine: Option<String>,
     pub headers: HeaderMap,
     sample: LogSample,
     service_name: String,
     service_version: String,
-    consumer_ids: bool,
+    pub consumer_ids: bool,
     /// How long spans may wait in an isolate for others to share their export (0: never).
     pub batch_ms: u32,
 }
@@ -53,22 +63,39 @@ impl Telemetry {
         secrets: crate::Secrets<'_>,
     ) -> Option<Telemetry> {
         let path = "telemetry.upstream";
-        if t.upstream == "none" {
+        if t.upstream.as_deref() == Some("none") {
             refuse!(e, path, "name the collector's upstream");
         }
-        let upstream = crate::config::compile::lookup(
-            e,
-            path,
-            "upstream",
-            Some(t.upstream.as_str()),
-            upstream_names,
-        );
-        if !t.path.starts_with('/') || t.path.contains(['?', '#']) {
+        let upstream = t.upstream.as_deref().map(|name| {
+            crate::config::compile::lookup(e, path, "upstream", Some(name), upstream_names)
+        });
+        if t.upstream.is_none() && t.analytics_engine.is_none() {
             refuse!(
                 e,
-                "telemetry.path",
-                format!("{:?} must be a path starting with /", t.path),
+                "telemetry",
+                "name a collector (`upstream`) or a Workers Analytics Engine binding (`analytics_engine`)",
             );
+        }
+        if let Some(name) = &t.analytics_engine {
+            // a JavaScript property name on the worker's `env`, as wrangler.toml's binding
+            let valid = name.len() <= 64
+                && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                refuse!(
+                    e,
+                    "telemetry.analytics_engine",
+                    format!("{name:?} is not a binding name (letters, digits and _)"),
+                );
+            }
+        }
+        for (key, p) in [
+            ("telemetry.path", &t.path),
+            ("telemetry.metrics_path", &t.metrics_path),
+        ] {
+            if !p.starts_with('/') || p.contains(['?', '#']) {
+                refuse!(e, key, format!("{p:?} must be a path starting with /"));
+            }
         }
         if !(0.0..=1.0).contains(&t.sample) {
             refuse!(e, "telemetry.sample", "must be from 0 to 1");
@@ -110,8 +137,15 @@ impl Telemetry {
                 Err(_) => refuse!(e, path, "is not a valid header value"),
             }
         }
+        let upstream = match upstream {
+            Some(found) => Some(found?),
+            None => None,
+        };
         Some(Telemetry {
-            upstream: upstream?,
+            upstream,
+            traces: t.traces && upstream.is_some(),
+            metrics_path: (t.metrics && upstream.is_some()).then(|| t.metrics_path.clone()),
+            analytics_engine: t.analytics_engine.clone(),
             path: t.path.clone(),
             headers,
             sample: LogSample::share(t.sample),
@@ -204,9 +238,13 @@ impl Attempt {
     }
 }
 
-/// A traced request as it ends.
+/// A request as it ends, for its metrics and, when traced, its spans.
 pub struct Finished<'l, 'a> {
     pub log: &'l AccessLog<'a>,
+    /// The request's counts, when metrics are sent ([`Measure::of`]).
+    pub measure: Option<&'l Measure<'l>>,
+    /// Whether the request is traced.
+    pub traced: bool,
     /// The `traceparent` the gateway sent on (its trace id and the request span's id).
     pub traceparent: &'l str,
     pub parent: Option<Parent>,
@@ -218,27 +256,36 @@ pub struct Finished<'l, 'a> {
     pub runtime: &'static str,
 }
 
-/// Spans waiting to be sent: the protobuf body, how many spans it holds, and the request whose
-/// work sends it (for the log line when it fails).
+/// What an export carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+/// Spans or metrics waiting to be sent: the protobuf body, how many spans or data points it
+/// holds, and the request whose work sends it (for the log line when it fails).
 pub struct Export {
+    pub signal: Signal,
     pub body: bytes::Bytes,
-    pub spans: usize,
+    pub items: usize,
     pub request_id: String,
 }
 
-/// The most spans one export holds: a batch that reaches it is sent at once.
+/// The most spans one export holds: a batch that would pass it is sent first.
 pub const MAX_BATCH_SPANS: usize = 512;
 
-/// Spans of several requests waiting in an isolate (Workers) for one export, and whether a
-/// request's work is already waiting to send them ([`finish`]).
+/// Spans and metrics of several requests waiting in an isolate (Workers) for one export each,
+/// and whether a request's work is already waiting to send them ([`finish`]).
 #[derive(Default)]
 pub struct Batch {
     spans: Vec<otlp::Span>,
+    metrics: Aggregate,
     waiting: Rc<Cell<bool>>,
 }
 
 /// Held by the work that waits to send the batch; when it is dropped (the batch taken, or the
-/// work dropped unrun), the next request that adds spans starts a wait of its own.
+/// work dropped unrun), the next request that adds to the batch starts a wait of its own.
 pub struct Waiting(Rc<Cell<bool>>);
 
 impl Drop for Waiting {
@@ -247,18 +294,16 @@ impl Drop for Waiting {
     }
 }
 
-/// What [`finish`] asks of the request that added its spans.
-pub enum Then {
-    /// Nothing: a request's work already waits to send the batch.
-    Wait,
-    /// Wait `batch_ms`, then send what the batch holds ([`Batch::take`]).
-    SendLater(Waiting),
-    /// Send these now (the batch was full, or batching is off).
-    Send(Export),
+/// What [`finish`] asks of the request: exports to send now (its own, or a full batch's), and
+/// whether to wait `batch_ms` and then send what the batch holds ([`Batch::take`]).
+#[derive(Default)]
+pub struct Then {
+    pub send: Vec<Export>,
+    pub wait: Option<Waiting>,
 }
 
-/// Where a traced request's spans go: into the isolate's batch when the host keeps one
-/// (`batching`) and `batch_ms` is above 0, else into an export of their own.
+/// Where a request's spans (when traced) and metrics go: into the isolate's batch when the host
+/// keeps one (`batching`) and `batch_ms` is above 0, else into exports of their own.
 pub fn finish(
     t: &Telemetry,
     f: &Finished<'_, '_>,
@@ -266,43 +311,100 @@ pub fn finish(
     batching: bool,
     random: impl FnMut() -> u64,
 ) -> Then {
-    let (Some(trace_id), Some(span_id)) = (
+    let ids = (
         f.traceparent.get(3..35).and_then(hex16),
         f.traceparent.get(36..52).and_then(hex8),
-    ) else {
-        return Then::Wait; // not a traceparent the gateway made: nothing to trace
+    );
+    let spans = match ids {
+        // only a traceparent the gateway made has both
+        (Some(trace_id), Some(span_id)) if f.traced && t.traces => {
+            Some(otlp::spans(t, f, trace_id, span_id, random))
+        }
+        _ => None,
     };
-    let spans = otlp::spans(t, f, trace_id, span_id, random);
     let request_id = f.log.request_id;
+    let mut then = Then::default();
     if !batching || t.batch_ms == 0 {
-        return Then::Send(export(t, f.runtime, spans, request_id));
+        if let Some(spans) = spans {
+            then.send.push(traces(t, f.runtime, spans, request_id));
+        }
+        if let Some(m) = f.measure {
+            let mut one = Aggregate::default();
+            one.add(m);
+            let end_ms = f.log.ts_ms + f.log.duration_us / 1000;
+            then.send
+                .extend(metrics(t, f.runtime, one, end_ms, request_id));
+        }
+        return then;
     }
-    batch.spans.extend(spans);
-    if batch.spans.len() >= MAX_BATCH_SPANS {
-        let spans = std::mem::take(&mut batch.spans);
-        return Then::Send(export(t, f.runtime, spans, request_id));
+    let full = spans
+        .as_ref()
+        .is_some_and(|s| batch.spans.len() + s.len() > MAX_BATCH_SPANS)
+        || f.measure
+            .is_some_and(|m| batch.metrics.len() >= MAX_SERIES && batch.metrics.is_new(m));
+    if full {
+        let end_ms = f.log.ts_ms;
+        then.send = batch.take(t, f.runtime, request_id, end_ms);
     }
-    if batch.waiting.replace(true) {
-        Then::Wait
-    } else {
-        Then::SendLater(Waiting(batch.waiting.clone()))
+    if spans.is_none() && f.measure.is_none() {
+        return then;
     }
+    batch.spans.extend(spans.into_iter().flatten());
+    if let Some(m) = f.measure {
+        batch.metrics.add(m);
+    }
+    if !batch.waiting.replace(true) {
+        then.wait = Some(Waiting(batch.waiting.clone()));
+    }
+    then
 }
 
 impl Batch {
-    /// What the batch holds, as one export (none when empty).
-    pub fn take(&mut self, t: &Telemetry, runtime: &str, request_id: &str) -> Option<Export> {
+    /// What the batch holds, as exports (none when empty); its metrics end at `end_ms`.
+    pub fn take(
+        &mut self,
+        t: &Telemetry,
+        runtime: &str,
+        request_id: &str,
+        end_ms: u64,
+    ) -> Vec<Export> {
         let spans = std::mem::take(&mut self.spans);
-        (!spans.is_empty()).then(|| export(t, runtime, spans, request_id))
+        let mut out = Vec::new();
+        if !spans.is_empty() {
+            out.push(traces(t, runtime, spans, request_id));
+        }
+        let aggregate = std::mem::take(&mut self.metrics);
+        out.extend(metrics(t, runtime, aggregate, end_ms, request_id));
+        out
     }
 }
 
-fn export(t: &Telemetry, runtime: &str, spans: Vec<otlp::Span>, request_id: &str) -> Export {
+fn traces(t: &Telemetry, runtime: &str, spans: Vec<otlp::Span>, request_id: &str) -> Export {
     Export {
-        spans: spans.len(),
+        signal: Signal::Traces,
+        items: spans.len(),
         body: otlp::encode(t, runtime, spans).into(),
         request_id: request_id.to_string(),
     }
+}
+
+fn metrics(
+    t: &Telemetry,
+    runtime: &str,
+    aggregate: Aggregate,
+    end_ms: u64,
+    request_id: &str,
+) -> Option<Export> {
+    if aggregate.is_empty() {
+        return None;
+    }
+    let (body, items) = aggregate.encode(otlp::resource(t, runtime), end_ms);
+    Some(Export {
+        signal: Signal::Metrics,
+        items,
+        body: body.into(),
+        request_id: request_id.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -1278,6 +1278,150 @@ pub fn access_log_line(s: &Suite) {
     assert_eq!(rec["upstream_attempts"], 1);
 }
 
+/// Every request is counted: the collector gets OTLP metrics (delta sums and histograms) whose
+/// totals for the `metered` route, which only this case calls, are exactly its traffic; on
+/// workerd each request is also one Analytics Engine data point.
+pub fn metrics_count_every_request_exactly(s: &Suite) {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+    use prost::Message;
+    use std::collections::BTreeMap;
+    let n = s.unique();
+    let key = ("x-api-key", "partner-key-1");
+    let mut answered = 0u64;
+    for i in 0..3 {
+        let r = s.send("GET", &format!("/metered/get-{n}-{i}"), &[key], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        answered += r
+            .header("content-length")
+            .map_or(0, |_| r.body.len() as u64);
+    }
+    let refused = s.send("GET", &format!("/metered/nokey-{n}"), &[], b"");
+    assert_eq!(refused.status, 401);
+    let posted = s.send("POST", &format!("/metered/post-{n}"), &[key], b"0123456789");
+    assert_eq!(posted.status, 200);
+    let posted_bytes = posted
+        .header("content-length")
+        .map_or(0, |_| posted.body.len() as u64);
+
+    let text = |v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>| match v
+        .as_ref()
+        .and_then(|v| v.value.as_ref())
+    {
+        Some(Value::StringValue(s)) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    // the metered route's totals over every export so far: a sum's value, a histogram's count
+    let totals = || {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for r in s.upstream.requests_for("/otlp/v1/metrics") {
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+            let x = ExportMetricsServiceRequest::decode(&r.body[..]).expect("OTLP protobuf");
+            for rm in &x.resource_metrics {
+                let resource = &rm.resource.as_ref().unwrap().attributes;
+                let runtime = resource.iter().find(|a| a.key == "portcullis.runtime");
+                assert_eq!(text(&runtime.unwrap().value), s.platform.runtime);
+                for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                    let points: Vec<(String, u64)> = match m.data.as_ref().unwrap() {
+                        Data::Sum(sum) => sum
+                            .data_points
+                            .iter()
+                            .map(|p| {
+                                let Some(number_data_point::Value::AsInt(v)) = p.value else {
+                                    panic!("{p:?}")
+                                };
+                                let a = p
+                                    .attributes
+                                    .iter()
+                                    .map(|a| format!("{}={}", a.key, text(&a.value)));
+                                (a.collect::<Vec<_>>().join(" "), v as u64)
+                            })
+                            .collect(),
+                        Data::Histogram(h) => h
+                            .data_points
+                            .iter()
+                            .map(|p| {
+                                assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count);
+                                let a = p
+                                    .attributes
+                                    .iter()
+                                    .map(|a| format!("{}={}", a.key, text(&a.value)));
+                                (a.collect::<Vec<_>>().join(" "), p.count)
+                            })
+                            .collect(),
+                        other => panic!("{other:?}"),
+                    };
+                    for (attrs, v) in points {
+                        if let Some(rest) = attrs
+                            .strip_prefix("portcullis.route=metered http.route=/metered/{*rest} ")
+                        {
+                            *out.entry(format!("{} {rest}", m.name)).or_default() += v;
+                        }
+                    }
+                }
+            }
+        }
+        out.retain(|k, _| !(k.starts_with("portcullis.response.body.size") && k.contains("4xx")));
+        out
+    };
+    let mut want: BTreeMap<String, u64> = [
+        ("http.server.request.duration http.request.method=GET portcullis.status_class=2xx", 3),
+        ("http.server.request.duration http.request.method=GET portcullis.status_class=4xx", 1),
+        ("http.server.request.duration http.request.method=POST portcullis.status_class=2xx", 1),
+        ("portcullis.upstream.duration http.request.method=GET portcullis.status_class=2xx", 3),
+        ("portcullis.upstream.duration http.request.method=POST portcullis.status_class=2xx", 1),
+        ("portcullis.request.body.size http.request.method=POST portcullis.status_class=2xx", 10),
+        ("portcullis.refusals http.request.method=GET portcullis.status_class=4xx portcullis.phase=auth error.type=unauthenticated", 1),
+        ("portcullis.response.body.size http.request.method=GET portcullis.status_class=2xx", answered),
+        ("portcullis.response.body.size http.request.method=POST portcullis.status_class=2xx", posted_bytes),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    want.retain(|_, v| *v > 0); // a total of 0 has no data point
+                                // on workerd the counts wait up to `batch_ms` (1 s) in the isolate
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while totals() != want && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(totals(), want);
+
+    if s.platform.runtime != "cloudflare-workers" {
+        return; // the Analytics Engine is Workers' own
+    }
+    let points: Vec<serde_json::Value> =
+        s.gw.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("analytics-engine "))
+            .map(|l| serde_json::from_str(l).expect("a data point as JSON"))
+            .filter(|p: &serde_json::Value| p["indexes"][0] == "metered")
+            .collect();
+    assert_eq!(points.len(), 5, "one data point per request");
+    let refusal = points.iter().find(|p| p["doubles"][0] == 401.0).unwrap();
+    assert_eq!(
+        refusal["blobs"],
+        serde_json::json!([
+            "metered",
+            "/metered/{*rest}",
+            "GET",
+            "4xx",
+            "",
+            "",
+            "auth",
+            "unauthenticated",
+            "",
+            "cloudflare-workers"
+        ])
+    );
+    let post = points.iter().find(|p| p["blobs"][2] == "POST").unwrap();
+    assert_eq!(post["blobs"][8], "app");
+    assert_eq!(post["doubles"][4], 10.0, "the request's body");
+}
+
 /// Server-Sent Events pass as the upstream sends them: 5 events 200 ms apart, the first reaches
 /// the client before the upstream has sent the third, and all 5 arrive in order.
 pub fn events_reach_the_client_as_the_upstream_sends_them(s: &Suite) {
@@ -1638,6 +1782,7 @@ macro_rules! e2e_cases {
             cors,
             upstream_failures, response_bodies_over_the_upstreams_limit,
             header_bytes_pass_unchanged, access_log_line, a_sampled_request_is_traced_to_the_collector,
+            metrics_count_every_request_exactly,
             events_reach_the_client_as_the_upstream_sends_them,
             a_body_cut_short_by_the_upstream_reaches_the_client_cut_short,
             a_stream_that_idles_past_its_timeout_is_cut,

@@ -388,6 +388,19 @@ impl Host for WorkersHost {
         "cloudflare-workers"
     }
 
+    /// One call into JavaScript; a dataset that is not bound, or a point the platform refuses,
+    /// costs a log line and nothing else.
+    #[cfg(feature = "telemetry")]
+    fn write_data_point(&self, dataset: &str, point: &portcullis_core::telemetry::DataPoint) {
+        let blobs = point.blobs.iter().map(|b| JsValue::from_str(b));
+        let blobs: js_sys::Array = blobs.collect();
+        let doubles = js_sys::Float64Array::from(&point.doubles[..]);
+        let failed = write_data_point(self.env.as_ref(), dataset, &point.index, &blobs, &doubles);
+        if let Some(line) = failed {
+            self.log(&line);
+        }
+    }
+
     fn shares_isolate(&self) -> bool {
         true // an isolate serves many requests, concurrently
     }
@@ -736,4 +749,30 @@ impl WorkersHost {
 
 fn js_err(kind: fn(String) -> FetchError) -> impl Fn(JsValue) -> FetchError {
     move |e| kind(format!("{e:?}"))
+}
+
+#[cfg(feature = "telemetry")]
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function writeDataPoint(env, name, index, blobs, doubles) {
+  try {
+    const dataset = env[name];
+    if (!dataset || typeof dataset.writeDataPoint !== "function") {
+      throw `no Workers Analytics Engine dataset is bound as ${name} (wrangler.toml)`;
+    }
+    dataset.writeDataPoint({ indexes: [index], blobs, doubles: Array.from(doubles) });
+  } catch (e) {
+    return JSON.stringify({ event: "analytics-engine", outcome: "failed", dataset: name, reason: String(e) });
+  }
+}"#)]
+extern "C" {
+    /// Writes one data point to the dataset bound as `name` on `env`; when it cannot, the log
+    /// line that says why.
+    #[wasm_bindgen(js_name = writeDataPoint)]
+    fn write_data_point(
+        env: &JsValue,
+        name: &str,
+        index: &str,
+        blobs: &js_sys::Array,
+        doubles: &js_sys::Float64Array,
+    ) -> Option<String>;
 }

@@ -110,70 +110,6 @@ impl Embed for OpenApiSource {
     }
 }
 
-/// `[telemetry]`'s mirror. A build without the `telemetry` feature refuses a config that has
-/// the section before it embeds it, so there it is `None` always, and builds a placeholder
-/// that is never used rather than link the code that builds the section.
-#[doc(hidden)]
-pub struct TelemetryStatic {
-    pub upstream: &'static str,
-    pub path: &'static str,
-    pub sample: f64,
-    pub service_name: &'static str,
-    pub service_version: Option<&'static str>,
-    pub consumer_ids: bool,
-    pub headers: <BTreeMap<String, HeaderSource> as Embed>::Static,
-    pub batch_ms: u32,
-}
-
-impl Embed for Telemetry {
-    type Static = TelemetryStatic;
-    #[cfg(feature = "telemetry")]
-    fn build(s: &TelemetryStatic) -> Telemetry {
-        Telemetry {
-            upstream: String::build(&s.upstream),
-            path: String::build(&s.path),
-            sample: s.sample,
-            service_name: String::build(&s.service_name),
-            service_version: Option::build(&s.service_version),
-            consumer_ids: s.consumer_ids,
-            headers: BTreeMap::build(&s.headers),
-            batch_ms: s.batch_ms,
-        }
-    }
-    #[cfg(not(feature = "telemetry"))]
-    fn build(_: &TelemetryStatic) -> Telemetry {
-        Telemetry {
-            upstream: String::new(),
-            path: String::new(),
-            sample: 0.0,
-            service_name: String::new(),
-            service_version: None,
-            consumer_ids: false,
-            headers: BTreeMap::new(),
-            batch_ms: 0,
-        }
-    }
-    fn write(&self, out: &mut String) {
-        out.push_str("TelemetryStatic { upstream: ");
-        self.upstream.write(out);
-        out.push_str(", path: ");
-        self.path.write(out);
-        out.push_str(", sample: ");
-        self.sample.write(out);
-        out.push_str(", service_name: ");
-        self.service_name.write(out);
-        out.push_str(", service_version: ");
-        self.service_version.write(out);
-        out.push_str(", consumer_ids: ");
-        self.consumer_ids.write(out);
-        out.push_str(", headers: ");
-        self.headers.write(out);
-        out.push_str(", batch_ms: ");
-        self.batch_ms.write(out);
-        out.push('}');
-    }
-}
-
 impl<T: Embed> Embed for Option<T> {
     type Static = Option<T::Static>;
     fn build(s: &Option<T::Static>) -> Option<T> {
@@ -443,8 +379,12 @@ impl Embed for ParamSpec {
 }
 
 /// Structs: the mirror type, and both directions, from the list of fields and their types.
+/// A struct's mirror and its `Embed`. `if feature "F"` before the fields: a build without
+/// feature `F` refuses a config that has the section before it embeds it, so there the section
+/// is `None` always, and its `build` makes a default that is never used rather than link the
+/// code that builds the section.
 macro_rules! embed_struct {
-    ($($t:ident => $s:ident { $($field:ident: $ft:ty),* $(,)? })*) => {$(
+    ($($t:ident => $s:ident $(if feature $feature:literal)? { $($field:ident: $ft:ty),* $(,)? })*) => {$(
         #[doc = concat!("The mirror of [`", stringify!($t), "`].")]
         #[doc(hidden)]
         pub struct $s {
@@ -453,9 +393,16 @@ macro_rules! embed_struct {
 
         impl Embed for $t {
             type Static = $s;
+            $(#[cfg(feature = $feature)])?
             fn build(s: &$s) -> $t {
                 $t { $($field: <$ft as Embed>::build(&s.$field),)* }
             }
+            $(
+            #[cfg(not(feature = $feature))]
+            fn build(_: &$s) -> $t {
+                $t::default()
+            }
+            )?
             fn write(&self, out: &mut String) {
                 let $t { $($field),* } = self;
                 out.push_str(concat!(stringify!($s), " {"));
@@ -479,6 +426,12 @@ embed_struct! {
         routes: Vec<Route>, openapi: Option<OpenApiSource>, telemetry: Option<Telemetry>,
     }
     HeaderSource => HeaderSourceStatic { value: Option<String>, secret_env: Option<String> }
+    Telemetry => TelemetryStatic if feature "telemetry" {
+        upstream: Option<String>, path: String, sample: f64, service_name: String,
+        service_version: Option<String>, consumer_ids: bool,
+        headers: BTreeMap<String, HeaderSource>, batch_ms: u32, traces: bool, metrics: bool,
+        metrics_path: String, analytics_engine: Option<String>,
+    }
     Plan => PlanStatic { limits: BTreeMap<String, u64> }
     GatewaySettings => GatewaySettingsStatic {
         trusted_proxies: Vec<String>, request_id_header: String, server_timing: bool,

@@ -16,7 +16,8 @@ pub enum Feature {
     Hs384Hs512,
     /// Routes with `cache` and the `purge_cache` admin action (RFC 9111 rules).
     ResponseCache,
-    /// `[telemetry]`: traces sent to an OpenTelemetry collector (OTLP protobuf).
+    /// `[telemetry]`: traces and metrics sent to an OpenTelemetry collector (OTLP protobuf) or
+    /// written to a Workers Analytics Engine dataset.
     Telemetry,
 }
 
@@ -96,8 +97,8 @@ pub fn needs(raw: &RawConfig) -> Vec<Need> {
         }
     }
     if raw.telemetry.is_some() {
-        let what = "this build sends no traces".into();
-        need(Feature::Telemetry, "telemetry.upstream".into(), what);
+        let what = "this build sends no traces or metrics".into();
+        need(Feature::Telemetry, "telemetry".into(), what);
     }
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
@@ -132,7 +133,7 @@ pub struct BuildFeatures {
     pub hs384_hs512: bool,
     /// `response-cache`: routes with `cache`, and the `purge_cache` admin action.
     pub response_cache: bool,
-    /// `telemetry`: `[telemetry]`, traces sent to a collector.
+    /// `telemetry`: `[telemetry]`, traces and metrics.
     pub telemetry: bool,
 }
 
@@ -255,7 +256,7 @@ respond = {}
             (Feature::AsymmetricJwt, "auth.jwt.long.keys[1].alg"),
             (Feature::Hs384Hs512, "auth.jwt.remote.jwks_url"),
             (Feature::AsymmetricJwt, "auth.jwt.remote.jwks_url"),
-            (Feature::Telemetry, "telemetry.upstream"),
+            (Feature::Telemetry, "telemetry"),
             (Feature::JsonSchema, "routes[0].validate.body_schema"),
             (Feature::ResponseCache, "routes[0].cache"),
         ];

@@ -58,13 +58,15 @@ pub struct RawConfig {
     pub telemetry: Option<Telemetry>,
 }
 
-/// Where traces go, and which requests are traced.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+/// Where traces and metrics go, and which requests are traced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Telemetry {
-    /// The collector: an entry of `[upstreams]` (its targets, `timeout_ms`, `retries` and the
-    /// private-address rule apply). Spans are sent to its target's URL followed by `path`.
-    pub upstream: String,
+    /// The OpenTelemetry collector: an entry of `[upstreams]` (its targets, `timeout_ms`,
+    /// `retries` and the private-address rule apply). Spans are sent to its target's URL
+    /// followed by `path`, metrics followed by `metrics_path`. Without it nothing is sent over
+    /// OTLP (`analytics_engine` alone).
+    pub upstream: Option<String>,
     /// The path of the OTLP/HTTP traces endpoint on the collector.
     #[serde(default = "default_traces_path")]
     pub path: String,
@@ -74,27 +76,51 @@ pub struct Telemetry {
     #[serde(default = "default_share")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub sample: f64,
-    /// `service.name` of the spans' resource.
+    /// `service.name` of the exports' resource.
     #[serde(default = "default_service_name")]
     pub service_name: String,
-    /// `service.version` of the spans' resource: e.g. the config's revision (default: the
+    /// `service.version` of the exports' resource: e.g. the config's revision (default: the
     /// gateway's version).
     pub service_version: Option<String>,
-    /// Put the consumer's id (`portcullis.consumer`) on request spans. Off by default: a
-    /// consumer id may identify a person, and a tracing backend is often more widely read than
-    /// the access log.
+    /// Put the consumer's id (`portcullis.consumer`) on request spans, metric series and
+    /// Analytics Engine data points. Off by default: a consumer id may identify a person, and a
+    /// tracing or metrics backend is often more widely read than the access log.
     #[serde(default)]
     pub consumer_ids: bool,
     /// Headers sent with each export (a collector's API key), each a `value` or the name of an
     /// environment variable read when the gateway starts (`secret_env`).
     #[serde(default)]
     pub headers: BTreeMap<String, HeaderSource>,
-    /// On Workers, where requests share an isolate, how long a request's spans may wait for
-    /// others' to share one export, in milliseconds (at most 10,000; 0 sends each request's on
-    /// its own). The wait runs after the answer, under `waitUntil`. On Spin each request sends
-    /// its own.
+    /// On Workers, where requests share an isolate, how long a request's spans and counts may
+    /// wait for others' to share one export, in milliseconds (at most 10,000; 0 sends each
+    /// request's on its own). The wait runs after the answer, under `waitUntil`. On Spin each
+    /// request sends its own.
     #[serde(default = "default_batch_ms")]
     pub batch_ms: u32,
+    /// Send traces (of the requests `sample` and callers' `traceparent` choose) to the collector.
+    #[serde(default = "default_true")]
+    pub traces: bool,
+    /// Send metrics of every request to the collector (OTLP, delta counts and histograms per
+    /// route, method, status class and, with `consumer_ids`, consumer). On Workers they gather
+    /// in the isolate for `batch_ms` as spans do; on Spin each request sends its own.
+    #[serde(default = "default_true")]
+    pub metrics: bool,
+    /// The path of the OTLP/HTTP metrics endpoint on the collector.
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    /// On Workers, the name of a Workers Analytics Engine dataset binding (`wrangler.toml`
+    /// `[[analytics_engine_datasets]]`) that gets one data point per request
+    /// (docs/observability.md has its columns and example queries). Other runtimes have no such
+    /// binding and ignore it.
+    pub analytics_engine: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_metrics_path() -> String {
+    "/v1/metrics".into()
 }
 
 fn default_batch_ms() -> u32 {

@@ -5,7 +5,7 @@ use super::upstream::{send_upstream, Outbound, Tries};
 use super::{Ctx, Gateway};
 use crate::body::Body;
 use crate::host::{BodyUse, Exchange, Host, Later, LaterWork};
-use crate::telemetry::{self, Export, Finished, Then, Trace};
+use crate::telemetry::{self, Export, Finished, Measure, Signal, Trace};
 use http::{HeaderValue, Method};
 
 /// The longest answer of a collector the gateway reads (and then drops).
@@ -20,7 +20,7 @@ impl Gateway {
         traceparent: &mut [u8; 55],
         host: &H,
     ) -> Option<Trace> {
-        let t = self.config.telemetry.as_ref()?;
+        let t = self.config.telemetry.as_ref().filter(|t| t.traces)?;
         let incoming = headers.get(super::TRACEPARENT);
         let ours = crate::phase::transform::traceparent_text(traceparent);
         let parent = telemetry::parent(incoming, ours);
@@ -34,21 +34,41 @@ impl Gateway {
         })
     }
 
-    /// Leaves the request's spans for after the answer: in the isolate's batch, or sent on
-    /// their own ([`telemetry::finish`]).
-    pub(super) fn trace_end<H: Host>(&self, start_us: u64, ctx: &mut Ctx<'_>, host: &H) {
-        let (Some(t), Some(trace)) = (&self.config.telemetry, &ctx.trace) else {
+    /// Counts the request (an Analytics Engine data point now; metrics and, when traced, spans
+    /// left for after the answer, in the isolate's batch or sent on their own:
+    /// [`telemetry::finish`]). `response_bytes`: the answer's size, when known.
+    pub(super) fn telemetry_end<H: Host>(
+        &self,
+        start_us: u64,
+        response_bytes: Option<u64>,
+        ctx: &mut Ctx<'_>,
+        host: &H,
+    ) {
+        let Some(t) = &self.config.telemetry else {
             return;
         };
+        let route_path = ctx.route.map(|r| r.path.as_str());
+        let measure = (t.metrics_path.is_some() || t.analytics_engine.is_some()).then(|| {
+            let bytes = (ctx.request_bytes, response_bytes);
+            Measure::of(&ctx.log, route_path, t.consumer_ids, bytes)
+        });
+        if let (Some(dataset), Some(m)) = (&t.analytics_engine, &measure) {
+            host.write_data_point(dataset, &m.data_point(host.runtime()));
+        }
         let finished = Finished {
             log: &ctx.log,
+            measure: measure.as_ref().filter(|_| t.metrics_path.is_some()),
+            traced: ctx.trace.is_some(),
             traceparent: ctx.traceparent,
-            parent: trace.parent,
+            parent: ctx.trace.as_ref().and_then(|t| t.parent),
             start_us,
-            attempts: &trace.attempts,
-            route_path: ctx.route.map(|r| r.path.as_str()),
+            attempts: ctx.trace.as_ref().map_or(&[], |t| &t.attempts),
+            route_path,
             runtime: host.runtime(),
         };
+        if finished.measure.is_none() && !finished.traced {
+            return;
+        }
         let Ok(mut batch) = self.spans.try_borrow_mut() else {
             return; // only if a host's `random` handled another request inside this one
         };
@@ -56,16 +76,18 @@ impl Gateway {
             host.random()
         });
         drop(batch);
-        let work = match then {
-            Then::Wait => return,
-            Then::SendLater(waiting) => LaterWork::Flush(waiting, ctx.request_id.to_string()),
-            Then::Send(export) => LaterWork::Export(Box::new(export)),
-        };
-        host.defer(Later(work));
+        for export in then.send {
+            host.defer(Later(LaterWork::Export(Box::new(export))));
+        }
+        if let Some(waiting) = then.wait {
+            let work = LaterWork::Flush(waiting, ctx.request_id.to_string());
+            host.defer(Later(work));
+        }
     }
 
-    /// Waits `batch_ms`, then sends the spans that gathered in the isolate meanwhile.
-    pub(super) async fn flush_spans<H: Host>(
+    /// Waits `batch_ms`, then sends the spans and metrics that gathered in the isolate
+    /// meanwhile.
+    pub(super) async fn flush_batch<H: Host>(
         &self,
         waiting: telemetry::Waiting,
         request_id: &str,
@@ -75,20 +97,32 @@ impl Gateway {
             return;
         };
         host.sleep(t.batch_ms).await;
-        let export = self.spans.borrow_mut().take(t, host.runtime(), request_id);
-        drop(waiting); // the next spans start a wait of their own
-        if let Some(export) = export {
-            self.export_spans(export, host).await;
+        let exports = self
+            .spans
+            .borrow_mut()
+            .take(t, host.runtime(), request_id, host.now());
+        drop(waiting); // what comes next starts a wait of its own
+        for export in exports {
+            self.export(export, host).await;
         }
     }
 
-    /// Sends a request's spans to the collector, once, within its upstream's `timeout_ms`; a
-    /// failure is logged with the number of spans lost, and changes nothing else.
-    pub(super) async fn export_spans<H: Host>(&self, spans: Export, host: &H) {
-        let Some(t) = &self.config.telemetry else {
+    /// Sends spans or metrics to the collector, once, within its upstream's `timeout_ms`; a
+    /// failure is logged with the number of spans or data points lost, and changes nothing else.
+    pub(super) async fn export<H: Host>(&self, export: Export, host: &H) {
+        let Some((t, upstream)) = self
+            .config
+            .telemetry
+            .as_ref()
+            .and_then(|t| Some((t, t.upstream?)))
+        else {
             return;
         };
-        let upstream = &self.config.upstreams[t.upstream];
+        let upstream = &self.config.upstreams[upstream];
+        let path = match export.signal {
+            Signal::Traces => t.path.clone(),
+            Signal::Metrics => t.metrics_path.clone().unwrap_or_default(),
+        };
         let mut headers = t.headers.clone();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -97,9 +131,9 @@ impl Gateway {
         let out = Outbound {
             method: &Method::POST,
             upgrade: false,
-            path_and_query: t.path.clone(),
+            path_and_query: path,
             headers,
-            body: Body::Bytes(spans.body),
+            body: Body::Bytes(export.body),
         };
         let exchange = Exchange {
             timeout_ms: upstream.timeout_ms,
@@ -107,7 +141,7 @@ impl Gateway {
             max_response_bytes: COLLECTOR_ANSWER_BYTES,
             max_request_bytes: usize::MAX,
             body: BodyUse::Read,
-            request_id: &spans.request_id,
+            request_id: &export.request_id,
         };
         let answer = send_upstream(upstream, out, &exchange, &mut Tries::default(), host).await;
         let failed = match &answer {
@@ -115,13 +149,17 @@ impl Gateway {
             Ok(res) => format!("status {}", res.status().as_u16()),
             Err(reject) => reject.code().to_string(),
         };
-        let line = serde_json::json!({
-            "request_id": spans.request_id,
+        let lost = match export.signal {
+            Signal::Traces => "spans_lost",
+            Signal::Metrics => "points_lost",
+        };
+        let mut line = serde_json::json!({
+            "request_id": export.request_id,
             "event": "telemetry-export",
             "outcome": "failed",
             "reason": failed,
-            "spans_lost": spans.spans,
         });
+        line[lost] = export.items.into();
         host.log(&line.to_string());
     }
 }

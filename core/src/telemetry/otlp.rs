@@ -102,7 +102,7 @@ const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
 const ERROR: i32 = 2;
 
-fn text(key: &str, v: &str) -> KeyValue {
+pub(super) fn text(key: &str, v: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {
@@ -111,7 +111,7 @@ fn text(key: &str, v: &str) -> KeyValue {
     }
 }
 
-fn int(key: &str, v: i64) -> KeyValue {
+pub(super) fn int(key: &str, v: i64) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {
@@ -239,9 +239,9 @@ fn server_span(
     }
 }
 
-/// The export request: the resource (service, version, runtime) and the spans.
-pub(super) fn encode(t: &Telemetry, runtime: &str, spans: Vec<Span>) -> Vec<u8> {
-    let resource = Resource {
+/// The resource of every export: the service, its version and the runtime.
+pub(super) fn resource(t: &Telemetry, runtime: &str) -> Resource {
+    Resource {
         attributes: vec![
             text("service.name", &t.service_name),
             text("service.version", &t.service_version),
@@ -249,16 +249,24 @@ pub(super) fn encode(t: &Telemetry, runtime: &str, spans: Vec<Span>) -> Vec<u8> 
             text("telemetry.sdk.name", "portcullis"),
             text("telemetry.sdk.language", "rust"),
         ],
-    };
-    let scope = InstrumentationScope {
+    }
+}
+
+/// The instrumentation scope: the gateway and its version.
+pub(super) fn scope() -> InstrumentationScope {
+    InstrumentationScope {
         name: "portcullis".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-    };
+    }
+}
+
+/// The export request: the resource (service, version, runtime) and the spans.
+pub(super) fn encode(t: &Telemetry, runtime: &str, spans: Vec<Span>) -> Vec<u8> {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(resource),
+            resource: Some(resource(t, runtime)),
             scope_spans: vec![ScopeSpans {
-                scope: Some(scope),
+                scope: Some(scope()),
                 spans,
             }],
         }],
