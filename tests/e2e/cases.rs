@@ -1422,6 +1422,49 @@ pub fn metrics_count_every_request_exactly(s: &Suite) {
     assert_eq!(post["doubles"][4], 10.0, "the request's body");
 }
 
+/// A collector that hangs (past its 1 s timeout) or refuses changes no answer: the traced
+/// request's answer comes as fast as ever, whole and with its status, and the lost spans are
+/// logged. Alone: on workerd the spans of other cases' requests would share the lost export.
+pub fn a_collector_that_hangs_or_refuses_changes_no_answer(s: &Suite) {
+    for (marker, reason) in [
+        ("collector-hangs", "gateway-timeout"),
+        ("collector-refuses", "status 503"),
+    ] {
+        let n = s.unique();
+        let tp = format!("00-{:016x}{n:08x}0000000e-00f067aa0ba902b7-01", now_ms());
+        let before = s.gw.logs.lock().unwrap().len();
+        let began = std::time::Instant::now();
+        let r = s.send(
+            "GET",
+            &format!("/backend/{marker}-{n}"),
+            &[("traceparent", &tp)],
+            b"",
+        );
+        let took = began.elapsed();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.header("content-length").is_some() && !r.body.is_empty());
+        assert!(
+            took < std::time::Duration::from_millis(900),
+            "{marker}: the answer took {took:?}, as if it waited for the collector"
+        );
+        let failed = || {
+            let logs = s.gw.logs.lock().unwrap();
+            let lines = logs[before..]
+                .iter()
+                .filter(|l| l.contains("telemetry-export"));
+            let records = lines.filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+            records
+                .filter(|r| r["reason"] == reason && r["spans_lost"].as_u64() > Some(0))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+        while failed() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(failed(), 1, "{marker}: one telemetry-export failure logged");
+    }
+}
+
 /// Server-Sent Events pass as the upstream sends them: 5 events 200 ms apart, the first reaches
 /// the client before the upstream has sent the third, and all 5 arrive in order.
 pub fn events_reach_the_client_as_the_upstream_sends_them(s: &Suite) {
@@ -1793,7 +1836,7 @@ macro_rules! e2e_cases {
         $crate::e2e_cases!(@$mode alone $suite;
             large_bodies_stream_through_byte_exact, unknown_kids_share_one_jwks_fetch,
             new_kids_arriving_together_wait_for_one_fetch,
-            shared_cache);
+            shared_cache, a_collector_that_hangs_or_refuses_changes_no_answer);
     };
     (@each alone $suite:path; $($case:ident),*) => {
         $(#[test] fn $case() { cases::$case($suite()); })*

@@ -266,6 +266,10 @@ impl Upstream {
     }
 }
 
+/// How long the suite's collector holds an export marked `collector-hangs`: three times the
+/// collector upstream's `timeout_ms` (tests/e2e/gateway.toml).
+pub const COLLECTOR_HANGS: Duration = Duration::from_secs(3);
+
 fn serve_upstream(
     conn: TcpStream,
     rec: &Mutex<Vec<Received>>,
@@ -333,6 +337,17 @@ fn serve_upstream(
         return conn.shutdown(Shutdown::Both);
     }
     let mut status = after("status").unwrap_or(200);
+    if target.starts_with("/otlp/") {
+        // the collector: a marker in an export (a span's `url.path` carries the request's path)
+        // makes it hang past the gateway's timeout for it, or refuse
+        let has = |marker: &[u8]| got.body.windows(marker.len()).any(|w| w == marker);
+        if has(b"collector-hangs") {
+            std::thread::sleep(COLLECTOR_HANGS);
+        }
+        if has(b"collector-refuses") {
+            status = 503;
+        }
+    }
     if let Some(n) = after("fails-after") {
         // the target's first `n` requests succeed, the ones after answer 503
         let seen = rec
