@@ -44,6 +44,8 @@ export const portcullisOptions = (build) => ({
   kvNamespaces: ["PORTCULLIS_KV"],
   durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
   bindings: { PORTCULLIS_CACHE: "kv" },
+  // Miniflare's own dataset binding: the call costs what crossing into it costs; it keeps nothing
+  analyticsEngineDatasets: { PORTCULLIS_ANALYTICS: { dataset: "portcullis_bench" } },
 });
 
 /// Miniflare options for a worker module (bundled if it imports packages) aimed at the upstream

@@ -225,24 +225,41 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-/// The pipeline with `[telemetry]` off and on (every request traced: its spans built, encoded
-/// and handed to the collector, which the in-memory host answers at once). On a runtime the
-/// export itself happens after the answer; what the answer waits for is the span building and
-/// encoding, in `on` less `off`.
+/// The pipeline with `[telemetry]` off; counting every request (`metrics`: each request's counts
+/// encoded and handed to the collector, as on Spin; `metrics-isolate`: gathered in an isolate's
+/// batch, as on Workers, one export after `batch_ms`); and tracing every request as well (`on`,
+/// each request's spans and counts sent). The in-memory host answers the collector at once. On
+/// a runtime the export itself happens after the answer; what the answer waits for is the
+/// building and encoding, each row less `off`.
 fn telemetry(c: &mut Criterion) {
     let client = Client::new("198.18.0.1".parse().unwrap());
     let (token, key) = token_and_key(Alg::HS256);
-    let traced = "\n[upstreams.collector]\ntargets = [{ url = \"https://otel.bench\" }]\n\n\
-                  [telemetry]\nupstream = \"collector\"\nsample = 1.0\n";
+    let section = |keys: &str| {
+        format!(
+            "\n[upstreams.collector]\ntargets = [{{ url = \"https://otel.bench\" }}]\n\n\
+             [telemetry]\nupstream = \"collector\"\n{keys}\n"
+        )
+    };
     let mut g = c.benchmark_group("pipeline/telemetry");
-    for (name, extra) in [("off", ""), ("on", traced)] {
-        let src = config(10, 10, &key, 10_000) + extra;
+    let variants = [
+        ("off", String::new(), false),
+        ("metrics", section("traces = false"), false),
+        ("metrics-isolate", section("traces = false"), true),
+        ("on", section("sample = 1.0"), false),
+    ];
+    for (name, extra, isolate) in variants {
+        let src = config(10, 10, &key, 10_000) + &extra;
         let gw = Gateway::new(Config::from_toml(&src).unwrap());
         let host = backend();
+        host.shares_isolate.set(isolate);
         let run = |r: Request<Bytes>| {
             let res = pollster::block_on(gw.handle(r.map(Body::Bytes), client.clone(), &host));
-            for later in host.take_later() {
-                pollster::block_on(gw.run_later(later, &host));
+            // in an isolate the batch's wait would run once a second: not per request
+            let later = host.take_later();
+            if !isolate {
+                for later in later {
+                    pollster::block_on(gw.run_later(later, &host));
+                }
             }
             res
         };
