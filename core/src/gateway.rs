@@ -262,13 +262,14 @@ impl Gateway {
         } = parts;
         let request_id_value = self.request_id(&headers, host);
         let request_id = request_id_value.to_str().unwrap_or("-");
-        #[allow(unused_mut)] // changed only by a build with telemetry
-        let mut traceparent = transform::traceparent(
+        // changed and read only by a build with telemetry
+        #[allow(unused_mut, unused_variables)]
+        let (mut traceparent, caller) = transform::traceparent(
             headers.get(TRACEPARENT),
             [host.random(), host.random(), host.random()],
         );
         #[cfg(feature = "telemetry")]
-        let trace = self.trace_start(&headers, &mut traceparent, host);
+        let trace = self.trace_start(caller, &mut traceparent, host);
         let traceparent = transform::traceparent_text(&traceparent);
         let peer = (client.ip, self.config.trusted_proxies.contains(client.ip));
         let client = Client {

@@ -24,7 +24,7 @@ pub use metrics::{Aggregate, DataPoint, Measure, MAX_SERIES};
 
 use crate::config::diag::{header_name, refuse, Errs};
 use crate::config::{raw, Id, Upstream};
-use crate::phase::observe::{AccessLog, LogSample};
+use crate::phase::observe::{AccessLog, Share};
 use http::{HeaderMap, HeaderValue};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -46,7 +46,7 @@ pub struct Telemetry {
     /// The Workers Analytics Engine binding that gets a data point per request.
     pub analytics_engine: Option<String>,
     pub headers: HeaderMap,
-    sample: LogSample,
+    sample: Share,
     service_name: String,
     service_version: String,
     pub consumer_ids: bool,
@@ -148,7 +148,7 @@ impl Telemetry {
             analytics_engine: t.analytics_engine.clone(),
             path: t.path.clone(),
             headers,
-            sample: LogSample::share(t.sample),
+            sample: Share::of(t.sample),
             service_name: t.service_name.clone(),
             service_version: t
                 .service_version
@@ -164,8 +164,7 @@ impl Telemetry {
     pub fn sampled(&self, incoming: Option<&Parent>, draw: impl FnOnce() -> u64) -> bool {
         match incoming {
             Some(parent) => parent.sampled,
-            // `keeps` samples answers below 400; any status below it asks the share
-            None => self.sample.keeps(0, draw),
+            None => self.sample.picks(draw),
         }
     }
 }
@@ -177,17 +176,14 @@ pub struct Parent {
     pub sampled: bool,
 }
 
-/// The caller's span and decision, from a `traceparent` the gateway kept (the trace id of
-/// `ours` equals the incoming one exactly when the incoming one was valid).
-pub fn parent(incoming: Option<&HeaderValue>, ours: &str) -> Option<Parent> {
-    let s = incoming?.to_str().ok()?.trim();
-    if s.get(3..35)? != ours.get(3..35)? {
-        return None; // not valid: the gateway started a trace of its own
+impl Parent {
+    /// The caller's span and decision, from the valid `traceparent` it sent.
+    pub fn of(caller: crate::phase::transform::Caller<'_>) -> Option<Parent> {
+        Some(Parent {
+            span_id: hex8(caller.parent_id)?,
+            sampled: u8::from_str_radix(caller.flags, 16).ok()? & 1 == 1,
+        })
     }
-    Some(Parent {
-        span_id: hex8(s.get(36..52)?)?,
-        sampled: u8::from_str_radix(s.get(53..55)?, 16).ok()? & 1 == 1,
-    })
 }
 
 fn hex8(s: &str) -> Option<[u8; 8]> {

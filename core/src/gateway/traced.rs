@@ -5,6 +5,7 @@ use super::upstream::{send_upstream, Outbound, Tries};
 use super::{Ctx, Gateway};
 use crate::body::Body;
 use crate::host::{BodyUse, Exchange, Host, Later, LaterWork};
+use crate::phase::transform::Caller;
 use crate::telemetry::{self, Export, Finished, Measure, Signal, Trace};
 use http::{HeaderValue, Method};
 
@@ -16,14 +17,12 @@ impl Gateway {
     /// it, the `traceparent` sent on says so (flags `00`).
     pub(super) fn trace_start<H: Host>(
         &self,
-        headers: &http::HeaderMap,
+        caller: Option<Caller<'_>>,
         traceparent: &mut [u8; 55],
         host: &H,
     ) -> Option<Trace> {
         let t = self.config.telemetry.as_ref().filter(|t| t.traces)?;
-        let incoming = headers.get(super::TRACEPARENT);
-        let ours = crate::phase::transform::traceparent_text(traceparent);
-        let parent = telemetry::parent(incoming, ours);
+        let parent = caller.and_then(telemetry::Parent::of);
         let sampled = t.sampled(parent.as_ref(), || host.random());
         if parent.is_none() && !sampled {
             traceparent[53..].copy_from_slice(b"00");

@@ -8,36 +8,51 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::rc::Rc;
 
-/// Which answers get an access-log line (`[gateway] access_log_sample`): every answer of 400 and
-/// above, and a share of the others picked at random per request.
+/// A share of requests picked at random, one draw per request (the access log's sample, the
+/// traces' `sample`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogSample {
-    /// Every answer.
+pub enum Share {
+    /// Every request.
     All,
-    /// An answer below 400 when a random draw (uniform over `u64`) is below this.
+    /// A request when a random draw (uniform over `u64`) is below this.
     Below(u64),
 }
 
-impl LogSample {
-    /// The sample that logs `share` (0 to 1; outside that range, the nearest end) of the answers
-    /// below 400.
-    pub fn share(share: f64) -> LogSample {
+impl Share {
+    /// `share` of the requests (0 to 1; outside that range, the nearest end).
+    pub fn of(share: f64) -> Share {
         if share >= 1.0 {
-            LogSample::All
+            Share::All
         } else {
             // `as` saturates and takes NaN to 0; 2^64 × share is below 2^64 here
-            LogSample::Below((share * 18_446_744_073_709_551_616.0) as u64)
+            Share::Below((share * 18_446_744_073_709_551_616.0) as u64)
         }
+    }
+
+    /// Whether a request is picked; `draw` (a random `u64`) is called only when not every one is.
+    pub fn picks(self, draw: impl FnOnce() -> u64) -> bool {
+        match self {
+            Share::All => true,
+            Share::Below(bound) => draw() < bound,
+        }
+    }
+}
+
+/// Which answers get an access-log line (`[gateway] access_log_sample`): every answer of 400 and
+/// above, and a share of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSample(pub Share);
+
+impl LogSample {
+    /// The sample that logs `share` of the answers below 400.
+    pub fn share(share: f64) -> LogSample {
+        LogSample(Share::of(share))
     }
 
     /// Whether an answer of `status` gets its line; `draw` (a random `u64`) is called only for
     /// an answer below 400 when not every one is logged.
     pub fn keeps(self, status: u16, draw: impl FnOnce() -> u64) -> bool {
-        match self {
-            LogSample::All => true,
-            LogSample::Below(_) if status >= 400 => true,
-            LogSample::Below(bound) => draw() < bound,
-        }
+        status >= 400 || self.0.picks(draw)
     }
 }
 
@@ -386,9 +401,9 @@ mod tests {
             };
             assert_eq!(got, kept, "{sample:?} {status} {draw:?}");
         }
-        assert_eq!(LogSample::share(1.5), LogSample::All);
-        assert_eq!(LogSample::share(-1.0), LogSample::Below(0));
-        assert_eq!(LogSample::share(f64::NAN), LogSample::Below(0));
+        assert_eq!(Share::of(1.5), Share::All);
+        assert_eq!(Share::of(-1.0), Share::Below(0));
+        assert_eq!(Share::of(f64::NAN), Share::Below(0));
     }
 
     #[test]

@@ -376,10 +376,21 @@ pub fn shared_value<const N: usize>(bytes: [u8; N]) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from_owner(bytes)).ok()
 }
 
+/// What a valid incoming `traceparent` says besides its trace id: the caller's span id and its
+/// flags, as checked lowercase hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller<'h> {
+    pub parent_id: &'h str,
+    pub flags: &'h str,
+}
+
 /// The trace context to send upstream: the incoming `traceparent` with a new parent id (this
-/// gateway's span), or a new trace when the incoming one is absent or malformed.
-/// [`trace_id`] reads the trace id back out of it.
-pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> [u8; 55] {
+/// gateway's span), or a new trace when the incoming one is absent or malformed; and, when it
+/// was valid, its caller's span. [`trace_id`] reads the trace id back out of it.
+pub fn traceparent(
+    incoming: Option<&HeaderValue>,
+    random: [u64; 3],
+) -> ([u8; 55], Option<Caller<'_>>) {
     let hex = |p: &str, n: usize| {
         p.len() == n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };
@@ -395,7 +406,13 @@ pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> [u8; 55]
             && hex(parent, 16)
             && parent.bytes().any(|b| b != b'0')
             && hex(flags, 2);
-        ok.then_some((trace, flags))
+        ok.then_some((
+            trace,
+            Caller {
+                parent_id: parent,
+                flags,
+            },
+        ))
     });
     // 00-<trace id: 32>-<parent id: 16>-<flags: 2>
     let mut tp = *b"00-________________________________-________________-__";
@@ -407,8 +424,8 @@ pub fn traceparent(incoming: Option<&HeaderValue>, random: [u64; 3]) -> [u8; 55]
         }
     }
     put_hex(&mut tp[36..52], random[2] | 1);
-    tp[53..].copy_from_slice(parsed.map_or("01", |(_, flags)| flags).as_bytes());
-    tp
+    tp[53..].copy_from_slice(parsed.map_or("01", |(_, caller)| caller.flags).as_bytes());
+    (tp, parsed.map(|(_, caller)| caller))
 }
 
 /// A `traceparent` made by [`traceparent`] as text (it is all ASCII).
@@ -881,7 +898,12 @@ mod tests {
     #[test]
     fn trace_context() {
         let inc = hv("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let tp = traceparent(Some(&inc), [1, 2, 0xab]);
+        let (tp, caller) = traceparent(Some(&inc), [1, 2, 0xab]);
+        let want = Caller {
+            parent_id: "00f067aa0ba902b7",
+            flags: "01",
+        };
+        assert_eq!(caller, Some(want));
         let tp = traceparent_text(&tp);
         assert_eq!(
             tp,
@@ -891,7 +913,7 @@ mod tests {
         // a later version may carry more fields; its flags are kept
         let later = hv("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra");
         assert_eq!(
-            traceparent_text(&traceparent(Some(&later), [1, 2, 0xab])),
+            traceparent_text(&traceparent(Some(&later), [1, 2, 0xab]).0),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000ab-00"
         );
         for bad in [
@@ -903,7 +925,9 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
         ] {
-            let tp = traceparent(Some(&hv(bad)), [1, 2, 4]);
+            let bad_value = hv(bad);
+            let (tp, caller) = traceparent(Some(&bad_value), [1, 2, 4]);
+            assert_eq!(caller, None, "{bad}");
             let tp = traceparent_text(&tp);
             assert_eq!(
                 tp, "00-00000000000000010000000000000003-0000000000000005-01",
