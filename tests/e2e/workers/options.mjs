@@ -7,6 +7,9 @@ export function workerOptions(buildDir, port = 0) {
   return {
     host: "127.0.0.1",
     port: Number(port),
+    // the `request.cf` of every request, for tests of country and ASN lists (JSON; an option
+    // Miniflare shares between its workers)
+    ...(process.env.PORTCULLIS_TEST_CF ? { cf: JSON.parse(process.env.PORTCULLIS_TEST_CF) } : {}),
     workers: [
       {
         name: "portcullis",
@@ -29,8 +32,6 @@ export function workerOptions(buildDir, port = 0) {
         // Miniflare's own Analytics Engine binding drops every data point; this one checks
         // each as the platform does and prints it, so the suite can read what was written
         wrappedBindings: { PORTCULLIS_ANALYTICS: "analytics-engine" },
-        // the `request.cf` of every request, for tests of country and ASN lists (JSON)
-        ...(process.env.PORTCULLIS_TEST_CF ? { cf: JSON.parse(process.env.PORTCULLIS_TEST_CF) } : {}),
       },
       { name: "analytics-engine", modules: true, script: ANALYTICS_ENGINE },
     ],
