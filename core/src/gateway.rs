@@ -77,9 +77,9 @@ pub struct Gateway {
     /// The cache keys whose misses are being filled, which other misses wait for.
     #[cfg(feature = "response-cache")]
     cache_flights: crate::flight::Flights,
-    /// Traced requests' spans waiting to share an export (`[telemetry]`, Workers).
+    /// Spans and counts waiting to share an export (`[telemetry]`, Workers).
     #[cfg(feature = "telemetry")]
-    spans: RefCell<crate::telemetry::Batch>,
+    telemetry_batch: RefCell<crate::telemetry::Batch>,
 }
 
 /// A log line buffer that grew past this is given back rather than kept for the next request.
@@ -204,7 +204,7 @@ impl Gateway {
             #[cfg(feature = "response-cache")]
             cache_flights: Default::default(),
             #[cfg(feature = "telemetry")]
-            spans: RefCell::default(),
+            telemetry_batch: RefCell::default(),
         }
     }
 

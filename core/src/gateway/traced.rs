@@ -68,7 +68,7 @@ impl Gateway {
         if finished.measure.is_none() && !finished.traced {
             return;
         }
-        let Ok(mut batch) = self.spans.try_borrow_mut() else {
+        let Ok(mut batch) = self.telemetry_batch.try_borrow_mut() else {
             return; // only if a host's `random` handled another request inside this one
         };
         let then = telemetry::finish(t, &finished, &mut batch, host.shares_isolate(), || {
@@ -96,10 +96,10 @@ impl Gateway {
             return;
         };
         host.sleep(t.batch_ms).await;
-        let exports = self
-            .spans
-            .borrow_mut()
-            .take(t, host.runtime(), request_id, host.now());
+        let exports =
+            self.telemetry_batch
+                .borrow_mut()
+                .take(t, host.runtime(), request_id, host.now());
         drop(waiting); // what comes next starts a wait of its own
         for export in exports {
             self.export(export, host).await;
