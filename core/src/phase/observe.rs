@@ -165,6 +165,11 @@ pub struct AccessLog<'a> {
 }
 
 impl<'a> AccessLog<'a> {
+    /// Whether `p` is the phase that refused the request: its decision is the problem code.
+    pub fn refused_in(&self, p: &PhaseRecord<'_>) -> bool {
+        p.phase != Phase::Respond && self.error.is_some_and(|code| code == p.decision)
+    }
+
     /// Records a phase that ran from `start_us` to `end_us`.
     pub fn phase(
         &mut self,

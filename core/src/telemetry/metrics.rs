@@ -8,7 +8,7 @@
 //! make series of its own; an export holds at most [`MAX_SERIES`].
 
 use super::otlp::{text, KeyValue};
-use crate::phase::observe::{AccessLog, Phase};
+use crate::phase::observe::AccessLog;
 use prost::Message;
 
 /// The most series one export holds: a request that would add one more sends the others first.
@@ -63,10 +63,7 @@ impl<'a> Measure<'a> {
         bytes: (Option<u64>, Option<u64>),
     ) -> Measure<'a> {
         let refused = log.error.and_then(|code| {
-            let phase = log
-                .phases
-                .iter()
-                .find(|p| p.phase != Phase::Respond && p.decision == code)?;
+            let phase = log.phases.iter().find(|p| log.refused_in(p))?;
             Some((phase.phase.as_str(), code))
         });
         Measure {

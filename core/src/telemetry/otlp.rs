@@ -4,7 +4,6 @@
 //! crate itself.
 
 use super::{Finished, Telemetry, MAX_SPANS};
-use crate::phase::observe::Phase;
 use prost::Message;
 
 #[derive(Clone, PartialEq, Message)]
@@ -156,7 +155,7 @@ pub(super) fn spans(
         let end = p.start_us.saturating_add(p.us);
         let mut s = child(p.phase.as_str(), INTERNAL, p.start_us, end);
         s.attributes.push(text("portcullis.decision", &p.decision));
-        if p.phase != Phase::Respond && log.error.is_some_and(|e| e == p.decision) {
+        if log.refused_in(p) {
             s.status = error(&p.decision);
         }
         spans.push(s);
