@@ -1426,6 +1426,7 @@ pub fn metrics_count_every_request_exactly(s: &Suite) {
 /// request's answer comes as fast as ever, whole and with its status, and the lost spans are
 /// logged. Alone: on workerd the spans of other cases' requests would share the lost export.
 pub fn a_collector_that_hangs_or_refuses_changes_no_answer(s: &Suite) {
+    let _alone = s.quiet_alone();
     for (marker, reason) in [
         ("collector-hangs", "gateway-timeout"),
         ("collector-refuses", "status 503"),
