@@ -196,7 +196,7 @@ pub trait Host {
     /// `dataset` (`[telemetry] analytics_engine`). A runtime without such datasets writes
     /// nothing: the setting is documented as Workers' only.
     #[cfg(feature = "telemetry")]
-    fn write_data_point(&self, dataset: &str, point: &crate::telemetry::DataPoint) {
+    fn write_data_point(&self, dataset: &str, point: &crate::telemetry::DataPoint<&str>) {
         let _ = (dataset, point);
     }
     /// The runtime's name, for the traces' resource (`portcullis.runtime`).

@@ -357,9 +357,9 @@ impl Host for MemoryHost {
     }
 
     #[cfg(feature = "telemetry")]
-    fn write_data_point(&self, dataset: &str, point: &crate::telemetry::DataPoint) {
+    fn write_data_point(&self, dataset: &str, point: &crate::telemetry::DataPoint<&str>) {
         if self.record.get() {
-            let point = (dataset.to_string(), point.clone());
+            let point = (dataset.to_string(), point.to_owned());
             self.data_points.borrow_mut().push(point);
         }
     }

@@ -391,11 +391,11 @@ impl Host for WorkersHost {
     /// One call into JavaScript; a dataset that is not bound, or a point the platform refuses,
     /// costs a log line and nothing else.
     #[cfg(feature = "telemetry")]
-    fn write_data_point(&self, dataset: &str, point: &portcullis_core::telemetry::DataPoint) {
+    fn write_data_point(&self, dataset: &str, point: &portcullis_core::telemetry::DataPoint<&str>) {
         let blobs = point.blobs.iter().map(|b| JsValue::from_str(b));
         let blobs: js_sys::Array = blobs.collect();
         let doubles = js_sys::Float64Array::from(&point.doubles[..]);
-        let failed = write_data_point(self.env.as_ref(), dataset, &point.index, &blobs, &doubles);
+        let failed = write_data_point(self.env.as_ref(), dataset, point.index, &blobs, &doubles);
         if let Some(line) = failed {
             self.log(&line);
         }

@@ -396,12 +396,26 @@ impl Writer {
 }
 
 /// One request as a Workers Analytics Engine data point: its index (the route, which the
-/// engine samples by), blobs and doubles, in the order docs/observability.md lists them.
+/// engine samples by), blobs and doubles, in the order docs/observability.md lists them. The
+/// gateway makes one that borrows the request's strings (`DataPoint<&str>`, nothing allocated
+/// per request); a host that keeps points past the call (the in-memory test host) makes an owned
+/// copy ([`DataPoint::to_owned`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct DataPoint {
-    pub index: String,
-    pub blobs: [String; BLOBS],
+pub struct DataPoint<S = String> {
+    pub index: S,
+    pub blobs: [S; BLOBS],
     pub doubles: [f64; DOUBLES],
+}
+
+impl DataPoint<&str> {
+    /// The point with its strings copied, to keep.
+    pub fn to_owned(&self) -> DataPoint {
+        DataPoint {
+            index: self.index.into(),
+            blobs: self.blobs.map(String::from),
+            doubles: self.doubles,
+        }
+    }
 }
 
 /// How many blobs and doubles a [`DataPoint`] has (the engine takes up to 20 of each).
@@ -414,7 +428,7 @@ const INDEX_BYTES: usize = 96;
 impl Measure<'_> {
     /// The request as an Analytics Engine data point (times in milliseconds; a size the
     /// gateway did not know counts 0, and the last double says whether the answer's was known).
-    pub fn data_point(&self, runtime: &str) -> DataPoint {
+    pub fn data_point<'a>(&'a self, runtime: &'a str) -> DataPoint<&'a str> {
         let mut index = if self.route.is_empty() {
             "-"
         } else {
@@ -430,7 +444,7 @@ impl Measure<'_> {
         let phase = self.refused.map_or("", |(phase, _)| phase);
         let code = self.error.unwrap_or_default();
         DataPoint {
-            index: index.into(),
+            index,
             blobs: [
                 self.route,
                 self.route_path,
@@ -442,8 +456,7 @@ impl Measure<'_> {
                 code,
                 self.upstream.unwrap_or_default(),
                 runtime,
-            ]
-            .map(String::from),
+            ],
             doubles: [
                 f64::from(self.status),
                 self.duration_us as f64 / 1000.0,
