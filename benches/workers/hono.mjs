@@ -4,7 +4,9 @@
 // benches/gateway.toml's `items` route (benches/workers/hono/app.mjs), and Portcullis with that
 // config plus 10,000 deny-list CIDRs (target/bench/cidr-gateway.toml), with its exact limit (a
 // Durable Object call per request) and without it (`/unlimited/42`), each also with 1% of its
-// successes in the access log (Hono's stack writes none). Before measuring, each
+// successes in the access log (Hono's stack writes none), and the JavaScript pass-through making
+// the platform objects Portcullis's proxy path makes (new headers both ways, an abort controller,
+// the head and idle timers), without and with an access-log line. Before measuring, each
 // policy target is checked to refuse a request without a token (401) and one from a denied
 // address (403), so the policy is really on.
 // Loopback only, bounded: ROUNDS (default 3) x SECONDS (default 8) per target and concurrency,
@@ -34,10 +36,20 @@ if (bundled.status !== 0) throw new Error("wrangler could not bundle benches/wor
 const honoScript = fs.readdirSync(honoOut).find((f) => f.endsWith(".js"));
 
 const upstream = await startUpstream();
+/// The JavaScript pass-through that also makes the platform objects Portcullis's proxy path makes
+/// (`letters`: benches/workers/platform/steps.mjs), with no policy at all: what those behaviours
+/// cost by themselves, in any language.
+function steps(letters) {
+  const options = jsWorkerOptions(path.join(root, "benches/workers/platform/steps.mjs"));
+  options.bindings = { ...options.bindings, STEPS: letters };
+  return options;
+}
 // one Miniflare per worker (the same workerd binary and settings), as in load.mjs; each its own
 // workerd process, whose CPU time per request is reported beside the throughput
 const workers = {
   js: await startWorker(jsWorkerOptions(path.join(root, "benches/workers/hono/passthrough.mjs"))),
+  floor: await startWorker(steps("ratw")),
+  floorLogged: await startWorker(steps("ratwl")),
   rust: await startWorker(passthroughOptions()),
   hono: await startWorker(jsWorkerOptions(path.join(honoOut, honoScript))),
   portcullis: await startWorker(portcullisOptions(BUILD)),
@@ -50,6 +62,8 @@ const client = "198.51.100.7"; // in no deny list
 const policy = { authorization: `Bearer ${benchToken()}`, "cf-connecting-ip": client };
 const targets = {
   "JavaScript pass-through": { port: port.js, pid: pid.js, headers: {}, path: "/items/42" },
+  "JavaScript, Portcullis's platform objects, no policy": { port: port.floor, pid: pid.floor, headers: {}, path: "/items/42" },
+  "JavaScript, the same and a log line": { port: port.floorLogged, pid: pid.floorLogged, headers: {}, path: "/items/42" },
   "Rust pass-through": { port: port.rust, pid: pid.rust, headers: {}, path: "/items/42" },
   "Hono, the same policy": { port: port.hono, pid: pid.hono, headers: policy, path: "/items/42", policy: true },
   "Portcullis, exact limit": { port: port.portcullis, pid: pid.portcullis, headers: policy, path: "/items/42", policy: true },
