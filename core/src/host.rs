@@ -118,7 +118,8 @@ pub struct Filling(
 /// Work the gateway leaves for after its answer: refreshing a stale cache entry it served
 /// (`stale-while-revalidate`), sending a traced request's spans (`[telemetry]`). The adapter
 /// runs it with [`crate::Gateway::run_later`] once the answer is on its way, on a host of its
-/// own: on Workers under `waitUntil`, on Spin after the answer's last byte. Dropping it unrun
+/// own: on Workers under `waitUntil`, on Spin in the request's component-model task after the
+/// handler has returned (beside the answer's body, which does not wait for it). Dropping it unrun
 /// gives up the refresh (another request starts one) or the spans.
 pub struct Later(pub(crate) LaterWork);
 

@@ -1,7 +1,8 @@
 //! OpenTelemetry traces (`[telemetry]`): for each traced request, a server span with a child
 //! span per phase and a client span per upstream attempt, encoded as an OTLP/HTTP protobuf
 //! `ExportTraceServiceRequest` and sent to the collector after the answer (the adapter runs it
-//! as [`crate::Later`] work: on Workers under `waitUntil`, on Spin after the answer's last byte).
+//! as [`crate::Later`] work: on Workers under `waitUntil`, on Spin in the request's task after
+//! the handler has returned).
 //!
 //! What it trusts: the caller's `traceparent` decides whether a request is traced and which
 //! trace it joins (W3C Trace Context: a caller may always ask for tracing, so a collector must

@@ -1423,27 +1423,35 @@ pub fn metrics_count_every_request_exactly(s: &Suite) {
 }
 
 /// A collector that hangs (past its 1 s timeout) or refuses changes no answer: the traced
-/// request's answer comes as fast as ever, whole and with its status, and the lost spans are
-/// logged. Alone: on workerd the spans of other cases' requests would share the lost export.
+/// request's answer, of a known length or streamed, comes as fast as ever, whole and with its
+/// status, and the lost spans are logged. Alone: on workerd the spans of other cases' requests would share the lost export.
 pub fn a_collector_that_hangs_or_refuses_changes_no_answer(s: &Suite) {
     let _alone = s.quiet_alone();
-    for (marker, reason) in [
-        ("collector-hangs", "gateway-timeout"),
-        ("collector-refuses", "status 503"),
+    // the answer of a known length, then one streamed without a length (chunked), whose end
+    // is the last thing the client sees: neither waits for the export
+    for (marker, reason, streamed) in [
+        ("collector-hangs", "gateway-timeout", false),
+        ("collector-refuses", "status 503", false),
+        ("collector-hangs", "gateway-timeout", true),
     ] {
         let n = s.unique();
         let tp = format!("00-{:016x}{n:08x}0000000e-00f067aa0ba902b7-01", now_ms());
         let before = s.gw.logs.lock().unwrap().len();
         let began = std::time::Instant::now();
-        let r = s.send(
-            "GET",
-            &format!("/backend/{marker}-{n}"),
-            &[("traceparent", &tp)],
-            b"",
-        );
+        let path = if streamed {
+            format!("/backend/bytes/3000/chunked/{marker}-{n}")
+        } else {
+            format!("/backend/{marker}-{n}")
+        };
+        let r = s.send("GET", &path, &[("traceparent", &tp)], b"");
         let took = began.elapsed();
         assert_eq!(r.status, 200, "{}", r.text());
-        assert!(r.header("content-length").is_some() && !r.body.is_empty());
+        if streamed {
+            assert_eq!(r.header("content-length"), None, "streamed");
+            assert_eq!(r.body, vec![b'x'; 3000]);
+        } else {
+            assert!(r.header("content-length").is_some() && !r.body.is_empty());
+        }
         assert!(
             took < std::time::Duration::from_millis(900),
             "{marker}: the answer took {took:?}, as if it waited for the collector"

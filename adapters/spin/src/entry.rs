@@ -66,23 +66,25 @@ async fn handle(
         Body::Stream(stream) => stream,
         Body::Bytes(bytes) => {
             if !later.is_empty() && !bytes.is_empty() {
-                // the client knows the answer whole at its last byte, while the work runs
+                // the client knows when it has the answer whole, though the instance lives on
+                // for the work beside it
                 head.headers
                     .insert(http::header::CONTENT_LENGTH, bytes.len().into());
             }
             SpinStream::bytes(bytes)
         }
     };
-    if later.is_empty() {
-        return Ok(http::Response::from_parts(head, body));
+    if !later.is_empty() {
+        // the work left for after the answer (a stale entry's refresh, this request's spans and
+        // counts) runs in this request's component-model task after the handler has returned,
+        // beside the answer's body: neither waits for the other, and the task (so the instance,
+        // which may live for this request only) lasts until both are done
+        spin_sdk::wasip3::spawn(async move {
+            for later in later {
+                gateway.run_later(later, &host).await;
+            }
+        });
     }
-    // the work left for after the answer (a stale entry's refresh) runs after its last byte
-    // (the instance may live for this request only)
-    let body = body.then_run(async move {
-        for later in later {
-            gateway.run_later(later, &host).await;
-        }
-    });
     Ok(http::Response::from_parts(head, body))
 }
 

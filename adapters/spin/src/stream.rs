@@ -37,9 +37,6 @@ pub struct SpinStream {
     writing: Option<Timer>,
     /// The inner body has ended (it is not polled again).
     ended: bool,
-    /// Work to run once the body's last byte is out (a stale cache entry's refresh): the end
-    /// waits for it, so the instance lives until it is done.
-    after: Option<Timer>,
 }
 
 impl SpinStream {
@@ -52,15 +49,7 @@ impl SpinStream {
             held: None,
             writing: None,
             ended: false,
-            after: None,
         }
-    }
-
-    /// Runs `work` once the body's last byte is out, before its end: the client has the
-    /// whole answer by then when its `Content-Length` says how long it is.
-    pub fn then_run(mut self, work: impl Future<Output = ()> + 'static) -> SpinStream {
-        self.after = Some(Box::pin(work));
-        self
     }
 
     /// Copied to the store on its way: see [`portcullis_core::Host::tee`].
@@ -132,20 +121,6 @@ impl SpinStream {
 }
 
 impl SpinStream {
-    /// The end of the body, once the work left for after it is done.
-    fn poll_after(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, ErrorCode>>> {
-        if let Some(after) = &mut self.after {
-            if after.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.after = None;
-        }
-        Poll::Ready(None)
-    }
-
     /// Passes `item` on, or holds it back while a copy is on its way (the one held before goes
     /// out instead; with none, the next frame is awaited).
     fn pass(
@@ -241,14 +216,13 @@ impl Body for SpinStream {
             }
         }
         if this.ended {
-            return this.poll_after(cx);
+            return Poll::Ready(None);
         }
         this.poll_inner(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.after.is_none()
-            && self.held.is_none()
+        self.held.is_none()
             && self.tee.is_none()
             && self.writing.is_none()
             && (self.ended || self.inner.is_end_stream())

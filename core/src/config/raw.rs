@@ -977,8 +977,8 @@ pub struct RouteCache {
     /// refreshes it in the background, in seconds, where the upstream's own
     /// `stale-while-revalidate` (RFC 5861) does not say and it does not forbid serving stale
     /// (as for `stale_if_error_s`). The first request to find it stale starts one refresh (on
-    /// Workers under `waitUntil`, on Spin after the answer's last byte); the others are served
-    /// the stale answer meanwhile. Default 0: only when the upstream says so.
+    /// Workers under `waitUntil`, on Spin in the request's task once the handler has returned);
+    /// the others are served the stale answer meanwhile. Default 0: only when the upstream says so.
     #[serde(default)]
     #[schemars(range(max = 31536000))]
     pub stale_while_revalidate_s: u32,

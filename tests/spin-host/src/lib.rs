@@ -298,11 +298,12 @@ impl http_body::Body for Streamed {
 /// gateway that holds bodies back).
 struct Sink {
     head: Option<tokio::sync::oneshot::Sender<Result<http::response::Parts, String>>>,
-    body: tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, String>>,
+    /// `None` once the body has ended (the client then has all of it).
+    body: Option<tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, String>>>,
 }
 
 /// One request, one fresh instance (as Spin does). The instance runs on its own task until
-/// its answer's body has gone out.
+/// its answer's body has gone out and the component's task has exited (as Spin's does).
 async fn serve(
     app: Arc<App>,
     req: http::Request<hyper::body::Incoming>,
@@ -313,14 +314,18 @@ async fn serve(
     tokio::spawn(async move {
         let mut sink = Sink {
             head: Some(head_tx),
-            body: body_tx,
+            body: Some(body_tx),
         };
         if let Err(e) = run(&app, req, peer, &mut sink).await {
             eprintln!("spin-test-host: {e:#}");
             match sink.head.take() {
                 Some(head) => drop(head.send(Err(format!("component failed: {e}")))),
                 // the head went out: the body ends with the error (the client sees it cut)
-                None => drop(sink.body.send(Err(e.to_string())).await),
+                None => {
+                    if let Some(body) = sink.body.take() {
+                        drop(body.send(Err(e.to_string())).await);
+                    }
+                }
             }
         }
     });
@@ -457,13 +462,21 @@ async fn handle(
                     if let Some(head) = sink.head.take() {
                         let _ = head.send(Ok(parts));
                     }
-                    while let Some(frame) = body.frame().await {
-                        let frame =
-                            frame.map_err(|e| wasmtime::format_err!("response body: {e:?}"))?;
-                        if sink.body.send(Ok(frame)).await.is_err() {
-                            break; // the client went away
+                    if let Some(out) = &sink.body {
+                        while let Some(frame) = body.frame().await {
+                            let frame =
+                                frame.map_err(|e| wasmtime::format_err!("response body: {e:?}"))?;
+                            if out.send(Ok(frame)).await.is_err() {
+                                break; // the client went away
+                            }
                         }
                     }
+                    // the body has ended: the client has all of it now
+                    sink.body = None;
+                    // as Spin does (it waits for the handler's task to exit), the instance lives
+                    // on until the work the component does after its answer is done (a future
+                    // it `spawn`ed in its task: a stale entry's refresh, spans to export)
+                    std::future::poll_fn(|cx| store.poll_no_interesting_tasks(cx)).await;
                     Ok(())
                 },
                 async {
