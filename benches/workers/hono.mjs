@@ -9,7 +9,8 @@
 // the head and idle timers), without and with an access-log line. Before measuring, each
 // policy target is checked to refuse a request without a token (401) and one from a denied
 // address (403), so the policy is really on.
-// Loopback only, bounded: ROUNDS (default 3) x SECONDS (default 8) per target and concurrency,
+// Loopback only, bounded: ROUNDS (default 3) x SECONDS (default 8) per target and concurrency
+// (CONNECTIONS, default "1,8"),
 // at most 40,000 requests per measurement. Run it with scripts/bench-hono.sh (it builds what
 // this needs). Results: target/bench/workers-hono.{md,json}.
 import { spawnSync } from "node:child_process";
@@ -19,6 +20,7 @@ import { root, startUpstream, startWorker, portcullisOptions, passthroughOptions
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 8);
+const CONNECTIONS = (process.env.CONNECTIONS ?? "1,8").split(",").map(Number);
 const MAX_REQUESTS = 40000;
 const BUILD = process.env.PORTCULLIS_BUILD ?? "build-cidr";
 // the same config logging 1% of the answers below 400 (`access_log_sample = 0.01`)
@@ -90,7 +92,7 @@ try {
     if (noToken !== 401 || denied !== 403) throw new Error(`${name}: no token ${noToken} (want 401), denied address ${denied} (want 403)`);
   }
   for (const t of Object.values(targets)) for (let i = 0; i < 200; i++) await request(undefined, t); // warm up
-  for (const concurrency of [1, 8]) {
+  for (const concurrency of CONNECTIONS) {
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, t] of Object.entries(targets)) {
         const r = await measureLoad(t, concurrency, { seconds: SECONDS, maxRequests: MAX_REQUESTS });
