@@ -56,6 +56,14 @@ export const jsWorkerOptions = (scriptPath) => ({
   bindings: { UPSTREAM: `http://127.0.0.1:${UPSTREAM_PORT}` },
 });
 
+/// Miniflare options for the JavaScript pass-through that also makes, by the letters of `steps`,
+/// the platform objects Portcullis's proxy path makes (benches/workers/platform/steps.mjs).
+export const stepsWorkerOptions = (steps) => {
+  const options = jsWorkerOptions(path.join(root, "benches/workers/platform/steps.mjs"));
+  options.bindings = { ...options.bindings, STEPS: steps };
+  return options;
+};
+
 /// Miniflare options for the Rust pass-through worker (benches/passthrough-worker).
 export const passthroughOptions = () => jsWorkerOptions(path.join(root, "benches/passthrough-worker/build/shim.mjs"));
 

@@ -16,7 +16,7 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { root, startUpstream, startWorker, portcullisOptions, passthroughOptions, jsWorkerOptions, benchToken, request, measureLoad } from "./common.mjs";
+import { root, startUpstream, startWorker, portcullisOptions, passthroughOptions, jsWorkerOptions, stepsWorkerOptions, benchToken, request, measureLoad } from "./common.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 8);
@@ -38,20 +38,14 @@ if (bundled.status !== 0) throw new Error("wrangler could not bundle benches/wor
 const honoScript = fs.readdirSync(honoOut).find((f) => f.endsWith(".js"));
 
 const upstream = await startUpstream();
-/// The JavaScript pass-through that also makes the platform objects Portcullis's proxy path makes
-/// (`letters`: benches/workers/platform/steps.mjs), with no policy at all: what those behaviours
-/// cost by themselves, in any language.
-function steps(letters) {
-  const options = jsWorkerOptions(path.join(root, "benches/workers/platform/steps.mjs"));
-  options.bindings = { ...options.bindings, STEPS: letters };
-  return options;
-}
 // one Miniflare per worker (the same workerd binary and settings), as in load.mjs; each its own
 // workerd process, whose CPU time per request is reported beside the throughput
 const workers = {
   js: await startWorker(jsWorkerOptions(path.join(root, "benches/workers/hono/passthrough.mjs"))),
-  floor: await startWorker(steps("ratw")),
-  floorLogged: await startWorker(steps("ratwl")),
+  // the platform objects of Portcullis's proxy path made in JavaScript, with no policy at all:
+  // what those behaviours cost by themselves
+  floor: await startWorker(stepsWorkerOptions("ratw")),
+  floorLogged: await startWorker(stepsWorkerOptions("ratwl")),
   rust: await startWorker(passthroughOptions()),
   hono: await startWorker(jsWorkerOptions(path.join(honoOut, honoScript))),
   portcullis: await startWorker(portcullisOptions(BUILD)),

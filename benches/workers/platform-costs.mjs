@@ -7,7 +7,7 @@
 // Loopback only; bounded by ROUNDS x SECONDS per variant. Results: target/bench/platform-costs.md.
 import fs from "node:fs";
 import path from "node:path";
-import { root, startUpstream, startWorker, jsWorkerOptions, request, measureLoad } from "./common.mjs";
+import { root, startUpstream, startWorker, stepsWorkerOptions, request, measureLoad } from "./common.mjs";
 
 const VARIANTS = (process.env.VARIANTS ?? "-,r,a,t,w,x,l,ratw").split(",");
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
@@ -17,9 +17,7 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8);
 const upstream = await startUpstream();
 const workers = {};
 for (const v of VARIANTS) {
-  const options = jsWorkerOptions(path.join(root, "benches/workers/platform/steps.mjs"));
-  options.bindings = { ...options.bindings, STEPS: v };
-  workers[v] = await startWorker(options);
+  workers[v] = await startWorker(stepsWorkerOptions(v));
 }
 const target = (w) => ({ ...w, path: "/items/42", headers: { "cf-connecting-ip": "198.51.100.7" } });
 const rounds = {};
