@@ -359,7 +359,7 @@ impl Host for MemoryHost {
     #[cfg(feature = "telemetry")]
     fn write_data_point(&self, dataset: &str, point: &crate::telemetry::DataPoint<&str>) {
         if self.record.get() {
-            let point = (dataset.to_string(), point.to_owned());
+            let point = (dataset.to_string(), point.owned());
             self.data_points.borrow_mut().push(point);
         }
     }

@@ -1424,7 +1424,8 @@ pub fn metrics_count_every_request_exactly(s: &Suite) {
 
 /// A collector that hangs (past its 1 s timeout) or refuses changes no answer: the traced
 /// request's answer, of a known length or streamed, comes as fast as ever, whole and with its
-/// status, and the lost spans are logged. Alone: on workerd the spans of other cases' requests would share the lost export.
+/// status, and the lost spans are logged. Alone: on workerd the spans of other cases' requests
+/// would share the lost export.
 pub fn a_collector_that_hangs_or_refuses_changes_no_answer(s: &Suite) {
     let _alone = s.quiet_alone();
     // the answer of a known length, then one streamed without a length (chunked), whose end

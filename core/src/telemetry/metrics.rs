@@ -399,7 +399,7 @@ impl Writer {
 /// engine samples by), blobs and doubles, in the order docs/observability.md lists them. The
 /// gateway makes one that borrows the request's strings (`DataPoint<&str>`, nothing allocated
 /// per request); a host that keeps points past the call (the in-memory test host) makes an owned
-/// copy ([`DataPoint::to_owned`]).
+/// copy ([`DataPoint::owned`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataPoint<S = String> {
     pub index: S,
@@ -409,7 +409,7 @@ pub struct DataPoint<S = String> {
 
 impl DataPoint<&str> {
     /// The point with its strings copied, to keep.
-    pub fn to_owned(&self) -> DataPoint {
+    pub fn owned(&self) -> DataPoint {
         DataPoint {
             index: self.index.into(),
             blobs: self.blobs.map(String::from),
